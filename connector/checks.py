@@ -1,0 +1,40 @@
+"""Start-up checks beyond the schema: files that must exist and load, policies that make sense.
+
+`serve` refuses to start on any of these; `check-config` lists them all.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+from connector.settings import Settings
+from providers.files import CsvSettings, JsonSettings
+
+
+def preflight(settings: Settings) -> list[str]:
+    """Every problem found, each prefixed with the config file and key path."""
+    src = settings.source
+    problems: list[str] = []
+    server = settings.server
+    if server.tls_cert is not None and server.tls_key is not None:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                server.tls_cert, server.tls_key
+            )
+        except (OSError, ssl.SSLError) as exc:
+            problems.append(f"{src}: server.tls_cert/tls_key: cannot load the pair: {_why(exc)}")
+    if server.client_ca is not None:
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=str(server.client_ca))
+        except (OSError, ssl.SSLError) as exc:
+            problems.append(f"{src}: server.client_ca: cannot load: {_why(exc)}")
+    for name, provider in settings.providers.items():
+        if isinstance(provider, CsvSettings | JsonSettings) and not provider.path.is_file():
+            problems.append(f"{src}: providers.{name}.path: no such file: {provider.path}")
+    return problems
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)

@@ -1,0 +1,123 @@
+"""From an authentic request to allow/deny: identifier checks, provider chain, policy, data.
+
+Every path that is not an explicit allow ends in a deny with a stable reason code; errors from
+providers arrive here already translated and can only deny.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from connector.enrichment import build_data
+from connector.lookup import LookupResult, ProviderChain
+from connector.models import ReplyError, WebhookReply, WebhookRequest
+from connector.policy import PolicyResult, RuleOutcome, evaluate
+from connector.settings import WebhookSettings
+from providers.base import DeviceRecord
+from providers.identifiers import DeviceIdentifier, IdentifierShapeError, classify
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The verdict on one webhook call and what explains it.
+
+    Attributes:
+        allow: The answer.
+        code: Reason code of a deny (None on allow).
+        message: Human reason shown to the ACME client on deny.
+        data: Enrichment data (ENRICHING allows only).
+        identifier: The attested identifier as received (may be invalid).
+        kind: Its shape, when it passed the check.
+        record: The device the chain found.
+        lookup: The chain's answer, when it was asked.
+        outcomes: Every policy rule's verdict, when the policy ran.
+    """
+
+    allow: bool
+    code: str | None = None
+    message: str | None = None
+    data: dict[str, Any] | None = None
+    identifier: str | None = None
+    kind: str | None = None
+    record: DeviceRecord | None = None
+    lookup: LookupResult | None = None
+    outcomes: tuple[RuleOutcome, ...] = field(default=())
+
+    def reply(self) -> WebhookReply:
+        """The JSON step-ca receives."""
+        if self.allow:
+            return WebhookReply(allow=True, data=self.data)
+        return WebhookReply(
+            allow=False,
+            error=ReplyError(code=self.code or "denied", message=self.message or "denied"),
+        )
+
+
+def _deny(code: str, message: str, **fields: Any) -> Decision:
+    return Decision(allow=False, code=code, message=message, **fields)
+
+
+def check_identifier(hook: WebhookSettings, value: str) -> DeviceIdentifier | Decision:
+    """The identifier if its shape is accepted for this webhook, else the deny."""
+    try:
+        return classify(value, hook.identifier_kinds)
+    except IdentifierShapeError:
+        pass
+    try:
+        other = classify(value)
+    except IdentifierShapeError as exc:
+        return _deny("identifier-invalid", str(exc), identifier=value)
+    return _deny(
+        "identifier-kind-not-allowed",
+        f"identifiers of kind {other.kind.value} are not accepted by this webhook",
+        identifier=value,
+        kind=other.kind.value,
+    )
+
+
+def policy_error(result: PolicyResult) -> tuple[str, str]:
+    """The code and message a failed policy puts into the reply's `error`."""
+    first = result.failures[0]
+    return first.code or "policy-denied", first.message
+
+
+async def decide(
+    hook: WebhookSettings, request: WebhookRequest, chain: ProviderChain, *, now: datetime
+) -> Decision:
+    """Run the checks in order; the first failing one decides."""
+    value = request.permanent_identifier
+    if not value:
+        if hook.on_missing_identifier == "allow":
+            return Decision(allow=True, data={} if hook.kind == "ENRICHING" else None)
+        return _deny("identifier-missing", "the request carries no attested permanent identifier")
+    checked = check_identifier(hook, value)
+    if isinstance(checked, Decision):
+        return checked
+    identifier = checked
+    base: dict[str, Any] = {"identifier": value, "kind": identifier.kind.value}
+    if hook.kind == "ENRICHING":
+        csr = request.x509_certificate_request
+        common_name = csr.subject.common_name if csr else None
+        if common_name and common_name != value:
+            return _deny(
+                "csr-mismatch", "the CSR common name differs from the attested identifier", **base
+            )
+    result = await chain.lookup(identifier)
+    base["lookup"] = result
+    if result.record is None:
+        if result.failures:
+            return _deny(
+                "inventory-unavailable",
+                "the device inventory could not be consulted; try again later",
+                **base,
+            )
+        return _deny("device-not-found", "the device is not in the organisation's inventory", **base)
+    record = result.record
+    verdict = evaluate(hook.policy, record, identifier, now=now)
+    if not verdict.allow:
+        code, message = policy_error(verdict)
+        return _deny(code, message, record=record, outcomes=verdict.outcomes, **base)
+    data = build_data(hook.enrichment, record, identifier) if hook.kind == "ENRICHING" else None
+    return Decision(allow=True, data=data, record=record, outcomes=verdict.outcomes, **base)

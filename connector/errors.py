@@ -1,0 +1,122 @@
+"""Request errors and the one middleware that turns them into JSON answers.
+
+Exceptions::
+
+    ConnectorError                 any refusal of a request (status + stable code)
+    ├── MethodNotAllowed     405   not a POST
+    ├── BodyTooLarge         413   over `server.max_body_bytes`
+    ├── UnknownWebhook       401   no webhook with that id on this path
+    ├── SignatureError       401   signature missing or wrong
+    ├── AuthError            401   bearer / basic credentials missing or wrong
+    ├── ClientCertError      403   mTLS required and no (or the wrong) client certificate
+    └── PayloadError         400   body is not step-ca's JSON, or timestamp outside the window
+
+A policy denial is not an error: it is HTTP 200 with `allow: false`, because step-ca shows the
+`error` object of a 200 to the ACME client but turns every 4xx/5xx into an opaque failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+log = structlog.get_logger("connector")
+
+
+class ConnectorError(Exception):
+    """When a request is refused before any decision is made."""
+
+    status = 400
+    code = "bad-request"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class MethodNotAllowed(ConnectorError):
+    """When a webhook path receives anything but POST."""
+
+    status = 405
+    code = "method-not-allowed"
+
+
+class BodyTooLarge(ConnectorError):
+    """When the body exceeds the configured cap."""
+
+    status = 413
+    code = "body-too-large"
+
+
+class UnknownWebhook(ConnectorError):
+    """When the webhook id header is missing or names no webhook on this path."""
+
+    status = 401
+    code = "unknown-webhook"
+
+
+class SignatureError(ConnectorError):
+    """When `X-Smallstep-Signature` is missing, malformed or wrong."""
+
+    status = 401
+    code = "signature-invalid"
+
+
+class AuthError(ConnectorError):
+    """When the configured bearer token or basic credentials do not match."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class ClientCertError(ConnectorError):
+    """When the webhook requires step-ca's client certificate and did not get it."""
+
+    status = 403
+    code = "client-certificate-required"
+
+
+class PayloadError(ConnectorError):
+    """When the body is not a step-ca webhook request we can act on."""
+
+    status = 400
+    code = "payload-invalid"
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    """The JSON shape of every refusal (step-ca ignores it; curl users read it)."""
+    return web.json_response(
+        {"allow": False, "error": {"code": code, "message": message}}, status=status
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer `ConnectorError` with its status and code; anything unexpected with a logged 500."""
+    try:
+        return await handler(request)
+    except ConnectorError as exc:
+        log.warning(
+            "request.rejected",
+            path=request.path,
+            status=exc.status,
+            code=exc.code,
+            reason=exc.message,
+        )
+        return error_response(exc.status, exc.code, exc.message)
+    except web.HTTPException as exc:
+        if exc.status == 405:
+            return error_response(405, MethodNotAllowed.code, "only POST is accepted")
+        if exc.status == 404:
+            return error_response(404, "not-found", "no webhook is served on this path")
+        raise
+    except Exception:
+        log.exception("request.failed", path=request.path)
+        return error_response(500, "internal-error", "internal error; see the connector's log")

@@ -1,0 +1,183 @@
+"""Thin handlers: the webhook runs verify → parse → decide → answer; health endpoints report.
+
+Verification order is fixed and cheap-first: method, body size, webhook id, client certificate,
+signature, credentials, JSON, timestamp. Nothing is parsed before the signature is checked.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import time
+from datetime import datetime
+
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+from connector.decision import Decision, decide
+from connector.errors import (
+    AuthError,
+    BodyTooLarge,
+    ClientCertError,
+    MethodNotAllowed,
+    PayloadError,
+    SignatureError,
+    UnknownWebhook,
+)
+from connector.keys import CLOCK, PROVIDERS, ROUTES, SETTINGS, WebhookRuntime
+from connector.models import WebhookRequest
+from connector.settings import WebhookSettings
+from connector.signing import verify_signature
+from connector.tls import peer_certificate, peer_dns_names
+
+log = structlog.get_logger("connector.webhook")
+
+ID_HEADER = "X-Smallstep-Webhook-ID"
+SIGNATURE_HEADER = "X-Smallstep-Signature"
+
+
+async def read_capped(request: web.Request, limit: int) -> bytes:
+    """Read the body, refusing as soon as it passes `limit` bytes (never buffering more)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge(f"body of {request.content_length} bytes exceeds {limit}")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(16 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge(f"body exceeds {limit} bytes")
+    return bytes(body)
+
+
+def _find_webhook(request: web.Request) -> WebhookRuntime:
+    hooks = request.app[ROUTES].get(request.match_info.route.resource.canonical, {})  # type: ignore[union-attr]
+    webhook_id = request.headers.get(ID_HEADER, "").strip()
+    if not webhook_id:
+        raise UnknownWebhook(f"missing {ID_HEADER} header")
+    runtime = hooks.get(webhook_id)
+    if runtime is None:
+        raise UnknownWebhook("no webhook with this id is served on this path")
+    return runtime
+
+
+def _check_client_cert(request: web.Request, hook: WebhookSettings) -> None:
+    if not hook.require_client_cert:
+        return
+    cert = peer_certificate(request)
+    if cert is None:
+        raise ClientCertError("this webhook requires step-ca's client certificate")
+    pinned = request.app[SETTINGS].server.client_dns_names
+    if pinned and not peer_dns_names(cert) & {name.lower() for name in pinned}:
+        raise ClientCertError(
+            "client certificate names none of server.client_dns_names",
+            code="client-certificate-name-mismatch",
+        )
+
+
+def _check_signature(request: web.Request, body: bytes, hook: WebhookSettings) -> None:
+    header = request.headers.get(SIGNATURE_HEADER)
+    if header is None:
+        raise SignatureError(f"missing {SIGNATURE_HEADER} header", code="signature-missing")
+    if not verify_signature(body, header, hook.hmac_key):
+        raise SignatureError("signature does not match the body and the webhook secret")
+
+
+def _check_credentials(request: web.Request, hook: WebhookSettings) -> None:
+    header = request.headers.get("Authorization", "")
+    if hook.bearer_token is not None:
+        expected = f"Bearer {hook.bearer_token.get_secret_value()}"
+        if not hmac.compare_digest(header.encode(), expected.encode()):
+            raise AuthError("missing or wrong bearer token")
+    elif hook.basic_auth is not None:
+        scheme, _, encoded = header.partition(" ")
+        try:
+            decoded = base64.b64decode(encoded, validate=True) if scheme == "Basic" else b""
+        except (binascii.Error, ValueError):
+            decoded = b""
+        expected_pair = (
+            f"{hook.basic_auth.username}:{hook.basic_auth.password.get_secret_value()}".encode()
+        )
+        if not hmac.compare_digest(decoded, expected_pair):
+            raise AuthError("missing or wrong basic credentials")
+
+
+def _parse(body: bytes) -> WebhookRequest:
+    if not body.strip():
+        raise PayloadError("empty body")
+    try:
+        return WebhookRequest.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise PayloadError(f"not a step-ca webhook request: {where}: {first['msg']}") from None
+
+
+def _check_timestamp(payload: WebhookRequest, now: datetime, skew: float) -> None:
+    drift = (now - payload.timestamp).total_seconds()
+    if abs(drift) > skew:
+        raise PayloadError(
+            f"timestamp is {abs(drift):.0f}s {'old' if drift > 0 else 'in the future'} "
+            f"(window {skew:g}s)",
+            code="timestamp-out-of-window",
+        )
+
+
+async def handle_webhook(request: web.Request) -> web.Response:
+    """Verify the call really comes from step-ca, then answer allow or deny (HTTP 200)."""
+    started = time.perf_counter()
+    if request.method != "POST":
+        raise MethodNotAllowed("only POST is accepted")
+    settings = request.app[SETTINGS]
+    body = await read_capped(request, settings.server.max_body_bytes)
+    runtime = _find_webhook(request)
+    hook = runtime.settings
+    _check_client_cert(request, hook)
+    _check_signature(request, body, hook)
+    _check_credentials(request, hook)
+    payload = _parse(body)
+    now = request.app[CLOCK]()
+    _check_timestamp(payload, now, settings.server.clock_skew)
+    decision = await decide(hook, payload, runtime.chain, now=now)
+    _log_decision(request, hook, decision, started)
+    return web.json_response(decision.reply().to_json())
+
+
+def _log_decision(
+    request: web.Request, hook: WebhookSettings, decision: Decision, started: float
+) -> None:
+    record = decision.record
+    fields: dict[str, object] = {
+        "webhook": hook.name,
+        "kind": hook.kind,
+        "identifier": decision.identifier,
+        "identifier_kind": decision.kind,
+        "allow": decision.allow,
+        "code": decision.code,
+        "provider": record.provider if record else None,
+        "cached": decision.lookup.cached if decision.lookup else None,
+        "reasons": [o.code for o in decision.outcomes if not o.passed] or None,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+    if decision.lookup and decision.lookup.failures:
+        fields["failed_providers"] = [f.provider for f in decision.lookup.failures]
+    if request.app[SETTINGS].logging.personal_data and record and record.user:
+        fields["user"] = record.user.username
+        fields["email"] = record.user.email
+    log.info("webhook.decision", **{k: v for k, v in fields.items() if v is not None})
+
+
+async def handle_healthz(_request: web.Request) -> web.Response:
+    """Alive: the process answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def handle_readyz(request: web.Request) -> web.Response:
+    """Ready: every provider has loaded (inventory read, credentials accepted)."""
+    providers = request.app[PROVIDERS]
+    states = {name: provider.ready for name, provider in providers.items()}
+    ready = all(states.values())
+    return web.json_response(
+        {"status": "ready" if ready else "not-ready", "providers": states},
+        status=200 if ready else 503,
+    )

@@ -1,0 +1,33 @@
+"""Typed keys for what the app object holds (the only mutable state of the service)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from connector.lookup import LookupCache, ProviderChain
+from connector.settings import Settings, WebhookSettings
+from providers.base import Provider
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRuntime:
+    """A configured webhook with its provider chain.
+
+    Attributes:
+        settings: The ``[[webhooks]]`` entry.
+        chain: Its providers, in order, behind the shared cache.
+    """
+
+    settings: WebhookSettings
+    chain: ProviderChain
+
+
+SETTINGS = web.AppKey("settings", Settings)
+PROVIDERS = web.AppKey("providers", dict[str, Provider])
+ROUTES = web.AppKey("routes", dict[str, dict[str, WebhookRuntime]])
+CACHE = web.AppKey("cache", LookupCache)
+CLOCK = web.AppKey("clock", Callable[[], datetime])

@@ -1,0 +1,250 @@
+"""Configuration: one TOML file validated into frozen settings, refused whole if anything is off.
+
+Every problem is reported with the file and the key path (``webhooks[0].secret``); values are
+never echoed, so a mistyped secret cannot leak into a terminal or a log.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from connector.enrichment import EnrichmentSettings
+from connector.policy import PolicySettings
+from connector.signing import decode_secret
+from providers import ProviderSettings
+from providers.config_types import ConfigPath, Secret
+from providers.identifiers import IdentifierKind
+
+RESERVED_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerSettings(_Frozen):
+    """``[server]``: how the connector listens."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=0, le=65535)
+    tls_cert: ConfigPath | None = None
+    tls_key: ConfigPath | None = None
+    dev_certificate: bool = False
+    dev_certificate_dir: ConfigPath | None = None
+    plain_http: bool = False
+    client_ca: ConfigPath | None = None
+    client_dns_names: tuple[str, ...] = ()
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    clock_skew: float = Field(default=300.0, gt=0, le=3600)
+    cert_reload_interval: float = Field(default=30.0, ge=0)
+    shutdown_timeout: float = Field(default=10.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _one_way_to_listen(self) -> ServerSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        ways = [self.plain_http, self.tls_cert is not None, self.dev_certificate]
+        if sum(ways) == 0:
+            raise ValueError(
+                "set tls_cert and tls_key, or dev_certificate = true, "
+                "or plain_http = true (only behind a TLS-terminating proxy)"
+            )
+        if self.plain_http and (self.tls_cert is not None or self.dev_certificate):
+            raise ValueError("plain_http excludes tls_cert and dev_certificate")
+        if self.client_ca is not None and self.plain_http:
+            raise ValueError("client_ca (mTLS) needs TLS; it cannot be used with plain_http")
+        if self.client_dns_names and self.client_ca is None:
+            raise ValueError("client_dns_names needs client_ca")
+        return self
+
+
+class LoggingSettings(_Frozen):
+    """``[logging]``."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+    personal_data: bool = False
+
+
+class CacheSettings(_Frozen):
+    """``[cache]``: TTLs in seconds; 0 disables that cache."""
+
+    found_ttl: float = Field(default=300.0, ge=0)
+    not_found_ttl: float = Field(default=60.0, ge=0)
+    max_entries: int = Field(default=10_000, ge=1)
+
+
+class BasicAuth(_Frozen):
+    """HTTP basic credentials step-ca sends (``--basic-auth-username``)."""
+
+    username: str = Field(min_length=1)
+    password: Secret
+
+
+class WebhookSettings(_Frozen):
+    """One ``[[webhooks]]`` entry: a step-ca webhook served on `path`."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    kind: Literal["AUTHORIZING", "ENRICHING"]
+    path: str = Field(pattern=r"^/[A-Za-z0-9._~/-]*$")
+    id: str = Field(min_length=1, max_length=128)
+    secret: Secret
+    bearer_token: Secret | None = None
+    basic_auth: BasicAuth | None = None
+    require_client_cert: bool = False
+    providers: tuple[str, ...] = Field(min_length=1)
+    identifier_kinds: frozenset[IdentifierKind] = frozenset(
+        {IdentifierKind.SERIAL, IdentifierKind.UDID}
+    )
+    on_missing_identifier: Literal["deny", "allow"] = "deny"
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
+
+    @field_validator("path")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_PATHS:
+            raise ValueError(f"{value} is reserved for health checks")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _base64(cls, value: Any) -> Any:
+        raw = value.get_secret_value()
+        if raw:
+            decode_secret(raw)
+        return value
+
+    @model_validator(mode="after")
+    def _authenticated(self) -> WebhookSettings:
+        if not self.secret.get_secret_value() and not self.require_client_cert:
+            raise ValueError(
+                "an empty secret (a webhook declared only in ca.json) is accepted only with "
+                "require_client_cert = true"
+            )
+        if self.bearer_token is not None and self.basic_auth is not None:
+            raise ValueError("bearer_token and basic_auth exclude each other (step-ca sends one)")
+        return self
+
+    @property
+    def hmac_key(self) -> bytes:
+        """The decoded HMAC key (empty for ca.json-only webhooks)."""
+        raw = self.secret.get_secret_value()
+        return decode_secret(raw) if raw else b""
+
+
+class Settings(_Frozen):
+    """The whole configuration file."""
+
+    server: ServerSettings
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    providers: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")], ProviderSettings] = (
+        Field(min_length=1)
+    )
+    webhooks: tuple[WebhookSettings, ...] = Field(min_length=1)
+    source: str = Field(default="<memory>", exclude=True)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        names: set[str] = set()
+        routes: set[tuple[str, str]] = set()
+        for index, hook in enumerate(self.webhooks):
+            where = f"webhooks[{index}] ({hook.name})"
+            if hook.name in names:
+                raise ValueError(f"{where}: webhook name is used twice")
+            names.add(hook.name)
+            if (hook.path, hook.id) in routes:
+                raise ValueError(f"{where}: another webhook has the same path and id")
+            routes.add((hook.path, hook.id))
+            missing = [p for p in hook.providers if p not in self.providers]
+            if missing:
+                raise ValueError(f"{where}: unknown provider(s) {', '.join(missing)}")
+            if hook.require_client_cert and self.server.client_ca is None:
+                raise ValueError(f"{where}: require_client_cert needs server.client_ca")
+        return self
+
+
+class ConfigError(Exception):
+    """When a configuration file cannot be used; `problems` lists every reason."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: invalid configuration ({len(problems)} problem(s))")
+        self.source = source
+        self.problems = problems
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate a TOML config file."""
+    source = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(source, [f"{source}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(source, [f"{source}: not UTF-8 text"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"{source}: TOML syntax: {exc}"]) from None
+    return settings_from_mapping(data, source=source, base_dir=path.resolve().parent)
+
+
+def settings_from_mapping(
+    data: dict[str, Any], *, source: str = "<memory>", base_dir: Path | None = None
+) -> Settings:
+    """Validate an already-parsed config mapping; relative paths resolve against `base_dir`."""
+    try:
+        return Settings.model_validate(
+            {**data, "source": source}, context={"base_dir": base_dir or Path.cwd()}
+        )
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_url=False, include_context=False)
+        # A failing entry is dropped before the length check runs; that echo only confuses.
+        deeper = {e["loc"][0] for e in errors if len(e["loc"]) > 1}
+        problems = [
+            f"{source}: {_key_path(error['loc'], data)}: {_message(error)}"
+            for error in errors
+            if not (error["type"] == "too_short" and error["loc"][:1] and error["loc"][0] in deeper)
+        ]
+        raise ConfigError(source, problems) from None
+
+
+def _message(error: Any) -> str:
+    msg = str(error["msg"])
+    return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+def _key_path(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
+    parts: list[str] = []
+    node: Any = data
+    skip_tag = False
+    for item in loc:
+        if skip_tag:
+            # Discriminated unions put the tag (`kind`) into the location; admins never wrote it.
+            skip_tag = False
+            if isinstance(node, dict) and item == node.get("kind"):
+                continue
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(f".{item}" if parts else str(item))
+        node = node[item] if isinstance(node, dict | list) and _has(node, item) else None
+        if parts[:1] == ["providers"] and len(parts) == 2:
+            skip_tag = True
+    return "".join(parts) or "(top level)"
+
+
+def _has(node: dict[str, Any] | list[Any], item: int | str) -> bool:
+    if isinstance(node, list):
+        return isinstance(item, int) and 0 <= item < len(node)
+    return item in node

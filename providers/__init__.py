@@ -1,0 +1,54 @@
+"""Inventory providers: the `Provider` seam, the normalised `DeviceRecord`, and the sources.
+
+This package never imports `connector`: a provider knows its upstream, not the webhook.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from providers.base import (
+    DeviceRecord,
+    GroupRef,
+    Provider,
+    ProviderError,
+    ProviderNotReady,
+    UserRecord,
+)
+from providers.files import CsvSettings, FileProvider, JsonSettings
+from providers.identifiers import DeviceIdentifier, IdentifierKind, IdentifierShapeError, classify
+
+ProviderSettings = Annotated[
+    CsvSettings | JsonSettings,
+    Field(discriminator="kind"),
+]
+"""The ``[providers.NAME]`` table: one model per ``kind``."""
+
+
+def build_provider(name: str, settings: ProviderSettings) -> Provider:
+    """Create the provider a config table describes (not started yet)."""
+    match settings:
+        case CsvSettings() | JsonSettings():
+            return FileProvider(name, settings)
+    raise TypeError(f"no provider for {type(settings).__name__}")  # pragma: no cover
+
+
+__all__ = [
+    "CsvSettings",
+    "DeviceIdentifier",
+    "DeviceRecord",
+    "FileProvider",
+    "GroupRef",
+    "IdentifierKind",
+    "IdentifierShapeError",
+    "JsonSettings",
+    "Provider",
+    "ProviderError",
+    "ProviderNotReady",
+    "ProviderSettings",
+    "UserRecord",
+    "build_provider",
+    "classify",
+]
