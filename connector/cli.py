@@ -146,7 +146,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         webhook_id=args.id,
         secret_b64=secret,
         bearer_token=args.bearer_token,
-        basic_auth=basic if basic and len(basic) == 2 else None,  # type: ignore[arg-type]
+        basic_auth=basic if basic and len(basic) == 2 else None,
     )
     verify: str | bool = args.cacert if args.cacert else True
     cert = (args.cert, args.key) if args.cert else None

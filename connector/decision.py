@@ -113,7 +113,9 @@ async def decide(
                 "the device inventory could not be consulted; try again later",
                 **base,
             )
-        return _deny("device-not-found", "the device is not in the organisation's inventory", **base)
+        return _deny(
+            "device-not-found", "the device is not in the organisation's inventory", **base
+        )
     record = result.record
     verdict = evaluate(hook.policy, record, identifier, now=now)
     if not verdict.allow:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from dataclasses import dataclass
+from datetime import datetime
 
 from aiohttp import web
 
@@ -30,4 +30,5 @@ SETTINGS = web.AppKey("settings", Settings)
 PROVIDERS = web.AppKey("providers", dict[str, Provider])
 ROUTES = web.AppKey("routes", dict[str, dict[str, WebhookRuntime]])
 CACHE = web.AppKey("cache", LookupCache)
-CLOCK = web.AppKey("clock", Callable[[], datetime])
+Clock = Callable[[], datetime]
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")

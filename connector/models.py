@@ -76,7 +76,7 @@ class WebhookRequest(_Wire):
 
 
 class ReplyError(BaseModel):
-    """`error` in a reply: step-ca shows it to the ACME client as `urn:smallstep:acme:error:<code>`."""
+    """`error` in a reply; the ACME client sees it as `urn:smallstep:acme:error:<code>`."""
 
     code: str
     message: str

@@ -238,7 +238,7 @@ def _key_path(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
             parts.append(f"[{item}]")
         else:
             parts.append(f".{item}" if parts else str(item))
-        node = node[item] if isinstance(node, dict | list) and _has(node, item) else None
+        node = node[item] if isinstance(node, dict | list) and _has(node, item) else None  # type: ignore[index]
         if parts[:1] == ["providers"] and len(parts) == 2:
             skip_tag = True
     return "".join(parts) or "(top level)"

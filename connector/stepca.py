@@ -52,8 +52,10 @@ def make_csr(common_name: str = "") -> bytes:
     """A DER CSR from a fresh P-256 key, CN as the device would set it (empty or the identifier)."""
     key = ec.generate_private_key(ec.SECP256R1())
     names = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else []
-    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(names)).sign(
-        key, hashes.SHA256()
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name(names))
+        .sign(key, hashes.SHA256())
     )
     return csr.public_bytes(serialization.Encoding.DER)
 

@@ -81,7 +81,9 @@ class CertificateReloader:
             )
             self._context.load_cert_chain(self._paths.cert, self._paths.key)
         except (OSError, ssl.SSLError) as exc:
-            log.error("tls.reload_failed", cert=str(self._paths.cert), error=str(exc), kept="previous")
+            log.error(
+                "tls.reload_failed", cert=str(self._paths.cert), error=str(exc), kept="previous"
+            )
             return False
         self._stamp = stamp
         log.info("tls.reloaded", cert=str(self._paths.cert), not_after=_not_after(self._paths.cert))
@@ -127,7 +129,9 @@ def peer_dns_names(cert: dict[str, Any]) -> set[str]:
     return {value.lower() for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"}
 
 
-def ensure_dev_certificate(directory: Path, *, now: dt.datetime | None = None) -> tuple[CertPaths, Path]:
+def ensure_dev_certificate(
+    directory: Path, *, now: dt.datetime | None = None
+) -> tuple[CertPaths, Path]:
     """A self-signed development CA and a localhost certificate, reused while valid.
 
     Returns the server pair and the CA certificate to give `send --cacert`.
@@ -142,7 +146,9 @@ def ensure_dev_certificate(directory: Path, *, now: dt.datetime | None = None) -
     directory.mkdir(parents=True, exist_ok=True)
     (directory / ".gitignore").write_text("*\n", encoding="utf-8")
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "posture-connector development CA")])
+    ca_name = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, "posture-connector development CA")]
+    )
     ca = (
         x509.CertificateBuilder()
         .subject_name(ca_name)
@@ -153,7 +159,8 @@ def ensure_dev_certificate(directory: Path, *, now: dt.datetime | None = None) -
         .not_valid_after(moment + dt.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
         )
         .sign(ca_key, hashes.SHA256())
     )

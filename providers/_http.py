@@ -135,7 +135,9 @@ class UpstreamClient:
         except httpx.TimeoutException as exc:
             raise ProviderError(self.provider, f"timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
-            raise ProviderError(self.provider, f"connection failed ({type(exc).__name__})") from None
+            raise ProviderError(
+                self.provider, f"connection failed ({type(exc).__name__})"
+            ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _wait(self, state: RetryCallState) -> float:
@@ -144,7 +146,7 @@ class UpstreamClient:
             hinted = retry_after_seconds(exc.response)
             if hinted is not None:
                 return hinted
-        exponential = self.settings.backoff * 2 ** (state.attempt_number - 1)
+        exponential = float(self.settings.backoff * 2 ** (state.attempt_number - 1))
         return exponential / 2 + random.uniform(0, exponential / 2)  # noqa: S311 - jitter, not crypto
 
     def _should_stop(self, state: RetryCallState, end: float) -> bool:

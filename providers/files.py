@@ -133,7 +133,9 @@ class _Stamp:
 _CSV_USER_COLUMNS = ("username", "email", "full_name", "department", "title")
 
 
-def parse_csv(text: str, *, source: str, group_delimiter: str = ";") -> list[tuple[int, InventoryRow]]:
+def parse_csv(
+    text: str, *, source: str, group_delimiter: str = ";"
+) -> list[tuple[int, InventoryRow]]:
     """Parse a CSV inventory; the header names the columns, `groups` is a delimited list."""
     reader = csv.DictReader(io.StringIO(text))
     known = set(InventoryRow.model_fields) - {"user"} | set(_CSV_USER_COLUMNS)
@@ -150,7 +152,9 @@ def parse_csv(text: str, *, source: str, group_delimiter: str = ";") -> list[tup
         if user:
             cells["user"] = user
         if "groups" in cells:
-            cells["groups"] = [g.strip() for g in cells["groups"].split(group_delimiter) if g.strip()]
+            cells["groups"] = [
+                g.strip() for g in cells["groups"].split(group_delimiter) if g.strip()
+            ]
         rows.append((line, _validate(cells, source, line)))
     return rows
 
@@ -286,9 +290,7 @@ class FileProvider:
             return False
         self._index = index
         self._stamp = stamp
-        log.info(
-            "provider.loaded", provider=self._name, path=str(path), devices=self.device_count
-        )
+        log.info("provider.loaded", provider=self._name, path=str(path), devices=self.device_count)
         return True
 
     def _parse(self, text: str) -> dict[str, DeviceRecord]:

@@ -56,9 +56,7 @@ class IdentifierShapeError(ValueError):
     """When an attested identifier matches none of the accepted shapes."""
 
 
-def classify(
-    value: str, accepted: frozenset[IdentifierKind] | None = None
-) -> DeviceIdentifier:
+def classify(value: str, accepted: frozenset[IdentifierKind] | None = None) -> DeviceIdentifier:
     """Return the identifier's kind, or raise `IdentifierShapeError`.
 
     UDID shapes are tried before serials because a 40-hex UDID is never a serial; a
