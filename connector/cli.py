@@ -166,6 +166,23 @@ def cmd_send(args: argparse.Namespace) -> int:
     return EXIT_OK if isinstance(answer, dict) and answer.get("allow") is True else EXIT_DENY
 
 
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    """Probe the local service's /healthz (or /readyz) for container health checks."""
+    settings = load_settings(args.config)
+    server = settings.server
+    scheme = "http" if server.plain_http else "https"
+    host = "127.0.0.1" if server.host in {"0.0.0.0", "::", ""} else server.host  # noqa: S104
+    url = f"{scheme}://{host}:{server.port}/{'readyz' if args.ready else 'healthz'}"
+    try:
+        # Loopback liveness of our own listener: the certificate is not what is being checked.
+        response = httpx.get(url, verify=False, timeout=3.0)  # noqa: S501
+    except httpx.HTTPError as exc:
+        print(f"healthcheck: {url}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"healthcheck: {url}: {response.status_code}")
+    return EXIT_OK if response.status_code == 200 else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(
@@ -187,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     lookup.add_argument("--webhook", required=True, help="the webhook's name")
     lookup.add_argument("identifier", help="serial number or UDID")
     lookup.set_defaults(func=cmd_lookup)
+
+    health = sub.add_parser("healthcheck", help="probe the running service (for containers)")
+    health.add_argument("--config", type=Path, required=True)
+    health.add_argument("--ready", action="store_true", help="probe /readyz instead of /healthz")
+    health.set_defaults(func=cmd_healthcheck)
 
     send = sub.add_parser("send", help="act as step-ca: send one signed webhook request")
     send.add_argument("--url", required=True)

@@ -1,0 +1,29 @@
+# syntax=docker/dockerfile:1
+# Build stage: compilers and build tools live here only.
+FROM python:3.11-slim-bookworm AS build
+WORKDIR /src
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+COPY pyproject.toml README.md ./
+COPY connector ./connector
+COPY providers ./providers
+RUN /opt/venv/bin/pip install --no-compile . \
+    && /opt/venv/bin/python -m compileall -q /opt/venv
+
+# Runtime stage: the virtualenv, a non-root user, no compilers.
+FROM python:3.11-slim-bookworm
+LABEL org.opencontainers.image.title="posture-connector" \
+      org.opencontainers.image.description="step-ca webhook: certificates only for managed devices"
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+RUN groupadd --system --gid 10001 connector \
+    && useradd --system --uid 10001 --gid connector --home-dir /nonexistent --shell /usr/sbin/nologin connector
+COPY --from=build /opt/venv /opt/venv
+COPY examples /etc/posture-connector/examples
+USER 10001:10001
+EXPOSE 8443
+# Mount the real config at /etc/posture-connector/config.toml (secrets via env or mounted files).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["posture-connector", "healthcheck", "--config", "/etc/posture-connector/config.toml"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["posture-connector"]
+CMD ["serve", "--config", "/etc/posture-connector/config.toml"]
