@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ssl
 
+from connector.policy import check_policy
 from connector.settings import Settings
 from providers.files import CsvSettings, JsonSettings
 
@@ -31,6 +32,15 @@ def preflight(settings: Settings) -> list[str]:
     for name, provider in settings.providers.items():
         if isinstance(provider, CsvSettings | JsonSettings) and not provider.path.is_file():
             problems.append(f"{src}: providers.{name}.path: no such file: {provider.path}")
+    for index, hook in enumerate(settings.webhooks):
+        where = f"{src}: webhooks[{index}].policy"
+        problems.extend(f"{where}.{problem}" for problem in check_policy(hook.policy))
+        unknown = [p for p in hook.policy.provider or () if p not in hook.providers]
+        if unknown:
+            problems.append(
+                f"{where}.provider: {', '.join(unknown)} not in this webhook's providers, "
+                "so a device from it can never match"
+            )
     return problems
 
 

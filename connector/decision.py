@@ -79,8 +79,10 @@ def check_identifier(hook: WebhookSettings, value: str) -> DeviceIdentifier | De
 
 def policy_error(result: PolicyResult) -> tuple[str, str]:
     """The code and message a failed policy puts into the reply's `error`."""
-    first = result.failures[0]
-    return first.code or "policy-denied", first.message
+    error = result.error  # honours the policy's report = "first" | "all"
+    if error is None:  # pragma: no cover - only called for a failed policy
+        return "policy-denied", "denied by policy"
+    return error.code, error.message
 
 
 async def decide(
