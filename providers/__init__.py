@@ -19,9 +19,11 @@ from providers.base import (
 )
 from providers.files import CsvSettings, FileProvider, JsonSettings
 from providers.identifiers import DeviceIdentifier, IdentifierKind, IdentifierShapeError, classify
+from providers.intune import IntuneProvider, IntuneSettings
+from providers.jamf import JamfProvider, JamfSettings
 
 ProviderSettings = Annotated[
-    CsvSettings | JsonSettings,
+    CsvSettings | JsonSettings | JamfSettings | IntuneSettings,
     Field(discriminator="kind"),
 ]
 """The ``[providers.NAME]`` table: one model per ``kind``."""
@@ -32,6 +34,10 @@ def build_provider(name: str, settings: ProviderSettings) -> Provider:
     match settings:
         case CsvSettings() | JsonSettings():
             return FileProvider(name, settings)
+        case JamfSettings():
+            return JamfProvider(name, settings)
+        case IntuneSettings():
+            return IntuneProvider(name, settings)
     raise TypeError(f"no provider for {type(settings).__name__}")  # pragma: no cover
 
 
@@ -43,6 +49,10 @@ __all__ = [
     "GroupRef",
     "IdentifierKind",
     "IdentifierShapeError",
+    "IntuneProvider",
+    "IntuneSettings",
+    "JamfProvider",
+    "JamfSettings",
     "JsonSettings",
     "Provider",
     "ProviderError",

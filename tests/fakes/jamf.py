@@ -1,0 +1,714 @@
+"""A fake Jamf Pro server: a real aiohttp app that speaks Jamf's wire format.
+
+It serves the endpoints the provider uses, with Jamf's quirks (string ids, unrequested sections
+as ``null``, case-insensitive RSQL, v4's ``lastContact``), and switches to inject faults.
+
+Endpoints::
+
+    POST /api/oauth/token, /api/v1/oauth/token       client credentials (either can be turned off)
+    POST /api/v1/auth/token                          Basic -> user bearer token
+    POST /api/v1/auth/keep-alive, /invalidate-token  GET /api/v1/auth
+    GET  /api/{v1,v2,v3,v4}/computers-inventory      section, page, page-size, filter (RSQL)
+    GET  /api/v2/mobile-devices/detail               same parameters, flat filter fields
+    GET  /api/v1/departments/{id}
+    GET  /JSSResource/computers/{serialnumber,udid}/{value}     Classic API (JSON or XML)
+    GET  /JSSResource/mobiledevices/{serialnumber,udid}/{value}
+
+Run it on its own to try a config without Jamf::
+
+    python -m tests.fakes.jamf --port 9443 --devices tests/fakes/jamf_devices.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import copy
+import json
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from aiohttp import web
+
+FaultKind = Literal[
+    "401", "429", "500", "502", "503", "504", "slow", "malformed", "html403", "reset"
+]
+TOKEN_PATHS = frozenset({"/api/oauth/token", "/api/v1/oauth/token", "/api/v1/auth/token"})
+
+COMPUTER_SECTIONS = {
+    "GENERAL": "general",
+    "HARDWARE": "hardware",
+    "OPERATING_SYSTEM": "operatingSystem",
+    "USER_AND_LOCATION": "userAndLocation",
+    "GROUP_MEMBERSHIPS": "groupMemberships",
+    "DISK_ENCRYPTION": "diskEncryption",
+    "PURCHASING": "purchasing",
+    "SECURITY": "security",
+    "APPLICATIONS": "applications",
+    "EXTENSION_ATTRIBUTES": "extensionAttributes",
+}
+MOBILE_SECTIONS = {
+    "GENERAL": "general",
+    "HARDWARE": "hardware",
+    "USER_AND_LOCATION": "userAndLocation",
+    "GROUPS": "groups",
+    "SECURITY": "security",
+    "NETWORK": "network",
+}
+# Mobile filters use flat names; map them to where the detail record keeps the value.
+MOBILE_FILTER_FIELDS = {
+    "serialNumber": "hardware.serialNumber",
+    "udid": "general.udid",
+    "managed": "general.managed",
+    "supervised": "general.supervised",
+    "username": "userAndLocation.username",
+    "emailAddress": "userAndLocation.emailAddress",
+    "displayName": "general.displayName",
+    "mobileDeviceId": "mobileDeviceId",
+    "id": "mobileDeviceId",
+}
+COMPUTER_FILTER_FIELDS = frozenset(
+    {
+        "id",
+        "udid",
+        "hardware.serialNumber",
+        "general.name",
+        "general.managementId",
+        "general.remoteManagement.managed",
+        "userAndLocation.email",
+        "userAndLocation.username",
+    }
+)
+_CLAUSE = re.compile(r"""^\s*([A-Za-z.]+)\s*(==|!=)\s*(?:"([^"]*)"|'([^']*)'|([^"';,]*))\s*$""")
+
+
+@dataclass
+class Fault:
+    """One injected misbehaviour.
+
+    Attributes:
+        kind: What to answer instead of the real response ("slow" answers normally, late).
+        path: Path prefix it applies to; None means every request except token requests.
+        times: How many requests it affects; None until `clear_faults`.
+        retry_after: `Retry-After` header value for 429/503.
+        delay: Seconds to wait first (for "slow").
+    """
+
+    kind: FaultKind
+    path: str | None = None
+    times: int | None = 1
+    retry_after: str | None = None
+    delay: float = 0.0
+
+    def matches(self, path: str) -> bool:
+        """Whether this fault applies to a request for `path`."""
+        if self.path is None:
+            return path not in TOKEN_PATHS
+        return path.startswith(self.path)
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One request the fake answered.
+
+    Attributes:
+        method: HTTP method.
+        path: URL path.
+        query: Query parameters in order.
+        status: Status answered.
+        auth: "bearer", "basic" or None.
+    """
+
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...]
+    status: int
+    auth: str | None
+
+
+@dataclass
+class FakeJamf:
+    """The fake's state: inventory, credentials, tokens, faults, and what it has seen."""
+
+    computers: list[dict[str, Any]] = field(default_factory=list)
+    mobile_devices: list[dict[str, Any]] = field(default_factory=list)
+    departments: dict[str, str] = field(default_factory=dict)
+    clients: dict[str, str] = field(default_factory=lambda: {"posture-connector": "fake-secret"})
+    users: dict[str, str] = field(default_factory=lambda: {"api-reader": "fake-password"})
+    token_lifetime: float = 599.0
+    oauth_paths: set[str] = field(
+        default_factory=lambda: {"/api/oauth/token", "/api/v1/oauth/token"}
+    )
+    oauth_missing_status: int = 404
+    computer_versions: set[str] = field(default_factory=lambda: {"v1", "v2", "v3", "v4"})
+    mobile_enabled: bool = True
+    clock: Callable[[], float] = time.monotonic
+    faults: list[Fault] = field(default_factory=list)
+    requests: list[LoggedRequest] = field(default_factory=list)
+    tokens: dict[str, float] = field(default_factory=dict)
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any], **kwargs: Any) -> FakeJamf:
+        """Build from ``{"computers": [...], "mobileDevices": [...], "departments": [...]}``."""
+        return cls(
+            computers=copy.deepcopy(document.get("computers", [])),
+            mobile_devices=copy.deepcopy(document.get("mobileDevices", [])),
+            departments={str(d["id"]): d["name"] for d in document.get("departments", [])},
+            **kwargs,
+        )
+
+    @classmethod
+    def from_file(cls, path: Path, **kwargs: Any) -> FakeJamf:
+        """Load a devices file (see `tests/fakes/jamf_devices.json`)."""
+        return cls.from_document(json.loads(path.read_text(encoding="utf-8")), **kwargs)
+
+    # --- switches ------------------------------------------------------------------------------
+
+    def inject(
+        self,
+        kind: FaultKind,
+        *,
+        path: str | None = None,
+        times: int | None = 1,
+        retry_after: str | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        """Queue a fault; faults apply in the order injected."""
+        self.faults.append(Fault(kind, path, times, retry_after, delay))
+
+    def clear_faults(self) -> None:
+        """Stop every injected fault."""
+        self.faults.clear()
+
+    def expire_tokens(self) -> None:
+        """Make every issued token invalid, as if they had all expired."""
+        self.tokens.clear()
+
+    # --- observations --------------------------------------------------------------------------
+
+    def count(self, path_prefix: str, method: str | None = None) -> int:
+        """How many requests for paths starting with `path_prefix` the fake answered."""
+        return sum(
+            1
+            for r in self.requests
+            if r.path.startswith(path_prefix) and (method is None or r.method == method)
+        )
+
+    @property
+    def token_requests(self) -> int:
+        """How many token requests (any kind, any answer) arrived."""
+        return sum(1 for r in self.requests if r.path in TOKEN_PATHS)
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _take_fault(self, path: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.matches(path):
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self.faults.remove(fault)
+                return fault
+        return None
+
+    def _issue(self) -> str:
+        token = f"fake.{secrets.token_urlsafe(18)}"
+        self.tokens[token] = self.clock() + self.token_lifetime
+        return token
+
+    def _valid(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return False
+        expires = self.tokens.get(header.removeprefix("Bearer "))
+        return expires is not None and expires > self.clock()
+
+
+FAKE = web.AppKey("fake_jamf", FakeJamf)
+
+
+def _api_error(status: int, code: str, description: str = "") -> web.Response:
+    # Jamf pretty-prints its errors.
+    body = {"httpStatus": status, "errors": [{"code": code, "description": description}]}
+    return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, indent=2))
+
+
+def _unauthorized() -> web.Response:
+    return web.json_response({"httpStatus": 401, "errors": []}, status=401)
+
+
+def _fault_response(fault: Fault) -> web.StreamResponse | None:
+    kind = fault.kind
+    if kind == "401":
+        return _unauthorized()
+    if kind in ("429", "503") and fault.retry_after is not None:
+        response = _api_error(int(kind), "TOO_MANY_REQUESTS" if kind == "429" else "UNAVAILABLE")
+        response.headers["Retry-After"] = fault.retry_after
+        return response
+    if kind in ("429", "500", "502", "503", "504"):
+        return _api_error(int(kind), "FAULT")
+    if kind == "malformed":
+        return web.Response(
+            status=200,
+            text='{"totalCount": 1, "results": [{"id": ',
+            content_type="application/json",
+        )
+    if kind == "html403":
+        return web.Response(
+            status=403,
+            text="<html><head><title>403 Forbidden</title></head><body>Request blocked.</body></html>",
+            content_type="text/html",
+        )
+    return None
+
+
+def _auth_kind(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return "bearer"
+    if header.startswith("Basic "):
+        return "basic"
+    return None
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Log every request, track concurrency, apply faults, check bearer tokens."""
+    fake = request.app[FAKE]
+    fake.in_flight += 1
+    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+    status = 500
+    try:
+        response = await _dispatch(fake, request, handler)
+        status = response.status
+        return response
+    finally:
+        fake.in_flight -= 1
+        fake.requests.append(
+            LoggedRequest(
+                request.method,
+                request.path,
+                tuple(request.query.items()),
+                status,
+                _auth_kind(request),
+            )
+        )
+
+
+async def _dispatch(fake: FakeJamf, request: web.Request, handler: Handler) -> web.StreamResponse:
+    fault = fake._take_fault(request.path)
+    if fault is not None:
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault.kind == "reset":
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=599)
+        faulty = _fault_response(fault)
+        if faulty is not None:
+            return faulty
+    if request.path not in TOKEN_PATHS and not fake._valid(request):
+        return _unauthorized()
+    return await handler(request)
+
+
+# --- authentication -----------------------------------------------------------------------------
+
+
+async def oauth_token(request: web.Request) -> web.Response:
+    """Client credentials; `oauth_missing_status` when this path is switched off."""
+    fake = request.app[FAKE]
+    if request.path not in fake.oauth_paths:
+        return _api_error(fake.oauth_missing_status, "NOT_FOUND")
+    form = await request.post()
+    if form.get("grant_type") != "client_credentials":
+        return web.json_response({"error": "unsupported_grant_type"}, status=400)
+    client_id, secret = form.get("client_id"), form.get("client_secret")
+    if not isinstance(client_id, str) or fake.clients.get(client_id) != secret:
+        return web.json_response({"error": "invalid_client"}, status=401)
+    return web.json_response(
+        {
+            "access_token": fake._issue(),
+            "scope": "api-role:1",
+            "token_type": "Bearer",
+            "expires_in": int(fake.token_lifetime),
+        }
+    )
+
+
+def _basic(request: web.Request) -> tuple[str, str] | None:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Basic "):
+        return None
+    try:
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return user, password
+
+
+def _user_token_body(fake: FakeJamf) -> dict[str, str]:
+    expires = datetime.now(UTC) + timedelta(seconds=fake.token_lifetime)
+    return {
+        "token": fake._issue(),
+        "expires": expires.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+    }
+
+
+async def user_token(request: web.Request) -> web.Response:
+    """Basic credentials -> user bearer token with an ISO-8601 ``expires``."""
+    fake = request.app[FAKE]
+    credentials = _basic(request)
+    if credentials is None or fake.users.get(credentials[0]) != credentials[1]:
+        return _api_error(401, "INVALID_CREDENTIALS")
+    return web.json_response(_user_token_body(fake))
+
+
+async def keep_alive(request: web.Request) -> web.Response:
+    """A new user token; the old one stops working."""
+    fake = request.app[FAKE]
+    fake.tokens.pop(request.headers["Authorization"].removeprefix("Bearer "), None)
+    return web.json_response(_user_token_body(fake))
+
+
+async def invalidate_token(request: web.Request) -> web.Response:
+    """Drop the presented token."""
+    request.app[FAKE].tokens.pop(request.headers["Authorization"].removeprefix("Bearer "), None)
+    return web.Response(status=204)
+
+
+async def auth_details(request: web.Request) -> web.Response:
+    """A trimmed ``GET /api/v1/auth``."""
+    del request
+    return web.json_response({"account": {"username": "api-reader"}, "accountGroups": []})
+
+
+# --- inventory ----------------------------------------------------------------------------------
+
+
+def _lookup(record: dict[str, Any], dotted: str) -> Any:
+    value: Any = record
+    for part in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _rsql(expression: str, fields: dict[str, str]) -> Callable[[dict[str, Any]], bool] | str:
+    """Compile ``field=="value"`` clauses joined by ``;``; an error message when invalid."""
+    tests: list[tuple[str, str, str]] = []
+    for clause in re.split(r";| and ", expression):
+        match = _CLAUSE.match(clause)
+        if match is None:
+            return f"invalid RSQL clause {clause.strip()!r}"
+        name, op = match.group(1), match.group(2)
+        value = next(g for g in match.group(3, 4, 5) if g is not None)
+        if name not in fields:
+            return f"field {name!r} cannot be filtered"
+        tests.append((fields[name], op, value.casefold()))
+
+    def predicate(record: dict[str, Any]) -> bool:
+        for path, op, value in tests:
+            equal = _as_text(_lookup(record, path)).casefold() == value
+            if equal != (op == "=="):
+                return False
+        return True
+
+    return predicate
+
+
+def _page(
+    request: web.Request,
+    records: Iterable[dict[str, Any]],
+    *,
+    sections: dict[str, str],
+    fields: dict[str, str],
+    default_sort: str,
+    render: Callable[[dict[str, Any], set[str]], dict[str, Any]],
+) -> web.Response:
+    wanted = request.query.getall("section", ["GENERAL"])
+    unknown = [s for s in wanted if s not in sections]
+    if unknown:
+        return _api_error(400, "INVALID_SECTION", ", ".join(unknown))
+    try:
+        page = int(request.query.get("page", "0"))
+        size = int(request.query.get("page-size", "100"))
+    except ValueError:
+        return _api_error(400, "INVALID_PARAMETER", "page")
+    matches = list(records)
+    if "filter" in request.query:
+        predicate = _rsql(request.query["filter"], fields)
+        if isinstance(predicate, str):
+            return _api_error(400, "INVALID_RSQL_FILTER", predicate)
+        matches = [r for r in matches if predicate(r)]
+    matches.sort(key=lambda r: _as_text(_lookup(r, default_sort)).casefold())
+    chosen = matches[page * size : (page + 1) * size]
+    keys = {sections[s] for s in wanted}
+    return web.json_response(
+        {"totalCount": len(matches), "results": [render(r, keys) for r in chosen]}
+    )
+
+
+def _render_computer(version: str) -> Callable[[dict[str, Any], set[str]], dict[str, Any]]:
+    def render(record: dict[str, Any], keys: set[str]) -> dict[str, Any]:
+        body: dict[str, Any] = {"id": str(record["id"]), "udid": record.get("udid")}
+        for key in COMPUTER_SECTIONS.values():
+            body[key] = copy.deepcopy(record.get(key)) if key in keys else None
+        general = body.get("general")
+        if version == "v4" and isinstance(general, dict):
+            # v4 renames lastContactTime and adds lastCheckIn.
+            general["lastContact"] = general.pop("lastContactTime", None)
+            general["lastCheckIn"] = general["lastContact"]
+            general.pop("lastReportedIp", None)
+        return body
+
+    return render
+
+
+def _render_mobile(record: dict[str, Any], keys: set[str]) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "mobileDeviceId": str(record["mobileDeviceId"]),
+        "deviceType": record.get("deviceType", "iOS"),
+    }
+    for key in MOBILE_SECTIONS.values():
+        body[key] = copy.deepcopy(record.get(key)) if key in keys else None
+    return body
+
+
+async def computers_inventory(request: web.Request) -> web.Response:
+    """``GET /api/{version}/computers-inventory``; 404 for versions switched off."""
+    fake = request.app[FAKE]
+    version = request.match_info["version"]
+    if version not in fake.computer_versions:
+        return _api_error(404, "NOT_FOUND")
+    fields = {f: f for f in COMPUTER_FILTER_FIELDS}
+    return _page(
+        request,
+        fake.computers,
+        sections=COMPUTER_SECTIONS,
+        fields=fields,
+        default_sort="general.name",
+        render=_render_computer(version),
+    )
+
+
+async def mobile_detail(request: web.Request) -> web.Response:
+    """``GET /api/v2/mobile-devices/detail``."""
+    fake = request.app[FAKE]
+    if not fake.mobile_enabled:
+        return _api_error(404, "NOT_FOUND")
+    return _page(
+        request,
+        fake.mobile_devices,
+        sections=MOBILE_SECTIONS,
+        fields=MOBILE_FILTER_FIELDS,
+        default_sort="general.displayName",
+        render=_render_mobile,
+    )
+
+
+async def department(request: web.Request) -> web.Response:
+    """``GET /api/v1/departments/{id}``."""
+    fake = request.app[FAKE]
+    dept_id = request.match_info["id"]
+    if dept_id not in fake.departments:
+        return _api_error(404, "INVALID_ID", f"Department with id {dept_id} not found")
+    return web.json_response({"id": dept_id, "name": fake.departments[dept_id]})
+
+
+# --- Classic API --------------------------------------------------------------------------------
+
+
+def _classic_time(value: str | None) -> str | None:
+    return value[:-1] + "+0000" if value and value.endswith("Z") else value
+
+
+def _classic_location(ul: dict[str, Any] | None, department_name: str | None) -> dict[str, Any]:
+    ul = ul or {}
+    full_name = ul.get("realname") or ul.get("realName") or ""
+    return {
+        "username": ul.get("username", ""),
+        "realname": full_name,
+        "real_name": full_name,
+        "email_address": ul.get("email") or ul.get("emailAddress") or "",
+        "position": ul.get("position", ""),
+        "department": department_name or ul.get("department") or "",
+    }
+
+
+def _classic_computer(fake: FakeJamf, record: dict[str, Any]) -> dict[str, Any]:
+    general = record.get("general") or {}
+    hardware = record.get("hardware") or {}
+    system = record.get("operatingSystem") or {}
+    ul = record.get("userAndLocation") or {}
+    return {
+        "computer": {
+            "general": {
+                "id": int(record["id"]),
+                "name": general.get("name", ""),
+                "serial_number": hardware.get("serialNumber", ""),
+                "udid": record.get("udid", ""),
+                "remote_management": {
+                    "managed": (general.get("remoteManagement") or {}).get("managed", False)
+                },
+                "supervised": general.get("supervised", False),
+                "last_contact_time_utc": _classic_time(general.get("lastContactTime")),
+            },
+            "location": _classic_location(ul, fake.departments.get(str(ul.get("departmentId")))),
+            "hardware": {
+                "model": hardware.get("model", ""),
+                "os_name": system.get("name", ""),
+                "os_version": system.get("version", ""),
+            },
+            "groups_accounts": {
+                "computer_group_memberships": [
+                    g["groupName"] for g in record.get("groupMemberships") or []
+                ]
+            },
+        }
+    }
+
+
+def _classic_mobile(record: dict[str, Any]) -> dict[str, Any]:
+    general = record.get("general") or {}
+    hardware = record.get("hardware") or {}
+    return {
+        "mobile_device": {
+            "general": {
+                "id": int(record["mobileDeviceId"]),
+                "device_name": general.get("displayName", ""),
+                "serial_number": hardware.get("serialNumber", ""),
+                "udid": general.get("udid", ""),
+                "managed": general.get("managed", False),
+                "supervised": general.get("supervised", False),
+                "os_type": record.get("deviceType", "iOS"),
+                "os_version": general.get("osVersion", ""),
+                "model": hardware.get("model", ""),
+                "model_identifier": hardware.get("modelIdentifier", ""),
+                "last_inventory_update_utc": _classic_time(general.get("lastInventoryUpdateDate")),
+            },
+            "location": _classic_location(record.get("userAndLocation"), None),
+            # Jamf's own sample wraps each group; real servers also send them bare.
+            "mobile_device_groups": [
+                {
+                    "size": 1,
+                    "mobile_device_group": {"id": int(g["groupId"]), "name": g["groupName"]},
+                }
+                for g in record.get("groups") or []
+            ],
+        }
+    }
+
+
+def _classic_answer(request: web.Request, body: dict[str, Any] | None) -> web.Response:
+    if body is None:
+        return web.Response(
+            status=404,
+            text="<html><body><p>The server has not found anything matching the request URI</p>"
+            "</body></html>",
+            content_type="text/html",
+        )
+    if "application/json" not in request.headers.get("Accept", ""):
+        return web.Response(text="<computer><general/></computer>", content_type="text/xml")
+    return web.json_response(body)
+
+
+async def classic_computer(request: web.Request) -> web.Response:
+    """``GET /JSSResource/computers/{serialnumber|udid}/{value}``."""
+    fake = request.app[FAKE]
+    by, value = request.match_info["by"], request.match_info["value"].casefold()
+    for record in fake.computers:
+        key = (
+            (record.get("hardware") or {}).get("serialNumber")
+            if by == "serialnumber"
+            else (record.get("udid"))
+        )
+        if _as_text(key).casefold() == value:
+            return _classic_answer(request, _classic_computer(fake, record))
+    return _classic_answer(request, None)
+
+
+async def classic_mobile(request: web.Request) -> web.Response:
+    """``GET /JSSResource/mobiledevices/{serialnumber|udid}/{value}``."""
+    fake = request.app[FAKE]
+    by, value = request.match_info["by"], request.match_info["value"].casefold()
+    for record in fake.mobile_devices:
+        key = _lookup(record, "hardware.serialNumber" if by == "serialnumber" else "general.udid")
+        if _as_text(key).casefold() == value:
+            return _classic_answer(request, _classic_mobile(record))
+    return _classic_answer(request, None)
+
+
+def create_app(fake: FakeJamf) -> web.Application:
+    """The fake Jamf Pro as an aiohttp application."""
+    app = web.Application(middlewares=[_observe])
+    app[FAKE] = fake
+    app.add_routes(
+        [
+            web.post("/api/oauth/token", oauth_token),
+            web.post("/api/v1/oauth/token", oauth_token),
+            web.post("/api/v1/auth/token", user_token),
+            web.post("/api/v1/auth/keep-alive", keep_alive),
+            web.post("/api/v1/auth/invalidate-token", invalidate_token),
+            web.get("/api/v1/auth", auth_details),
+            web.get(r"/api/{version:v\d}/computers-inventory", computers_inventory),
+            web.get("/api/v2/mobile-devices/detail", mobile_detail),
+            web.get("/api/v1/departments/{id}", department),
+            web.get(r"/JSSResource/computers/{by:serialnumber|udid}/{value}", classic_computer),
+            web.get(r"/JSSResource/mobiledevices/{by:serialnumber|udid}/{value}", classic_mobile),
+        ]
+    )
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the fake on 127.0.0.1 until interrupted."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.fakes.jamf", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--port", type=int, default=9443)
+    parser.add_argument(
+        "--devices", type=Path, default=Path(__file__).with_name("jamf_devices.json")
+    )
+    parser.add_argument("--client-id", default="posture-connector")
+    parser.add_argument("--client-secret", default="fake-secret")
+    parser.add_argument("--username", default="api-reader")
+    parser.add_argument("--password", default="fake-password")
+    parser.add_argument("--token-lifetime", type=float, default=599.0)
+    args = parser.parse_args(argv)
+    fake = FakeJamf.from_file(
+        args.devices,
+        clients={args.client_id: args.client_secret},
+        users={args.username: args.password},
+        token_lifetime=args.token_lifetime,
+    )
+    print(
+        f"fake Jamf Pro on http://127.0.0.1:{args.port} with {len(fake.computers)} computers and "
+        f"{len(fake.mobile_devices)} mobile devices (client id {args.client_id!r})",
+        flush=True,
+    )
+    web.run_app(create_app(fake), host="127.0.0.1", port=args.port, print=None)
+
+
+if __name__ == "__main__":
+    main()
