@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import os
+import ssl
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -129,29 +130,41 @@ def _secret(args: argparse.Namespace) -> str:
         return str(args.secret)
     value = os.environ.get("POSTURE_WEBHOOK_SECRET")
     if value is None:
-        raise SystemExit("send: give --secret, --secret-file or POSTURE_WEBHOOK_SECRET")
+        raise ValueError("give --secret, --secret-file or POSTURE_WEBHOOK_SECRET")
     return value
 
 
 def cmd_send(args: argparse.Namespace) -> int:
     """Act as step-ca: build, sign and POST one webhook request, print the answer."""
-    secret = _secret(args)
-    if args.kind == "ENRICHING":
-        body = stepca.enriching_body(args.identifier)
-    else:
-        body = stepca.authorizing_body(args.identifier)
-    basic = tuple(args.basic_auth.split(":", 1)) if args.basic_auth else None
-    headers = stepca.headers_for(
-        body,
-        webhook_id=args.id,
-        secret_b64=secret,
-        bearer_token=args.bearer_token,
-        basic_auth=basic if basic and len(basic) == 2 else None,
-    )
-    verify: str | bool = args.cacert if args.cacert else True
-    cert = (args.cert, args.key) if args.cert else None
+    # Usage problems exit 2, never 1: a script must not read a typo as "deny".
     try:
-        with httpx.Client(verify=verify, cert=cert, timeout=10.0) as client:
+        secret = _secret(args)
+        if args.kind == "ENRICHING":
+            body = stepca.enriching_body(args.identifier)
+        else:
+            body = stepca.authorizing_body(args.identifier)
+        basic = None
+        if args.basic_auth:
+            user, colon, password = args.basic_auth.partition(":")
+            if not colon:
+                raise ValueError("--basic-auth takes USER:PASSWORD")
+            basic = (user, password)
+        headers = stepca.headers_for(
+            body,
+            webhook_id=args.id,
+            secret_b64=secret,
+            bearer_token=args.bearer_token,
+            basic_auth=basic,
+        )
+        # An SSLContext, not `verify=<path>` / `cert=`: httpx deprecates those.
+        verify = ssl.create_default_context(cafile=args.cacert)
+        if args.cert:
+            verify.load_cert_chain(args.cert, args.key)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        print(f"send: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        with httpx.Client(verify=verify, timeout=10.0) as client:
             response = client.post(args.url, content=body, headers=headers)
     except httpx.HTTPError as exc:
         print(f"send: request failed: {exc}", file=sys.stderr)

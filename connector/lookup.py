@@ -111,11 +111,19 @@ class ProviderChain:
             return hit
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.create_task(self._ask_all(identifier))
+            task = asyncio.create_task(self._ask_and_remember(key, identifier))
             self._inflight[key] = task
             task.add_done_callback(lambda _t: self._inflight.pop(key, None))
         # Shielded: one caller giving up must not cancel the lookup the others wait for.
-        result = await asyncio.shield(task)
+        return await asyncio.shield(task)
+
+    async def _ask_and_remember(
+        self, key: tuple[str, ...], identifier: DeviceIdentifier
+    ) -> LookupResult:
+        # Cached inside the task, in the step that finishes it: no window between the task
+        # leaving `_inflight` and the answer reaching the cache, and an answer whose every
+        # waiter gave up is still kept.
+        result = await self._ask_all(identifier)
         self._cache.put(key, result)
         return result
 

@@ -158,21 +158,31 @@ class Settings(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
-        names: set[str] = set()
-        routes: set[tuple[str, str]] = set()
+        # Every cross-reference problem, one per line, each led by its key path (the error's
+        # own location is the top level); `settings_from_mapping` splits the lines.
+        problems: list[str] = []
+        names: dict[str, int] = {}
+        routes: dict[tuple[str, str], int] = {}
         for index, hook in enumerate(self.webhooks):
-            where = f"webhooks[{index}] ({hook.name})"
+            where = f"webhooks[{index}]"
             if hook.name in names:
-                raise ValueError(f"{where}: webhook name is used twice")
-            names.add(hook.name)
+                problems.append(
+                    f"{where}.name: {hook.name!r} is already used by webhooks[{names[hook.name]}]"
+                )
+            names.setdefault(hook.name, index)
             if (hook.path, hook.id) in routes:
-                raise ValueError(f"{where}: another webhook has the same path and id")
-            routes.add((hook.path, hook.id))
+                problems.append(
+                    f"{where}.id: webhooks[{routes[hook.path, hook.id]}] already serves "
+                    f"this id on {hook.path}"
+                )
+            routes.setdefault((hook.path, hook.id), index)
             missing = [p for p in hook.providers if p not in self.providers]
             if missing:
-                raise ValueError(f"{where}: unknown provider(s) {', '.join(missing)}")
+                problems.append(f"{where}.providers: unknown provider(s) {', '.join(missing)}")
             if hook.require_client_cert and self.server.client_ca is None:
-                raise ValueError(f"{where}: require_client_cert needs server.client_ca")
+                problems.append(f"{where}.require_client_cert: needs server.client_ca")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
 
@@ -211,11 +221,15 @@ def settings_from_mapping(
         errors = exc.errors(include_input=False, include_url=False, include_context=False)
         # A failing entry is dropped before the length check runs; that echo only confuses.
         deeper = {e["loc"][0] for e in errors if len(e["loc"]) > 1}
-        problems = [
-            f"{source}: {_key_path(error['loc'], data)}: {_message(error)}"
-            for error in errors
-            if not (error["type"] == "too_short" and error["loc"][:1] and error["loc"][0] in deeper)
-        ]
+        problems: list[str] = []
+        for error in errors:
+            loc = error["loc"]
+            if error["type"] == "too_short" and len(loc) == 1 and loc[0] in deeper:
+                continue
+            if not loc:  # cross-reference checks: each line names its own key path
+                problems.extend(f"{source}: {line}" for line in _message(error).splitlines())
+            else:
+                problems.append(f"{source}: {_key_path(loc, data)}: {_message(error)}")
         raise ConfigError(source, problems) from None
 
 

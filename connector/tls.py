@@ -144,7 +144,9 @@ def ensure_dev_certificate(
         if expires and dt.datetime.fromisoformat(expires) > moment + dt.timedelta(days=1):
             return paths, ca_path
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / ".gitignore").write_text("*\n", encoding="utf-8")
+    ignore = directory / ".gitignore"
+    if not ignore.exists():  # the folder may be the admin's own; never overwrite their file
+        ignore.write_text("*\n", encoding="utf-8")
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name(
         [x509.NameAttribute(NameOID.COMMON_NAME, "posture-connector development CA")]

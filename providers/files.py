@@ -147,7 +147,9 @@ def parse_csv(
         line = reader.line_num
         if None in raw:
             raise InventoryFileError(f"{source}:{line}: more fields than header columns")
-        cells = {k: v for k, v in raw.items() if v not in (None, "")}
+        cells = {k: v for k, v in raw.items() if v is not None and v.strip()}
+        if not cells:  # a row of blank cells (spreadsheet padding) describes no device
+            continue
         user = {k: cells.pop(k) for k in _CSV_USER_COLUMNS if k in cells}
         if user:
             cells["user"] = user
@@ -278,7 +280,8 @@ class FileProvider:
             stamp = _stamp(path)
             if stamp == self._stamp and self._index is not None:
                 return False
-            text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+            # utf-8-sig: spreadsheet exports start with a byte-order mark.
+            text = await asyncio.to_thread(path.read_text, encoding="utf-8-sig")
             index = await asyncio.to_thread(self._parse, text)
         except (OSError, InventoryFileError, UnicodeDecodeError) as exc:
             message = _describe(exc, path)

@@ -1,7 +1,8 @@
 """Device identifiers that an attestation can carry, and the strict shape check they pass.
 
 Every identifier reaches a provider only after `classify` accepted it, so providers may put it
-into RSQL, OData or CSV lookups without escaping: the shapes admit only ``[A-Za-z0-9-]``.
+into RSQL, OData or CSV lookups without escaping: the Apple and YubiKey shapes admit only
+``[A-Za-z0-9-]``; a TPM EK adds the base64 characters ``+/=_`` and a ``urn:ek:sha256:`` prefix.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ class IdentifierKind(enum.StrEnum):
     TPM_EK = "tpm-ek"  # TPM endorsement key URI or hash (tpm format)
 
 
-# Apple serials: 10 to 14 upper-case alphanumerics (older 11/12, newer randomised 10, some 14).
+# Apple serials: 8 to 14 upper-case alphanumerics (older 11/12, newer randomised 10, some 14).
 _SERIAL = re.compile(r"[A-Z0-9]{8,14}")
 # iPhone/iPad/Apple silicon: 8 hex, dash, 16 hex.
 _UDID_T8 = re.compile(r"[0-9A-F]{8}-[0-9A-F]{16}")

@@ -1,0 +1,376 @@
+"""CSV and JSON inventories: schema, errors with file:line, lookups, reload and its failures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from providers.base import DeviceRecord, GroupRef, ProviderNotReady, UserRecord
+from providers.files import (
+    CsvSettings,
+    FileProvider,
+    InventoryFileError,
+    JsonSettings,
+    build_index,
+    parse_csv,
+    parse_json,
+)
+from providers.identifiers import DeviceIdentifier, IdentifierKind, classify
+
+HEADER = "serial,udid,name,managed,supervised,last_contact,username,email,groups"
+
+
+def _serial(value: str) -> DeviceIdentifier:
+    return classify(value, frozenset({IdentifierKind.SERIAL}))
+
+
+def _csv_provider(path: Path, *, reload_interval: float = 0) -> FileProvider:
+    return FileProvider("inv", CsvSettings(kind="csv", path=path, reload_interval=reload_interval))
+
+
+@pytest.fixture
+async def csv_provider(tmp_path: Path) -> AsyncIterator[tuple[FileProvider, Path]]:
+    """A started CSV provider (no watcher) over a two-device file."""
+    path = tmp_path / "inventory.csv"
+    path.write_text(f"{HEADER}\nC02A00000001,,old,true,,,,,\nC02A00000002,,two,true,,,,,\n")
+    provider = _csv_provider(path)
+    await provider.start()
+    yield provider, path
+    await provider.aclose()
+
+
+def test_csv_schema_is_parsed_into_records() -> None:
+    """Booleans, dates, user columns and the delimited `groups` list map onto the record."""
+    text = (
+        f"{HEADER}\n"
+        "C02A00000001,,MBP,TRUE,0,2026-11-20T09:26:41Z,asharma,a@example.com, All ; MDA Pilot ;\n"
+        ",00008110-000A1C2E3F40801E,Phone,yes,no,2026-11-21,,,\n"
+    )
+    rows = parse_csv(text, source="inv.csv")
+    index = build_index(rows, provider="inv", source="inv.csv")
+    mac = index["C02A00000001"]
+    assert mac == DeviceRecord(
+        provider="inv",
+        serial="C02A00000001",
+        name="MBP",
+        managed=True,
+        supervised=False,
+        last_contact=datetime(2026, 11, 20, 9, 26, 41, tzinfo=UTC),
+        user=UserRecord(username="asharma", email="a@example.com"),
+        groups=(GroupRef("All"), GroupRef("MDA Pilot")),
+    )
+    phone = index["00008110-000A1C2E3F40801E"]
+    assert (phone.managed, phone.supervised, phone.user, phone.groups) == (True, False, None, ())
+    assert phone.last_contact == datetime(2026, 11, 21, tzinfo=UTC)
+    assert [line for line, _ in rows] == [2, 3]
+
+
+def test_csv_group_delimiter_is_configurable() -> None:
+    """`group_delimiter` splits the groups cell, so group names may contain semicolons."""
+    rows = parse_csv("serial,groups\nC02A00000001,A;1|B\n", source="x", group_delimiter="|")
+    assert rows[0][1].to_record("inv").groups == (GroupRef("A;1"), GroupRef("B"))
+
+
+def test_blank_csv_rows_are_skipped() -> None:
+    """Rows of empty cells (spreadsheet padding) are no device; blank cells are unreported."""
+    text = "serial,managed,name\nC02A00000001, ,a\n,,\n , ,  \nC02A00000002,true,b\n"
+    rows = parse_csv(text, source="inv.csv")
+    assert [(line, row.serial, row.managed) for line, row in rows] == [
+        (2, "C02A00000001", None),
+        (5, "C02A00000002", True),
+    ]
+
+
+def test_json_schema_accepts_group_names_and_objects() -> None:
+    """JSON devices carry a nested user and groups as names or objects with id and smart."""
+    document = {
+        "devices": [
+            {
+                "serial": "C02A00000001",
+                "managed": True,
+                "owner_type": "company",
+                "last_contact": "2026-11-20T10:00:00+01:00",
+                "user": {"username": "bkim", "department": "Finance"},
+                "groups": ["All", {"name": "Pilot", "id": "7", "smart": True}],
+            }
+        ]
+    }
+    [(line, row)] = parse_json(json.dumps(document, indent=2), source="inv.json")
+    record = row.to_record("inv")
+    assert line == 3
+    assert record.user == UserRecord(username="bkim", department="Finance")
+    assert record.groups == (GroupRef("All"), GroupRef("Pilot", id="7", smart=True))
+    assert record.last_contact == datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    assert record.owner_type == "company"
+
+
+def test_json_bare_list_is_accepted() -> None:
+    """A JSON file may be a bare list of device objects."""
+    rows = parse_json('[{"udid": "4a6ec46c7aaf514cc1abf85c37a87fd0fda903e4"}]', source="x")
+    assert rows[0][1].udid == "4a6ec46c7aaf514cc1abf85c37a87fd0fda903e4"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("serial,colour\nC02A00000001,red\n", "inv.csv:1: unknown column(s) colour"),
+        (
+            "serial,managed\nC02A00000001,true\nC02A00000002,maybe\n",
+            "inv.csv:3: managed: Input should be a valid boolean",
+        ),
+        (
+            "serial,last_contact\nC02A00000001,yesterday\n",
+            "inv.csv:2: last_contact: Input should be a valid datetime",
+        ),
+        (
+            "serial,name\nC02A00000001,a\n,nameless\n",
+            "inv.csv:3: a device needs a serial or a udid",
+        ),
+        ("serial,name\nC02A00000001,a,extra\n", "inv.csv:2: more fields than header columns"),
+        (
+            "serial,owner_type\nC02A00000001,rented\n",
+            "inv.csv:2: owner_type: Input should be 'company' or 'personal'",
+        ),
+    ],
+    ids=["unknown-column", "bad-boolean", "bad-date", "no-identifier", "extra-field", "bad-owner"],
+)
+def test_csv_errors_name_file_and_line(text: str, message: str) -> None:
+    """Every CSV error starts with file:line and says what is wrong."""
+    with pytest.raises(InventoryFileError) as info:
+        parse_csv(text, source="inv.csv")
+    assert str(info.value).startswith(message)
+
+
+def test_duplicate_serial_names_both_lines() -> None:
+    """A serial listed twice (in any case) is refused, naming the second and the first line."""
+    rows = parse_csv("serial\nC02A00000001\nC02A00000002\nc02a00000001\n", source="inv.csv")
+    with pytest.raises(
+        InventoryFileError, match=r"^inv\.csv:4: identifier c02a00000001 already on line 2$"
+    ):
+        build_index(rows, provider="inv", source="inv.csv")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '{\n  "devices": [\n    {"serial": "C02A00000001",}\n  ]\n}',
+            "inv.json:3: Expecting property name",
+        ),
+        (
+            '{\n  "devices": [\n    {"serial": "C02A00000001"},\n\n    {"serial": "C02A00000002",'
+            ' "managed": "perhaps"}\n  ]\n}',
+            "inv.json:5: devices[1].managed: Input should be a valid boolean",
+        ),
+        (
+            '{"devices": [\n  {"serial": "C02A00000001"},\n  "C02A00000002"\n]}',
+            "inv.json:3: devices[1] is not an object",
+        ),
+        (
+            '{"devices": [\n  {"name": "nameless"}\n]}',
+            "inv.json:2: a device needs a serial or a udid",
+        ),
+        ('{"devices": [], "extra": 1}', "inv.json:1: unknown top-level key(s) extra"),
+        (
+            '{"devices": [\n  {"serial": "C02A00000001", "colour": "red"}\n]}',
+            "inv.json:2: devices[0].colour: Extra inputs",
+        ),
+        ('{"devices": {}}', 'inv.json:1: expected {"devices": [...]}'),
+    ],
+    ids=[
+        "syntax",
+        "bad-boolean",
+        "not-object",
+        "no-identifier",
+        "top-level-key",
+        "unknown-key",
+        "not-list",
+    ],
+)
+def test_json_errors_name_file_and_line(text: str, message: str) -> None:
+    """Every JSON error starts with file:line; device errors name devices[i] and its line."""
+    with pytest.raises(InventoryFileError) as info:
+        parse_json(text, source="inv.json")
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["C02A00000001", "00008110-000a1c2e3f40801e", "00008110-000A1C2E3F40801E"],
+    ids=["serial", "udid-lower", "udid-upper"],
+)
+async def test_lookup_is_case_insensitive(tmp_path: Path, value: str) -> None:
+    """Serials and UDIDs match whatever case the file and the attestation use."""
+    path = tmp_path / "inv.csv"
+    path.write_text("serial,udid\nc02a00000001,\n,00008110-000a1c2e3f40801e\n", encoding="utf-8")
+    provider = _csv_provider(path)
+    await provider.start()
+    try:
+        record = await provider.lookup(classify(value))
+    finally:
+        await provider.aclose()
+    assert record is not None
+    assert record.provider == "inv"
+
+
+async def test_unknown_device_is_none(csv_provider: tuple[FileProvider, Path]) -> None:
+    """A device missing from the file is an answer (None), not an error."""
+    provider, _ = csv_provider
+    assert await provider.lookup(_serial("C02A00000009")) is None
+    assert provider.ready
+    assert provider.device_count == 2
+
+
+async def test_excel_bom_is_ignored(tmp_path: Path) -> None:
+    """A UTF-8 byte-order mark (as Excel writes) does not turn the first column unknown."""
+    csv_path = tmp_path / "inv.csv"
+    csv_path.write_bytes("\ufeffserial,name\nC02A00000001,a\n".encode())
+    json_path = tmp_path / "inv.json"
+    json_path.write_bytes('\ufeff{"devices": [{"serial": "C02A00000002"}]}'.encode())
+    providers = [
+        _csv_provider(csv_path),
+        FileProvider("inv", JsonSettings(kind="json", path=json_path, reload_interval=0)),
+    ]
+    for provider in providers:
+        await provider.start()
+        await provider.aclose()
+    assert await providers[0].lookup(_serial("C02A00000001")) is not None
+    assert await providers[1].lookup(_serial("C02A00000002")) is not None
+
+
+async def test_good_edit_is_picked_up(csv_provider: tuple[FileProvider, Path]) -> None:
+    """A reload after a valid edit swaps in the new inventory."""
+    provider, path = csv_provider
+    path.write_text(f"{HEADER}\nC02A00000001,,renamed,false,,,,,\nC02A00000003,,three,true,,,,,\n")
+    with capture_logs() as logs:
+        assert await provider.reload() is True
+    record = await provider.lookup(_serial("C02A00000001"))
+    assert record is not None
+    assert (record.name, record.managed) == ("renamed", False)
+    assert await provider.lookup(_serial("C02A00000002")) is None
+    assert await provider.lookup(_serial("C02A00000003")) is not None
+    assert {
+        "event": "provider.loaded",
+        "provider": "inv",
+        "path": str(path),
+        "devices": 2,
+        "log_level": "info",
+    } in logs
+
+
+async def test_unchanged_file_is_not_reparsed(csv_provider: tuple[FileProvider, Path]) -> None:
+    """A reload with an unchanged file reports no swap."""
+    provider, _ = csv_provider
+    assert await provider.reload() is False
+
+
+async def test_broken_edit_keeps_last_good_inventory(
+    csv_provider: tuple[FileProvider, Path],
+) -> None:
+    """A broken edit is logged once with its line and the previous inventory stays in use."""
+    provider, path = csv_provider
+    path.write_text(f"{HEADER}\nC02A00000001,,new,true,,,,,\nC02A00000002,,two,sometimes,,,,,\n")
+    with capture_logs() as logs:
+        assert await provider.reload() is False
+        assert await provider.reload() is False
+    failures = [e for e in logs if e["event"] == "provider.reload_failed"]
+    assert len(failures) == 1
+    assert failures[0]["error"].startswith(f"{path}:3: managed:")
+    assert failures[0]["kept"] == "previous"
+    assert failures[0]["log_level"] == "error"
+    record = await provider.lookup(_serial("C02A00000001"))
+    assert record is not None
+    assert record.name == "old"
+    assert provider.ready
+
+    path.write_text(f"{HEADER}\nC02A00000001,,fixed,true,,,,,\n")
+    assert await provider.reload() is True
+    fixed = await provider.lookup(_serial("C02A00000001"))
+    assert fixed is not None
+    assert fixed.name == "fixed"
+
+
+async def test_deleted_file_keeps_last_good_inventory(
+    csv_provider: tuple[FileProvider, Path],
+) -> None:
+    """A file removed after loading leaves the service answering from the last inventory."""
+    provider, path = csv_provider
+    path.unlink()
+    with capture_logs() as logs:
+        assert await provider.reload() is False
+    assert [e["event"] for e in logs] == ["provider.reload_failed"]
+    assert await provider.lookup(_serial("C02A00000001")) is not None
+
+
+async def test_missing_file_at_start_is_not_ready(tmp_path: Path) -> None:
+    """A missing file at start raises ProviderNotReady; lookups fail until the file appears."""
+    path = tmp_path / "later.csv"
+    provider = _csv_provider(path)
+    with capture_logs() as logs, pytest.raises(ProviderNotReady, match=r"later\.csv"):
+        await provider.start()
+    try:
+        assert not provider.ready
+        assert [e["event"] for e in logs] == ["provider.load_failed"]
+        with pytest.raises(ProviderNotReady):
+            await provider.lookup(_serial("C02A00000001"))
+        path.write_text("serial\nC02A00000001\n", encoding="utf-8")
+        assert await provider.reload() is True
+        assert provider.ready
+    finally:
+        await provider.aclose()
+
+
+async def test_watcher_reloads_a_changed_file(tmp_path: Path) -> None:
+    """With a reload interval the provider notices an edit by itself."""
+    path = tmp_path / "inv.csv"
+    path.write_text("serial,name\nC02A00000001,before\n", encoding="utf-8")
+    provider = _csv_provider(path, reload_interval=0.01)
+    await provider.start()
+    try:
+        path.write_text("serial,name\nC02A00000001,after-the-edit\n", encoding="utf-8")
+
+        async def renamed() -> None:
+            # Polls the provider's state: the watcher has no event to wait on.
+            while (record := await provider.lookup(_serial("C02A00000001"))) is None or (  # noqa: ASYNC110
+                record.name != "after-the-edit"
+            ):
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(renamed(), timeout=5)
+    finally:
+        await provider.aclose()
+
+
+async def test_lookups_during_reload_see_old_or_new(tmp_path: Path) -> None:
+    """The index is swapped whole: a lookup mid-reload sees the old or the new file, never a mix."""
+    count = 3000
+
+    def inventory(version: str) -> str:
+        rows = "".join(f"C02A{n:08d},{version}\n" for n in range(count))
+        return f"serial,name\n{rows}"
+
+    path = tmp_path / "inv.csv"
+    path.write_text(inventory("old"), encoding="utf-8")
+    provider = _csv_provider(path)
+    await provider.start()
+    path.write_text(inventory("newer"), encoding="utf-8")
+    reload = asyncio.create_task(provider.reload())
+    seen: list[tuple[str | None, str | None]] = []
+    while not reload.done():
+        first = await provider.lookup(_serial("C02A00000000"))
+        last = await provider.lookup(_serial(f"C02A{count - 1:08d}"))
+        seen.append((first.name if first else None, last.name if last else None))
+        await asyncio.sleep(0)
+    assert await reload is True
+    await provider.aclose()
+    assert seen, "no lookup ran while the reload was in progress"
+    assert set(seen) <= {("old", "old"), ("newer", "newer")}
+    final = await provider.lookup(_serial("C02A00000000"))
+    assert final is not None
+    assert final.name == "newer"

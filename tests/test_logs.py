@@ -1,0 +1,158 @@
+"""Logging: JSON lines through the real processor chain, request ids, and nothing sensitive."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from connector.logs import configure_logging
+from tests.conftest import AppClient
+from tests.helpers import SECRET, config, enrich, signed, webhook
+
+
+class Lines:
+    """The JSON events written to a configured in-memory stream."""
+
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        parsed = [json.loads(line) for line in self.text.splitlines() if line.startswith("{")]
+        return [e for e in parsed if name is None or e["event"] == name]
+
+
+@pytest.fixture
+def json_logs() -> Iterator[Lines]:
+    """configure_logging(json) into a buffer, undone after the test."""
+    handlers, level = logging.root.handlers[:], logging.root.level
+    lines = Lines()
+    configure_logging("info", "json", stream=lines.stream)
+    yield lines
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)
+
+
+def test_json_events_carry_event_level_and_timestamp(json_logs: Lines) -> None:
+    """Each line is one JSON object with the dotted event name, level, UTC timestamp and fields."""
+    log = structlog.get_logger("connector")
+    log.info("provider.loaded", provider="inventory", devices=3)
+    log.debug("provider.lookup", provider="inventory")
+    [event] = json_logs.events()
+    assert event.pop("timestamp").endswith("Z")
+    assert event == {
+        "event": "provider.loaded",
+        "level": "info",
+        "provider": "inventory",
+        "devices": 3,
+    }
+
+
+@pytest.mark.parametrize(
+    ("fmt", "json_lines"), [("json", True), ("console", False), ("auto", True)], ids=str
+)
+def test_format_choice(fmt: str, json_lines: bool) -> None:
+    """`json`, and `auto` off a terminal, write JSON lines; `console` writes for humans."""
+    stream = io.StringIO()
+    handlers = logging.root.handlers[:]
+    try:
+        configure_logging("info", fmt, stream=stream)  # type: ignore[arg-type]
+        structlog.get_logger().info("service.started")
+    finally:
+        structlog.reset_defaults()
+        logging.root.handlers[:] = handlers
+    line = stream.getvalue().strip()
+    assert "service.started" in line
+    assert line.startswith("{") is json_lines
+
+
+def _decisions(lines: Lines) -> list[dict[str, Any]]:
+    return lines.events("webhook.decision")
+
+
+async def test_request_id_is_bound_to_the_decision(json_logs: Lines, app_client: AppClient) -> None:
+    """step-ca's X-Request-Id appears on `webhook.decision` and is gone after the request."""
+    client = await app_client()
+    body = enrich("C02TEST00001")
+    response = await client.post(
+        "/webhooks/people", data=body, headers=signed(body, request_id="req-7f3a")
+    )
+    assert response.status == 200
+    structlog.get_logger().info("after.request")
+    [decision] = _decisions(json_logs)
+    assert decision["request_id"] == "req-7f3a"
+    assert (decision["webhook"], decision["allow"], decision["identifier"]) == (
+        "people",
+        True,
+        "C02TEST00001",
+    )
+    [after] = json_logs.events("after.request")
+    assert "request_id" not in after
+
+
+async def test_long_request_ids_are_truncated(json_logs: Lines, app_client: AppClient) -> None:
+    """A request id is cut to 64 characters so a client cannot flood the log."""
+    client = await app_client()
+    body = enrich("C02TEST00001")
+    headers = signed(body, request_id="r" * 500)
+    assert (await client.post("/webhooks/people", data=body, headers=headers)).status == 200
+    [decision] = _decisions(json_logs)
+    assert decision["request_id"] == "r" * 64
+
+
+@pytest.mark.parametrize("personal_data", [False, True], ids=["default", "personal-data"])
+async def test_decision_log_holds_no_secret_csr_or_unasked_personal_data(
+    json_logs: Lines, app_client: AppClient, inventory: Path, personal_data: bool
+) -> None:
+    """Secrets, signatures and the CSR never reach the log; e-mail only with personal_data."""
+    mapping = config(
+        inventory,
+        webhooks=[webhook(enrichment={"personal_data": True})],
+        logging={"personal_data": personal_data},
+    )
+    client = await app_client(mapping)
+    body = enrich("C02TEST00001")
+    headers = signed(body, request_id="req-1")
+    response = await client.post("/webhooks/people", data=body, headers=headers)
+    answer = await response.json()
+    assert answer["allow"] is True
+    assert "anika@example.com" in json.dumps(answer)  # the reply may carry it; the log may not
+    csr = json.loads(body)["x509CertificateRequest"]
+    [decision] = _decisions(json_logs)
+    text = json_logs.text
+    for sensitive in (SECRET, headers["X-Smallstep-Signature"], csr["raw"], csr["publicKey"]):
+        assert sensitive not in text
+    assert ("anika@example.com" in text) is personal_data
+    assert ("email" in decision) is personal_data
+
+
+async def test_rejections_are_logged_without_the_secret(
+    json_logs: Lines, app_client: AppClient
+) -> None:
+    """A refused request logs `request.rejected` with its code and request id, not the secret."""
+    client = await app_client()
+    body = enrich("C02TEST00001")
+    headers = signed(body, secret="d3Jvbmc=", request_id="req-bad")
+    response = await client.post("/webhooks/people", data=body, headers=headers)
+    assert response.status == 401
+    [rejected] = json_logs.events("request.rejected")
+    assert (rejected["code"], rejected["status"], rejected["request_id"]) == (
+        "signature-invalid",
+        401,
+        "req-bad",
+    )
+    assert rejected["level"] == "warning"
+    for sensitive in (SECRET, headers["X-Smallstep-Signature"]):
+        assert sensitive not in json_logs.text
