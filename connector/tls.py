@@ -12,6 +12,7 @@ import datetime as dt
 import ipaddress
 import os
 import ssl
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,26 +69,41 @@ class CertificateReloader:
         self._paths = paths
         self._interval = interval
         self._stamp = _stamp(paths)
+        self._broken: tuple[int, int] | None = None
 
     def check(self) -> bool:
-        """Reload if the files changed; returns whether a new pair is in use."""
+        """Reload if the files changed; returns whether a new pair is in use.
+
+        The pair is read once into a private snapshot, validated on a scratch context, then loaded
+        from the same snapshot into the live one: a pair being rewritten while we read can never
+        go live half old, half new. A broken version is logged once, not on every poll.
+        """
         try:
             stamp = _stamp(self._paths)
-            if stamp == self._stamp:
-                return False
-            # Validate on a scratch context first so a half-written pair never goes live.
-            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
-                self._paths.cert, self._paths.key
-            )
-            self._context.load_cert_chain(self._paths.cert, self._paths.key)
-        except (OSError, ssl.SSLError) as exc:
-            log.error(
-                "tls.reload_failed", cert=str(self._paths.cert), error=str(exc), kept="previous"
-            )
+        except OSError as exc:
+            return self._failed(None, exc)
+        if stamp in (self._stamp, self._broken):
             return False
+        try:
+            with tempfile.TemporaryDirectory(prefix="posture-tls-") as tmp:
+                cert = Path(tmp) / "cert.pem"
+                key = Path(tmp) / "key.pem"
+                cert.write_bytes(self._paths.cert.read_bytes())
+                key.touch(mode=0o600)
+                key.write_bytes(self._paths.key.read_bytes())
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+                self._context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            return self._failed(stamp, exc)
         self._stamp = stamp
+        self._broken = None
         log.info("tls.reloaded", cert=str(self._paths.cert), not_after=_not_after(self._paths.cert))
         return True
+
+    def _failed(self, stamp: tuple[int, int] | None, exc: Exception) -> bool:
+        self._broken = stamp
+        log.error("tls.reload_failed", cert=str(self._paths.cert), error=str(exc), kept="previous")
+        return False
 
     async def ctx(self, _app: web.Application) -> AsyncIterator[None]:
         """aiohttp cleanup context running the poll loop for the app's lifetime."""
