@@ -208,6 +208,7 @@ def ensure_dev_certificate(
     ca_path.write_bytes(ca.public_bytes(pem))
     paths.cert.write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
     fd = os.open(paths.key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a key file that already exists
     with os.fdopen(fd, "wb") as handle:
         handle.write(
             key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
