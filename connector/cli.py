@@ -21,6 +21,7 @@ import httpx
 from connector import stepca
 from connector.checks import preflight
 from connector.decision import Decision, decide
+from connector.lab import add_lab_arguments, run_lab
 from connector.logs import configure_logging
 from connector.lookup import LookupCache, ProviderChain
 from connector.models import AttestationData, WebhookRequest
@@ -222,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--config", type=Path, required=True)
     health.add_argument("--ready", action="store_true", help="probe /readyz instead of /healthz")
     health.set_defaults(func=cmd_healthcheck)
+
+    lab = sub.add_parser(
+        "lab", help="run a local step-ca + connector and enrol simulated Apple devices"
+    )
+    add_lab_arguments(lab)
+    lab.set_defaults(func=run_lab)
 
     send = sub.add_parser("send", help="act as step-ca: send one signed webhook request")
     send.add_argument("--url", required=True)

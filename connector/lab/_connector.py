@@ -1,0 +1,130 @@
+"""The connector as a child process, and the TOML writer for its config."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from connector.lab._tools import REPO_ROOT, file_size, stop_process, wait_until_ready
+
+
+def toml_value(value: Any) -> str:
+    """A TOML literal for the simple values a connector config holds."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def toml_document(document: Mapping[str, Any]) -> str:
+    """Render the connector config: top-level tables, `[[webhooks]]` with their sub-tables."""
+    lines: list[str] = []
+
+    def table(header: str, body: Mapping[str, Any]) -> None:
+        lines.append(header)
+        nested = {k: v for k, v in body.items() if isinstance(v, Mapping) and k in _SUBTABLES}
+        for key, value in body.items():
+            if key not in nested:
+                lines.append(f"{key} = {toml_value(value)}")
+        lines.append("")
+        for key, value in nested.items():
+            prefix = header.strip("[]")
+            table(f"[{prefix}.{key}]", value)
+
+    for name, section in document.items():
+        if name == "webhooks":
+            for hook in section:
+                table("[[webhooks]]", hook)
+        elif name == "providers":
+            for provider_name, provider in section.items():
+                table(f"[providers.{provider_name}]", provider)
+        else:
+            table(f"[{name}]", section)
+    return "\n".join(lines)
+
+
+_SUBTABLES = frozenset({"policy", "enrichment"})
+
+
+class ConnectorProcess:
+    """``python -m connector serve --config F`` as a child process; JSON log lines in a file."""
+
+    def __init__(self, config: Path, *, port: int, ca_file: Path, log_path: Path) -> None:
+        self.config = config
+        self.port = port
+        self.ca_file = ca_file
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the connector."""
+        return f"https://127.0.0.1:{self.port}"
+
+    def start(self, *, timeout: float = 30.0) -> None:
+        """Start the service and wait until /readyz answers 200."""
+        pythonpath = os.pathsep.join(
+            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+        )
+        handle = self.log_path.open("ab")
+        try:
+            self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "connector", "serve", "--config", str(self.config)],
+                env={**os.environ, "PYTHONPATH": pythonpath},
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                cwd=self.config.parent,
+            )
+        finally:
+            handle.close()
+        wait_until_ready(
+            f"{self.url}/readyz",
+            ca_file=self.ca_file,
+            process=self._process,
+            log=self.log_path,
+            timeout=timeout,
+        )
+
+    def stop(self) -> None:
+        """Stop the service (SIGTERM, then SIGKILL)."""
+        stop_process(self._process)
+        self._process = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def log_offset(self) -> int:
+        """Current size of the log, to read only what follows."""
+        return file_size(self.log_path)
+
+    def events(self, since: int = 0) -> list[dict[str, Any]]:
+        """The structured log events written after byte offset `since`."""
+        try:
+            with self.log_path.open("rb") as handle:
+                handle.seek(since)
+                data = handle.read()
+        except FileNotFoundError:
+            return []
+        events = []
+        for line in data.decode("utf-8", errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                item = json.loads(line)
+                if isinstance(item, dict):
+                    events.append(item)
+        return events

@@ -1,0 +1,137 @@
+"""Shared plumbing: where the binaries are, free ports, child processes and their logs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from connector.devicesim import tls_context
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VERSIONS_FILE = REPO_ROOT / "scripts" / "step-versions.env"
+DEFAULT_TEMPLATE = REPO_ROOT / "examples" / "templates" / "device-identity.tpl"
+
+
+class LabError(Exception):
+    """When a lab component cannot be set up; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepTools:
+    """Paths of the two smallstep binaries.
+
+    Attributes:
+        step_ca: the `step-ca` server.
+        step: the `step` CLI.
+    """
+
+    step_ca: Path
+    step: Path
+
+
+def pinned_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
+    """`KEY=value` pairs of ``scripts/step-versions.env`` (the one place versions are pinned)."""
+    pairs: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            key, sep, value = line.strip().partition("=")
+            if sep and not key.startswith("#"):
+                pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def find_step_tools(directory: Path | None = None) -> StepTools:
+    """Locate `step-ca` and `step`.
+
+    An explicit `directory` or ``$STEP_TOOLS_DIR`` is the only place looked at; otherwise
+    ``.tools/bin`` (where ``scripts/install-step.sh`` installs), then PATH. Raises `LabError`
+    naming what is missing and how to get it.
+    """
+    explicit = directory or (Path(d) if (d := os.environ.get("STEP_TOOLS_DIR")) else None)
+    candidates = [explicit] if explicit else [REPO_ROOT / ".tools" / "bin"]
+    for folder in candidates:
+        step_ca, step = folder / "step-ca", folder / "step"
+        if os.access(step_ca, os.X_OK) and os.access(step, os.X_OK):
+            return StepTools(step_ca=step_ca, step=step)
+    if explicit is None:
+        on_path = shutil.which("step-ca"), shutil.which("step")
+        if on_path[0] and on_path[1]:
+            return StepTools(step_ca=Path(on_path[0]), step=Path(on_path[1]))
+    where = str(explicit) if explicit else f"{candidates[0]} and PATH"
+    raise LabError(f"step-ca and step not found in {where}; run scripts/install-step.sh (needs Go)")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """SIGTERM, wait, then SIGKILL: a child we started never outlives the lab."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
+def wait_until_ready(
+    url: str, *, ca_file: Path, process: subprocess.Popen[bytes], log: Path, timeout: float
+) -> None:
+    """Poll `url` until it answers 200; fail early if the process exits."""
+    deadline = time.monotonic() + timeout
+    context = tls_context(ca_file)
+    last = "no answer"
+    with httpx.Client(verify=context, timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise LabError(f"process exited with {process.returncode}; log:\n{_tail(log)}")
+            try:
+                response = client.get(url)
+            except httpx.TransportError as exc:
+                last = type(exc).__name__
+            else:
+                if response.status_code == 200:
+                    return
+                last = f"HTTP {response.status_code}"
+            time.sleep(0.1)
+    raise LabError(f"{url} not ready after {timeout:g}s ({last}); log:\n{_tail(log)}")
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def file_size(path: Path) -> int:
+    """Size of a log file (0 if absent): an offset to read only what follows."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def read_from(path: Path, offset: int) -> str:
+    """A log file's text after byte `offset` ("" if absent)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""

@@ -1,0 +1,1 @@
+"""End-to-end tests: a real step-ca calls the connector during real ACME orders."""
