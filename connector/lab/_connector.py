@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from connector.lab._tools import REPO_ROOT, file_size, stop_process, wait_until_ready
+from connector.lab._tools import REPO_ROOT, LoggedProcess
 
 
 def toml_value(value: Any) -> str:
@@ -59,15 +58,14 @@ def toml_document(document: Mapping[str, Any]) -> str:
 _SUBTABLES = frozenset({"policy", "enrichment"})
 
 
-class ConnectorProcess:
+class ConnectorProcess(LoggedProcess):
     """``python -m connector serve --config F`` as a child process; JSON log lines in a file."""
 
     def __init__(self, config: Path, *, port: int, ca_file: Path, log_path: Path) -> None:
+        super().__init__(log_path)
         self.config = config
         self.port = port
         self.ca_file = ca_file
-        self.log_path = log_path
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -79,39 +77,14 @@ class ConnectorProcess:
         pythonpath = os.pathsep.join(
             p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
         )
-        handle = self.log_path.open("ab")
-        try:
-            self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "connector", "serve", "--config", str(self.config)],
-                env={**os.environ, "PYTHONPATH": pythonpath},
-                stdin=subprocess.DEVNULL,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                cwd=self.config.parent,
-            )
-        finally:
-            handle.close()
-        wait_until_ready(
-            f"{self.url}/readyz",
+        self.launch(
+            [sys.executable, "-m", "connector", "serve", "--config", str(self.config)],
+            env={**os.environ, "PYTHONPATH": pythonpath},
+            health_url=f"{self.url}/readyz",
             ca_file=self.ca_file,
-            process=self._process,
-            log=self.log_path,
             timeout=timeout,
+            cwd=self.config.parent,
         )
-
-    def stop(self) -> None:
-        """Stop the service (SIGTERM, then SIGKILL)."""
-        stop_process(self._process)
-        self._process = None
-
-    @property
-    def running(self) -> bool:
-        """Whether the process is alive."""
-        return self._process is not None and self._process.poll() is None
-
-    def log_offset(self) -> int:
-        """Current size of the log, to read only what follows."""
-        return file_size(self.log_path)
 
     def events(self, since: int = 0) -> list[dict[str, Any]]:
         """The structured log events written after byte offset `since`."""

@@ -10,18 +10,9 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from connector.lab._tools import (
-    LabError,
-    StepTools,
-    file_size,
-    free_port,
-    read_from,
-    stop_process,
-    wait_until_ready,
-)
+from connector.lab._tools import LabError, LoggedProcess, StepTools, free_port
 
 PASSWORD = "posture-lab-password"  # noqa: S105 - a throwaway lab CA, never production
 ADMIN_SUBJECT = "step"
@@ -47,17 +38,16 @@ _WEBHOOK_ID = re.compile(r"^Webhook ID:\s*(\S+)\s*$", re.MULTILINE)
 _WEBHOOK_SECRET = re.compile(r"^Secret:\s*(\S+)\s*$", re.MULTILINE)
 
 
-class StepCA:
+class StepCA(LoggedProcess):
     """One step-ca with remote management, its STEPPATH under `directory`."""
 
     def __init__(self, tools: StepTools, directory: Path, *, port: int | None = None) -> None:
+        super().__init__(directory / "step-ca.log")
         self.tools = tools
         self.directory = directory
         self.steppath = directory / "step"
         self.port = port or free_port()
         self.password_file = directory / "password.txt"
-        self.log_path = directory / "step-ca.log"
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -132,47 +122,13 @@ class StepCA:
 
     def start(self, *, timeout: float = 30.0, env: Mapping[str, str] | None = None) -> None:
         """Start `step-ca` and wait for /health."""
-        handle = self.log_path.open("ab")
-        try:
-            self._process = subprocess.Popen(  # noqa: S603 - our own pinned binary
-                [
-                    str(self.tools.step_ca),
-                    str(self.config),
-                    "--password-file",
-                    str(self.password_file),
-                ],
-                env={**self._env(), **(env or {})},
-                stdin=subprocess.DEVNULL,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-            )
-        finally:
-            handle.close()
-        wait_until_ready(
-            f"{self.url}/health",
+        self.launch(
+            [str(self.tools.step_ca), str(self.config), "--password-file", str(self.password_file)],
+            env={**self._env(), **(env or {})},
+            health_url=f"{self.url}/health",
             ca_file=self.root,
-            process=self._process,
-            log=self.log_path,
             timeout=timeout,
         )
-
-    def log_offset(self) -> int:
-        """Current size of step-ca's log, to read only what follows."""
-        return file_size(self.log_path)
-
-    def log_since(self, offset: int) -> str:
-        """step-ca's log text written after `offset` (its errors name the webhook failure)."""
-        return read_from(self.log_path, offset)
-
-    def stop(self) -> None:
-        """Stop `step-ca` (SIGTERM, then SIGKILL)."""
-        stop_process(self._process)
-        self._process = None
-
-    @property
-    def running(self) -> bool:
-        """Whether the step-ca process is alive."""
-        return self._process is not None and self._process.poll() is None
 
     def add_acme_provisioner(
         self, name: str, *, attestation_roots: Path, template: Path | None = None
@@ -234,17 +190,6 @@ class StepCA:
         )
         key.chmod(0o600)
 
-    def __enter__(self) -> StepCA:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 def static_ca_json(
     base: StepCA,
@@ -289,16 +234,15 @@ def static_acme_provisioner(
     }
 
 
-class StaticStepCA:
+class StaticStepCA(LoggedProcess):
     """A second step-ca started from a hand-written ca.json (see `static_ca_json`)."""
 
     def __init__(self, tools: StepTools, config: Path, *, port: int, base: StepCA) -> None:
+        super().__init__(config.parent / "step-ca.log")
         self.tools = tools
         self.config = config
         self.port = port
         self.base = base
-        self.log_path = config.parent / "step-ca.log"
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -311,45 +255,21 @@ class StaticStepCA:
 
     def start(self, *, timeout: float = 30.0) -> None:
         """Start it; ``SSL_CERT_FILE`` makes webhooks with `disableTLSClientAuth` trust our root."""
-        handle = self.log_path.open("ab")
         env = {
             **os.environ,
             "STEPPATH": str(self.base.steppath),
             "HOME": str(self.config.parent),
             "SSL_CERT_FILE": str(self.base.root),
         }
-        try:
-            self._process = subprocess.Popen(  # noqa: S603 - our own pinned binary
-                [
-                    str(self.tools.step_ca),
-                    str(self.config),
-                    "--password-file",
-                    str(self.base.password_file),
-                ],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-            )
-        finally:
-            handle.close()
-        wait_until_ready(
-            f"{self.url}/health",
+        self.launch(
+            [
+                str(self.tools.step_ca),
+                str(self.config),
+                "--password-file",
+                str(self.base.password_file),
+            ],
+            env=env,
+            health_url=f"{self.url}/health",
             ca_file=self.base.root,
-            process=self._process,
-            log=self.log_path,
             timeout=timeout,
         )
-
-    def log_offset(self) -> int:
-        """Current size of step-ca's log, to read only what follows."""
-        return file_size(self.log_path)
-
-    def log_since(self, offset: int) -> str:
-        """step-ca's log text written after `offset` (its errors name the webhook failure)."""
-        return read_from(self.log_path, offset)
-
-    def stop(self) -> None:
-        """Stop it."""
-        stop_process(self._process)
-        self._process = None

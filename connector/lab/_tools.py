@@ -8,8 +8,10 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
 import httpx
 
@@ -135,3 +137,72 @@ def read_from(path: Path, offset: int) -> str:
             return handle.read().decode("utf-8", errors="replace")
     except FileNotFoundError:
         return ""
+
+
+class LoggedProcess:
+    """A child process of ours writing to a log file, started when its health URL answers 200.
+
+    step-ca, the ca.json-only step-ca and the connector differ only in what they run and where
+    they answer; starting, stopping and reading their logs is this one class.
+    """
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def launch(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        health_url: str,
+        ca_file: Path,
+        timeout: float,
+        cwd: Path | None = None,
+    ) -> None:
+        """Run `argv` with its output appended to the log, then wait for `health_url`."""
+        with self.log_path.open("ab") as handle:
+            self._process = subprocess.Popen(  # noqa: S603 - our own pinned binaries and module
+                list(argv),
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+            )
+        wait_until_ready(
+            health_url,
+            ca_file=ca_file,
+            process=self._process,
+            log=self.log_path,
+            timeout=timeout,
+        )
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL."""
+        stop_process(self._process)
+        self._process = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def log_offset(self) -> int:
+        """Current size of the log, to read only what follows."""
+        return file_size(self.log_path)
+
+    def log_since(self, offset: int) -> str:
+        """The log text written after `offset`."""
+        return read_from(self.log_path, offset)
+
+    def __enter__(self) -> LoggedProcess:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
