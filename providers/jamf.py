@@ -208,13 +208,27 @@ class JamfProvider:
                     ]
             except* ProviderError as failures:
                 raise failures.exceptions[0] from None
-        records = [record for task in tasks for record in task.result()]
+        found = [record for task in tasks for record in task.result()]
+        records = [r for r in found if _matches(r, identifier)]
         log.debug(
             "provider.searched",
             provider=self._name,
             kind=identifier.kind.value,
             matches=len(records),
         )
+        if len(records) < len(found):
+            # A server that ignored or misread the filter must never hand us another device.
+            log.warning(
+                "provider.unmatched_records",
+                provider=self._name,
+                identifier=identifier.value,
+                returned=len(found),
+                matching=len(records),
+            )
+            if not records:
+                raise ProviderError(
+                    self._name, "Jamf answered records that do not match the filter"
+                )
         return self._newest(records, identifier)
 
     def _newest(
@@ -680,6 +694,12 @@ class JamfProvider:
             error=code,
         )
         raise ProviderNotReady(self._name, message)
+
+
+def _matches(record: DeviceRecord, identifier: DeviceIdentifier) -> bool:
+    """Whether the record really carries the identifier (Jamf compares case-insensitively)."""
+    wanted = identifier.normalized
+    return any(v is not None and v.upper() == wanted for v in (record.serial, record.udid))
 
 
 def _text(value: str | None) -> str | None:

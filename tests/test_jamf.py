@@ -208,6 +208,20 @@ async def test_unknown_device_is_none(make_provider: MakeProvider) -> None:
     assert await provider.lookup(classify("ZZZZ99999999")) is None
 
 
+async def test_server_ignoring_the_filter_never_yields_another_device(
+    make_provider: MakeProvider, fake: FakeJamf
+) -> None:
+    """Records that do not carry the identifier are dropped; none left fails closed."""
+    fake.ignore_filter = True
+    provider = await make_provider()
+    with capture_logs() as logs, pytest.raises(ProviderError, match="do not match"):
+        await provider.lookup(classify("ZZZZ99999999"))
+    assert "provider.unmatched_records" in [e["event"] for e in logs]
+    record = await provider.lookup(classify("C02FK3Q7MD6T"))
+    assert record is not None
+    assert record.serial == "C02FK3Q7MD6T"
+
+
 async def test_reenrolled_device_newest_contact_wins_with_warning(
     make_provider: MakeProvider,
 ) -> None:

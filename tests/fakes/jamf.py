@@ -150,6 +150,7 @@ class FakeJamf:
     oauth_missing_status: int = 404
     computer_versions: set[str] = field(default_factory=lambda: {"v1", "v2", "v3", "v4"})
     mobile_enabled: bool = True
+    ignore_filter: bool = False  # a misbehaving server answering every device
     clock: Callable[[], float] = time.monotonic
     faults: list[Fault] = field(default_factory=list)
     requests: list[LoggedRequest] = field(default_factory=list)
@@ -456,7 +457,7 @@ def _page(
     except ValueError:
         return _api_error(400, "INVALID_PARAMETER", "page")
     matches = list(records)
-    if "filter" in request.query:
+    if "filter" in request.query and not request.app[FAKE].ignore_filter:
         predicate = _rsql(request.query["filter"], fields)
         if isinstance(predicate, str):
             return _api_error(400, "INVALID_RSQL_FILTER", predicate)
