@@ -509,14 +509,14 @@ class IntuneProvider:
         started = time.monotonic()
         async with lookup_budget(self._name, self._settings.budget) as deadline:
             record = await self._lookup(identifier, deadline)
-        log.info(
-            "provider.lookup",
+        log.debug(
+            "provider.searched",
             provider=self._name,
             kind=identifier.kind.value,
             found=record is not None,
             compliance=record.compliance if record else None,
             groups=len(record.groups) if record else 0,
-            duration_ms=round((time.monotonic() - started) * 1000, 1),
+            latency_ms=round((time.monotonic() - started) * 1000, 1),
         )
         return record
 
