@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
@@ -57,19 +59,40 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = _utcnow) -
     return app
 
 
+async def _start(provider: Provider) -> None:
+    try:
+        await provider.start()
+    except ProviderError as exc:
+        log.error("provider.not_ready", provider=provider.name, error=exc.message)
+
+
+async def _retry_not_ready(providers: list[Provider], interval: float) -> None:
+    """Start providers that failed again and again: `/readyz` must be able to turn green by
+    itself, since an orchestrator sends no traffic (and so no lookups) to a not-ready pod."""
+    while True:
+        await asyncio.sleep(interval)
+        for provider in providers:
+            if not provider.ready:
+                await _start(provider)
+
+
 async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
     """Start every provider (a failure leaves it not-ready, not the service down); close them."""
-    for provider in app[PROVIDERS].values():
-        try:
-            await provider.start()
-        except ProviderError as exc:
-            log.error("provider.not_ready", provider=provider.name, error=exc.message)
+    providers = list(app[PROVIDERS].values())
+    for provider in providers:
+        await _start(provider)
     log.info(
         "service.started",
         webhooks=[h.name for h in app[SETTINGS].webhooks],
-        providers={name: p.ready for name, p in app[PROVIDERS].items()},
+        providers={p.name: p.ready for p in providers},
+    )
+    retry = asyncio.create_task(
+        _retry_not_ready(providers, app[SETTINGS].server.provider_retry_interval)
     )
     yield
-    for provider in app[PROVIDERS].values():
+    retry.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await retry
+    for provider in providers:
         await provider.aclose()
     log.info("service.stopped")

@@ -48,6 +48,7 @@ class ServerSettings(_Frozen):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     clock_skew: float = Field(default=300.0, gt=0, le=3600)
     cert_reload_interval: float = Field(default=30.0, ge=0)
+    provider_retry_interval: float = Field(default=15.0, gt=0, le=3600)
     shutdown_timeout: float = Field(default=10.0, gt=0, le=120)
 
     @model_validator(mode="after")

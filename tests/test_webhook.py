@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from datetime import timedelta
@@ -505,3 +506,25 @@ async def test_same_path_serves_two_webhook_ids(app_client: AppClient, inventory
     _, a_answer = await post(client, "/hook", a_body, signed(a_body, webhook_id=AUTH_ID))
     assert "data" in e_answer
     assert a_answer == {"allow": True}
+
+
+async def test_not_ready_provider_is_retried_until_ready(
+    app_client: AppClient, tmp_path: Path
+) -> None:
+    """A provider that failed to start is started again in the background; /readyz recovers."""
+    path = tmp_path / "late.json"
+    providers = {"inventory": {"kind": "json", "path": str(path), "reload_interval": 0}}
+    mapping = config(tmp_path / "unused.csv", providers=providers)
+    mapping["server"]["provider_retry_interval"] = 0.02
+    client = await app_client(mapping)
+    assert (await client.get("/readyz")).status == 503
+    path.write_text(json.dumps([{"serial": "C02LATE00001", "managed": True}]), encoding="utf-8")
+
+    async def ready() -> None:
+        # Polls the real endpoint: the retry runs in the background with no event to wait on.
+        while (await client.get("/readyz")).status != 200:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(ready(), timeout=5)
+    body = enrich("C02LATE00001")
+    assert (await post(client, PEOPLE, body, signed(body)))[1]["allow"] is True
