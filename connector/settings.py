@@ -7,6 +7,7 @@ never echoed, so a mistyped secret cannot leak into a terminal or a log.
 from __future__ import annotations
 
 import tomllib
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -138,9 +139,9 @@ class WebhookSettings(_Frozen):
             raise ValueError("bearer_token and basic_auth exclude each other (step-ca sends one)")
         return self
 
-    @property
+    @cached_property
     def hmac_key(self) -> bytes:
-        """The decoded HMAC key (empty for ca.json-only webhooks)."""
+        """The decoded HMAC key (empty for ca.json-only webhooks), decoded once, not per call."""
         raw = self.secret.get_secret_value()
         return decode_secret(raw) if raw else b""
 
