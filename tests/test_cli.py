@@ -338,6 +338,33 @@ def test_send_without_the_ca_fails_verification(server: Server) -> None:
     assert "CERTIFICATE_VERIFY_FAILED" in result.stderr
 
 
+def _healthcheck(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "connector", "healthcheck", "--config", str(config), *args],
+        capture_output=True, text=True, timeout=30, check=False, cwd=ROOT,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("args", [(), ("--ready",)], ids=["healthz", "readyz"])
+def test_healthcheck_probes_the_running_server(server: Server, args: tuple[str, ...]) -> None:
+    """`healthcheck` (the container HEALTHCHECK) exits 0 while the service answers 200."""
+    result = _healthcheck(server.log.parent / "connector.toml", *args)
+    assert result.returncode == EXIT_OK, result.stderr
+    assert result.stdout.strip().endswith(": 200")
+
+
+def test_healthcheck_fails_when_nothing_listens(tmp_path: Path) -> None:
+    """With no service on the configured port, `healthcheck` exits 3."""
+    shutil.copy(EXAMPLES / "quickstart.secret", tmp_path / "quickstart.secret")
+    shutil.copy(EXAMPLES / "quickstart-inventory.csv", tmp_path / "quickstart-inventory.csv")
+    config = tmp_path / "connector.toml"
+    text = QUICKSTART.read_text(encoding="utf-8").replace("port = 8443", f"port = {_free_port()}")
+    config.write_text(text, encoding="utf-8")
+    result = _healthcheck(config)
+    assert result.returncode == EXIT_FAILED
+    assert "healthcheck:" in result.stderr
+
+
 def test_sigterm_stops_the_server_gracefully(tmp_path: Path) -> None:
     """On SIGTERM the server closes its providers, logs `service.stopped` and exits 0."""
     server = _start_server(tmp_path)
