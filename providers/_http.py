@@ -16,7 +16,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from providers.base import ProviderError
+from providers.config_types import ConfigPath
 
 log = structlog.get_logger("providers.http")
 
@@ -45,7 +45,7 @@ class UpstreamSettings(BaseModel):
     backoff: float = Field(default=0.2, gt=0, le=5, description="first backoff in seconds")
     max_connections: int = Field(default=5, ge=1, le=100)
     verify_tls: bool = True
-    ca_bundle: Path | None = None
+    ca_bundle: ConfigPath | None = None
 
 
 class RetryableStatusError(Exception):
