@@ -21,6 +21,7 @@ from providers.files import CsvSettings, FileProvider, JsonSettings
 from providers.identifiers import DeviceIdentifier, IdentifierKind, IdentifierShapeError, classify
 from providers.intune import IntuneProvider, IntuneSettings
 from providers.jamf import JamfProvider, JamfSettings
+from providers.observe import NO_HOOKS, ProviderHook
 
 ProviderSettings = Annotated[
     CsvSettings | JsonSettings | JamfSettings | IntuneSettings,
@@ -29,8 +30,11 @@ ProviderSettings = Annotated[
 """The ``[providers.NAME]`` table: one model per ``kind``."""
 
 
-def build_provider(name: str, settings: ProviderSettings) -> Provider:
-    """Create the provider a config table describes (not started yet)."""
+def build_provider(
+    name: str, settings: ProviderSettings, *, hooks: ProviderHook = NO_HOOKS
+) -> Provider:
+    """Create the provider a config table describes (not started yet); `hooks` observe it."""
+    del hooks  # wired by the vendor packages
     match settings:
         case CsvSettings() | JsonSettings():
             return FileProvider(name, settings)

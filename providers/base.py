@@ -132,6 +132,15 @@ class Provider(Protocol):
         """True once the provider can answer lookups."""
         ...
 
+    @property
+    def cacheable(self) -> bool:
+        """Whether the chain may cache this provider's answers.
+
+        False for providers that answer from an in-memory index (files, memory, the store):
+        there a cache saves nothing and only delays a change the inventory has loaded.
+        """
+        ...
+
     async def start(self) -> None:
         """Load the inventory or verify credentials."""
         ...

@@ -261,6 +261,11 @@ class FileProvider:
         return self._index is not None
 
     @property
+    def cacheable(self) -> bool:
+        """An in-memory index answers at once: caching it would only serve stale answers."""
+        return False
+
+    @property
     def device_count(self) -> int:
         """Distinct devices in the current inventory."""
         return len({id(r) for r in (self._index or {}).values()})

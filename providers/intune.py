@@ -306,6 +306,11 @@ class IntuneProvider:
         """True while Entra last granted a token."""
         return self._ready
 
+    @property
+    def cacheable(self) -> bool:
+        """Remote answers are worth caching."""
+        return True
+
     async def start(self) -> None:
         """Fetch a first token so bad credentials show at startup as `ProviderNotReady`."""
         try:

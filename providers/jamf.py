@@ -153,6 +153,11 @@ class JamfProvider:
         return self._ready
 
     @property
+    def cacheable(self) -> bool:
+        """Remote answers are worth caching."""
+        return True
+
+    @property
     def auth_kind(self) -> Literal["oauth", "user"]:
         """Which credential the settings give."""
         return "oauth" if self._settings.client_id is not None else "user"

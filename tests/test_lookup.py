@@ -36,6 +36,10 @@ class FakeProvider:
     def ready(self) -> bool:
         return True
 
+    @property
+    def cacheable(self) -> bool:
+        return True
+
     async def start(self) -> None:
         return None
 
