@@ -7,6 +7,7 @@ RUN python -m venv /opt/venv
 COPY pyproject.toml README.md ./
 COPY connector ./connector
 COPY providers ./providers
+# The service only: the lab (posture_lab, the [lab] extra) is left out of the image.
 RUN /opt/venv/bin/pip install --no-compile . \
     && /opt/venv/bin/python -m compileall -q /opt/venv
 
@@ -19,6 +20,8 @@ RUN groupadd --system --gid 10001 connector \
     && useradd --system --uid 10001 --gid connector --home-dir /nonexistent --shell /usr/sbin/nologin connector
 COPY --from=build /opt/venv /opt/venv
 COPY examples /etc/posture-connector/examples
+# The X.509 templates for step-ca (their source is the lab's package data).
+COPY posture_lab/templates /etc/posture-connector/examples/templates
 USER 10001:10001
 EXPOSE 8443
 # Mount the real config at /etc/posture-connector/config.toml (secrets via env or mounted files).

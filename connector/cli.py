@@ -1,6 +1,7 @@
-"""The `posture-connector` command: serve, check-config, lookup, send.
+"""The `posture-connector` command: serve, check-config, lookup, healthcheck, send, lab.
 
 Exit codes: 0 success (or allow), 1 deny, 2 usage or configuration error, 3 request failed.
+`lab` lives in the optional `posture_lab` package (the ``[lab]`` extra), imported only when run.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import httpx
 from connector import stepca
 from connector.checks import preflight
 from connector.decision import Decision, decide
-from connector.lab import add_lab_arguments, run_lab
 from connector.logs import configure_logging
 from connector.lookup import LookupCache, ProviderChain
 from connector.models import AttestationData, WebhookRequest
@@ -29,6 +29,7 @@ from connector.settings import ConfigError, Settings, load_settings
 from providers import ProviderError, build_provider
 
 EXIT_OK, EXIT_DENY, EXIT_CONFIG, EXIT_FAILED = 0, 1, 2, 3
+LAB_EXTRA = "the lab needs: pip install 'posture-connector[lab]'"
 
 
 def _load(path: Path) -> Settings:
@@ -197,6 +198,16 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
     return EXIT_OK if response.status_code == 200 else EXIT_FAILED
 
 
+def cmd_lab(args: argparse.Namespace) -> int:
+    """Hand the arguments after `lab` to the lab, or say which extra installs it."""
+    try:
+        from posture_lab import main as lab_main  # noqa: PLC0415 - optional extra, loaded on use
+    except ModuleNotFoundError as exc:
+        print(f"lab: {LAB_EXTRA} (missing: {exc.name})", file=sys.stderr)
+        return EXIT_CONFIG
+    return lab_main(args.lab_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(
@@ -224,11 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--ready", action="store_true", help="probe /readyz instead of /healthz")
     health.set_defaults(func=cmd_healthcheck)
 
+    # The lab parses its own options (`posture-connector lab --help`): see `main`.
     lab = sub.add_parser(
-        "lab", help="run a local step-ca + connector and enrol simulated Apple devices"
+        "lab",
+        help="run a local step-ca + connector and enrol simulated Apple devices ([lab] extra)",
+        add_help=False,
     )
-    add_lab_arguments(lab)
-    lab.set_defaults(func=run_lab)
+    lab.set_defaults(func=cmd_lab)
 
     send = sub.add_parser("send", help="act as step-ca: send one signed webhook request")
     send.add_argument("--url", required=True)
@@ -248,7 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "lab":
+        args.lab_args = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return int(args.func(args))
     except ConfigError as exc:

@@ -16,10 +16,10 @@ import pytest
 from cryptography import x509
 
 from connector import create_app
-from connector.lab import summarize
 from connector.models import WebhookRequest
 from connector.signing import decode_secret, verify_signature
 from connector.stepca import go_json
+from posture_lab import summarize
 from tests.helpers import make_settings
 
 CAPTURED = Path(__file__).parent / "fixtures" / "captured"

@@ -12,7 +12,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from connector.devicesim import (
+from posture_lab import toml_document
+from posture_lab.devicesim import (
     OID_NONCE,
     OID_SEPOS_VERSION,
     OID_SERIAL,
@@ -21,7 +22,6 @@ from connector.devicesim import (
     SimulatedDevice,
     b64url,
 )
-from connector.lab import toml_document
 
 TOKEN = "Zb4e3sT1kq9XcVnR2mLpA0uYwH7jD5fG"
 

@@ -22,7 +22,7 @@ from tests.conftest import AppClient
 from tests.helpers import config, enrich, signed, webhook
 
 SERIAL = classify("C02TESTSERIAL")
-TEMPLATES = Path(__file__).resolve().parent.parent / "examples" / "templates"
+TEMPLATES = Path(__file__).resolve().parent.parent / "posture_lab" / "templates"
 
 DEVICE = DeviceRecord(
     provider="jamf",

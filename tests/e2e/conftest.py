@@ -27,7 +27,7 @@ from typing import NoReturn
 
 import pytest
 
-from connector.lab import (
+from posture_lab import (
     DEFAULT_TEMPLATE,
     Lab,
     LabError,

@@ -17,10 +17,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from connector.devicesim import SimulatedDevice
-from connector.lab import Lab, WebhookCredentials, pinned_versions
 from connector.models import WebhookRequest
 from connector.signing import decode_secret, verify_signature
+from posture_lab import Lab, WebhookCredentials, pinned_versions
+from posture_lab.devicesim import SimulatedDevice
 from tests.e2e.capture import AUTHORIZE_REPLY, ENRICH_REPLY, CapturedRequest, CaptureServer
 from tests.e2e.conftest import MANAGED_SERIAL
 

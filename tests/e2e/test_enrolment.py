@@ -14,8 +14,8 @@ import sys
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from connector.devicesim import AcmeError, AttestationCA, SimulatedDevice
-from connector.lab import Lab, StaticStepCA, summarize, toml_document
+from posture_lab import Lab, StaticStepCA, summarize, toml_document
+from posture_lab.devicesim import AcmeError, AttestationCA, SimulatedDevice
 from tests.e2e.conftest import MANAGED_SERIAL, UDID_ONLY, UNMANAGED_SERIAL
 
 pytestmark = pytest.mark.e2e

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from connector.cli import main
-from connector.lab import StepTools
+from posture_lab import StepTools
 
 pytestmark = pytest.mark.e2e
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import sys
@@ -10,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from connector.lab._tools import REPO_ROOT, LoggedProcess
+from posture_lab._tools import LabError, LoggedProcess
 
 
 def toml_value(value: Any) -> str:
@@ -58,6 +59,17 @@ def toml_document(document: Mapping[str, Any]) -> str:
 _SUBTABLES = frozenset({"policy", "enrichment"})
 
 
+def _connector_home() -> Path:
+    """The directory holding the `connector` package this lab runs with (checkout or install).
+
+    The child gets it on PYTHONPATH, so it serves the same code even from a bare checkout.
+    """
+    spec = importlib.util.find_spec("connector")
+    if spec is None or spec.origin is None:  # pragma: no cover - posture_lab ships with connector
+        raise LabError("the connector package is not importable")
+    return Path(spec.origin).resolve().parents[1]
+
+
 class ConnectorProcess(LoggedProcess):
     """``python -m connector serve --config F`` as a child process; JSON log lines in a file."""
 
@@ -75,7 +87,7 @@ class ConnectorProcess(LoggedProcess):
     def start(self, *, timeout: float = 30.0) -> None:
         """Start the service and wait until /readyz answers 200."""
         pythonpath = os.pathsep.join(
-            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+            p for p in (str(_connector_home()), os.environ.get("PYTHONPATH", "")) if p
         )
         self.launch(
             [sys.executable, "-m", "connector", "serve", "--config", str(self.config)],

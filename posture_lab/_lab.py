@@ -11,10 +11,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from connector.devicesim import AcmeClient, AttestationCA, Enrolment, SimulatedDevice, enrol
-from connector.lab._connector import ConnectorProcess, toml_document
-from connector.lab._stepca import StepCA, WebhookCredentials
-from connector.lab._tools import DEFAULT_TEMPLATE, LabError, StepTools, free_port
+from posture_lab._connector import ConnectorProcess, toml_document
+from posture_lab._stepca import StepCA, WebhookCredentials
+from posture_lab._tools import DEFAULT_TEMPLATE, LabError, StepTools, free_port
+from posture_lab.devicesim import AcmeClient, AttestationCA, Enrolment, SimulatedDevice, enrol
 
 PROVISIONER = "devices"
 

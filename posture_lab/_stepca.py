@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from connector.lab._tools import LabError, LoggedProcess, StepTools, free_port
+from posture_lab._tools import LabError, LoggedProcess, StepTools, free_port
 
 PASSWORD = "posture-lab-password"  # noqa: S105 - a throwaway lab CA, never production
 ADMIN_SUBJECT = "step"

@@ -1,4 +1,8 @@
-"""``posture-connector lab``: arguments and the command."""
+"""``posture-connector lab``: arguments and the command.
+
+`connector.cli` imports this module only when the command runs, so the service never needs the
+``[lab]`` extra; it hands over the arguments after ``lab`` to `main`.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +19,28 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from connector.devicesim import AcmeError, SimulatedDevice
-from connector.lab._certs import summarize
-from connector.lab._lab import PROVISIONER, SAMPLE_DEVICES, Lab, LabOptions
-from connector.lab._tools import DEFAULT_TEMPLATE, LabError, find_step_tools
+from posture_lab._certs import summarize
+from posture_lab._lab import PROVISIONER, SAMPLE_DEVICES, Lab, LabOptions
+from posture_lab._tools import (
+    DEFAULT_TEMPLATE,
+    TEMPLATES_DIR,
+    LabError,
+    find_step_tools,
+    packaged_templates,
+)
+from posture_lab.devicesim import AcmeError, SimulatedDevice
+
+
+def template_file(value: str) -> Path:
+    """`--template`: a file, else the name of a packaged template (`device-only.tpl`)."""
+    given = Path(value)
+    if given.is_file():
+        return given
+    packaged = TEMPLATES_DIR / given.name
+    if given.name == value and packaged.is_file():
+        return packaged
+    names = ", ".join(packaged_templates())
+    raise argparse.ArgumentTypeError(f"no file {value!r} nor a packaged template ({names})")
 
 
 def add_lab_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,9 +52,11 @@ def add_lab_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--template",
-        type=Path,
-        default=DEFAULT_TEMPLATE if DEFAULT_TEMPLATE.exists() else None,
-        help="X.509 template for the provisioner (default: examples/templates/device-identity.tpl)",
+        type=template_file,
+        default=DEFAULT_TEMPLATE,
+        help="X.509 template for the provisioner: a file, or the name of a packaged one "
+        f"({', '.join(packaged_templates())}); "
+        f"default: {DEFAULT_TEMPLATE.name}",
     )
     parser.add_argument(
         "--inventory",
@@ -81,6 +105,16 @@ def _lab_devices(
     unknown = SimulatedDevice.generate()
     wanted.append((f"{unknown.serial} (not in the inventory)", unknown, False))
     return wanted
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``posture-connector lab ARGS``: parse the lab's own options and run it."""
+    parser = argparse.ArgumentParser(
+        prog="posture-connector lab",
+        description="run a local step-ca + connector and enrol simulated Apple devices",
+    )
+    add_lab_arguments(parser)
+    return run_lab(parser.parse_args(argv))
 
 
 def run_lab(args: argparse.Namespace) -> int:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from connector.devicesim._acme import AcmeClient, AcmeError
-from connector.devicesim._attestation import AttestationCA, SimulatedDevice
+from posture_lab.devicesim._acme import AcmeClient, AcmeError
+from posture_lab.devicesim._attestation import AttestationCA, SimulatedDevice
 
 DEVICE_ATTEST = "device-attest-01"
 PERMANENT_IDENTIFIER = "permanent-identifier"

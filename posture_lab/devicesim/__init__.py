@@ -5,7 +5,7 @@ The attestation it produces only verifies against a step-ca whose provisioner li
 `AttestationCA.root` in `attestationRoots`.
 """
 
-from connector.devicesim._acme import (
+from posture_lab.devicesim._acme import (
     AcmeClient,
     AcmeError,
     Authorization,
@@ -14,7 +14,7 @@ from connector.devicesim._acme import (
     b64url,
     tls_context,
 )
-from connector.devicesim._attestation import (
+from posture_lab.devicesim._attestation import (
     OID_NONCE,
     OID_SEPOS_VERSION,
     OID_SERIAL,
@@ -22,7 +22,7 @@ from connector.devicesim._attestation import (
     AttestationCA,
     SimulatedDevice,
 )
-from connector.devicesim._enrol import DEVICE_ATTEST, PERMANENT_IDENTIFIER, Enrolment, enrol
+from posture_lab.devicesim._enrol import DEVICE_ATTEST, PERMANENT_IDENTIFIER, Enrolment, enrol
 
 __all__ = [
     "DEVICE_ATTEST",

@@ -2,23 +2,27 @@
 
 An admin runs ``posture-connector lab`` to see what a template and a policy do to a real
 certificate before touching production; the end-to-end tests build on the same classes.
+It ships in the posture-connector wheel but needs the ``[lab]`` extra (cbor2, for the simulated
+attestation); the service never imports it. The X.509 templates travel with it as package data
+(`TEMPLATES_DIR`), so an installed lab needs no checkout.
 
 Pieces, each usable alone:
 
-- `find_step_tools`: the pinned `step-ca` and `step` (installed by ``scripts/install-step.sh``).
+- `find_step_tools`: the `step-ca` and `step` binaries (``scripts/install-step.sh`` in a checkout).
 - `StepCA`: ``step ca init --remote-management``, start/stop, provisioners, webhooks, certificates.
 - `ConnectorProcess`: ``python -m connector serve --config F`` as a child process, with its log.
 - `Lab`: wires them: fake attestation PKI, ACME provisioner with the X.509 template, the
   connector's TLS certificate from the CA, `people` (ENRICHING) and `gate` (AUTHORIZING) webhooks
   with the printed IDs and secrets, the connector's config, mTLS requiring step-ca's client cert.
+- `posture_lab.devicesim`: the simulated device and its ACME client.
 
 Everything listens on 127.0.0.1 on free ports and lives under one directory.
 """
 
-from connector.lab._certs import CertificateSummary, summarize
-from connector.lab._cli import add_lab_arguments, run_lab
-from connector.lab._connector import ConnectorProcess, toml_document, toml_value
-from connector.lab._lab import (
+from posture_lab._certs import CertificateSummary, summarize
+from posture_lab._cli import add_lab_arguments, main, run_lab
+from posture_lab._connector import ConnectorProcess, toml_document, toml_value
+from posture_lab._lab import (
     DEFAULT_GATE_POLICY,
     DEFAULT_POLICY,
     PROVISIONER,
@@ -27,19 +31,21 @@ from connector.lab._lab import (
     LabOptions,
     write_inventory,
 )
-from connector.lab._stepca import (
+from posture_lab._stepca import (
     StaticStepCA,
     StepCA,
     WebhookCredentials,
     static_acme_provisioner,
     static_ca_json,
 )
-from connector.lab._tools import (
+from posture_lab._tools import (
     DEFAULT_TEMPLATE,
+    TEMPLATES_DIR,
     LabError,
     StepTools,
     find_step_tools,
     free_port,
+    packaged_templates,
     pinned_versions,
 )
 
@@ -49,6 +55,7 @@ __all__ = [
     "DEFAULT_TEMPLATE",
     "PROVISIONER",
     "SAMPLE_DEVICES",
+    "TEMPLATES_DIR",
     "CertificateSummary",
     "ConnectorProcess",
     "Lab",
@@ -61,6 +68,8 @@ __all__ = [
     "add_lab_arguments",
     "find_step_tools",
     "free_port",
+    "main",
+    "packaged_templates",
     "pinned_versions",
     "run_lab",
     "static_acme_provisioner",

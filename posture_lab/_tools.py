@@ -15,11 +15,16 @@ from types import TracebackType
 
 import httpx
 
-from connector.devicesim import tls_context
+from posture_lab.devicesim import tls_context
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-VERSIONS_FILE = REPO_ROOT / "scripts" / "step-versions.env"
-DEFAULT_TEMPLATE = REPO_ROOT / "examples" / "templates" / "device-identity.tpl"
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+"""The X.509 templates shipped as package data (a real directory: step-ca reads the files)."""
+DEFAULT_TEMPLATE = TEMPLATES_DIR / "device-identity.tpl"
+
+# In a source checkout the package sits next to scripts/ and .tools/; installed, it does not.
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
+VERSIONS_FILE = SOURCE_ROOT / "scripts" / "step-versions.env"
+CHECKOUT_TOOLS = SOURCE_ROOT / ".tools" / "bin"
 
 
 class LabError(Exception):
@@ -39,8 +44,16 @@ class StepTools:
     step: Path
 
 
+def packaged_templates() -> list[str]:
+    """Names of the templates shipped with the lab, e.g. ``device-only.tpl``."""
+    return sorted(path.name for path in TEMPLATES_DIR.glob("*.tpl"))
+
+
 def pinned_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
-    """`KEY=value` pairs of ``scripts/step-versions.env`` (the one place versions are pinned)."""
+    """`KEY=value` pairs of ``scripts/step-versions.env`` (the one place versions are pinned).
+
+    Empty when installed from a wheel: the pins belong to the source checkout.
+    """
     pairs: dict[str, str] = {}
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -53,12 +66,12 @@ def pinned_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
 def find_step_tools(directory: Path | None = None) -> StepTools:
     """Locate `step-ca` and `step`.
 
-    An explicit `directory` or ``$STEP_TOOLS_DIR`` is the only place looked at; otherwise
-    ``.tools/bin`` (where ``scripts/install-step.sh`` installs), then PATH. Raises `LabError`
-    naming what is missing and how to get it.
+    An explicit `directory` or ``$STEP_TOOLS_DIR`` is the only place looked at; otherwise, in a
+    source checkout, ``.tools/bin`` (where ``scripts/install-step.sh`` installs), then PATH.
+    Raises `LabError` naming what is missing and how to get it.
     """
     explicit = directory or (Path(d) if (d := os.environ.get("STEP_TOOLS_DIR")) else None)
-    candidates = [explicit] if explicit else [REPO_ROOT / ".tools" / "bin"]
+    candidates = [explicit] if explicit else [CHECKOUT_TOOLS]
     for folder in candidates:
         step_ca, step = folder / "step-ca", folder / "step"
         if os.access(step_ca, os.X_OK) and os.access(step, os.X_OK):
@@ -67,8 +80,13 @@ def find_step_tools(directory: Path | None = None) -> StepTools:
         on_path = shutil.which("step-ca"), shutil.which("step")
         if on_path[0] and on_path[1]:
             return StepTools(step_ca=Path(on_path[0]), step=Path(on_path[1]))
-    where = str(explicit) if explicit else f"{candidates[0]} and PATH"
-    raise LabError(f"step-ca and step not found in {where}; run scripts/install-step.sh (needs Go)")
+    if explicit is not None:
+        where = str(explicit)
+    elif VERSIONS_FILE.exists():  # a source checkout: the script that builds them is here
+        where = f"{CHECKOUT_TOOLS} and PATH; run scripts/install-step.sh (needs Go)"
+    else:
+        where = "PATH; install smallstep's step-ca and step, or give --step-bin DIR"
+    raise LabError(f"step-ca and step not found in {where}")
 
 
 def free_port() -> int:
