@@ -8,6 +8,7 @@ import typing
 import pytest
 
 import connector
+import posture_lab
 import providers
 
 PROVIDERS_API = [
@@ -44,7 +45,7 @@ def test_providers_exports() -> None:
     assert sorted(providers.__all__) == PROVIDERS_API
 
 
-@pytest.mark.parametrize("module", [connector, providers], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [connector, providers, posture_lab], ids=lambda m: m.__name__)
 def test_exported_names_are_defined(module: types.ModuleType) -> None:
     """Every name in __all__ exists on the package (a stale entry would break `import *`)."""
     for name in module.__all__:
