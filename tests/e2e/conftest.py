@@ -3,7 +3,7 @@
 Layout, all on 127.0.0.1 and free ports, torn down at the end of the session:
 
 - `lab.ca`: ``step ca init --remote-management``; ACME provisioner ``devices`` (device-attest-01,
-  apple, attestationRoots = the fake root, template examples/templates/device-identity.tpl) with
+  apple, attestationRoots = the fake root, the packaged template device-identity.tpl) with
   webhooks ``people`` (ENRICHING) and ``gate`` (AUTHORIZING) added by ``step ca provisioner
   webhook add`` (ID and secret read from its output).
 - `static_ca`: a second step-ca from a hand-written ca.json sharing the first one's PKI; its
