@@ -71,22 +71,22 @@ def find_step_tools(directory: Path | None = None) -> StepTools:
     Raises `LabError` naming what is missing and how to get it.
     """
     explicit = directory or (Path(d) if (d := os.environ.get("STEP_TOOLS_DIR")) else None)
-    candidates = [explicit] if explicit else [CHECKOUT_TOOLS]
-    for folder in candidates:
+    folders = [explicit] if explicit else [CHECKOUT_TOOLS]
+    for folder in folders:
         step_ca, step = folder / "step-ca", folder / "step"
         if os.access(step_ca, os.X_OK) and os.access(step, os.X_OK):
             return StepTools(step_ca=step_ca, step=step)
-    if explicit is None:
-        on_path = shutil.which("step-ca"), shutil.which("step")
-        if on_path[0] and on_path[1]:
-            return StepTools(step_ca=Path(on_path[0]), step=Path(on_path[1]))
     if explicit is not None:
-        where = str(explicit)
-    elif VERSIONS_FILE.exists():  # a source checkout: the script that builds them is here
-        where = f"{CHECKOUT_TOOLS} and PATH; run scripts/install-step.sh (needs Go)"
-    else:
-        where = "PATH; install smallstep's step-ca and step, or give --step-bin DIR"
-    raise LabError(f"step-ca and step not found in {where}")
+        raise LabError(f"step-ca and step not found in {explicit}")
+    on_path = shutil.which("step-ca"), shutil.which("step")
+    if on_path[0] and on_path[1]:
+        return StepTools(step_ca=Path(on_path[0]), step=Path(on_path[1]))
+    if VERSIONS_FILE.exists():  # a source checkout: the script that builds them is here
+        raise LabError(
+            f"step-ca and step not found in {CHECKOUT_TOOLS} and PATH; "
+            "run scripts/install-step.sh (needs Go)"
+        )
+    raise LabError("step-ca and step not found in PATH; install them or give --step-bin DIR")
 
 
 def free_port() -> int:

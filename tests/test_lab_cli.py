@@ -82,3 +82,13 @@ def test_unknown_template_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -
     assert (
         "no file 'nope.tpl' nor a packaged template (device-identity.tpl, device-only.tpl)" in err
     )
+
+
+def test_missing_step_binaries_are_a_setup_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A `--step-bin` without step-ca and step exits 2 naming the directory, before any work."""
+    assert main(["lab", "--step-bin", str(tmp_path), "--dir", str(tmp_path / "lab")]) == 2
+
+    assert capsys.readouterr().err == f"lab: step-ca and step not found in {tmp_path}\n"
+    assert not (tmp_path / "lab").exists()
