@@ -126,3 +126,19 @@ async def test_malformed_basic_credentials_are_refused(
     assert response.status == 401
     assert (await response.json())["error"]["code"] == "unauthorized"
     assert "s3cret" not in text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [("POST", "/healthz", 405, "method-not-allowed"), ("POST", "/webhooks/nope", 404, "not-found")],
+    ids=["wrong-method", "unknown-path"],
+)
+async def test_routing_refusals_are_json_with_a_stable_code(
+    app_client: AppClient, method: str, path: str, status: int, code: str
+) -> None:
+    """aiohttp's own 404 and 405 get the same JSON shape and stable codes as every refusal."""
+    client = await app_client()
+    response = await client.request(method, path, data=b"{}")
+    assert response.status == status
+    answer = await response.json()
+    assert (answer["allow"], answer["error"]["code"]) == (False, code)
