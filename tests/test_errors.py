@@ -1,0 +1,144 @@
+"""Error answers through the real app: the catch-all 500 and malformed basic credentials."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from aiohttp import web
+from structlog.testing import capture_logs
+from structlog.typing import Processor
+
+from connector import create_app
+from connector.keys import CACHE, PROVIDERS, ROUTES, WebhookRuntime
+from connector.lookup import ProviderChain
+from providers import DeviceIdentifier, DeviceRecord, Provider
+from tests.conftest import AppClient
+from tests.helpers import FIXED_NOW, config, enrich, make_settings, signed, webhook
+
+PEOPLE = "/webhooks/people"
+LEAK = "Bearer eyJhbGciOiJub25lIn0.not-for-the-caller"
+
+
+class BuggyInventory:
+    """A provider with a bug: its lookup raises an exception that is not a `ProviderError`."""
+
+    name = "inventory"
+    ready = True
+    cacheable = False
+
+    async def start(self) -> None:
+        """Nothing to load."""
+
+    async def lookup(self, identifier: DeviceIdentifier) -> DeviceRecord | None:
+        """Fail the way a mapping bug would, with something sensitive in the message."""
+        raise KeyError(f"{identifier.value}: {LEAK}")
+
+    def iter_devices(self) -> AsyncIterator[DeviceRecord]:
+        """Not offered."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+def serve_from(app: web.Application, provider: BuggyInventory) -> web.Application:
+    """Let every webhook of the not yet started `app` ask `provider` alone."""
+    providers: dict[str, Provider] = {provider.name: provider}
+    app[PROVIDERS] = providers
+    for hooks in app[ROUTES].values():
+        for webhook_id, runtime in hooks.items():
+            chain = ProviderChain([provider], app[CACHE])
+            hooks[webhook_id] = WebhookRuntime(runtime.settings, chain)
+    return app
+
+
+async def test_unexpected_exception_is_a_logged_json_500(
+    aiohttp_client: Any, inventory: Path
+) -> None:
+    """A bug inside a handler answers a stable JSON 500 (step-ca refuses) and logs one traceback."""
+    app = create_app(make_settings(config(inventory)), clock=lambda: FIXED_NOW)
+    client = await aiohttp_client(serve_from(app, BuggyInventory()))
+    body = enrich("C02TEST00001")
+    processors: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.format_exc_info,
+    ]
+    with capture_logs(processors=processors) as logs:
+        response = await client.post(
+            PEOPLE,
+            data=body,
+            headers=signed(body, request_id="req-bug"),
+            skip_auto_headers=["Content-Type"],
+        )
+        text = await response.text()
+    assert response.status == 500
+    assert await response.json() == {
+        "allow": False,
+        "error": {"code": "internal-error", "message": "internal error; see the connector's log"},
+    }
+    assert "eyJ" not in text
+    assert "KeyError" not in text
+    [failed] = [event for event in logs if "exception" in event]
+    assert (failed["event"], failed["log_level"], failed["path"], failed["request_id"]) == (
+        "request.failed",
+        "error",
+        PEOPLE,
+        "req-bug",
+    )
+    assert failed["exception"].startswith("Traceback (most recent call last):")
+    assert "KeyError" in failed["exception"]
+    assert not [event for event in logs if event["event"] == "webhook.decision"]
+
+
+def _unpadded(raw: bytes) -> str:
+    return base64.b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Basic %%%not-base64%%%",
+        f"Basic {_unpadded(b'ca:pw-s3cret!')}",
+        "Basic ca:pw-s3cret!",
+        "Basic Y2E6cHctczNjcmV0IQ==ü",
+    ],
+    ids=["not-base64", "missing-padding", "not-encoded", "non-ascii"],
+)
+async def test_malformed_basic_credentials_are_refused(
+    app_client: AppClient, inventory: Path, authorization: str
+) -> None:
+    """A Basic header that is not valid base64 is a 401 `unauthorized`, never a 500 or an echo."""
+    basic = {"username": "ca", "password": "pw-s3cret!"}
+    client = await app_client(config(inventory, webhooks=[webhook(basic_auth=basic)]))
+    body = enrich("C02TEST00001")
+    response = await client.post(
+        PEOPLE,
+        data=body,
+        headers={**signed(body), "Authorization": authorization},
+        skip_auto_headers=["Content-Type"],
+    )
+    text = await response.text()
+    assert response.status == 401
+    assert (await response.json())["error"]["code"] == "unauthorized"
+    assert "s3cret" not in text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [("POST", "/healthz", 405, "method-not-allowed"), ("POST", "/webhooks/nope", 404, "not-found")],
+    ids=["wrong-method", "unknown-path"],
+)
+async def test_routing_refusals_are_json_with_a_stable_code(
+    app_client: AppClient, method: str, path: str, status: int, code: str
+) -> None:
+    """aiohttp's own 404 and 405 get the same JSON shape and stable codes as every refusal."""
+    client = await app_client()
+    response = await client.request(method, path, data=b"{}")
+    assert response.status == status
+    answer = await response.json()
+    assert (answer["allow"], answer["error"]["code"]) == (False, code)
