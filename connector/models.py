@@ -51,6 +51,11 @@ _GO_RFC3339 = re.compile(
 )
 
 
+# A \uXXXX escape in the surrogate range (an escaped backslash before `u` also matches: then we
+# look closer).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 class WireFormatError(ValueError):
     """When a body is not what step-ca's Go encoder writes, where that could change our reading."""
 
@@ -146,7 +151,8 @@ def parse_request(body: bytes) -> WebhookRequest:
         raise WireFormatError(f"not JSON: {exc.msg} (at character {exc.pos})") from None
     except RecursionError:
         raise WireFormatError("JSON nested too deeply") from None
-    _check_strings(tree)
+    if _SURROGATE_ESCAPE.search(text):  # strict UTF-8 decoding already refused raw surrogates
+        _check_strings(tree)
     _check_member_names(tree)
     return WebhookRequest.model_validate(tree)
 
@@ -226,6 +232,8 @@ def _members(model: type[_Wire]) -> _Members:
 
 def _go_fold(key: str) -> str:
     """A fold equating at least what Go's `foldName` does: ASCII case, U+017F ~ S, U+212A ~ K."""
+    if key.isascii():
+        return key.upper()
     return "".join(_fold_char(char) for char in key)
 
 

@@ -253,6 +253,12 @@ def test_text_go_would_read_otherwise_is_refused(raw: bytes, match: str) -> None
         parse_request(raw)
 
 
+def test_escaped_backslash_before_u_is_plain_text() -> None:
+    """`\\\\ud800` is a backslash and the letters `ud800`, as Go reads it, not a surrogate."""
+    raw = body(TS, '"attestationData":{"permanentIdentifier":"C02\\\\ud800"}')
+    assert parse_request(raw).permanent_identifier == "C02\\ud800"
+
+
 def test_bare_string_subject_is_refused() -> None:
     """Go's x509util reads `"subject":"X"` as common name X; we refuse rather than miss it."""
     raw = body(TS, with_id(), '"x509CertificateRequest":{"subject":"C02OTHER0001"}')
