@@ -123,7 +123,8 @@ def _parse(body: bytes) -> WebhookRequest:
     except ValidationError as exc:
         first = exc.errors(include_input=False, include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise PayloadError(f"not a step-ca webhook request: {where}: {first['msg']}") from None
+        why = first["msg"].removeprefix("Value error, ")
+        raise PayloadError(f"not a step-ca webhook request: {where}: {why}") from None
 
 
 def _check_timestamp(payload: WebhookRequest, now: datetime, skew: float) -> None:
