@@ -1,10 +1,14 @@
 """Start-up checks beyond the schema: files that must exist and load, policies that make sense.
 
 `serve` refuses to start on any of these; `check-config` lists them all.
+
+Warnings (`config_warnings`) stop neither: `check-config` prints them and still exits 0, `serve`
+logs each once as `config.warning`.
 """
 
 from __future__ import annotations
 
+import re
 import ssl
 
 from connector.policy import check_policy
@@ -48,3 +52,40 @@ def _why(exc: Exception) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc)
+
+
+# step-ca writes a webhook id as a lowercase canonical UUID (admin API: random UUIDv4).
+_STEP_CA_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def config_warnings(settings: Settings) -> list[str]:
+    """Things that work but are probably not what the admin wants; `serve` starts anyway.
+
+    Each is prefixed with the config file and key path and never quotes a secret.
+    """
+    src = settings.source
+    warnings: list[str] = []
+    for index, hook in enumerate(settings.webhooks):
+        if not _STEP_CA_ID.fullmatch(hook.id):
+            warnings.append(
+                f"{src}: webhooks[{index}].id: not a UUID as step-ca writes it (lowercase, "
+                "8-4-4-4-12 hex); step-ca sends the id that `step ca provisioner webhook add` "
+                "printed, so a call with this id can only come from a hand-written ca.json"
+            )
+    first_with: dict[bytes, int] = {}
+    for index, hook in enumerate(settings.webhooks):
+        key = hook.hmac_key
+        if not key:  # ca.json webhooks all sign with the empty key; mTLS guards them
+            continue
+        if key in first_with:
+            other = first_with[key]
+            warnings.append(
+                f"{src}: webhooks[{index}].secret: the same secret as webhooks[{other}] "
+                f"({settings.webhooks[other].name}); step-ca signs only the body, so a body "
+                "signed for one is accepted by the other (an ENRICHING body replayed to the "
+                "AUTHORIZING path with the other id passes); give each webhook the secret "
+                "step-ca generated for it"
+            )
+        else:
+            first_with[key] = index
+    return warnings

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import structlog
 
 from connector import stepca
-from connector.checks import preflight
+from connector.checks import config_warnings, preflight
 from connector.decision import Decision, decide
 from connector.logs import configure_logging
 from connector.lookup import LookupCache, ProviderChain
@@ -30,6 +31,8 @@ from providers import ProviderError, build_provider
 
 EXIT_OK, EXIT_DENY, EXIT_CONFIG, EXIT_FAILED = 0, 1, 2, 3
 LAB_EXTRA = "the lab needs: pip install 'posture-connector[lab]'"
+
+log = structlog.get_logger("connector.cli")
 
 
 def _load(path: Path) -> Settings:
@@ -46,6 +49,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _load(args.config)
     configure_logging(settings.logging.level, settings.logging.format)
+    for warning in config_warnings(settings):
+        log.warning("config.warning", warning=warning)
     serve(settings, args.config.resolve().parent)
     return EXIT_OK
 
@@ -66,6 +71,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             f"providers={','.join(hook.providers)} auth={auth} "
             f"client-cert={'required' if hook.require_client_cert else 'optional'}"
         )
+    for warning in config_warnings(settings):
+        print(f"warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -220,7 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, required=True)
     serve.set_defaults(func=cmd_serve)
 
-    check = sub.add_parser("check-config", help="validate a config file")
+    check = sub.add_parser(
+        "check-config",
+        help="validate a config file",
+        description="Validate a config file and print a summary. Problems are printed on stderr "
+        "and exit 2; warnings (the config works, but e.g. two webhooks share a secret or an id "
+        "is not a step-ca UUID) are printed on stderr as 'warning: ...' and still exit 0.",
+    )
     check.add_argument("config", type=Path)
     check.set_defaults(func=cmd_check_config)
 

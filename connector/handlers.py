@@ -27,7 +27,7 @@ from connector.errors import (
     UnknownWebhook,
 )
 from connector.keys import CLOCK, PROVIDERS, ROUTES, SETTINGS, WebhookRuntime
-from connector.models import WebhookRequest
+from connector.models import WebhookRequest, WireFormatError, parse_request
 from connector.settings import WebhookSettings
 from connector.signing import verify_signature
 from connector.tls import peer_certificate, peer_dns_names
@@ -83,17 +83,28 @@ def _check_signature(request: web.Request, body: bytes, hook: WebhookSettings) -
         raise SignatureError("signature does not match the body and the webhook secret")
 
 
+def _authorization(request: web.Request) -> bytes:
+    values = request.headers.getall("Authorization", [])
+    if len(values) > 1:
+        raise AuthError("more than one Authorization header")
+    # aiohttp keeps bytes that are not UTF-8 as surrogates: compare the raw bytes, never crash.
+    return values[0].encode("utf-8", "surrogateescape") if values else b""
+
+
 def _check_credentials(request: web.Request, hook: WebhookSettings) -> None:
-    header = request.headers.get("Authorization", "")
+    if hook.bearer_token is None and hook.basic_auth is None:
+        return
+    header = _authorization(request)
     if hook.bearer_token is not None:
-        expected = f"Bearer {hook.bearer_token.get_secret_value()}"
-        if not hmac.compare_digest(header.encode(), expected.encode()):
+        expected = b"Bearer " + hook.bearer_token.get_secret_value().encode()
+        if not hmac.compare_digest(header, expected):
             raise AuthError("missing or wrong bearer token")
     elif hook.basic_auth is not None:
-        scheme, _, encoded = header.partition(" ")
+        # Exactly Go's SetBasicAuth: "Basic " + padded standard base64 of "user:password".
+        scheme, _, encoded = header.partition(b" ")
         try:
-            decoded = base64.b64decode(encoded, validate=True) if scheme == "Basic" else b""
-        except (binascii.Error, ValueError):
+            decoded = base64.b64decode(encoded, validate=True) if scheme == b"Basic" else b""
+        except binascii.Error:
             decoded = b""
         expected_pair = (
             f"{hook.basic_auth.username}:{hook.basic_auth.password.get_secret_value()}".encode()
@@ -106,11 +117,14 @@ def _parse(body: bytes) -> WebhookRequest:
     if not body.strip():
         raise PayloadError("empty body")
     try:
-        return WebhookRequest.model_validate_json(body)
+        return parse_request(body)
+    except WireFormatError as exc:
+        raise PayloadError(f"not a step-ca webhook request: {exc}") from None
     except ValidationError as exc:
         first = exc.errors(include_input=False, include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise PayloadError(f"not a step-ca webhook request: {where}: {first['msg']}") from None
+        why = first["msg"].removeprefix("Value error, ")
+        raise PayloadError(f"not a step-ca webhook request: {where}: {why}") from None
 
 
 def _check_timestamp(payload: WebhookRequest, now: datetime, skew: float) -> None:

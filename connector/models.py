@@ -1,22 +1,95 @@
-"""step-ca's webhook request body and our reply, as pydantic models.
+"""step-ca's webhook request body and our reply; the body is read exactly as step-ca writes it.
 
 Only the fields a decision reads are typed; unknown fields are ignored, because step-ca adds
 fields between releases (`provisionerName` on master, for one) and a newer CA must not break us.
+
+Why the reading is strict. step-ca writes the body with Go's `encoding/json`, and a Go program
+reading the same bytes would use Go's decoder, which differs from a plain Python reading in ways
+that could make us see another identifier than Go does (checked against Go 1.26's
+`encoding/json/decode.go` and `fold.go`, and by running Go on such bodies):
+
+- Go matches an object key to a struct field case-insensitively (an exact match is preferred;
+  `foldName` upper-cases ASCII and maps any other rune to the smallest of its simple case-fold
+  set, so the long s U+017F reads as `S` and the Kelvin sign U+212A as `K`). When several keys
+  match one field, each assigns in turn and the *last* wins, whatever its case:
+  `{"permanentIdentifier":"A","PERMANENTIDENTIFIER":"B"}` is `B` to Go.
+- Go reads a lone UTF-16 surrogate escape (`\\ud800`) and invalid UTF-8 as U+FFFD; Python keeps
+  the surrogate or fails.
+- go.step.sm's `x509util.Subject` also takes a bare string as the common name.
+
+Go's encoder never writes any of these: keys are the exact struct tags, each once, and strings
+are valid UTF-8. So rather than mimic Go's quirks we refuse every body where they could matter.
+In each object whose members we read (the body, `attestationData`, `x509CertificateRequest`,
+`x509Certificate`, their `subject`) a key must be exactly a field's name or fold to none of them,
+under a fold that equates everything Go's does and a little more (the dotless i is taken as `I`:
+we err towards refusing). A key repeated in any object, a lone surrogate anywhere, invalid UTF-8,
+`NaN`/`Infinity`, or a value of another JSON type than Go writes is refused too. Snake-case names
+(`permanent_identifier`) are not read, since Go would not read them. In what remains, Go and we
+take each field from the same member and get the same string from it.
+
+The timestamp must be the RFC 3339 string `time.Time.MarshalJSON` writes (RFC3339Nano,
+`2006-01-02T15:04:05.999999999Z07:00`: up to nine fraction digits without trailing zeros, `Z` for
+a zero offset), not pydantic's lenient datetime, which also takes epoch numbers and spaces.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Annotated, Any, NoReturn, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator
 
-_NANOS = re.compile(r"(\.\d{6})\d+")
+# Go's appendFormatRFC3339: 4-digit year, 'T', 1 to 9 fraction digits without trailing zeros (none
+# at all for a whole second), 'Z' or a ±hh:mm offset under 24 hours. ASCII digits only.
+_GO_RFC3339 = re.compile(
+    r"(?P<moment>[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})"
+    r"(?:\.(?P<fraction>[0-9]{0,8}[1-9]))?"
+    r"(?P<zone>Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+)
+
+
+# A \uXXXX escape in the surrogate range (an escaped backslash before `u` also matches: then we
+# look closer).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+class WireFormatError(ValueError):
+    """When a body is not what step-ca's Go encoder writes, where that could change our reading."""
+
+
+def parse_go_timestamp(text: str) -> datetime:
+    """An aware datetime from Go's RFC3339Nano text; nanoseconds are cut to microseconds."""
+    match = _GO_RFC3339.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            "timestamp is not RFC 3339 as step-ca writes it (2006-01-02T15:04:05.999999999Z07:00)"
+        )
+    zone = match["zone"]
+    if zone in ("+00:00", "-00:00"):
+        raise ValueError("timestamp has a zero offset written as ±00:00; step-ca writes Z")
+    try:
+        moment = datetime.fromisoformat(match["moment"] + ("+00:00" if zone == "Z" else zone))
+    except ValueError:
+        raise ValueError("timestamp is not a real date and time") from None
+    return moment.replace(microsecond=int((match["fraction"] or "0").ljust(9, "0")[:6]))
+
+
+def _timestamp(value: object) -> datetime:
+    if isinstance(value, str):
+        return parse_go_timestamp(value)
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value  # built in Python (`lookup`); JSON never yields a datetime
+    raise ValueError("timestamp must be an RFC 3339 string")
+
+
+GoTimestamp = Annotated[datetime, PlainValidator(_timestamp)]
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class AttestationData(_Wire):
@@ -48,7 +121,7 @@ class Certificate(_Wire):
 class WebhookRequest(_Wire):
     """The JSON body step-ca POSTs to an AUTHORIZING or ENRICHING webhook."""
 
-    timestamp: datetime
+    timestamp: GoTimestamp
     provisioner_name: str | None = Field(default=None, alias="provisionerName")
     attestation_data: AttestationData | None = Field(default=None, alias="attestationData")
     x509_certificate_request: CertificateRequest | None = Field(
@@ -56,23 +129,121 @@ class WebhookRequest(_Wire):
     )
     x509_certificate: Certificate | None = Field(default=None, alias="x509Certificate")
 
-    @field_validator("timestamp", mode="before")
-    @classmethod
-    def _rfc3339_nano(cls, value: Any) -> Any:
-        # Go writes RFC3339Nano (9 fraction digits); Python keeps microseconds.
-        return _NANOS.sub(r"\1", value) if isinstance(value, str) else value
-
-    @field_validator("timestamp")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("timestamp has no time zone")
-        return value
-
     @property
     def permanent_identifier(self) -> str | None:
         """The attested identifier, if the order carried one."""
         return self.attestation_data.permanent_identifier if self.attestation_data else None
+
+
+def parse_request(body: bytes) -> WebhookRequest:
+    """Read a body strictly (see the module docstring).
+
+    Raises `WireFormatError` for a body Go could read differently, pydantic's `ValidationError`
+    for one of the wrong shape.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WireFormatError("body is not UTF-8") from None
+    try:
+        tree = json.loads(text, object_pairs_hook=_unique_members, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise WireFormatError(f"not JSON: {exc.msg} (at character {exc.pos})") from None
+    except RecursionError:
+        raise WireFormatError("JSON nested too deeply") from None
+    if _SURROGATE_ESCAPE.search(text):  # strict UTF-8 decoding already refused raw surrogates
+        _check_strings(tree)
+    _check_member_names(tree)
+    return WebhookRequest.model_validate(tree)
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in members:
+            raise WireFormatError(f"member {key!r} appears twice in one object")
+        members[key] = value
+    return members
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise WireFormatError(f"{name} is not JSON")
+
+
+def _check_strings(tree: Any) -> None:
+    """Refuse lone surrogates, which Go would read as U+FFFD (iterative: no recursion limit)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                raise WireFormatError("a string holds a lone UTF-16 surrogate") from None
+
+
+def _check_member_names(tree: Any) -> None:
+    """Refuse keys that Go would match to a field we read but that are not its exact name."""
+    stack: list[tuple[Any, type[_Wire], str]] = [(tree, WebhookRequest, "body")]
+    while stack:
+        node, model, where = stack.pop()
+        if not isinstance(node, dict):
+            continue  # pydantic reports the wrong type
+        fields = _members(model)
+        for key, value in node.items():
+            name = fields.folded.get(_go_fold(key))
+            if name is None:
+                continue
+            if key != name:
+                raise WireFormatError(
+                    f"{where}: member {key!r} differs from step-ca's {name!r} only in case; "
+                    f"Go would read it as {name!r}"
+                )
+            nested = fields.nested.get(name)
+            if nested is not None:
+                stack.append((value, nested, f"{where}.{name}"))
+
+
+class _Members:
+    """The wire names of a model's fields, folded, and which of them hold a nested model."""
+
+    __slots__ = ("folded", "nested")
+
+    def __init__(self, model: type[_Wire]) -> None:
+        self.folded: dict[str, str] = {}
+        self.nested: dict[str, type[_Wire]] = {}
+        for name, field in model.model_fields.items():
+            wire = field.alias or name
+            self.folded[_go_fold(wire)] = wire
+            for candidate in (field.annotation, *get_args(field.annotation)):
+                if isinstance(candidate, type) and issubclass(candidate, _Wire):
+                    self.nested[wire] = candidate
+
+
+@cache
+def _members(model: type[_Wire]) -> _Members:
+    return _Members(model)
+
+
+def _go_fold(key: str) -> str:
+    """A fold equating at least what Go's `foldName` does: ASCII case, U+017F ~ S, U+212A ~ K."""
+    if key.isascii():
+        return key.upper()
+    return "".join(_fold_char(char) for char in key)
+
+
+def _fold_char(char: str) -> str:
+    if char.isascii():
+        return char.upper()
+    for variant in (char.upper(), char.lower(), char.casefold()):
+        if len(variant) == 1 and variant.isascii():
+            return variant.upper()
+    return char
 
 
 class ReplyError(BaseModel):

@@ -27,6 +27,21 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 log = structlog.get_logger("connector.tls")
 
+# TLS 1.2 suites: Mozilla's "intermediate" profile without DHE, i.e. ECDHE with AES-GCM or
+# ChaCha20-Poly1305 only (no CBC, no static RSA). Go's client (step-ca) offers these first, and
+# step-ca's own default list is ECDHE-ECDSA with ChaCha20 / AES-128-GCM. TLS 1.3 suites are all
+# AEAD and keep OpenSSL's defaults.
+TLS12_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    )
+)
+
 
 @dataclass(frozen=True, slots=True)
 class CertPaths:
@@ -46,9 +61,11 @@ def server_context(paths: CertPaths, client_ca: Path | None) -> ssl.SSLContext:
 
     The request is optional at the handshake (CERT_OPTIONAL) so health checks work without one;
     each webhook that requires it refuses requests that arrived without a verified certificate.
+    TLS 1.2 is offered with AEAD suites only (`TLS12_CIPHERS`), TLS 1.3 as OpenSSL has it.
     """
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(TLS12_CIPHERS)
     context.set_alpn_protocols(["http/1.1"])
     context.load_cert_chain(paths.cert, paths.key)
     if client_ca is not None:

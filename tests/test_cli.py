@@ -91,7 +91,8 @@ providers = ["inventory"]
 
 def test_check_config_runs_preflight(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A valid schema with a missing inventory file and unreadable certificates still fails."""
-    shutil.copy(EXAMPLES / "quickstart.secret", tmp_path / "quickstart.secret")
+    for name in ("quickstart.secret", "quickstart-gate.secret"):
+        shutil.copy(EXAMPLES / name, tmp_path / name)
     text = QUICKSTART.read_text(encoding="utf-8").replace(
         "dev_certificate = true", 'tls_cert = "nope.crt"\ntls_key = "nope.key"'
     )
@@ -179,7 +180,7 @@ def _free_port() -> int:
 
 def _start_server(folder: Path) -> Server:
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("quickstart.secret", "quickstart-inventory.csv"):
+    for name in ("quickstart.secret", "quickstart-gate.secret", "quickstart-inventory.csv"):
         shutil.copy(EXAMPLES / name, folder / name)
     port = _free_port()
     text = (
@@ -290,11 +291,14 @@ def test_send_gets_the_decision_from_a_running_server(
 ) -> None:
     """`send` signs like step-ca; the server's allow exits 0 and a deny exits 1 with its code."""
     kind, webhook_id = ("ENRICHING", PEOPLE_ID) if path == "people" else ("AUTHORIZING", GATE_ID)
+    secret_file = server.secret_file.with_name(
+        "quickstart.secret" if path == "people" else "quickstart-gate.secret"
+    )
     result = _send(
         server,
         "--url", f"{server.url}/webhooks/{path}",
         "--id", webhook_id,
-        "--secret-file", str(server.secret_file),
+        "--secret-file", str(secret_file),
         "--kind", kind,
         "--identifier", identifier,
     )  # fmt: skip
@@ -355,8 +359,8 @@ def test_healthcheck_probes_the_running_server(server: Server, args: tuple[str, 
 
 def test_healthcheck_fails_when_nothing_listens(tmp_path: Path) -> None:
     """With no service on the configured port, `healthcheck` exits 3."""
-    shutil.copy(EXAMPLES / "quickstart.secret", tmp_path / "quickstart.secret")
-    shutil.copy(EXAMPLES / "quickstart-inventory.csv", tmp_path / "quickstart-inventory.csv")
+    for name in ("quickstart.secret", "quickstart-gate.secret", "quickstart-inventory.csv"):
+        shutil.copy(EXAMPLES / name, tmp_path / name)
     config = tmp_path / "connector.toml"
     text = QUICKSTART.read_text(encoding="utf-8").replace("port = 8443", f"port = {_free_port()}")
     config.write_text(text, encoding="utf-8")

@@ -1048,8 +1048,9 @@ async def test_cli_lookup_with_example_config(tmp_path: Path, jamf_url: str) -> 
     """`posture-connector lookup --config examples/jamf.toml` decides against the fake Jamf."""
     example = Path(__file__).parent.parent / "examples" / "jamf.toml"
     text = example.read_text(encoding="utf-8").replace("http://127.0.0.1:9443", jamf_url)
-    secret_file = (example.parent / "quickstart.secret").resolve()
-    text = text.replace('{ file = "quickstart.secret" }', f'{{ file = "{secret_file}" }}')
+    for name in ("quickstart.secret", "quickstart-gate.secret"):
+        secret_file = (example.parent / name).resolve()
+        text = text.replace(f'{{ file = "{name}" }}', f'{{ file = "{secret_file}" }}')
     text = text.replace("dev_certificate = true", "plain_http = true")
     config_path = tmp_path / "jamf.toml"
     config_path.write_text(text, encoding="utf-8")
