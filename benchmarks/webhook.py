@@ -28,7 +28,7 @@ from aiohttp.test_utils import TestServer
 
 from connector import create_app, stepca
 from connector.decision import decide
-from connector.lookup import LookupCache, ProviderChain
+from connector.lookup import ProviderChain
 from connector.models import WebhookRequest
 from connector.settings import settings_from_mapping
 from providers.files import CsvSettings, FileProvider
@@ -119,9 +119,7 @@ async def decision_ratio(inventory: Path, rounds: int) -> tuple[float, float]:
     await provider.start()
     settings = settings_from_mapping(config(inventory, 300))
     hook = settings.webhooks[0]
-    chain = ProviderChain(
-        [provider], LookupCache(found_ttl=300, not_found_ttl=60, max_entries=10_000)
-    )
+    chain = ProviderChain([provider], budget=settings.server.decision_budget)
     body = stepca.enriching_body("C02B00000042")
     key = hook.hmac_key
     started = time.perf_counter()

@@ -23,7 +23,7 @@ from connector.checks import preflight
 from connector.decision import Decision, decide
 from connector.lab import add_lab_arguments, run_lab
 from connector.logs import configure_logging
-from connector.lookup import LookupCache, ProviderChain
+from connector.lookup import ProviderChain
 from connector.models import AttestationData, WebhookRequest
 from connector.settings import ConfigError, Settings, load_settings
 from providers import ProviderError, build_provider
@@ -80,7 +80,11 @@ async def _lookup(settings: Settings, webhook: str, identifier: str) -> Decision
                 await provider.start()
             except ProviderError as exc:
                 print(f"provider {provider.name} not ready: {exc.message}", file=sys.stderr)
-        chain = ProviderChain(providers, LookupCache(found_ttl=0, not_found_ttl=0, max_entries=1))
+        chain = ProviderChain(
+            providers,
+            budget=settings.server.decision_budget,
+            on_failure=hook.on_provider_failure,
+        )
         now = datetime.now(UTC)
         request = WebhookRequest(
             timestamp=now, attestationData=AttestationData(permanentIdentifier=identifier)
