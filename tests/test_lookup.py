@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 
 import pytest
@@ -229,3 +230,93 @@ async def test_answer_is_cached_even_when_every_waiter_gave_up() -> None:
     result = await chain.lookup(MAC)
     assert (result.record is not None, result.cached) == (True, True)
     assert provider.calls == ["C02A00000001"]
+
+
+# --- per-provider cache ---------------------------------------------------------------------
+
+
+async def test_in_memory_providers_are_always_asked() -> None:
+    """A provider that is not cacheable (a file) is asked on every lookup, so changes show."""
+    provider = MemoryProvider.of_serials("csv", "C02A00000001")
+    chain = _chain([provider], _cache())
+    assert (await chain.lookup(MAC)).record is not None
+    provider.remove("C02A00000001")
+    assert await chain.lookup(MAC) == LookupResult(None)
+    assert len(provider.calls) == 2
+
+
+async def test_each_provider_answer_is_cached_on_its_own() -> None:
+    """A remote miss is served from the cache while the file behind it is asked again."""
+    jamf, csv = _remote("jamf"), MemoryProvider.of_serials("csv", "C02A00000001")
+    chain = _chain([jamf, csv], _cache())
+    await chain.lookup(MAC)
+    result = await chain.lookup(MAC)
+    assert (result.record is not None, result.cached) == (True, False)
+    assert (len(jamf.calls), len(csv.calls)) == (1, 2)
+
+
+async def test_a_cached_later_match_does_not_hide_an_earlier_failure() -> None:
+    """With `next`, a failure is asked again on every lookup even when the match is cached."""
+    jamf, intune = (
+        _remote("jamf", failure="upstream answered 503"),
+        _remote("intune", "C02A00000001"),
+    )
+    chain = _chain([jamf, intune], _cache(), on_failure="next")
+    await chain.lookup(MAC)
+    result = await chain.lookup(MAC)
+    assert (result.cached, [f.provider for f in result.failures]) == (True, ["jamf"])
+    assert (len(jamf.calls), len(intune.calls)) == (2, 1)
+
+
+# --- on_failure ------------------------------------------------------------------------------
+
+
+async def test_failure_before_a_match_stops_the_chain_by_default() -> None:
+    """With `deny` (the default), a failing provider ends the lookup: a later one is not asked."""
+    jamf, csv = _remote("jamf", failure="upstream answered 503"), _remote("csv", "C02A00000001")
+    result = await _chain([jamf, csv], _cache()).lookup(MAC)
+    assert result == LookupResult(None, (ProviderFailure("jamf", "upstream answered 503"),))
+    assert csv.calls == []
+
+
+async def test_failure_after_a_match_is_never_reached() -> None:
+    """A match ends the chain before a later provider could fail."""
+    jamf, intune = _remote("jamf", "C02A00000001"), _remote("intune", failure="down")
+    result = await _chain([jamf, intune], _cache()).lookup(MAC)
+    assert (result.record is not None, result.failures, intune.calls) == (True, (), [])
+
+
+# --- budget ------------------------------------------------------------------------------------
+
+
+async def test_one_deadline_covers_the_whole_chain() -> None:
+    """Two hanging providers fail within one budget, not one budget each."""
+    first, second = _remote("jamf"), _remote("intune", "C02A00000001")
+    first.gate = second.gate = asyncio.Event()  # never opened: both would hang forever
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with capture_logs() as logs:
+        result = await _chain([first, second], budget=0.3, on_failure="next").lookup(MAC)
+    elapsed = loop.time() - started
+    assert [f.provider for f in result.failures] == ["jamf", "intune"]
+    assert result.record is None
+    assert all("0.3s decision budget" in f.message for f in result.failures)
+    outcomes = [e["outcome"] for e in logs if e["event"] == "provider.lookup_failed"]
+    assert outcomes == ["timeout", "timeout"]
+    assert elapsed < 0.55  # the second provider got what the first left, not a fresh 0.3 s
+
+
+async def test_a_provider_gets_only_what_is_left_of_the_budget() -> None:
+    """After a slow first answer, the next provider's wait is cut to the rest of the deadline."""
+    first, second = _remote("jamf"), _remote("intune")
+    first.gate, second.gate = asyncio.Event(), asyncio.Event()
+    asyncio.get_running_loop().call_later(0.15, first.gate.set)
+    with capture_logs() as logs:
+        result = await _chain([first, second], budget=0.4).lookup(MAC)
+    [failure] = result.failures
+    left = re.search(r"within the ([0-9.]+)s left of the 0.4s decision budget", failure.message)
+    assert failure.provider == "intune"
+    assert left is not None
+    assert 0.1 < float(left[1]) < 0.3
+    timeouts = [e for e in logs if e["event"] == "provider.lookup_failed"]
+    assert [(e["provider"], e["outcome"]) for e in timeouts] == [("intune", "timeout")]
