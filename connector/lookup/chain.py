@@ -8,7 +8,9 @@
 - **Failures.** ``on_failure = "deny"`` stops at the first provider that fails before a match:
   the caller answers ``inventory-unavailable`` rather than let a lower-priority inventory decide.
   ``"next"`` moves on and lets a later provider's match decide.
-- **Coalescing.** Concurrent lookups of one identifier share one run of the chain.
+- **Coalescing.** Concurrent lookups of one identifier share one run of the chain when it has a
+  remote (cacheable) provider; a chain of in-memory providers is simply run (a task per call
+  would cost more than the lookups).
 """
 
 from __future__ import annotations
@@ -78,10 +80,13 @@ class ProviderChain:
         self._budget = budget
         self._on_failure = on_failure
         self._hooks = hooks
+        self._coalesce = any(p.cacheable for p in self._providers)
         self._inflight: dict[str, asyncio.Task[LookupResult]] = {}
 
     async def lookup(self, identifier: DeviceIdentifier) -> LookupResult:
         """The first provider's match; concurrent callers for one identifier share the work."""
+        if not self._coalesce:
+            return await self._ask_all(identifier)
         key = identifier.normalized
         task = self._inflight.get(key)
         if task is None or task.done():  # a done task awaits its callback; its answer is old
