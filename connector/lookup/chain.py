@@ -127,13 +127,16 @@ class ProviderChain:
         if left <= 0:
             message = f"not asked: the {self._budget:g}s decision budget was spent"
             return self._failed(provider, message, "timeout", started)
+        deadline_cm = asyncio.timeout(left)
         try:
-            async with asyncio.timeout(left):
+            async with deadline_cm:
                 hit = await cache.get(provider.name, identifier) if cache else None
                 if hit is not None:
                     return self._observed(provider, _Answer(hit.record, cached=True), started)
                 record = await provider.lookup(identifier)
         except TimeoutError:
+            if not deadline_cm.expired():  # not ours: a provider bug, reported as such
+                raise
             message = (
                 f"no answer within the {left:.3g}s left of the {self._budget:g}s decision budget"
             )
