@@ -19,7 +19,7 @@ from pathlib import Path
 from aiohttp.test_utils import TestServer
 
 from connector.logs import configure_logging
-from connector.lookup import LookupCache, ProviderChain
+from connector.lookup import AnswerCache, MemoryCache, ProviderChain
 from providers.identifiers import classify
 from providers.jamf import JamfProvider, JamfSettings
 from tests.fakes.jamf import FakeJamf, create_app
@@ -41,9 +41,8 @@ def settings(url: str) -> JamfSettings:
 
 
 def chain(provider: JamfProvider, ttl: float) -> ProviderChain:
-    return ProviderChain(
-        [provider], LookupCache(found_ttl=ttl, not_found_ttl=ttl, max_entries=1000)
-    )
+    cache = AnswerCache(MemoryCache(1000), found_ttl=ttl, not_found_ttl=ttl)
+    return ProviderChain([provider], cache, budget=8.0)
 
 
 async def main() -> None:

@@ -1,4 +1,4 @@
-"""`create_app`: routes, middlewares and the app-held state (settings, providers, caches)."""
+"""`create_app`: routes, middlewares and the app-held state (settings, hooks, providers, cache)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from aiohttp import web
 
 from connector.errors import error_middleware
 from connector.handlers import handle_healthz, handle_readyz, handle_webhook
-from connector.keys import CACHE, CLOCK, PROVIDERS, ROUTES, SETTINGS, WebhookRuntime
+from connector.keys import CLOCK, HOOKS, PROVIDERS, ROUTES, SETTINGS, WebhookRuntime
 from connector.logs import request_context
-from connector.lookup import LookupCache, ProviderChain
+from connector.lookup import AnswerCache, MemoryCache, ProviderChain
+from connector.observe import FanOut, StructlogHook
 from connector.settings import Settings
 from providers import Provider, ProviderError, build_provider
 
@@ -31,21 +32,29 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = _utcnow) -
         middlewares=[request_context, error_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
+    hooks = FanOut([StructlogHook()])
     providers: dict[str, Provider] = {
-        name: build_provider(name, config) for name, config in settings.providers.items()
+        name: build_provider(name, config, hooks=hooks)
+        for name, config in settings.providers.items()
     }
-    cache = LookupCache(
+    cache = AnswerCache(
+        MemoryCache(settings.cache.max_entries),
         found_ttl=settings.cache.found_ttl,
         not_found_ttl=settings.cache.not_found_ttl,
-        max_entries=settings.cache.max_entries,
     )
     routes: dict[str, dict[str, WebhookRuntime]] = {}
     for hook in settings.webhooks:
-        chain = ProviderChain([providers[name] for name in hook.providers], cache)
+        chain = ProviderChain(
+            [providers[name] for name in hook.providers],
+            cache,
+            budget=settings.server.decision_budget,
+            on_failure=hook.on_provider_failure,
+            hooks=hooks,
+        )
         routes.setdefault(hook.path, {})[hook.id] = WebhookRuntime(hook, chain)
     app[SETTINGS] = settings
     app[PROVIDERS] = providers
-    app[CACHE] = cache
+    app[HOOKS] = hooks
     app[ROUTES] = routes
     app[CLOCK] = clock
     app.add_routes(
@@ -56,6 +65,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = _utcnow) -
         ]
     )
     app.cleanup_ctx.append(_providers_ctx)
+    app.on_cleanup.append(lambda _app: cache.aclose())
     return app
 
 

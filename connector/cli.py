@@ -24,7 +24,7 @@ from connector import stepca
 from connector.checks import config_warnings, preflight
 from connector.decision import Decision, decide
 from connector.logs import configure_logging
-from connector.lookup import LookupCache, ProviderChain
+from connector.lookup import ProviderChain
 from connector.models import AttestationData, WebhookRequest
 from connector.settings import ConfigError, Settings, load_settings
 from providers import ProviderError, build_provider
@@ -88,7 +88,11 @@ async def _lookup(settings: Settings, webhook: str, identifier: str) -> Decision
                 await provider.start()
             except ProviderError as exc:
                 print(f"provider {provider.name} not ready: {exc.message}", file=sys.stderr)
-        chain = ProviderChain(providers, LookupCache(found_ttl=0, not_found_ttl=0, max_entries=1))
+        chain = ProviderChain(
+            providers,
+            budget=settings.server.decision_budget,
+            on_failure=hook.on_provider_failure,
+        )
         now = datetime.now(UTC)
         request = WebhookRequest(
             timestamp=now, attestationData=AttestationData(permanentIdentifier=identifier)

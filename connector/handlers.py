@@ -12,7 +12,6 @@ import hmac
 import time
 from datetime import datetime
 
-import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -26,13 +25,18 @@ from connector.errors import (
     SignatureError,
     UnknownWebhook,
 )
-from connector.keys import CLOCK, PROVIDERS, ROUTES, SETTINGS, WebhookRuntime
+from connector.keys import CLOCK, HOOKS, PROVIDERS, ROUTES, SETTINGS, WebhookRuntime
 from connector.models import WebhookRequest, WireFormatError, parse_request
+from connector.observe import (
+    MAX_LOGGED_IDENTIFIER,
+    MAX_LOGGED_OBSERVED,
+    DecisionEvent,
+    FailedRule,
+    clip,
+)
 from connector.settings import WebhookSettings
 from connector.signing import verify_signature
 from connector.tls import peer_certificate, peer_dns_names
-
-log = structlog.get_logger("connector.webhook")
 
 ID_HEADER = "X-Smallstep-Webhook-ID"
 SIGNATURE_HEADER = "X-Smallstep-Signature"
@@ -160,25 +164,46 @@ async def handle_webhook(request: web.Request) -> web.Response:
 def _log_decision(
     request: web.Request, hook: WebhookSettings, decision: Decision, started: float
 ) -> None:
+    request.app[HOOKS].decision(
+        decision_event(
+            hook,
+            decision,
+            latency=time.perf_counter() - started,
+            personal_data=request.app[SETTINGS].logging.personal_data,
+        )
+    )
+
+
+def decision_event(
+    hook: WebhookSettings, decision: Decision, *, latency: float, personal_data: bool
+) -> DecisionEvent:
+    """What the hooks learn about a decision: no secret, and personal data only if asked."""
     record = decision.record
-    fields: dict[str, object] = {
-        "webhook": hook.name,
-        "kind": hook.kind,
-        "identifier": decision.identifier,
-        "identifier_kind": decision.kind,
-        "allow": decision.allow,
-        "code": decision.code,
-        "provider": record.provider if record else None,
-        "cached": decision.lookup.cached if decision.lookup else None,
-        "reasons": [o.code for o in decision.outcomes if not o.passed] or None,
-        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-    }
-    if decision.lookup and decision.lookup.failures:
-        fields["failed_providers"] = [f.provider for f in decision.lookup.failures]
-    if request.app[SETTINGS].logging.personal_data and record and record.user:
-        fields["user"] = record.user.username
-        fields["email"] = record.user.email
-    log.info("webhook.decision", **{k: v for k, v in fields.items() if v is not None})
+    identifier = decision.identifier
+    if decision.kind is None:  # failed the shape check: attacker-chosen, any length
+        identifier = clip(identifier, MAX_LOGGED_IDENTIFIER)
+    user = record.user if personal_data and record else None
+    return DecisionEvent(
+        webhook=hook.name,
+        kind=hook.kind,
+        identifier=identifier,
+        identifier_kind=decision.kind,
+        allow=decision.allow,
+        code=decision.code,
+        provider=record.provider if record else None,
+        cached=decision.lookup.cached if decision.lookup else None,
+        latency=latency,
+        failed_rules=tuple(
+            FailedRule(o.rule, o.code, o.message, clip(o.observed, MAX_LOGGED_OBSERVED))
+            for o in decision.outcomes
+            if not o.passed
+        ),
+        failed_providers=tuple(f.provider for f in decision.lookup.failures)
+        if decision.lookup
+        else (),
+        user=user.username if user else None,
+        email=user.email if user else None,
+    )
 
 
 async def handle_healthz(_request: web.Request) -> web.Response:

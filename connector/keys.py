@@ -8,7 +8,8 @@ from datetime import datetime
 
 from aiohttp import web
 
-from connector.lookup import LookupCache, ProviderChain
+from connector.lookup import ProviderChain
+from connector.observe import Hook
 from connector.settings import Settings, WebhookSettings
 from providers.base import Provider
 
@@ -29,6 +30,6 @@ class WebhookRuntime:
 SETTINGS = web.AppKey("settings", Settings)
 PROVIDERS = web.AppKey("providers", dict[str, Provider])
 ROUTES = web.AppKey("routes", dict[str, dict[str, WebhookRuntime]])
-CACHE = web.AppKey("cache", LookupCache)
+HOOKS: web.AppKey[Hook] = web.AppKey("hooks")
 Clock = Callable[[], datetime]
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")

@@ -51,6 +51,9 @@ class ServerSettings(_Frozen):
     cert_reload_interval: float = Field(default=30.0, ge=0)
     provider_retry_interval: float = Field(default=15.0, gt=0, le=3600)
     shutdown_timeout: float = Field(default=10.0, gt=0, le=120)
+    # One deadline for a whole provider chain: step-ca waits 10 s per call (its one retry
+    # included), so the answer must leave well before that.
+    decision_budget: float = Field(default=8.0, gt=0, le=9.5)
 
     @model_validator(mode="after")
     def _one_way_to_listen(self) -> ServerSettings:
@@ -110,6 +113,7 @@ class WebhookSettings(_Frozen):
         {IdentifierKind.SERIAL, IdentifierKind.UDID}
     )
     on_missing_identifier: Literal["deny", "allow"] = "deny"
+    on_provider_failure: Literal["deny", "next"] = "deny"
     policy: PolicySettings = Field(default_factory=PolicySettings)
     enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
 

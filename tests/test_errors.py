@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from structlog.typing import Processor
 
 from connector import create_app
-from connector.keys import CACHE, PROVIDERS, ROUTES, WebhookRuntime
+from connector.keys import PROVIDERS, ROUTES, WebhookRuntime
 from connector.lookup import ProviderChain
 from providers import DeviceIdentifier, DeviceRecord, Provider
 from tests.conftest import AppClient
@@ -25,7 +25,11 @@ LEAK = "Bearer eyJhbGciOiJub25lIn0.not-for-the-caller"
 
 
 class BuggyInventory:
-    """A provider with a bug: its lookup raises an exception that is not a `ProviderError`."""
+    """A provider with a bug: its records break the enrichment (groups that are not `GroupRef`),
+    or, with `crash`, its lookup raises an exception that is not a `ProviderError`."""
+
+    def __init__(self, *, crash: bool = False) -> None:
+        self.crash = crash
 
     name = "inventory"
     ready = True
@@ -35,8 +39,16 @@ class BuggyInventory:
         """Nothing to load."""
 
     async def lookup(self, identifier: DeviceIdentifier) -> DeviceRecord | None:
-        """Fail the way a mapping bug would, with something sensitive in the message."""
-        raise KeyError(f"{identifier.value}: {LEAK}")
+        """Fail the way a mapping bug would, with something sensitive at hand."""
+        if self.crash:
+            raise KeyError(f"{identifier.value}: {LEAK}")
+        return DeviceRecord(
+            provider=self.name,
+            serial=identifier.value,
+            name=LEAK,
+            managed=True,
+            groups=(LEAK,),  # type: ignore[arg-type]  # the bug under test
+        )
 
     def iter_devices(self) -> AsyncIterator[DeviceRecord]:
         """Not offered."""
@@ -52,7 +64,7 @@ def serve_from(app: web.Application, provider: BuggyInventory) -> web.Applicatio
     app[PROVIDERS] = providers
     for hooks in app[ROUTES].values():
         for webhook_id, runtime in hooks.items():
-            chain = ProviderChain([provider], app[CACHE])
+            chain = ProviderChain([provider], budget=5.0, on_failure="deny")
             hooks[webhook_id] = WebhookRuntime(runtime.settings, chain)
     return app
 
@@ -82,7 +94,7 @@ async def test_unexpected_exception_is_a_logged_json_500(
         "error": {"code": "internal-error", "message": "internal error; see the connector's log"},
     }
     assert "eyJ" not in text
-    assert "KeyError" not in text
+    assert "AttributeError" not in text
     [failed] = [event for event in logs if "exception" in event]
     assert (failed["event"], failed["log_level"], failed["path"], failed["request_id"]) == (
         "request.failed",
@@ -91,8 +103,31 @@ async def test_unexpected_exception_is_a_logged_json_500(
         "req-bug",
     )
     assert failed["exception"].startswith("Traceback (most recent call last):")
-    assert "KeyError" in failed["exception"]
+    assert "AttributeError" in failed["exception"]
     assert not [event for event in logs if event["event"] == "webhook.decision"]
+
+
+async def test_provider_crash_is_a_fail_closed_provider_failure(
+    aiohttp_client: Any, inventory: Path
+) -> None:
+    """An unexpected exception inside a provider denies `inventory-unavailable` (never a 500,
+    never the next provider's answer) and logs its traceback once."""
+    app = create_app(make_settings(config(inventory)), clock=lambda: FIXED_NOW)
+    client = await aiohttp_client(serve_from(app, BuggyInventory(crash=True)))
+    body = enrich("C02TEST00001")
+    processors: list[Processor] = [structlog.processors.format_exc_info]
+    with capture_logs(processors=processors) as logs:
+        response = await client.post(
+            PEOPLE, data=body, headers=signed(body), skip_auto_headers=["Content-Type"]
+        )
+    assert response.status == 200
+    answer = await response.json()
+    assert answer["allow"] is False
+    assert answer["error"]["code"] == "inventory-unavailable"
+    assert "eyJ" not in await response.text()
+    crashed = [event for event in logs if event["event"] == "provider.lookup_crashed"]
+    assert len(crashed) == 1
+    assert "KeyError" in crashed[0]["exception"]
 
 
 def _unpadded(raw: bytes) -> str:

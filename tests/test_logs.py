@@ -14,7 +14,7 @@ import structlog
 
 from connector.logs import configure_logging
 from tests.conftest import AppClient
-from tests.helpers import SECRET, config, enrich, signed, webhook
+from tests.helpers import AUTH_ID, SECRET, authorize, config, enrich, signed, webhook
 
 
 class Lines:
@@ -156,3 +156,45 @@ async def test_rejections_are_logged_without_the_secret(
     assert rejected["level"] == "warning"
     for sensitive in (SECRET, headers["X-Smallstep-Signature"]):
         assert sensitive not in json_logs.text
+
+
+async def test_decision_line_explains_each_failed_rule(
+    json_logs: Lines, app_client: AppClient, inventory: Path
+) -> None:
+    """A policy deny logs every failing rule with its code, message and the value it saw."""
+    hooks = [webhook(policy={"supervised": True, "report": "all"})]
+    client = await app_client(config(inventory, webhooks=hooks))
+    body = enrich("C02TEST00002")
+    assert (await client.post("/webhooks/people", data=body, headers=signed(body))).status == 200
+    [decision] = _decisions(json_logs)
+    assert (decision["allow"], decision["code"]) == (False, "device-unmanaged")
+    assert decision["reasons"] == ["device-unmanaged", "device-unsupervised"]
+    assert decision["failed_rules"] == [
+        {
+            "rule": "managed",
+            "code": "device-unmanaged",
+            "observed": "false",
+            "message": "device is not managed",
+        },
+        {
+            "rule": "supervised",
+            "code": "device-unsupervised",
+            "observed": "false",
+            "message": "device is not supervised",
+        },
+    ]
+
+
+async def test_invalid_identifier_is_logged_cut_short(
+    json_logs: Lines, app_client: AppClient
+) -> None:
+    """An identifier that failed the shape check reaches the log cut to 64 characters."""
+    client = await app_client()
+    value = "<script>" + "A" * 500
+    body = authorize(value)
+    headers = signed(body, webhook_id=AUTH_ID)
+    assert (await client.post("/webhooks/gate", data=body, headers=headers)).status == 200
+    [decision] = _decisions(json_logs)
+    assert (decision["code"], decision["identifier"]) == ("identifier-invalid", value[:64])
+    assert "identifier_kind" not in decision
+    assert value[:65] not in json_logs.text

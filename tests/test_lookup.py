@@ -1,64 +1,29 @@
-"""The provider chain and its cache: order, failures, TTLs, and one upstream call per identifier."""
+"""The provider chain and its cache: order, failures, TTLs, budget, one upstream call per identifier."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import re
+from collections.abc import Sequence
 
 import pytest
 from structlog.testing import capture_logs
 
-from connector.lookup import LookupCache, LookupResult, ProviderChain, ProviderFailure
-from providers.base import DeviceRecord, ProviderError
-from providers.identifiers import DeviceIdentifier, classify
+from connector.lookup import (
+    AnswerCache,
+    LookupResult,
+    MemoryCache,
+    OnFailure,
+    ProviderChain,
+    ProviderFailure,
+)
+from connector.observe import StructlogHook
+from providers.base import DeviceRecord, Provider
+from providers.identifiers import classify
+from providers.memory import MemoryProvider
 
 MAC = classify("C02A00000001")
 OTHER = classify("C02A00000002")
-
-
-class FakeProvider:
-    """A provider with an in-memory inventory, a failure switch, a call log and an optional gate."""
-
-    def __init__(self, name: str, devices: tuple[str, ...] = (), *, failing: bool = False) -> None:
-        self._name = name
-        self.devices = {d.upper(): DeviceRecord(provider=name, serial=d) for d in devices}
-        self.failing = failing
-        self.calls: list[str] = []
-        self.arrived: asyncio.Queue[str] = asyncio.Queue()  # one item per call, on entry
-        self.returned = asyncio.Event()  # set when a call has finished
-        self.gate: asyncio.Event | None = None
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def ready(self) -> bool:
-        return True
-
-    @property
-    def cacheable(self) -> bool:
-        return True
-
-    async def start(self) -> None:
-        return None
-
-    async def lookup(self, identifier: DeviceIdentifier) -> DeviceRecord | None:
-        self.calls.append(identifier.value)
-        self.arrived.put_nowait(identifier.value)
-        if self.gate is not None:
-            await self.gate.wait()
-        self.returned.set()
-        if self.failing:
-            raise ProviderError(self._name, "upstream answered 503")
-        return self.devices.get(identifier.normalized)
-
-    async def iter_devices(self) -> AsyncIterator[DeviceRecord]:
-        for record in self.devices.values():
-            yield record
-
-    async def aclose(self) -> None:
-        return None
 
 
 class Clock:
@@ -71,34 +36,52 @@ class Clock:
         return self.now
 
 
-def _cache(clock: Clock | None = None, *, found: float = 300, missing: float = 60) -> LookupCache:
-    return LookupCache(
-        found_ttl=found, not_found_ttl=missing, max_entries=100, timer=clock or Clock()
+def _cache(clock: Clock | None = None, *, found: float = 300, missing: float = 60) -> AnswerCache:
+    store = MemoryCache(100, timer=clock or Clock())
+    return AnswerCache(store, found_ttl=found, not_found_ttl=missing)
+
+
+def _remote(name: str, *serials: str, failure: str | None = None) -> MemoryProvider:
+    """A memory provider standing in for a remote API: its answers may be cached."""
+    provider = MemoryProvider.of_serials(name, *serials, cacheable=True)
+    provider.failure = failure
+    return provider
+
+
+def _chain(
+    providers: Sequence[Provider],
+    cache: AnswerCache | None = None,
+    *,
+    budget: float = 5.0,
+    on_failure: OnFailure = "deny",
+) -> ProviderChain:
+    return ProviderChain(
+        providers, cache, budget=budget, on_failure=on_failure, hooks=StructlogHook()
     )
 
 
 async def test_first_match_wins() -> None:
     """Providers are asked in order and the first record ends the search."""
-    first, second = FakeProvider("jamf", ("C02A00000001",)), FakeProvider("csv", ("C02A00000001",))
-    result = await ProviderChain([first, second], _cache()).lookup(MAC)
+    first, second = _remote("jamf", "C02A00000001"), _remote("csv", "C02A00000001")
+    result = await _chain([first, second], _cache()).lookup(MAC)
     assert result == LookupResult(DeviceRecord(provider="jamf", serial="C02A00000001"))
     assert second.calls == []
 
 
 async def test_later_match_after_an_earlier_miss() -> None:
     """A miss moves on to the next provider."""
-    first, second = FakeProvider("jamf"), FakeProvider("csv", ("C02A00000001",))
-    result = await ProviderChain([first, second], _cache()).lookup(MAC)
+    first, second = _remote("jamf"), _remote("csv", "C02A00000001")
+    result = await _chain([first, second], _cache()).lookup(MAC)
     assert result.record is not None
     assert result.record.provider == "csv"
     assert (first.calls, second.calls) == (["C02A00000001"], ["C02A00000001"])
 
 
 async def test_later_match_after_an_earlier_failure_lists_it() -> None:
-    """A failing provider does not stop the chain; the match still reports the failure."""
-    first, second = FakeProvider("jamf", failing=True), FakeProvider("csv", ("C02A00000001",))
+    """With `next`, a failing provider does not stop the chain; the match reports the failure."""
+    first, second = _remote("jamf", failure="upstream answered 503"), _remote("csv", "C02A00000001")
     with capture_logs() as logs:
-        result = await ProviderChain([first, second], _cache()).lookup(MAC)
+        result = await _chain([first, second], _cache(), on_failure="next").lookup(MAC)
     assert result.record is not None
     assert result.record.provider == "csv"
     assert result.failures == (ProviderFailure("jamf", "upstream answered 503"),)
@@ -109,13 +92,13 @@ async def test_later_match_after_an_earlier_failure_lists_it() -> None:
 
 async def test_all_miss_is_none_without_failures() -> None:
     """When every provider answers and none knows the device, the result is a clean miss."""
-    chain = ProviderChain([FakeProvider("jamf"), FakeProvider("csv")], _cache())
+    chain = _chain([_remote("jamf"), _remote("csv")], _cache())
     assert await chain.lookup(MAC) == LookupResult(None)
 
 
 async def test_failure_and_miss_lists_the_failure() -> None:
     """A miss after a failure is not definitive: the failure is reported for a fail-closed deny."""
-    chain = ProviderChain([FakeProvider("jamf"), FakeProvider("intune", failing=True)], _cache())
+    chain = _chain([_remote("jamf"), _remote("intune", failure="upstream answered 503")], _cache())
     result = await chain.lookup(MAC)
     assert result.record is None
     assert [f.provider for f in result.failures] == ["intune"]
@@ -123,8 +106,8 @@ async def test_failure_and_miss_lists_the_failure() -> None:
 
 async def test_found_answers_live_for_found_ttl() -> None:
     """A match is served from the cache until `found_ttl` passes, then asked again."""
-    clock, provider = Clock(), FakeProvider("csv", ("C02A00000001",))
-    chain = ProviderChain([provider], _cache(clock, found=300, missing=10))
+    clock, provider = Clock(), _remote("csv", "C02A00000001")
+    chain = _chain([provider], _cache(clock, found=300, missing=10))
     assert (await chain.lookup(MAC)).cached is False
     clock.now += 299
     hit = await chain.lookup(MAC)
@@ -136,13 +119,13 @@ async def test_found_answers_live_for_found_ttl() -> None:
 
 async def test_not_found_answers_live_for_not_found_ttl() -> None:
     """A miss is cached for the shorter `not_found_ttl`, so a newly enrolled device shows soon."""
-    clock, provider = Clock(), FakeProvider("csv")
-    chain = ProviderChain([provider], _cache(clock, found=300, missing=10))
+    clock, provider = Clock(), _remote("csv")
+    chain = _chain([provider], _cache(clock, found=300, missing=10))
     await chain.lookup(MAC)
     clock.now += 9
     assert await chain.lookup(MAC) == LookupResult(None, cached=True)
     clock.now += 2
-    provider.devices["C02A00000001"] = DeviceRecord(provider="csv", serial="C02A00000001")
+    provider.add(DeviceRecord(provider="csv", serial="C02A00000001"))
     result = await chain.lookup(MAC)
     assert (result.cached, result.record is not None) == (False, True)
     assert len(provider.calls) == 2
@@ -150,10 +133,10 @@ async def test_not_found_answers_live_for_not_found_ttl() -> None:
 
 async def test_failures_are_never_cached() -> None:
     """An answer with a failure and no match is asked again on the next lookup."""
-    provider = FakeProvider("jamf", ("C02A00000001",), failing=True)
-    chain = ProviderChain([provider], _cache())
+    provider = _remote("jamf", "C02A00000001", failure="upstream answered 503")
+    chain = _chain([provider], _cache())
     assert (await chain.lookup(MAC)).failures
-    provider.failing = False
+    provider.failure = None
     result = await chain.lookup(MAC)
     assert (result.record is not None, result.cached) == (True, False)
     assert len(provider.calls) == 2
@@ -168,18 +151,18 @@ async def test_zero_ttl_disables_that_cache(
     found: float, missing: float, devices: tuple[str, ...]
 ) -> None:
     """A TTL of 0 turns that half of the cache off."""
-    provider = FakeProvider("csv", devices)
-    chain = ProviderChain([provider], _cache(found=found, missing=missing))
+    provider = _remote("csv", *devices)
+    chain = _chain([provider], _cache(found=found, missing=missing))
     await chain.lookup(MAC)
     assert (await chain.lookup(MAC)).cached is False
     assert len(provider.calls) == 2
 
 
-async def test_cache_is_keyed_by_chain_and_normalized_identifier() -> None:
-    """Chains over different providers never share answers; case variants of a UDID do."""
+async def test_cache_is_keyed_by_provider_and_normalized_identifier() -> None:
+    """Different providers never share answers; case variants of a UDID do."""
     cache = _cache()
-    jamf, csv = FakeProvider("jamf"), FakeProvider("csv", ("00008110-000A1C2E3F40801E",))
-    jamf_chain, csv_chain = ProviderChain([jamf], cache), ProviderChain([csv], cache)
+    jamf, csv = _remote("jamf"), _remote("csv", "00008110-000A1C2E3F40801E")
+    jamf_chain, csv_chain = _chain([jamf], cache), _chain([csv], cache)
     upper, lower = classify("00008110-000A1C2E3F40801E"), classify("00008110-000a1c2e3f40801e")
     assert (await jamf_chain.lookup(upper)).record is None
     assert (await csv_chain.lookup(upper)).record is not None
@@ -189,21 +172,21 @@ async def test_cache_is_keyed_by_chain_and_normalized_identifier() -> None:
 
 async def test_clear_forgets_everything() -> None:
     """`clear` drops found and not-found answers."""
-    provider = FakeProvider("csv", ("C02A00000001",))
+    provider = _remote("csv", "C02A00000001")
     cache = _cache()
-    chain = ProviderChain([provider], cache)
+    chain = _chain([provider], cache)
     await chain.lookup(MAC)
     await chain.lookup(OTHER)
-    cache.clear()
+    await cache.clear()
     assert not (await chain.lookup(MAC)).cached
     assert not (await chain.lookup(OTHER)).cached
 
 
 async def test_concurrent_lookups_share_one_call() -> None:
     """N simultaneous lookups of one identifier reach the provider once and get one answer."""
-    provider = FakeProvider("jamf", ("C02A00000001",))
+    provider = _remote("jamf", "C02A00000001")
     provider.gate = asyncio.Event()
-    chain = ProviderChain([provider], _cache())
+    chain = _chain([provider], _cache())
     tasks = [asyncio.create_task(chain.lookup(MAC)) for _ in range(20)]
     other = asyncio.create_task(chain.lookup(OTHER))
     await provider.arrived.get()
@@ -217,9 +200,9 @@ async def test_concurrent_lookups_share_one_call() -> None:
 
 async def test_a_cancelled_waiter_does_not_cancel_the_others() -> None:
     """One caller giving up leaves the shared lookup running for the rest."""
-    provider = FakeProvider("jamf", ("C02A00000001",))
+    provider = _remote("jamf", "C02A00000001")
     provider.gate = asyncio.Event()
-    chain = ProviderChain([provider], _cache())
+    chain = _chain([provider], _cache())
     quitter = asyncio.create_task(chain.lookup(MAC))
     stayer = asyncio.create_task(chain.lookup(MAC))
     await provider.arrived.get()
@@ -234,9 +217,9 @@ async def test_a_cancelled_waiter_does_not_cancel_the_others() -> None:
 
 async def test_answer_is_cached_even_when_every_waiter_gave_up() -> None:
     """The shared lookup finishes and caches its answer although its only caller was cancelled."""
-    provider = FakeProvider("jamf", ("C02A00000001",))
+    provider = _remote("jamf", "C02A00000001")
     provider.gate = asyncio.Event()
-    chain = ProviderChain([provider], _cache())
+    chain = _chain([provider], _cache())
     quitter = asyncio.create_task(chain.lookup(MAC))
     await provider.arrived.get()
     quitter.cancel()
@@ -247,3 +230,93 @@ async def test_answer_is_cached_even_when_every_waiter_gave_up() -> None:
     result = await chain.lookup(MAC)
     assert (result.record is not None, result.cached) == (True, True)
     assert provider.calls == ["C02A00000001"]
+
+
+# --- per-provider cache ---------------------------------------------------------------------
+
+
+async def test_in_memory_providers_are_always_asked() -> None:
+    """A provider that is not cacheable (a file) is asked on every lookup, so changes show."""
+    provider = MemoryProvider.of_serials("csv", "C02A00000001")
+    chain = _chain([provider], _cache())
+    assert (await chain.lookup(MAC)).record is not None
+    provider.remove("C02A00000001")
+    assert await chain.lookup(MAC) == LookupResult(None)
+    assert len(provider.calls) == 2
+
+
+async def test_each_provider_answer_is_cached_on_its_own() -> None:
+    """A remote miss is served from the cache while the file behind it is asked again."""
+    jamf, csv = _remote("jamf"), MemoryProvider.of_serials("csv", "C02A00000001")
+    chain = _chain([jamf, csv], _cache())
+    await chain.lookup(MAC)
+    result = await chain.lookup(MAC)
+    assert (result.record is not None, result.cached) == (True, False)
+    assert (len(jamf.calls), len(csv.calls)) == (1, 2)
+
+
+async def test_a_cached_later_match_does_not_hide_an_earlier_failure() -> None:
+    """With `next`, a failure is asked again on every lookup even when the match is cached."""
+    jamf, intune = (
+        _remote("jamf", failure="upstream answered 503"),
+        _remote("intune", "C02A00000001"),
+    )
+    chain = _chain([jamf, intune], _cache(), on_failure="next")
+    await chain.lookup(MAC)
+    result = await chain.lookup(MAC)
+    assert (result.cached, [f.provider for f in result.failures]) == (True, ["jamf"])
+    assert (len(jamf.calls), len(intune.calls)) == (2, 1)
+
+
+# --- on_failure ------------------------------------------------------------------------------
+
+
+async def test_failure_before_a_match_stops_the_chain_by_default() -> None:
+    """With `deny` (the default), a failing provider ends the lookup: a later one is not asked."""
+    jamf, csv = _remote("jamf", failure="upstream answered 503"), _remote("csv", "C02A00000001")
+    result = await _chain([jamf, csv], _cache()).lookup(MAC)
+    assert result == LookupResult(None, (ProviderFailure("jamf", "upstream answered 503"),))
+    assert csv.calls == []
+
+
+async def test_failure_after_a_match_is_never_reached() -> None:
+    """A match ends the chain before a later provider could fail."""
+    jamf, intune = _remote("jamf", "C02A00000001"), _remote("intune", failure="down")
+    result = await _chain([jamf, intune], _cache()).lookup(MAC)
+    assert (result.record is not None, result.failures, intune.calls) == (True, (), [])
+
+
+# --- budget ------------------------------------------------------------------------------------
+
+
+async def test_one_deadline_covers_the_whole_chain() -> None:
+    """Two hanging providers fail within one budget, not one budget each."""
+    first, second = _remote("jamf"), _remote("intune", "C02A00000001")
+    first.gate = second.gate = asyncio.Event()  # never opened: both would hang forever
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with capture_logs() as logs:
+        result = await _chain([first, second], budget=0.3, on_failure="next").lookup(MAC)
+    elapsed = loop.time() - started
+    assert [f.provider for f in result.failures] == ["jamf", "intune"]
+    assert result.record is None
+    assert all("0.3s decision budget" in f.message for f in result.failures)
+    outcomes = [e["outcome"] for e in logs if e["event"] == "provider.lookup_failed"]
+    assert outcomes == ["timeout", "timeout"]
+    assert elapsed < 0.55  # the second provider got what the first left, not a fresh 0.3 s
+
+
+async def test_a_provider_gets_only_what_is_left_of_the_budget() -> None:
+    """After a slow first answer, the next provider's wait is cut to the rest of the deadline."""
+    first, second = _remote("jamf"), _remote("intune")
+    first.gate, second.gate = asyncio.Event(), asyncio.Event()
+    asyncio.get_running_loop().call_later(0.15, first.gate.set)
+    with capture_logs() as logs:
+        result = await _chain([first, second], budget=0.4).lookup(MAC)
+    [failure] = result.failures
+    left = re.search(r"within the ([0-9.]+)s left of the 0.4s decision budget", failure.message)
+    assert failure.provider == "intune"
+    assert left is not None
+    assert 0.1 < float(left[1]) < 0.3
+    timeouts = [e for e in logs if e["event"] == "provider.lookup_failed"]
+    assert [(e["provider"], e["outcome"]) for e in timeouts] == [("intune", "timeout")]
