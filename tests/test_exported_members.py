@@ -13,6 +13,7 @@ import providers
 PROVIDERS_API = [
     "CsvSettings",
     "DeviceIdentifier",
+    "DeviceLister",
     "DeviceRecord",
     "FileProvider",
     "GroupRef",
@@ -30,6 +31,7 @@ PROVIDERS_API = [
     "UserRecord",
     "build_provider",
     "classify",
+    "preflight_problems",
 ]
 
 

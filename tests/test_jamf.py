@@ -21,10 +21,10 @@ from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from connector import create_app as connector_app
-from providers._jamf_models import parse_jamf_time
 from providers.base import DeviceRecord, GroupRef, ProviderError, ProviderNotReady, UserRecord
 from providers.identifiers import DeviceIdentifier, IdentifierKind, classify
 from providers.jamf import JamfProvider, JamfSettings
+from providers.jamf._models import parse_jamf_time
 from tests.fakes.jamf import FakeJamf, create_app
 from tests.helpers import (
     AUTH_ID,
@@ -240,6 +240,7 @@ async def test_reenrolled_device_newest_contact_wins_with_warning(
         "identifier": REENROLLED,
         "record_ids": ["501", "502"],
         "chosen": "502",
+        "count": 2,
     }
 
 
@@ -576,14 +577,14 @@ async def test_user_bearer_token_from_basic_credentials(
 async def test_bad_credentials_make_start_fail_without_leaking(
     make_provider: MakeProvider, credentials: dict[str, str], message: str
 ) -> None:
-    """Refused credentials raise ProviderNotReady, log auth_failed, and never show the secret."""
+    """Refused credentials raise ProviderNotReady, log token_failed, and never show the secret."""
     provider = await make_provider(start=False, **credentials)
     with capture_logs() as logs, pytest.raises(ProviderNotReady, match=message) as caught:
         await provider.start()
     assert not provider.ready
     assert "wrong-secret-value" not in str(caught.value)
     assert "wrong-secret-value" not in repr(logs)
-    assert any(e["event"] == "provider.auth_failed" and e["log_level"] == "error" for e in logs)
+    assert any(e["event"] == "provider.token_failed" and e["status"] == 401 for e in logs)
 
 
 async def test_unreachable_jamf_makes_start_fail(make_provider: MakeProvider) -> None:
@@ -671,6 +672,16 @@ async def test_hard_faults_fail_without_retry(
     with pytest.raises(ProviderError, match=message):
         await provider.lookup(classify(MAC))
     assert fake.count("/api/v4/computers-inventory") == 1 + 1
+
+
+async def test_body_that_is_not_the_gzip_it_claims_is_a_provider_error(
+    make_provider: MakeProvider, fake: FakeJamf
+) -> None:
+    """A `Content-Encoding: gzip` body that is not gzip fails the lookup as ProviderError."""
+    provider = await make_provider()
+    fake.inject("badgzip", path="/api/v4/computers-inventory")
+    with pytest.raises(ProviderError, match="could not be decoded"):
+        await provider.lookup(classify(MAC))
 
 
 async def test_retries_are_bounded(make_provider: MakeProvider, fake: FakeJamf) -> None:
@@ -982,6 +993,7 @@ async def test_webhook_denies_with_distinct_codes(service: Any, identifier: str,
         ("500", {}),
         ("html403", {}),
         ("malformed", {}),
+        ("badgzip", {}),
         ("503", {"retries": 1}),
         ("slow", {"budget": 0.3}),
     ],
@@ -1017,7 +1029,7 @@ async def test_readyz_fails_with_bad_jamf_credentials(aiohttp_client: Any, jamf_
     assert response.status == 503
     assert (await response.json())["providers"] == {"jamf": False}
     assert "wrong-secret-value" not in repr(logs)
-    assert any(e["event"] == "provider.auth_failed" for e in logs)
+    assert any(e["event"] == "provider.token_failed" for e in logs)
 
 
 async def test_readyz_passes_with_good_credentials(service: Any) -> None:
