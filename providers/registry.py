@@ -8,7 +8,7 @@ a config names without knowing any kind.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Protocol, TypeVar, Union
 
@@ -75,14 +75,21 @@ KINDS: dict[str, ProviderKind[Any]] = {
 }
 """Every provider kind by its ``kind`` value."""
 
+
+def settings_union(kinds: Mapping[str, ProviderKind[Any]]) -> Any:
+    """The ``kind``-discriminated union of the settings models in `kinds` (for pydantic)."""
+    models = tuple(kind.settings for kind in kinds.values())
+    return Annotated[Union[models], Field(discriminator="kind")]  # noqa: UP007 - built at runtime
+
+
 if TYPE_CHECKING:
     ProviderSettings = ProviderConfig
 else:
-    ProviderSettings = Annotated[
-        Union[tuple(kind.settings for kind in KINDS.values())],  # noqa: UP007 - built at runtime
-        Field(discriminator="kind"),
-    ]
-"""The ``[providers.NAME]`` table: one model per ``kind``, chosen by ``kind``."""
+    ProviderSettings = settings_union(KINDS)
+"""The ``[providers.NAME]`` table: one model per ``kind``, chosen by ``kind``.
+
+For type checkers it is the `ProviderConfig` protocol; at runtime the union pydantic validates.
+"""
 
 
 def build_provider(
