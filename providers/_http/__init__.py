@@ -4,7 +4,8 @@
 - `_client`: `UpstreamClient`, one httpx client with retries inside a deadline, every exchange
   reported to the provider's hook;
 - `_retry`: the backoff and ``Retry-After`` rules (pure);
-- `_auth`: `TokenCache` and `BearerAuth`, the `httpx.Auth` that renews a token once on a 401;
+- `_auth`: `TokenCache`; `TokenIssuer`, the base of a vendor's token fetcher that reports
+  every outcome; `BearerAuth`, the `httpx.Auth` that renews a token once on a 401;
 - `_parse`: an answer as a validated model, or a readable `ProviderError`;
 - `_errors`: the one boundary that turns every failure into `ProviderError`, the lookup budget,
   and start-up failures as `ProviderNotReady`.
@@ -12,7 +13,7 @@
 
 from __future__ import annotations
 
-from providers._http._auth import BearerAuth, Token, TokenCache
+from providers._http._auth import BearerAuth, Token, TokenCache, TokenIssuer
 from providers._http._client import UpstreamClient
 from providers._http._errors import bounded, starting, translate, upstream_boundary
 from providers._http._parse import json_field, parse_body, read_model
@@ -26,6 +27,7 @@ __all__ = [
     "BearerAuth",
     "Token",
     "TokenCache",
+    "TokenIssuer",
     "UpstreamClient",
     "UpstreamSettings",
     "Wait",

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import httpx
 import structlog
 
+from providers.observe import ProviderHook, TokenEvent
+
 log = structlog.get_logger("providers.http")
 
 
@@ -73,6 +75,50 @@ class TokenCache:
         """Forget `value` (after the upstream refused it)."""
         if self._token is not None and self._token.value == value:
             self._token = None
+
+
+class TokenIssuer:
+    """Base of a vendor's token fetcher: holds the `TokenCache` and reports every outcome.
+
+    A subclass implements `_fetch` and calls `granted` or `refused`, so both vendors emit the
+    same `TokenEvent`s and log lines, and `on_state` (the provider's readiness) follows the
+    credentials.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        *,
+        margin: float,
+        on_state: Callable[[bool], None],
+        hooks: ProviderHook,
+        clock: Callable[[], float],
+    ) -> None:
+        self.provider = provider
+        self._on_state = on_state
+        self._hooks = hooks
+        self._clock = clock
+        self.cache = TokenCache(self._fetch, margin=margin, clock=clock)
+
+    async def _fetch(self) -> Token:
+        raise NotImplementedError
+
+    def granted(self, value: str, lifetime: float, *, margin: float = 0.0, **fields: str) -> Token:
+        """A token the upstream issued for `lifetime` seconds, used until `margin` before."""
+        self._on_state(True)
+        self._hooks.token(TokenEvent(self.provider, "refreshed", expires_in=lifetime))
+        log.info(
+            "provider.token_refreshed", provider=self.provider, expires_in=round(lifetime), **fields
+        )
+        return Token(value=value, expires_at=self._clock() + lifetime - margin)
+
+    def refused(self, route: str, status: int | None, detail: str, error: str | None) -> None:
+        """The upstream refused to issue a token; the caller raises with `detail`."""
+        self._on_state(False)
+        self._hooks.token(TokenEvent(self.provider, "refused", detail=detail))
+        log.debug(
+            "provider.token_failed", provider=self.provider, path=route, status=status, error=error
+        )
 
 
 def _no_code(response: httpx.Response) -> str | None:

@@ -20,11 +20,11 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from pydantic import ValidationError
 
-from providers._http import Token, TokenCache, UpstreamClient, read_model
+from providers._http import Token, TokenIssuer, UpstreamClient, read_model
 from providers.base import ProviderError, ProviderNotReady
 from providers.intune._models import TokenAnswer, TokenErrorAnswer
 from providers.intune._settings import IntuneSettings
-from providers.observe import NO_HOOKS, ProviderHook, TokenEvent
+from providers.observe import NO_HOOKS, ProviderHook
 
 log = structlog.get_logger("providers.intune")
 
@@ -110,11 +110,8 @@ def describe_token_error(response: httpx.Response, *, redact: str | None = None)
     return text[:300]
 
 
-class IntuneTokens:
-    """Fetches Graph tokens from the tenant's token endpoint into a `TokenCache`.
-
-    `on_state` hears True when Entra granted a token and False when it refused one.
-    """
+class IntuneTokens(TokenIssuer):
+    """Fetches Graph tokens from the tenant's token endpoint into `cache`."""
 
     def __init__(
         self,
@@ -127,15 +124,12 @@ class IntuneTokens:
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        super().__init__(name, margin=TOKEN_MARGIN, on_state=on_state, hooks=hooks, clock=clock)
         self._name = name
         self._settings = settings
         self._login = login
-        self._on_state = on_state
-        self._hooks = hooks
-        self._clock = clock
         self._now = now
         self._credential: CertificateCredential | None = None
-        self.cache = TokenCache(self._fetch, margin=TOKEN_MARGIN, clock=clock)
 
     async def _fetch(self) -> Token:
         settings = self._settings
@@ -159,27 +153,11 @@ class IntuneTokens:
         response = await self._login.request("POST", path, route=_TOKEN_ROUTE, data=form)
         if response.status_code != 200:
             reason = describe_token_error(response, redact=secret)
-            self._hooks.token(TokenEvent(self._name, "refused", detail=reason))
-            log.debug(
-                "provider.token_failed",
-                provider=self._name,
-                path=_TOKEN_ROUTE,
-                status=response.status_code,
-                error=reason,
-            )
-            self._on_state(False)
+            self.refused(_TOKEN_ROUTE, response.status_code, reason, reason)
             error = ProviderNotReady if response.status_code in (400, 401) else ProviderError
             raise error(self._name, f"Entra refused the token request ({reason})")
         answer = read_model(self._name, response, TokenAnswer, where="Entra token answer")
-        self._hooks.token(TokenEvent(self._name, "refreshed", expires_in=answer.expires_in))
-        log.info(
-            "provider.token_refreshed",
-            provider=self._name,
-            expires_in=answer.expires_in,
-            credential=credential,
-        )
-        self._on_state(True)
-        return Token(answer.access_token, expires_at=self._clock() + answer.expires_in)
+        return self.granted(answer.access_token, answer.expires_in, credential=credential)
 
     async def _certificate(self) -> CertificateCredential:
         if self._credential is None:

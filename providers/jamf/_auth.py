@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 import httpx
 import structlog
 
-from providers._http import Token, TokenCache, UpstreamClient, json_field, read_model
+from providers._http import Token, TokenIssuer, UpstreamClient, json_field, read_model
 from providers.base import ProviderError, ProviderNotReady
 from providers.jamf import _models as m
 from providers.jamf._settings import JamfSettings
-from providers.observe import NO_HOOKS, ProviderHook, TokenEvent
+from providers.observe import NO_HOOKS, ProviderHook
 
 log = structlog.get_logger("providers.jamf")
 
@@ -37,12 +37,8 @@ def error_code(response: httpx.Response) -> str | None:
     return code if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else None
 
 
-class JamfTokens:
-    """Fetches tokens for one Jamf server and keeps the current one in a `TokenCache`.
-
-    `on_state` hears True when Jamf issued a token and False when it refused the credentials,
-    so the provider's readiness follows the credentials.
-    """
+class JamfTokens(TokenIssuer):
+    """Fetches tokens for one Jamf server and keeps the current one in `cache`."""
 
     def __init__(
         self,
@@ -55,19 +51,16 @@ class JamfTokens:
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        # The refresh margin is applied when the token is stored (see `_token`), so a
+        # short-lived token still gets used for half its life instead of never.
+        super().__init__(name, margin=0.0, on_state=on_state, hooks=hooks, clock=clock)
         self._name = name
         self._settings = settings
         self._client = client
-        self._on_state = on_state
-        self._hooks = hooks
-        self._clock = clock
         self._now = now
         self._oauth_path: str | None = (
             None if settings.oauth_token_path == "auto" else settings.oauth_token_path  # noqa: S105 - not a secret
         )
-        # The refresh margin is applied when the token is stored (see `_token`), so a
-        # short-lived token still gets used for half its life instead of never.
-        self.cache = TokenCache(self._fetch, margin=0.0, clock=clock)
 
     async def _fetch(self) -> Token:
         if self._settings.auth_kind == "oauth":
@@ -124,33 +117,17 @@ class JamfTokens:
 
     def _token(self, value: str, lifetime: float, path: str) -> Token:
         if lifetime <= 0:
-            self._hooks.token(
-                TokenEvent(self._name, "refused", detail="Jamf issued an already expired token")
-            )
-            raise ProviderError(self._name, f"{path}: Jamf issued an already expired token")
+            detail = "Jamf issued an already expired token"
+            self.refused(path, 200, detail, None)
+            raise ProviderError(self._name, f"{path}: {detail}")
         margin = min(self._settings.token_margin, lifetime / 2)
-        self._on_state(True)
-        self._hooks.token(TokenEvent(self._name, "refreshed", expires_in=lifetime))
-        log.info(
-            "provider.token_refreshed",
-            provider=self._name,
-            auth=self._settings.auth_kind,
-            path=path,
-            expires_in=round(lifetime),
+        return self.granted(
+            value, lifetime, margin=margin, auth=self._settings.auth_kind, path=path
         )
-        return Token(value=value, expires_at=self._clock() + lifetime - margin)
 
     def _refused(self, path: str, response: httpx.Response, what: str) -> None:
         """Jamf refused the credentials: not ready, with a message naming no secret."""
         code = error_code(response)
-        self._on_state(False)
         detail = f"HTTP {response.status_code} on {path}{', ' + code if code else ''}"
-        self._hooks.token(TokenEvent(self._name, "refused", detail=detail))
-        log.debug(
-            "provider.token_failed",
-            provider=self._name,
-            path=path,
-            status=response.status_code,
-            error=code,
-        )
+        self.refused(path, response.status_code, detail, code)
         raise ProviderNotReady(self._name, f"Jamf refused {what} ({detail})")
