@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from connector import create_app as connector_app
-from providers import build_provider
+from providers import FileProvider, build_provider
 from providers.base import (
     DeviceLister,
     DeviceRecord,
@@ -893,9 +893,10 @@ def test_jamf_timestamps_parse_leniently(raw: str | None, expected: datetime | N
     assert parse_jamf_time(raw) == expected
 
 
-def test_jamf_lists_devices_and_intune_does_not_pretend() -> None:
-    """Jamf is a DeviceLister; the Provider seam itself no longer asks for a listing."""
+def test_jamf_and_files_list_devices_outside_the_provider_seam() -> None:
+    """Jamf and file inventories are DeviceListers; the Provider seam itself asks for no listing."""
     assert issubclass(JamfProvider, DeviceLister)
+    assert issubclass(FileProvider, DeviceLister)
     assert not hasattr(Provider, "iter_devices")
 
 
