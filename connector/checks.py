@@ -13,7 +13,7 @@ import ssl
 
 from connector.policy import check_policy
 from connector.settings import Settings
-from providers.files import CsvSettings, JsonSettings
+from providers import preflight_problems
 
 
 def preflight(settings: Settings) -> list[str]:
@@ -34,8 +34,7 @@ def preflight(settings: Settings) -> list[str]:
         except (OSError, ssl.SSLError) as exc:
             problems.append(f"{src}: server.client_ca: cannot load: {_why(exc)}")
     for name, provider in settings.providers.items():
-        if isinstance(provider, CsvSettings | JsonSettings) and not provider.path.is_file():
-            problems.append(f"{src}: providers.{name}.path: no such file: {provider.path}")
+        problems.extend(f"{src}: providers.{name}.{p}" for p in preflight_problems(provider))
     for index, hook in enumerate(settings.webhooks):
         where = f"{src}: webhooks[{index}].policy"
         problems.extend(f"{where}.{problem}" for problem in check_policy(hook.policy))

@@ -1,15 +1,13 @@
 """Inventory providers: the `Provider` seam, the normalised `DeviceRecord`, and the sources.
 
 This package never imports `connector`: a provider knows its upstream, not the webhook.
+Provider kinds are listed once, in `providers.registry`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import Field
-
 from providers.base import (
+    DeviceLister,
     DeviceRecord,
     GroupRef,
     Provider,
@@ -21,33 +19,12 @@ from providers.files import CsvSettings, FileProvider, JsonSettings
 from providers.identifiers import DeviceIdentifier, IdentifierKind, IdentifierShapeError, classify
 from providers.intune import IntuneProvider, IntuneSettings
 from providers.jamf import JamfProvider, JamfSettings
-from providers.observe import NO_HOOKS, ProviderHook
-
-ProviderSettings = Annotated[
-    CsvSettings | JsonSettings | JamfSettings | IntuneSettings,
-    Field(discriminator="kind"),
-]
-"""The ``[providers.NAME]`` table: one model per ``kind``."""
-
-
-def build_provider(
-    name: str, settings: ProviderSettings, *, hooks: ProviderHook = NO_HOOKS
-) -> Provider:
-    """Create the provider a config table describes (not started yet); `hooks` observe it."""
-    del hooks  # wired by the vendor packages
-    match settings:
-        case CsvSettings() | JsonSettings():
-            return FileProvider(name, settings)
-        case JamfSettings():
-            return JamfProvider(name, settings)
-        case IntuneSettings():
-            return IntuneProvider(name, settings)
-    raise TypeError(f"no provider for {type(settings).__name__}")  # pragma: no cover
-
+from providers.registry import ProviderSettings, build_provider, preflight_problems
 
 __all__ = [
     "CsvSettings",
     "DeviceIdentifier",
+    "DeviceLister",
     "DeviceRecord",
     "FileProvider",
     "GroupRef",
@@ -65,4 +42,5 @@ __all__ = [
     "UserRecord",
     "build_provider",
     "classify",
+    "preflight_problems",
 ]

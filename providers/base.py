@@ -118,8 +118,8 @@ class Provider(Protocol):
 
     `start` loads files or checks credentials and may raise `ProviderError`; the service keeps
     running and `/readyz` reports the provider as not ready until a later `start` (or reload)
-    succeeds. `lookup` answers `None` when the device is unknown. `iter_devices` is an optional
-    bulk listing for a future sync mode; providers that cannot list raise `NotImplementedError`.
+    succeeds. `lookup` answers `None` when the device is unknown. Listing every device is a
+    separate seam, `DeviceLister`, offered only by providers that can list.
     """
 
     @property
@@ -149,10 +149,18 @@ class Provider(Protocol):
         """Return the device with this identifier, or `None` when the inventory lacks it."""
         ...
 
-    def iter_devices(self) -> AsyncIterator[DeviceRecord]:
-        """List every device (for a later sync mode)."""
-        ...
-
     async def aclose(self) -> None:
         """Release connections, watchers and tasks."""
+        ...
+
+
+@runtime_checkable
+class DeviceLister(Protocol):
+    """A provider that can list its whole inventory (files, Jamf), for a sync mode.
+
+    Intune does not list: a tenant-wide device listing is a different job from a lookup.
+    """
+
+    def iter_devices(self) -> AsyncIterator[DeviceRecord]:
+        """Every device, page by page; a failure raises `ProviderError`."""
         ...

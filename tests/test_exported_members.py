@@ -14,6 +14,7 @@ import providers
 PROVIDERS_API = [
     "CsvSettings",
     "DeviceIdentifier",
+    "DeviceLister",
     "DeviceRecord",
     "FileProvider",
     "GroupRef",
@@ -31,6 +32,7 @@ PROVIDERS_API = [
     "UserRecord",
     "build_provider",
     "classify",
+    "preflight_problems",
 ]
 
 

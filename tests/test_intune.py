@@ -18,11 +18,12 @@ from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from connector.settings import load_settings
-from providers import build_provider
-from providers.base import GroupRef, ProviderError, ProviderNotReady, UserRecord
+from providers import build_provider, preflight_problems
+from providers.base import DeviceLister, GroupRef, ProviderError, ProviderNotReady, UserRecord
 from providers.identifiers import DeviceIdentifier, IdentifierKind, classify
 from providers.intune import IntuneProvider, IntuneSettings, odata_string
 from tests.fakes.graph import FakeGraph, Fault, create_app
+from tests.fakes.provider_hooks import RecordingHook
 from tests.helpers import AUTH_ID, ENRICH_ID, authorize, enrich, signed, webhook
 
 DEVICES = Path(__file__).parent / "fakes" / "graph_devices.json"
@@ -93,12 +94,17 @@ async def make_provider(graph_url: str) -> AsyncIterator[MakeProvider]:
     """Build providers against the fake; closed after the test."""
     made: list[IntuneProvider] = []
 
-    async def make(*, clock: Callable[[], float] | None = None, **overrides: Any) -> IntuneProvider:
+    async def make(
+        *,
+        clock: Callable[[], float] | None = None,
+        now: Callable[[], dt.datetime] | None = None,
+        hooks: RecordingHook | None = None,
+        **overrides: Any,
+    ) -> IntuneProvider:
         settings = IntuneSettings.model_validate(intune_table(graph_url, **overrides))
-        provider = (
-            IntuneProvider("intune", settings, clock=clock)
-            if clock
-            else IntuneProvider("intune", settings)
+        options: dict[str, Any] = {"clock": clock, "now": now, "hooks": hooks}
+        provider = IntuneProvider(
+            "intune", settings, **{k: v for k, v in options.items() if v is not None}
         )
         made.append(provider)
         return provider
@@ -343,6 +349,52 @@ async def test_non_rsa_key_is_not_ready(make_provider: MakeProvider, tmp_path: P
         await provider.start()
 
 
+async def test_client_assertion_uses_the_injected_clock(
+    make_provider: MakeProvider, fake: FakeGraph, tmp_path: Path
+) -> None:
+    """The assertion's times come from the provider's `now`: a stale clock is refused by Entra."""
+    cert_path, key_path, cert = write_certificate(tmp_path, "app")
+    fake.certificates[CERT_CLIENT_ID] = cert
+    hook = RecordingHook()
+    provider = await make_provider(
+        now=lambda: dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+        hooks=hook,
+        client_id=CERT_CLIENT_ID,
+        client_secret=None,
+        certificate=str(cert_path),
+        private_key=str(key_path),
+    )
+    with pytest.raises(ProviderNotReady, match="AADSTS700024"):
+        await provider.start()
+    (refused,) = hook.tokens
+    assert refused.outcome == "refused"
+    assert refused.detail is not None
+    assert "AADSTS700024" in refused.detail
+
+
+def test_missing_certificate_files_are_found_before_start(tmp_path: Path) -> None:
+    """check-config names a certificate or key file that does not exist."""
+    settings = IntuneSettings.model_validate(
+        intune_table(
+            "https://graph.microsoft.com",
+            client_secret=None,
+            certificate=str(tmp_path / "app.crt"),
+            private_key=str(tmp_path / "app.key"),
+            ca_bundle=str(tmp_path / "ca.pem"),
+        )
+    )
+    assert preflight_problems(settings) == [
+        f"ca_bundle: no such file: {tmp_path / 'ca.pem'}",
+        f"certificate: no such file: {tmp_path / 'app.crt'}",
+        f"private_key: no such file: {tmp_path / 'app.key'}",
+    ]
+
+
+def test_intune_is_not_a_device_lister() -> None:
+    """Intune looks devices up but offers no tenant-wide listing (and no raising stub)."""
+    assert not issubclass(IntuneProvider, DeviceLister)
+
+
 async def test_concurrent_lookups_share_one_token_fetch(
     make_provider: MakeProvider, fake: FakeGraph
 ) -> None:
@@ -567,6 +619,43 @@ async def test_next_link_to_another_host_is_refused(
         await provider.lookup(serial(ANIKA_IPHONE))
 
 
+async def test_managed_devices_follow_every_next_link(
+    make_provider: MakeProvider, fake: FakeGraph
+) -> None:
+    """A device list split into pages is read to the end before the newest record is chosen."""
+    fake.page_size = 1
+    provider = await make_provider(user_groups=False)
+    record = await provider.lookup(serial(REENROLLED))
+    assert record is not None
+    assert record.record_id == "be7df586-da5c-4602-b39b-8f4ca02e6b99"
+    calls = fake.graph_requests("deviceManagement/managedDevices")
+    assert len(calls) == 2
+    assert "$skiptoken" in calls[1].query
+
+
+async def test_managed_device_next_link_to_another_host_is_refused(
+    make_provider: MakeProvider, fake: FakeGraph
+) -> None:
+    """A device-list nextLink pointing elsewhere fails closed before the token goes there."""
+    fake.page_size = 1
+    fake.next_link_origin = "https://attacker.example"
+    provider = await make_provider(user_groups=False)
+    with pytest.raises(ProviderError, match="another host"):
+        await provider.lookup(serial(REENROLLED))
+
+
+async def test_endless_device_pages_fail_closed(
+    make_provider: MakeProvider, fake: FakeGraph
+) -> None:
+    """A filter answering page after page is bounded: past the limit the lookup is an error."""
+    fake.page_size = 1
+    fake.ignore_filter = True
+    provider = await make_provider(user_groups=False)
+    with pytest.raises(ProviderError, match="more than 5 pages of devices"):
+        await provider.lookup(serial(ANIKA_IPHONE))
+    assert len(fake.graph_requests("deviceManagement/managedDevices")) == 5
+
+
 async def test_device_groups_add_the_entra_device_groups(
     make_provider: MakeProvider, fake: FakeGraph
 ) -> None:
@@ -745,6 +834,83 @@ async def test_missing_permission_on_groups_fails_closed(
     provider = await make_provider()
     with pytest.raises(ProviderError, match="403 Authorization_RequestDenied"):
         await provider.lookup(serial(ANIKA_IPHONE))
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (Fault(200, path="managedDevices", body="malformed"), "malformed JSON"),
+        (Fault(200, path="managedDevices", body="wrongshape"), "unexpected JSON shape at value"),
+        (Fault(200, path="managedDevices", body="badgzip"), "could not be decoded"),
+        (Fault(403, path="managedDevices", body="html"), "403 unknown: HTTP 403 with a non-Graph"),
+        (Fault(500, path="/users/", body="malformed"), "500 unknown"),
+    ],
+    ids=["cut-json", "wrong-shape", "false-gzip", "html-403", "non-json-500"],
+)
+async def test_unreadable_answers_fail_closed_with_a_reason(
+    make_provider: MakeProvider, fake: FakeGraph, fault: Fault, message: str
+) -> None:
+    """Bodies that are not Graph's JSON are a ProviderError saying what was wrong, not a crash."""
+    fake.faults.append(fault)
+    provider = await make_provider()
+    with pytest.raises(ProviderError, match=message):
+        await provider.lookup(serial(ANIKA_IPHONE))
+
+
+async def test_server_error_then_success_is_retried(
+    make_provider: MakeProvider, fake: FakeGraph
+) -> None:
+    """A 502 then a good answer: the lookup succeeds and the hook saw the retry."""
+    fake.faults.append(Fault(502, path="/users/"))
+    hook = RecordingHook()
+    provider = await make_provider(hooks=hook)
+    record = await provider.lookup(serial(ANIKA_IPHONE))
+    assert record is not None
+    assert record.user is not None
+    assert [(r.route, r.reason) for r in hook.retries] == [("/v1.0/users/{id}", "status 502")]
+
+
+async def test_retry_after_as_an_http_date_is_honoured(
+    make_provider: MakeProvider, fake: FakeGraph
+) -> None:
+    """A Retry-After date already due is an immediate retry marked as rate limiting."""
+    fake.faults.append(
+        Fault(429, path="managedDevices", retry_after="Thu, 01 Jan 2015 00:00:00 GMT")
+    )
+    hook = RecordingHook()
+    provider = await make_provider(user_groups=False, hooks=hook)
+    assert await provider.lookup(serial(ANIKA_IPHONE)) is not None
+    assert [(r.wait, r.rate_limited) for r in hook.retries] == [(0.0, True)]
+
+
+async def test_token_answer_of_another_shape_is_not_ready(
+    make_provider: MakeProvider, fake: FakeGraph
+) -> None:
+    """A 200 from the token endpoint without a usable token leaves the provider not ready."""
+    fake.faults.append(Fault(200, path="oauth2", body="wrongshape"))
+    provider = await make_provider()
+    with pytest.raises(ProviderNotReady, match="unexpected JSON shape at access_token"):
+        await provider.start()
+    assert provider.ready is False
+
+
+async def test_routes_in_events_carry_no_identifiers(
+    make_provider: MakeProvider, fake: FakeGraph
+) -> None:
+    """Every exchange is reported under a bounded route template, ids replaced by {id}."""
+    hook = RecordingHook()
+    provider = await make_provider(hooks=hook, device_groups=True, fetch_udid=True)
+    assert await provider.lookup(serial(ANIKA_IPHONE)) is not None
+    assert {c.route for c in hook.calls} == {
+        "/{tenant}/oauth2/v2.0/token",
+        "/v1.0/deviceManagement/managedDevices",
+        "/v1.0/deviceManagement/managedDevices/{id}",
+        "/v1.0/users/{id}",
+        "/v1.0/users/{id}/transitiveMemberOf/microsoft.graph.group",
+        "/v1.0/devices",
+        "/v1.0/devices/{id}/transitiveMemberOf/microsoft.graph.group",
+    }
+    assert [(t.outcome, t.expires_in) for t in hook.tokens] == [("refreshed", 3599)]
 
 
 async def test_slow_graph_hits_the_read_timeout(

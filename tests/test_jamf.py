@@ -21,11 +21,21 @@ from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from connector import create_app as connector_app
-from providers._jamf_models import parse_jamf_time
-from providers.base import DeviceRecord, GroupRef, ProviderError, ProviderNotReady, UserRecord
+from providers import FileProvider, build_provider
+from providers.base import (
+    DeviceLister,
+    DeviceRecord,
+    GroupRef,
+    Provider,
+    ProviderError,
+    ProviderNotReady,
+    UserRecord,
+)
 from providers.identifiers import DeviceIdentifier, IdentifierKind, classify
 from providers.jamf import JamfProvider, JamfSettings
+from providers.jamf._models import parse_jamf_time
 from tests.fakes.jamf import FakeJamf, create_app
+from tests.fakes.provider_hooks import RecordingHook
 from tests.helpers import (
     AUTH_ID,
     FIXED_NOW,
@@ -240,6 +250,7 @@ async def test_reenrolled_device_newest_contact_wins_with_warning(
         "identifier": REENROLLED,
         "record_ids": ["501", "502"],
         "chosen": "502",
+        "count": 2,
     }
 
 
@@ -441,6 +452,23 @@ async def test_department_names_are_cached_until_ttl(
     assert fake.count("/api/v1/departments/7") == 2
 
 
+async def test_concurrent_lookups_share_one_department_request(
+    make_provider: MakeProvider, fake: FakeJamf
+) -> None:
+    """Two Macs of one uncached department, looked up at once, cause one department request."""
+    provider = await make_provider(device_classes="computers")
+    fake.inject("slow", path="/api/v1/departments/", times=None, delay=0.2)
+    unmanaged, outside = await asyncio.gather(
+        provider.lookup(classify("C02XL0UNMGD1")), provider.lookup(classify("C02NOTPILOT1"))
+    )
+    assert unmanaged is not None
+    assert outside is not None
+    assert unmanaged.user is not None
+    assert outside.user is not None
+    assert unmanaged.user.department == outside.user.department == "Finance"
+    assert fake.count("/api/v1/departments/3") == 1
+
+
 # --- authentication -----------------------------------------------------------------------------
 
 
@@ -576,14 +604,33 @@ async def test_user_bearer_token_from_basic_credentials(
 async def test_bad_credentials_make_start_fail_without_leaking(
     make_provider: MakeProvider, credentials: dict[str, str], message: str
 ) -> None:
-    """Refused credentials raise ProviderNotReady, log auth_failed, and never show the secret."""
+    """Refused credentials raise ProviderNotReady, log token_failed, and never show the secret."""
     provider = await make_provider(start=False, **credentials)
     with capture_logs() as logs, pytest.raises(ProviderNotReady, match=message) as caught:
         await provider.start()
     assert not provider.ready
     assert "wrong-secret-value" not in str(caught.value)
     assert "wrong-secret-value" not in repr(logs)
-    assert any(e["event"] == "provider.auth_failed" and e["log_level"] == "error" for e in logs)
+    assert any(e["event"] == "provider.token_failed" and e["status"] == 401 for e in logs)
+
+
+async def test_already_expired_user_token_is_not_used(
+    make_provider: MakeProvider, fake: FakeJamf
+) -> None:
+    """A token Jamf issues already expired leaves the provider not ready instead of looping."""
+    fake.token_lifetime = -60
+    provider = await make_provider(start=False, username="api-reader", password="fake-password")
+    with pytest.raises(ProviderNotReady, match="already expired"):
+        await provider.start()
+    assert not provider.ready
+
+
+async def test_start_failure_is_left_to_the_service_to_log(make_provider: MakeProvider) -> None:
+    """A failed start raises with its reason and logs nothing above debug on the provider side."""
+    provider = await make_provider(start=False, client_secret="wrong-secret-value")
+    with capture_logs() as logs, pytest.raises(ProviderNotReady):
+        await provider.start()
+    assert [e["event"] for e in logs if e["log_level"] != "debug"] == []
 
 
 async def test_unreachable_jamf_makes_start_fail(make_provider: MakeProvider) -> None:
@@ -659,6 +706,8 @@ async def test_transient_faults_are_retried(
     [
         ("500", "unexpected HTTP 500"),
         ("malformed", "malformed JSON"),
+        ("wrongshape", "unexpected JSON shape at totalCount, results"),
+        ("badgzip", "could not be decoded"),
         ("html403", "HTML 403"),
     ],
 )
@@ -671,6 +720,16 @@ async def test_hard_faults_fail_without_retry(
     with pytest.raises(ProviderError, match=message):
         await provider.lookup(classify(MAC))
     assert fake.count("/api/v4/computers-inventory") == 1 + 1
+
+
+async def test_body_that_is_not_the_gzip_it_claims_is_a_provider_error(
+    make_provider: MakeProvider, fake: FakeJamf
+) -> None:
+    """A `Content-Encoding: gzip` body that is not gzip fails the lookup as ProviderError."""
+    provider = await make_provider()
+    fake.inject("badgzip", path="/api/v4/computers-inventory")
+    with pytest.raises(ProviderError, match="could not be decoded"):
+        await provider.lookup(classify(MAC))
 
 
 async def test_retries_are_bounded(make_provider: MakeProvider, fake: FakeJamf) -> None:
@@ -748,6 +807,7 @@ async def test_concurrency_limit_is_never_exceeded(
         ({"client_secret": None}, "go together"),
         ({"username": "u", "password": "p"}, "either client_id"),
         ({"url": "jamf.example.com"}, "http"),
+        ({"url": "http://jamf.example.com"}, "plain http is allowed only"),
         ({"device_classes": "tv"}, "device_classes"),
         ({"computers_api_version": "v9"}, "computers_api_version"),
         ({"max_connections": 0}, "max_connections"),
@@ -758,6 +818,7 @@ async def test_concurrency_limit_is_never_exceeded(
         "half-oauth",
         "both-credentials",
         "bad-url",
+        "plain-http-remote",
         "classes",
         "version",
         "conns",
@@ -830,6 +891,55 @@ async def test_iter_devices_lists_every_record(make_provider: MakeProvider) -> N
 def test_jamf_timestamps_parse_leniently(raw: str | None, expected: datetime | None) -> None:
     """Jamf's varying fraction digits and offset forms all give aware datetimes."""
     assert parse_jamf_time(raw) == expected
+
+
+def test_jamf_and_files_list_devices_outside_the_provider_seam() -> None:
+    """Jamf and file inventories are DeviceListers; the Provider seam itself asks for no listing."""
+    assert issubclass(JamfProvider, DeviceLister)
+    assert issubclass(FileProvider, DeviceLister)
+    assert not hasattr(Provider, "iter_devices")
+
+
+async def test_hooks_see_each_exchange_by_route_and_the_token(
+    jamf_url: str, fake: FakeJamf
+) -> None:
+    """Hooks given to build_provider get bounded routes (no identifiers) and token events."""
+    hook = RecordingHook()
+    provider = build_provider("jamf", jamf_settings(jamf_url), hooks=hook)
+    try:
+        await provider.start()
+        fake.inject("503", path="/api/v2/mobile-devices", retry_after="0")
+        assert await provider.lookup(classify(MAC)) is not None
+    finally:
+        await provider.aclose()
+    routes = {(c.method, c.route) for c in hook.calls}
+    assert routes == {
+        ("POST", "/api/v1/oauth/token"),
+        ("GET", "/api/v4/computers-inventory"),
+        ("GET", "/api/v2/mobile-devices/detail"),
+        ("GET", "/api/v1/departments/{id}"),
+    }
+    assert all(MAC not in c.route and "7" not in c.route for c in hook.calls)
+    assert [(r.route, r.wait, r.rate_limited) for r in hook.retries] == [
+        ("/api/v2/mobile-devices/detail", 0.0, True)
+    ]
+    assert [(t.outcome, t.expires_in) for t in hook.tokens] == [("refreshed", 599.0)]
+
+
+async def test_refused_token_is_reported_without_the_secret(jamf_url: str) -> None:
+    """A refusal reaches the hook with the status and Jamf's code, never the secret."""
+    hook = RecordingHook()
+    provider = JamfProvider(
+        "jamf", jamf_settings(jamf_url, client_secret="wrong-secret-value"), hooks=hook
+    )
+    try:
+        with pytest.raises(ProviderNotReady):
+            await provider.start()
+    finally:
+        await provider.aclose()
+    assert [(t.outcome, t.detail) for t in hook.tokens] == [
+        ("refused", "HTTP 401 on /api/v1/oauth/token, invalid_client")
+    ]
 
 
 # --- the fake itself ----------------------------------------------------------------------------
@@ -982,6 +1092,7 @@ async def test_webhook_denies_with_distinct_codes(service: Any, identifier: str,
         ("500", {}),
         ("html403", {}),
         ("malformed", {}),
+        ("badgzip", {}),
         ("503", {"retries": 1}),
         ("slow", {"budget": 0.3}),
     ],
@@ -1017,7 +1128,7 @@ async def test_readyz_fails_with_bad_jamf_credentials(aiohttp_client: Any, jamf_
     assert response.status == 503
     assert (await response.json())["providers"] == {"jamf": False}
     assert "wrong-secret-value" not in repr(logs)
-    assert any(e["event"] == "provider.auth_failed" for e in logs)
+    assert any(e["event"] == "provider.token_failed" for e in logs)
 
 
 async def test_readyz_passes_with_good_credentials(service: Any) -> None:

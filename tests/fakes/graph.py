@@ -9,8 +9,10 @@ Switches on `FakeGraph`: `expire_tokens()` (next Graph call gets 401 InvalidAuth
 `faults` (queued statuses with or without ``Retry-After``, optionally per path), `down` (every
 request answers that status), `delay` / `token_delay` (slow answers), `page_size`, and
 `udid_filter` (whether ``$filter=udid eq`` works), `ignore_filter` (list everything, as a
-misbehaving filter would) and `next_link_origin` (point nextLinks elsewhere). `requests` logs
-every call and `token_fetches` counts token requests, faulted ones included.
+misbehaving filter would) and `next_link_origin` (point nextLinks elsewhere); `page_size` pages
+managed devices and groups alike. A `Fault` can carry a non-Graph `body` (HTML, cut JSON, another
+shape, a false gzip encoding). `requests` logs every call and `token_fetches` counts token
+requests, faulted ones included.
 
 Run on its own::
 
@@ -31,7 +33,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -69,6 +71,9 @@ _USER_DEFAULT = (
 )
 
 
+FaultBody = Literal["graph", "html", "malformed", "wrongshape", "badgzip"]
+
+
 @dataclass(frozen=True, slots=True)
 class Fault:
     """One queued failure: the next request whose path contains `path` gets it.
@@ -77,11 +82,14 @@ class Fault:
         status: HTTP status to answer.
         retry_after: ``Retry-After`` header value, or None to send none.
         path: Substring of the request path this fault waits for ("" = any request).
+        body: ``graph`` (a Graph error body), ``html`` (a proxy's page), ``malformed`` (cut
+            JSON), ``wrongshape`` (JSON of another shape) or ``badgzip`` (says gzip, is not).
     """
 
     status: int
     retry_after: str | None = None
     path: str = ""
+    body: FaultBody = "graph"
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +239,7 @@ async def _switched(
     fault = fake.take_fault(request.path)
     status = fault.status if fault else fake.down
     if status is not None:
-        response = graph_error(status, f"Fake fault {status}.")
+        response = _fault_body(status, fault.body if fault else "graph")
         if fault is not None and fault.retry_after is not None:
             response.headers["Retry-After"] = fault.retry_after
         return response
@@ -242,6 +250,25 @@ async def _switched(
         if auth.removeprefix("Bearer ") not in fake.valid_tokens:
             return graph_error(401, "Access token has expired or is not yet valid.")
     return await handler(request)
+
+
+def _fault_body(status: int, body: FaultBody) -> web.Response:
+    if body == "html":
+        page = "<html><body><h1>Forbidden</h1>Blocked by policy.</body></html>"
+        return web.Response(status=status, text=page, content_type="text/html")
+    if body == "malformed":
+        return web.Response(
+            status=status, text='{"value": [{"id": ', content_type="application/json"
+        )
+    if body == "wrongshape":
+        return web.json_response({"value": "not a list", "access_token": 7}, status=status)
+    if body == "badgzip":
+        return web.Response(
+            status=status,
+            body=b'{"value": []}',
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
+    return graph_error(status, f"Fake fault {status}.")
 
 
 # -- token endpoint -----------------------------------------------------------------------
@@ -387,15 +414,38 @@ async def managed_devices(request: web.Request) -> web.Response:
             devices = [d for d in devices if str(d.get(prop, "")).upper() == literal.upper()]
     # Graph's quirk: list answers carry an empty udid whatever $select says.
     rows = [_select({**d, "udid": ""}, request.query.get("$select")) for d in devices]
-    return web.json_response(
-        {
-            "@odata.context": (
-                f"{request.url.origin()}/v1.0/$metadata#deviceManagement/managedDevices"
-            ),
-            "@odata.count": len(rows),
-            "value": rows,
-        }
-    )
+    page = _page(request, fake, rows)
+    if isinstance(page, web.Response):
+        return page
+    body: dict[str, Any] = {
+        "@odata.context": f"{request.url.origin()}/v1.0/$metadata#deviceManagement/managedDevices",
+        "@odata.count": len(rows),
+        "value": page[0],
+    }
+    if page[1] is not None:
+        body["@odata.nextLink"] = page[1]
+    return web.json_response(body)
+
+
+def _page(
+    request: web.Request, fake: FakeGraph, rows: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], str | None] | web.Response:
+    """One page of `rows` (``$top``, opaque ``$skiptoken``) and the nextLink to the rest."""
+    skip = 0
+    if "$skiptoken" in request.query:
+        try:
+            skip = int(base64.urlsafe_b64decode(request.query["$skiptoken"]).decode())
+        except ValueError:
+            return graph_error(400, "Invalid skip token.", code="Request_BadRequest")
+    top = min(int(request.query.get("$top", "100")), 999, fake.page_size)
+    if skip + top >= len(rows):
+        return rows[skip : skip + top], None
+    query = {k: v for k, v in request.query.items() if k != "$skiptoken"}
+    query["$skiptoken"] = base64.urlsafe_b64encode(str(skip + top).encode()).decode()
+    link = request.url.with_query(query)
+    if fake.next_link_origin is not None:
+        link = URL(fake.next_link_origin).join(link.relative())
+    return rows[skip : skip + top], str(link)
 
 
 async def managed_device(request: web.Request) -> web.Response:
@@ -470,29 +520,19 @@ async def member_of(request: web.Request) -> web.Response:
         )
     by_id = {g["id"]: g for g in fake.groups}
     members = [by_id[g] for g in fake.memberships.get(object_id, []) if g in by_id]
-    skip = 0
-    if "$skiptoken" in request.query:
-        try:
-            skip = int(base64.urlsafe_b64decode(request.query["$skiptoken"]).decode())
-        except ValueError:
-            return graph_error(400, "Invalid skip token.", code="Request_BadRequest")
-    top = min(int(request.query.get("$top", "100")), 999, fake.page_size)
-    page = members[skip : skip + top]
+    page = _page(request, fake, members)
+    if isinstance(page, web.Response):
+        return page
     body: dict[str, Any] = {
         "@odata.context": f"{request.url.origin()}/v1.0/$metadata#groups",
         "@odata.count": len(members),
         "value": [
             {"@odata.type": "#microsoft.graph.group", **_select(g, request.query.get("$select"))}
-            for g in page
+            for g in page[0]
         ],
     }
-    if skip + top < len(members):
-        query = {k: v for k, v in request.query.items() if k != "$skiptoken"}
-        query["$skiptoken"] = base64.urlsafe_b64encode(str(skip + top).encode()).decode()
-        link = request.url.with_query(query)
-        if fake.next_link_origin is not None:
-            link = URL(fake.next_link_origin).join(link.relative())
-        body["@odata.nextLink"] = str(link)
+    if page[1] is not None:
+        body["@odata.nextLink"] = page[1]
     return web.json_response(body)
 
 

@@ -39,7 +39,18 @@ from typing import Any, Literal
 from aiohttp import web
 
 FaultKind = Literal[
-    "401", "429", "500", "502", "503", "504", "slow", "malformed", "html403", "reset"
+    "401",
+    "429",
+    "500",
+    "502",
+    "503",
+    "504",
+    "slow",
+    "malformed",
+    "wrongshape",
+    "badgzip",
+    "html403",
+    "reset",
 ]
 TOKEN_PATHS = frozenset({"/api/oauth/token", "/api/v1/oauth/token", "/api/v1/auth/token"})
 
@@ -263,6 +274,15 @@ def _fault_response(fault: Fault) -> web.StreamResponse | None:
             status=200,
             text='{"totalCount": 1, "results": [{"id": ',
             content_type="application/json",
+        )
+    if kind == "wrongshape":
+        return web.json_response({"totalCount": "many", "results": {"id": "1"}})
+    if kind == "badgzip":
+        # Says gzip, is not: an appliance rewriting bodies, or a truncated cache entry.
+        return web.Response(
+            status=200,
+            body=b'{"totalCount": 0, "results": []}',
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
         )
     if kind == "html403":
         return web.Response(

@@ -1,0 +1,43 @@
+"""Shared plumbing for providers that call an HTTP API.
+
+- `_settings`: `UpstreamSettings` (timeouts, budget, retries, TLS) and the https-or-loopback rule;
+- `_client`: `UpstreamClient`, one httpx client with retries inside a deadline, every exchange
+  reported to the provider's hook;
+- `_retry`: the backoff and ``Retry-After`` rules (pure);
+- `_auth`: `TokenCache`; `TokenIssuer`, the base of a vendor's token fetcher that reports
+  every outcome; `BearerAuth`, the `httpx.Auth` that renews a token once on a 401;
+- `_parse`: an answer as a validated model, or a readable `ProviderError`;
+- `_errors`: the one boundary that turns every failure into `ProviderError`, the lookup budget,
+  and start-up failures as `ProviderNotReady`.
+"""
+
+from __future__ import annotations
+
+from providers._http._auth import BearerAuth, Token, TokenCache, TokenIssuer
+from providers._http._client import UpstreamClient
+from providers._http._errors import bounded, starting, translate, upstream_boundary
+from providers._http._parse import json_field, parse_body, read_model
+from providers._http._retry import RETRYABLE_STATUSES, Backoff, Wait, retry_after_seconds
+from providers._http._settings import LOOPBACK_HOSTS, UpstreamSettings, checked_url
+
+__all__ = [
+    "LOOPBACK_HOSTS",
+    "RETRYABLE_STATUSES",
+    "Backoff",
+    "BearerAuth",
+    "Token",
+    "TokenCache",
+    "TokenIssuer",
+    "UpstreamClient",
+    "UpstreamSettings",
+    "Wait",
+    "bounded",
+    "checked_url",
+    "json_field",
+    "parse_body",
+    "read_model",
+    "retry_after_seconds",
+    "starting",
+    "translate",
+    "upstream_boundary",
+]

@@ -1,0 +1,181 @@
+"""One httpx client per upstream: retries inside a deadline, every exchange observed.
+
+Each request names its ``route``, the path template with ids replaced
+(``/api/v1/departments/{id}``); it travels in the request's extensions, so the 401 retry of
+`BearerAuth` is observed under the same route. Every HTTP exchange is reported to the hook as
+an `UpstreamCall`, each retry as a `RetryScheduled` carrying the exact wait that is then slept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from providers._http._errors import translate
+from providers._http._retry import RETRYABLE_STATUSES, Backoff
+from providers._http._settings import UpstreamSettings
+from providers.base import ProviderError
+from providers.observe import NO_HOOKS, ProviderHook, RetryScheduled, UpstreamCall
+
+_STARTED = "posture.started"
+_OBSERVED = "posture.observed"
+Params = Mapping[str, str] | Sequence[tuple[str, str]]
+
+
+class UpstreamClient:
+    """An httpx client bound to one provider, with retries inside a per-call deadline."""
+
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        settings: UpstreamSettings,
+        *,
+        headers: dict[str, str] | None = None,
+        hooks: ProviderHook = NO_HOOKS,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.provider = provider
+        self.settings = settings
+        self._hooks = hooks
+        self._backoff = backoff or Backoff(settings.backoff)
+        self._sleep = sleep
+        verify: ssl.SSLContext | bool = settings.verify_tls
+        if settings.verify_tls and settings.ca_bundle is not None:
+            verify = ssl.create_default_context(cafile=str(settings.ca_bundle))
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            headers=headers,
+            verify=verify,
+            timeout=httpx.Timeout(
+                connect=settings.connect_timeout,
+                read=settings.read_timeout,
+                write=settings.read_timeout,
+                pool=settings.budget,
+            ),
+            limits=httpx.Limits(
+                max_connections=settings.max_connections,
+                max_keepalive_connections=settings.max_connections,
+            ),
+            follow_redirects=False,
+            event_hooks={"request": [self._sent], "response": [self._answered]},
+        )
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        route: str,
+        deadline: float | None = None,
+        params: Params | None = None,
+        headers: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+        auth: httpx.Auth | None = None,
+    ) -> httpx.Response:
+        """Send a request, retrying transport errors and retryable statuses.
+
+        Retries back off exponentially with jitter, honour `Retry-After`, and never sleep past
+        `deadline` (a `time.monotonic()` value): a wait that would overrun it fails at once.
+        Any other status is returned for the caller to interpret; every other failure is a
+        `ProviderError` whose message starts with `route`.
+        """
+        end = deadline if deadline is not None else time.monotonic() + self.settings.budget
+        attempt = 1
+        while True:
+            answer: httpx.Response | None = None
+            try:
+                answer = await self._client.request(
+                    method,
+                    url,
+                    params=params
+                    if params is None or isinstance(params, Mapping)
+                    else tuple(params),
+                    headers=headers,
+                    data=data,
+                    auth=auth,
+                    extensions={"route": route},
+                )
+            except httpx.TransportError as exc:
+                self._failed(method, route, exc)
+                failure = translate(self.provider, exc).message
+                reason = type(exc).__name__
+            except httpx.HTTPError as exc:  # not worth retrying: decoding, protocol misuse
+                self._failed(method, route, exc)
+                raise ProviderError(
+                    self.provider, f"{route}: {translate(self.provider, exc).message}"
+                ) from None
+            else:
+                if answer.status_code not in RETRYABLE_STATUSES:
+                    return answer
+                failure = f"upstream answered {answer.status_code}"
+                reason = f"status {answer.status_code}"
+            if attempt > self.settings.retries:
+                raise ProviderError(self.provider, f"{route}: {failure}")
+            wait = self._backoff.next_wait(attempt, answer)
+            if time.monotonic() + wait.seconds >= end:  # the wait that is checked is the one slept
+                raise ProviderError(self.provider, f"{route}: {failure}")
+            self._hooks.retry(
+                RetryScheduled(
+                    provider=self.provider,
+                    route=route,
+                    attempt=attempt,
+                    wait=wait.seconds,
+                    reason=reason,
+                    rate_limited=wait.rate_limited,
+                )
+            )
+            await self._sleep(wait.seconds)
+            attempt += 1
+
+    async def _sent(self, request: httpx.Request) -> None:
+        request.extensions[_STARTED] = time.monotonic()
+        request.extensions[_OBSERVED] = False
+
+    async def _answered(self, response: httpx.Response) -> None:
+        request = response.request
+        request.extensions[_OBSERVED] = True
+        self._hooks.upstream_call(
+            UpstreamCall(
+                provider=self.provider,
+                method=request.method,
+                route=_route(request.extensions),
+                status=response.status_code,
+                seconds=time.monotonic() - request.extensions.get(_STARTED, time.monotonic()),
+            )
+        )
+
+    def _failed(self, method: str, route: str, exc: httpx.HTTPError) -> None:
+        """Report an exchange that ended without an answer (unless its answer was reported)."""
+        try:
+            extensions: dict[str, Any] = exc.request.extensions
+        except RuntimeError:  # raised before a request existed
+            extensions = {}
+        if extensions.get(_OBSERVED):
+            return
+        started = extensions.get(_STARTED, time.monotonic())
+        self._hooks.upstream_call(
+            UpstreamCall(
+                provider=self.provider,
+                method=method,
+                route=route,
+                status=None,
+                seconds=time.monotonic() - started,
+                error=type(exc).__name__,
+            )
+        )
+
+    async def aclose(self) -> None:
+        """Close pooled connections."""
+        await self._client.aclose()
+
+
+def _route(extensions: Mapping[str, Any]) -> str:
+    route = extensions.get("route")
+    return route if isinstance(route, str) else "{unknown}"

@@ -1,0 +1,61 @@
+"""An upstream answer as a validated pydantic model, or a readable `ProviderError`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from providers.base import ProviderError
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def read_model(
+    provider: str,
+    response: httpx.Response,
+    model: type[_M],
+    *,
+    where: str,
+    refusal: Callable[[httpx.Response], str] | None = None,
+) -> _M:
+    """A 200 answer parsed into `model`; any other status is a `ProviderError`.
+
+    `where` names the request in messages (a path or route, never a query); `refusal` turns a
+    non-200 answer into the vendor's own secret-free explanation.
+    """
+    if response.status_code != 200:
+        reason = (
+            refusal(response) if refusal else f"{where}: unexpected HTTP {response.status_code}"
+        )
+        raise ProviderError(provider, reason)
+    return parse_body(provider, response.content, model, where=where)
+
+
+def parse_body(provider: str, body: bytes, model: type[_M], *, where: str) -> _M:
+    """JSON bytes validated into `model`; the error names only locations, never values."""
+    try:
+        document = json.loads(body)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        raise ProviderError(provider, f"{where}: malformed JSON") from None
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        at = ", ".join(".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()[:3])
+        raise ProviderError(provider, f"{where}: unexpected JSON shape at {at}") from None
+
+
+def json_field(response: httpx.Response, *path: str) -> object:
+    """A value inside a JSON error body, or None when the body or the path is not there."""
+    try:
+        node: object = json.loads(response.content)
+    except ValueError:
+        return None
+    for key in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node

@@ -1,0 +1,58 @@
+"""Connection settings every HTTP provider shares, and the rule for upstream URLs."""
+
+from __future__ import annotations
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from providers.config_types import ConfigPath
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+"""Hosts where plain http is accepted: a fake upstream on this machine, never a real one."""
+
+
+class UpstreamSettings(BaseModel):
+    """Connection settings shared by every HTTP provider (fields of its config table)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    connect_timeout: float = Field(default=2.0, gt=0, le=30)
+    read_timeout: float = Field(default=3.0, gt=0, le=30)
+    budget: float = Field(
+        default=4.0, gt=0, le=9, description="seconds for a whole lookup, retries included"
+    )
+    retries: int = Field(default=2, ge=0, le=5, description="extra attempts on retryable errors")
+    backoff: float = Field(default=0.2, gt=0, le=5, description="first backoff in seconds")
+    max_connections: int = Field(default=5, ge=1, le=100)
+    verify_tls: bool = True
+    ca_bundle: ConfigPath | None = None
+
+    def preflight(self) -> list[str]:
+        """Problems found before start: ``key: problem`` lines (a missing CA bundle)."""
+        if self.ca_bundle is not None and not self.ca_bundle.is_file():
+            return [f"ca_bundle: no such file: {self.ca_bundle}"]
+        return []
+
+
+def checked_url(value: str, *, origin_only: bool = False) -> str:
+    """An upstream URL without trailing slash: https, or plain http on loopback only.
+
+    A token or client secret sent over plain http to a remote host is readable on the way, so
+    only a fake on this machine may use it. Raises `ValueError` with the reason.
+    """
+    value = value.strip().rstrip("/")
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"not a URL: {exc}") from None
+    if url.scheme not in ("https", "http") or not url.host:
+        raise ValueError("expected an https:// URL")
+    if url.query or url.fragment or " " in value:
+        raise ValueError("expected a URL without query or fragment")
+    if origin_only and url.path not in ("", "/"):
+        raise ValueError("expected a scheme and host only, no path or query")
+    if url.scheme == "http" and url.host not in LOOPBACK_HOSTS:
+        raise ValueError(
+            "plain http is allowed only for 127.0.0.1, localhost or ::1 (a fake); use https://"
+        )
+    return str(url).rstrip("/") if origin_only else value
