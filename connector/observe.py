@@ -197,13 +197,9 @@ class StructlogHook:
         )
 
     def token(self, event: TokenEvent) -> None:
-        """``provider.token_refreshed`` (info) or ``provider.token_failed`` (error)."""
-        if event.outcome == "refreshed":
-            log.info(
-                "provider.token_refreshed", provider=event.provider, expires_in=event.expires_in
-            )
-        else:
-            log.error("provider.token_failed", provider=event.provider, error=event.detail)
+        """Nothing: the provider logs ``provider.token_refreshed`` / ``provider.token_failed``
+        itself, with vendor detail (credential kind, token path) a metric has no use for."""
+        del event
 
 
 class FanOut(observe.FanOut):

@@ -38,6 +38,12 @@ def _emit(method: str, event: Any) -> list[dict[str, Any]]:
     return [dict(e) for e in logs]
 
 
+def test_structlog_hook_leaves_token_events_to_the_provider() -> None:
+    """Token events are logged once, by the provider (with vendor detail), not again here."""
+    assert _emit("token", TokenEvent("intune", "refreshed", expires_in=3599)) == []
+    assert _emit("token", TokenEvent("intune", "refused", detail="AADSTS7000215")) == []
+
+
 @pytest.mark.parametrize(
     ("method", "event", "expected"),
     [
@@ -144,26 +150,6 @@ def _emit(method: str, event: Any) -> list[dict[str, Any]]:
                 "rate_limited": False,
             },
         ),
-        (
-            "token",
-            TokenEvent("intune", "refreshed", expires_in=3599),
-            {
-                "event": "provider.token_refreshed",
-                "log_level": "info",
-                "provider": "intune",
-                "expires_in": 3599,
-            },
-        ),
-        (
-            "token",
-            TokenEvent("intune", "refused", detail="AADSTS7000215"),
-            {
-                "event": "provider.token_failed",
-                "log_level": "error",
-                "provider": "intune",
-                "error": "AADSTS7000215",
-            },
-        ),
     ],
     ids=[
         "decision-deny",
@@ -173,8 +159,6 @@ def _emit(method: str, event: Any) -> list[dict[str, Any]]:
         "upstream-call",
         "upstream-no-answer",
         "retry",
-        "token-refreshed",
-        "token-refused",
     ],
 )
 def test_structlog_hook_writes_the_documented_event(

@@ -203,5 +203,5 @@ async def test_graph_answer_of_an_unexpected_shape_is_a_provider_error(
     device["lastSyncDateTime"] = "last Tuesday"
     provider = upstream.build(IntuneSettings.model_validate(intune_table(upstream.url)))
     await provider.start()
-    with pytest.raises(ProviderError, match=r"unexpected ManagedDevicePage \(value\.0\."):
+    with pytest.raises(ProviderError, match=r"unexpected JSON shape at value\.0\.lastSyncDateTime"):
         await provider.lookup(serial("C02FK3Q7MD6T"))

@@ -50,7 +50,7 @@ async def test_http_date_retry_after_is_waited_for(aiohttp_server: Any) -> None:
     client = await _client_for(aiohttp_server, upstream, budget=3.0)
     started = time.monotonic()
     try:
-        response = await client.request("GET", "/devices")
+        response = await client.request("GET", "/devices", route="/devices")
     finally:
         await client.aclose()
     elapsed = time.monotonic() - started
@@ -67,7 +67,7 @@ async def test_http_date_past_the_budget_fails_at_once(aiohttp_server: Any) -> N
     started = time.monotonic()
     try:
         with pytest.raises(ProviderError, match="upstream answered 503"):
-            await client.request("GET", "/devices")
+            await client.request("GET", "/devices", route="/devices")
     finally:
         await client.aclose()
     assert len(upstream.arrivals) == 1
