@@ -51,6 +51,10 @@ class ServerSettings(_Frozen):
     cert_reload_interval: float = Field(default=30.0, ge=0)
     provider_retry_interval: float = Field(default=15.0, gt=0, le=3600)
     shutdown_timeout: float = Field(default=10.0, gt=0, le=120)
+    read_timeout: float = Field(default=10.0, gt=0, le=300)
+    keepalive_timeout: float = Field(default=15.0, gt=0, le=3600)
+    max_connections: int = Field(default=512, ge=1, le=1_000_000)
+    provider_start_timeout: float = Field(default=30.0, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _one_way_to_listen(self) -> ServerSettings:

@@ -179,8 +179,7 @@ class JamfProvider:
             self._ready = False
             raise
         except ProviderError as exc:
-            self._ready = False
-            log.error("provider.start_failed", provider=self._name, error=exc.message)
+            self._ready = False  # the app logs the failure once, as `provider.not_ready`
             raise ProviderNotReady(self._name, exc.message) from None
         self._ready = True
         log.info(
