@@ -63,7 +63,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = _utcnow) -
     return app
 
 
-class _Keeper:
+class ProviderKeeper:
     """Starts every provider at once, then restarts the not-ready ones forever.
 
     Each attempt is bounded by `server.provider_start_timeout`, and nothing a provider raises
@@ -121,7 +121,7 @@ async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
     ready); on shutdown stop the retries and close them."""
     providers = list(app[PROVIDERS].values())
     server = app[SETTINGS].server
-    keeper = _Keeper(
+    keeper = ProviderKeeper(
         providers, timeout=server.provider_start_timeout, interval=server.provider_retry_interval
     )
     task = asyncio.create_task(

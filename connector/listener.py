@@ -116,7 +116,8 @@ class Connection(web.RequestHandler):
         """A request aiohttp could not parse is one line without a traceback, not an error."""
         exc = kwargs.get("exc_info")
         if isinstance(exc, HttpProcessingError):
-            log.info("request.malformed", error=exc.message, status=exc.code, peer=self._peer())
+            error = " ".join(str(exc.message).split())  # aiohttp draws a caret on extra lines
+            log.info("request.malformed", error=error, status=exc.code, peer=self._peer())
             return
         log.error("server.unhandled_error", exc_info=exc if exc is not None else True)
 

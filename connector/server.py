@@ -7,9 +7,11 @@ and never a half-started service; providers start in the background once it list
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import signal
 import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import structlog
@@ -17,7 +19,7 @@ from aiohttp import web
 
 from connector.app import create_app
 from connector.listener import Listener, install
-from connector.settings import Settings
+from connector.settings import ServerSettings, Settings
 from connector.tls import CertificateReloader, CertPaths, ensure_dev_certificate, server_context
 
 log = structlog.get_logger("connector")
@@ -70,19 +72,24 @@ _HINTS = {
 FINAL_GRACE = 0.5
 
 
-def serve(settings: Settings, config_dir: Path) -> None:
-    """Serve until SIGTERM or SIGINT, then answer requests under way and close providers.
-
-    Raises `ListenError` (before any provider starts) when the port cannot be bound.
-    """
-    server = settings.server
-    listener = Listener(
+def make_listener(server: ServerSettings) -> Listener:
+    """A listener (not yet bound) for the `[server]` settings."""
+    return Listener(
         server.host,
         server.port,
         max_connections=server.max_connections,
         read_timeout=server.read_timeout,
         keepalive_timeout=server.keepalive_timeout,
     )
+
+
+def serve(settings: Settings, config_dir: Path) -> None:
+    """Serve until SIGTERM or SIGINT, then answer requests under way and close providers.
+
+    Raises `ListenError` (before any provider starts) when the port cannot be bound.
+    """
+    server = settings.server
+    listener = make_listener(server)
     try:
         listener.bind()
     except OSError as exc:
@@ -95,17 +102,29 @@ def serve(settings: Settings, config_dir: Path) -> None:
             listener.use_tls(context)
             reloader = CertificateReloader(context, paths, server.cert_reload_interval)
             app.cleanup_ctx.append(reloader.ctx)
-        asyncio.run(run(app, listener, settings))
+        asyncio.run(_until_signal(app, listener, settings))
     finally:
         listener.close()
 
 
-async def run(app: web.Application, listener: Listener, settings: Settings) -> None:
-    """Accept on the bound `listener` until a stop signal, then drain and clean up."""
+async def _until_signal(app: web.Application, listener: Listener, settings: Settings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    try:
+        async with running(app, listener, settings):
+            await stop.wait()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    app: web.Application, listener: Listener, settings: Settings
+) -> AsyncIterator[None]:
+    """Serve `app` on the bound `listener`; on exit drain connections, then clean the app up."""
     install(app)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=FINAL_GRACE)
     await runner.setup()
@@ -123,10 +142,8 @@ async def run(app: web.Application, listener: Listener, settings: Settings) -> N
             max_connections=server.max_connections,
             webhooks={h.name: h.path for h in settings.webhooks},
         )
-        await stop.wait()
+        yield
         log.info("server.stopping", open_connections=listener.open_connections)
         await listener.drain(server.shutdown_timeout)
     finally:
         await runner.cleanup()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
