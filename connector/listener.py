@@ -3,7 +3,7 @@
 aiohttp's `TCPSite` accepts without limit, bounds only idle keep-alive time (a request head sent a
 byte at a time is never cut), gives every TLS connection asyncio's 256 KiB read buffer, and on
 shutdown stops reading bodies that are still arriving. `Listener` accepts by itself so it can
-count every socket (TLS handshakes included) and refuse those over `server.max_connections`;
+count every socket (TLS handshakes included) and keep them under `server.max_connections`;
 `Connection`, aiohttp's own protocol with a few hooks, puts a deadline on the request head and
 remembers when the request began, so the body shares that deadline (`request_started`).
 """
@@ -56,7 +56,7 @@ class Connection(web.RequestHandler):
     claims it and the body gets what is left of the same deadline (`read_capped`).
     """
 
-    __slots__ = ("_busy", "_head_timer", "_listener", "_read_timeout", "_started")
+    __slots__ = ("_busy", "_head_timer", "_listener", "_read_timeout", "_requests", "_started")
 
     def __init__(
         self,
@@ -73,6 +73,12 @@ class Connection(web.RequestHandler):
         self._started: float | None = None
         self._head_timer: asyncio.TimerHandle | None = None
         self._busy = False
+        self._requests = 0
+
+    @property
+    def unproven(self) -> bool:
+        """No request head has arrived yet: silent, trickling, or just connected."""
+        return self._requests == 0 and not self._busy
 
     @property
     def draining(self) -> bool:
@@ -105,6 +111,7 @@ class Connection(web.RequestHandler):
         started = self._started if self._started is not None else asyncio.get_running_loop().time()
         self._started = None
         self._busy = True
+        self._requests += 1
         return started
 
     def log_access(self, request: Any, response: Any, time: float | None) -> None:
@@ -176,7 +183,13 @@ def request_started(request: web.Request) -> float:
 
 
 class Listener:
-    """Binds, accepts up to `max_connections` sockets and drains them on shutdown."""
+    """Binds, accepts up to `max_connections` sockets and drains them on shutdown.
+
+    At the cap a new connection first displaces the oldest one that has not yet delivered a
+    request head (a TLS handshake under way, a silent or trickling connection): a flood of
+    such connections cannot lock step-ca out. Only when every open connection has proven itself
+    (a request under way or answered) is the newcomer refused (closed at once).
+    """
 
     def __init__(
         self,
@@ -196,9 +209,11 @@ class Listener:
         self._keepalive_timeout = keepalive_timeout
         self._backlog = backlog
         self._sockets: list[socket.socket] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._slots = 0
-        self._connections: set[Connection] = set()
+        self._accepting: set[asyncio.Task[None]] = set()
+        # Both oldest first; a socket is in `_handshakes` until aiohttp's protocol has it.
+        self._handshakes: dict[asyncio.Task[None], None] = {}
+        self._connections: dict[Connection, None] = {}
+        self._evicted = 0
         self._refused = 0
         self._idle = asyncio.Event()
         self.draining = False
@@ -220,7 +235,7 @@ class Listener:
     @property
     def open_connections(self) -> int:
         """Accepted sockets not yet closed, TLS handshakes under way included."""
-        return self._slots
+        return len(self._handshakes) + len(self._connections)
 
     def bind(self) -> None:
         """Bind and listen on every address `host` resolves to; raises `OSError` on failure."""
@@ -244,44 +259,35 @@ class Listener:
     def start(self, server: web.Server) -> None:
         """Accept connections for aiohttp's `server` (from `AppRunner.server`)."""
         for sock in self._sockets:
-            self._spawn(self._accept(sock, server))
+            task = asyncio.create_task(self._accept(sock, server))
+            self._accepting.add(task)
+            task.add_done_callback(self._accepting.discard)
 
     async def drain(self, grace: float) -> None:
         """Stop accepting; answer requests under way, close idle connections; wait `grace` s."""
         self.draining = True
         self._close_sockets()
-        for task in list(self._tasks):
+        for task in [*self._accepting, *self._handshakes]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._accepting, *self._handshakes, return_exceptions=True)
         for connection in list(self._connections):
             connection.drain()
-        if self._slots:
+        if self.open_connections:
             self._idle.clear()
             try:
                 async with asyncio.timeout(grace):
                     await self._idle.wait()
             except TimeoutError:
-                log.warning("server.drain_timeout", open_connections=self._slots)
+                log.warning("server.drain_timeout", open_connections=self.open_connections)
 
     def opened(self, connection: Connection) -> None:
         """A connection is established (TLS handshake done)."""
-        self._connections.add(connection)
+        self._connections[connection] = None
 
     def closed(self, connection: Connection) -> None:
         """A connection is gone: free its slot."""
-        if connection in self._connections:
-            self._connections.discard(connection)
-            self._release()
-
-    def _release(self) -> None:
-        self._slots -= 1
-        if self._slots == 0:
-            self._idle.set()
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._connections.pop(connection, None)
+        self._maybe_idle()
 
     def close(self) -> None:
         """Close the listening sockets (idempotent)."""
@@ -290,6 +296,14 @@ class Listener:
     def _close_sockets(self) -> None:
         for sock in self._sockets:
             sock.close()
+
+    def _maybe_idle(self) -> None:
+        if not self.open_connections:
+            self._idle.set()
+
+    def _handshake_done(self, task: asyncio.Task[None]) -> None:
+        self._handshakes.pop(task, None)
+        self._maybe_idle()
 
     async def _accept(self, listening: socket.socket, server: web.Server) -> None:
         loop = asyncio.get_running_loop()
@@ -300,24 +314,43 @@ class Listener:
                 if exc.errno not in _OUT_OF_RESOURCES:
                     continue  # the peer gave up between SYN and accept (ECONNABORTED)
                 log.warning(
-                    "server.accept_failed", error=exc.strerror, open_connections=self._slots
+                    "server.accept_failed",
+                    error=exc.strerror,
+                    open_connections=self.open_connections,
                 )
                 await asyncio.sleep(ACCEPT_RETRY_DELAY)
                 continue
-            if self._slots >= self._max:
-                self._refuse(sock)
+            if self.open_connections >= self._max and not self._make_room(sock):
                 continue
-            if self._refused:
-                log.info("server.connection_limit_cleared", refused=self._refused)
-                self._refused = 0
-            self._slots += 1
-            self._spawn(self._adopt(sock, server))
+            if self.open_connections < self._max and (self._evicted or self._refused):
+                log.info(
+                    "server.connection_limit_cleared", evicted=self._evicted, refused=self._refused
+                )
+                self._evicted = self._refused = 0
+            task = asyncio.create_task(self._adopt(sock, server))
+            self._handshakes[task] = None
+            task.add_done_callback(self._handshake_done)
 
-    def _refuse(self, sock: socket.socket) -> None:
-        sock.close()
-        if not self._refused:
+    def _make_room(self, sock: socket.socket) -> bool:
+        """At the cap: close the oldest unproven connection for `sock`, or refuse `sock`."""
+        if not (self._evicted or self._refused):
             log.warning("server.connection_limit_reached", max_connections=self._max)
+        # Forgotten at once, so that a burst of newcomers displaces a different one each.
+        victim = next(iter(self._handshakes), None)
+        if victim is not None:
+            del self._handshakes[victim]
+            victim.cancel()
+            self._evicted += 1
+            return True
+        unproven = next((c for c in self._connections if c.unproven), None)
+        if unproven is not None:
+            del self._connections[unproven]
+            unproven.force_close()
+            self._evicted += 1
+            return True
+        sock.close()
         self._refused += 1
+        return False
 
     def _connection(self, server: web.Server) -> Connection:
         return Connection(
@@ -351,12 +384,8 @@ class Listener:
             )
             transport, _ = await loop.connect_accepted_socket(lambda: tls, sock)
             await handshake
-        except (OSError, asyncio.CancelledError) as exc:
-            # A failed or timed-out handshake never reaches `connection_made`.
+        except (OSError, asyncio.CancelledError):
+            # A failed, timed-out or displaced handshake never reaches `connection_made`.
             if transport is not None:
                 transport.abort()
             sock.close()
-            if connection not in self._connections:
-                self._release()
-            if isinstance(exc, asyncio.CancelledError):
-                raise

@@ -133,14 +133,22 @@ async def test_idle_keep_alive_connection_is_closed_after_keepalive_timeout(serv
     silent.close()
 
 
+async def _at_cap(served: Served, count: int) -> None:
+    async with asyncio.timeout(3):
+        while served.listener.open_connections < count:  # accepting is asynchronous  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
 async def test_connections_over_the_cap_are_refused_while_held_ones_are_answered(
     serve: Serve,
 ) -> None:
-    """At `max_connections` a new connection is closed at once; the held ones still get answers."""
+    """At `max_connections` of proven connections a new one is closed; held ones get answers."""
     served = await serve(max_connections=3, keepalive_timeout=60, read_timeout=60)
     held = [await asyncio.open_connection("127.0.0.1", served.port) for _ in range(3)]
-    while served.listener.open_connections < 3:  # accepting is asynchronous  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
+    for reader, writer in held:  # each has had an answer: a client's keep-alive pool
+        writer.write(_request(enrich("C02TEST00001")))
+        assert (await _answer(reader))[0] == 200
+    await _at_cap(served, 3)
     extra_reader, extra = await asyncio.open_connection("127.0.0.1", served.port)
     assert await _closed(extra_reader, within=3)
     extra.close()
@@ -150,6 +158,21 @@ async def test_connections_over_the_cap_are_refused_while_held_ones_are_answered
         assert (status, json.loads(body)["allow"]) == (200, True)
     for _, writer in held:
         writer.close()
+
+
+async def test_silent_connections_at_the_cap_make_room_for_a_new_one(serve: Serve) -> None:
+    """Connections that never sent a request are displaced, oldest first, by a newcomer."""
+    served = await serve(max_connections=3, keepalive_timeout=60, read_timeout=60)
+    silent = [await asyncio.open_connection("127.0.0.1", served.port) for _ in range(3)]
+    await _at_cap(served, 3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(_request(enrich("C02TEST00001")))
+    status, _, body = await _answer(reader)
+    assert (status, json.loads(body)["allow"]) == (200, True)
+    assert await _closed(silent[0][0], within=3)
+    assert not await _closed(silent[1][0], within=0.2)
+    for _, silent_writer in [*silent, (reader, writer)]:
+        silent_writer.close()
 
 
 async def test_a_freed_slot_accepts_again(serve: Serve) -> None:
