@@ -21,6 +21,9 @@ from providers import Provider, ProviderError, build_provider
 
 log = structlog.get_logger("connector")
 
+# Set once every provider has had its first start attempt (ready or not): tests wait on it.
+PROVIDERS_STARTED = web.AppKey("providers_started", asyncio.Event)
+
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
@@ -64,45 +67,81 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = _utcnow) -
             *(web.route("*", path, handle_webhook) for path in routes),
         ]
     )
+    app[PROVIDERS_STARTED] = asyncio.Event()
     app.cleanup_ctx.append(_providers_ctx)
     app.on_cleanup.append(lambda _app: cache.aclose())
     return app
 
 
-async def _start(provider: Provider) -> None:
-    try:
-        await provider.start()
-    except ProviderError as exc:
-        log.error("provider.not_ready", provider=provider.name, error=exc.message)
+class ProviderKeeper:
+    """Starts every provider at once, then restarts the not-ready ones forever.
 
+    Each attempt is bounded by `server.provider_start_timeout`, and nothing a provider raises
+    ends the loop: `/readyz` must be able to turn green by itself, since an orchestrator sends
+    no traffic (and so no lookups) to a not-ready pod.
+    """
 
-async def _retry_not_ready(providers: list[Provider], interval: float) -> None:
-    """Start providers that failed again and again: `/readyz` must be able to turn green by
-    itself, since an orchestrator sends no traffic (and so no lookups) to a not-ready pod."""
-    while True:
-        await asyncio.sleep(interval)
-        for provider in providers:
-            if not provider.ready:
-                await _start(provider)
+    def __init__(self, providers: list[Provider], *, timeout: float, interval: float) -> None:
+        self._providers = providers
+        self._timeout = timeout
+        self._interval = interval
+        self._last_unexpected: dict[str, str] = {}
+
+    async def start(self, provider: Provider) -> None:
+        """One bounded start attempt; a failure is one `provider.not_ready` line."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await provider.start()
+        except ProviderError as exc:
+            log.error("provider.not_ready", provider=provider.name, error=exc.message)
+        except TimeoutError:
+            log.error(
+                "provider.not_ready",
+                provider=provider.name,
+                error=f"start did not finish within {self._timeout:g}s",
+            )
+        except Exception as exc:  # a provider bug must not stop the retries
+            # A bug: its traceback once, then one line per attempt while it repeats.
+            signature = f"{type(exc).__qualname__}: {exc}"
+            first = self._last_unexpected.get(provider.name) != signature
+            self._last_unexpected[provider.name] = signature
+            log.error(
+                "provider.not_ready",
+                provider=provider.name,
+                error=f"unexpected {type(exc).__qualname__}",
+                exc_info=first,
+            )
+
+    async def run(self, started: asyncio.Event, webhooks: list[str]) -> None:
+        """Start all providers concurrently, report, then retry the not-ready ones."""
+        await asyncio.gather(*(self.start(p) for p in self._providers))
+        started.set()
+        log.info(
+            "service.started",
+            webhooks=webhooks,
+            providers={p.name: p.ready for p in self._providers},
+        )
+        while True:
+            await asyncio.sleep(self._interval)
+            await asyncio.gather(*(self.start(p) for p in self._providers if not p.ready))
 
 
 async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Start every provider (a failure leaves it not-ready, not the service down); close them."""
+    """Start providers in the background (the port opens at once; `/readyz` says when they are
+    ready); on shutdown stop the retries and close them."""
     providers = list(app[PROVIDERS].values())
-    for provider in providers:
-        await _start(provider)
-    log.info(
-        "service.started",
-        webhooks=[h.name for h in app[SETTINGS].webhooks],
-        providers={p.name: p.ready for p in providers},
+    server = app[SETTINGS].server
+    keeper = ProviderKeeper(
+        providers, timeout=server.provider_start_timeout, interval=server.provider_retry_interval
     )
-    retry = asyncio.create_task(
-        _retry_not_ready(providers, app[SETTINGS].server.provider_retry_interval)
+    task = asyncio.create_task(
+        keeper.run(app[PROVIDERS_STARTED], [h.name for h in app[SETTINGS].webhooks]),
+        name="providers",
     )
     yield
-    retry.cancel()
+    task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
-        await retry
+        await task
     for provider in providers:
         await provider.aclose()
     log.info("service.stopped")

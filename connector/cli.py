@@ -45,13 +45,20 @@ def _load(path: Path) -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the service."""
-    from connector.server import serve  # noqa: PLC0415 - keeps the other commands light
+    from connector.server import ListenError, serve  # noqa: PLC0415 - keeps the other commands light
 
     settings = _load(args.config)
     configure_logging(settings.logging.level, settings.logging.format)
     for warning in config_warnings(settings):
         log.warning("config.warning", warning=warning)
-    serve(settings, args.config.resolve().parent)
+    try:
+        serve(settings, args.config.resolve().parent)
+    except ListenError as exc:
+        # One line in the configured log format, like every other line the service writes.
+        structlog.get_logger("connector").error(
+            "server.listen_failed", host=exc.host, port=exc.port, error=str(exc)
+        )
+        return EXIT_CONFIG
     return EXIT_OK
 
 

@@ -5,6 +5,7 @@ Exceptions::
     ConnectorError                 any refusal of a request (status + stable code)
     ├── MethodNotAllowed     405   not a POST
     ├── BodyTooLarge         413   over `server.max_body_bytes`
+    ├── ReadTimeout          408   body not complete within `server.read_timeout`
     ├── UnknownWebhook       401   no webhook with that id on this path
     ├── SignatureError       401   signature missing or wrong
     ├── AuthError            401   bearer / basic credentials missing or wrong
@@ -50,6 +51,13 @@ class BodyTooLarge(ConnectorError):
 
     status = 413
     code = "body-too-large"
+
+
+class ReadTimeout(ConnectorError):
+    """When the request body has not fully arrived `server.read_timeout` after its first byte."""
+
+    status = 408
+    code = "request-timeout"
 
 
 class UnknownWebhook(ConnectorError):

@@ -6,12 +6,14 @@ signature, credentials, JSON, timestamp. Nothing is parsed before the signature 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
 import time
 from datetime import datetime
 
+import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -22,10 +24,12 @@ from connector.errors import (
     ClientCertError,
     MethodNotAllowed,
     PayloadError,
+    ReadTimeout,
     SignatureError,
     UnknownWebhook,
 )
 from connector.keys import CLOCK, HOOKS, PROVIDERS, ROUTES, SETTINGS, WebhookRuntime
+from connector.listener import request_started
 from connector.models import WebhookRequest, WireFormatError, parse_request
 from connector.observe import (
     MAX_LOGGED_IDENTIFIER,
@@ -41,16 +45,30 @@ from connector.tls import peer_certificate, peer_dns_names
 ID_HEADER = "X-Smallstep-Webhook-ID"
 SIGNATURE_HEADER = "X-Smallstep-Signature"
 
+log = structlog.get_logger("connector.webhook")
 
-async def read_capped(request: web.Request, limit: int) -> bytes:
-    """Read the body, refusing as soon as it passes `limit` bytes (never buffering more)."""
+
+async def read_capped(request: web.Request, limit: int, *, read_timeout: float) -> bytes:
+    """Read the body, refusing it as soon as it passes `limit` bytes (never buffering more) or
+    when it is not complete `read_timeout` seconds after the request's first byte arrived."""
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge(f"body of {request.content_length} bytes exceeds {limit}")
     body = bytearray()
-    async for chunk in request.content.iter_chunked(16 * 1024):
-        body += chunk
-        if len(body) > limit:
-            raise BodyTooLarge(f"body exceeds {limit} bytes")
+    try:
+        async with asyncio.timeout_at(request_started(request) + read_timeout):
+            async for chunk in request.content.iter_chunked(16 * 1024):
+                body += chunk
+                if len(body) > limit:
+                    raise BodyTooLarge(f"body exceeds {limit} bytes")
+    except TimeoutError:
+        raise ReadTimeout(
+            f"request not complete within {read_timeout:g}s ({len(body)} body bytes arrived)"
+        ) from None
+    except ConnectionError:
+        # Nobody is left to read an answer: one quiet line, and an HTTP exception (which the
+        # error middleware passes on) ends the request without a 500 and its traceback.
+        log.info("request.client_disconnected", path=request.path, received=len(body))
+        raise web.HTTPBadRequest from None
     return bytes(body)
 
 
@@ -147,7 +165,9 @@ async def handle_webhook(request: web.Request) -> web.Response:
     if request.method != "POST":
         raise MethodNotAllowed("only POST is accepted")
     settings = request.app[SETTINGS]
-    body = await read_capped(request, settings.server.max_body_bytes)
+    body = await read_capped(
+        request, settings.server.max_body_bytes, read_timeout=settings.server.read_timeout
+    )
     runtime = _find_webhook(request)
     hook = runtime.settings
     _check_client_cert(request, hook)

@@ -27,17 +27,21 @@ def configure_logging(
     fmt: Literal["auto", "json", "console"] = "auto",
     stream: TextIO | None = None,
 ) -> None:
-    """Route every structlog event to `stream` (stderr by default) in the chosen format."""
+    """Route every event, ours and the stdlib loggers' (aiohttp, asyncio, warnings), to `stream`
+    (stderr by default) in one format: with JSON, every line written is one JSON object."""
     out = stream or sys.stderr
     console = fmt == "console" or (fmt == "auto" and out.isatty())
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
     )
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *shared,
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
             renderer,
@@ -46,9 +50,35 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
-    # aiohttp's own access log would duplicate `webhook.decision`; keep its errors only.
-    logging.basicConfig(level=logging.WARNING, stream=out, format="%(name)s %(message)s")
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, _library_event],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    # Libraries speak up for problems only; aiohttp's access log would duplicate
+    # `webhook.decision`.
+    root.setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+
+
+def _library_event(
+    _logger: object, _method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """A stdlib record becomes `library.message` with its logger name and text as fields."""
+    record = event.get("_record")
+    event["message"] = event.pop("event", "")
+    event["event"] = "library.message"
+    event["logger"] = record.name if isinstance(record, logging.LogRecord) else None
+    return event
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

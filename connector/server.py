@@ -1,15 +1,25 @@
-"""Run the app: TLS (files, or a development certificate), hot reload, graceful shutdown."""
+"""Run the app: bind first, TLS (files or a development certificate), graceful shutdown.
+
+The port is bound before anything else starts, so a taken port is one clear error (`ListenError`)
+and never a half-started service; providers start in the background once it listens.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
+import signal
 import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import structlog
 from aiohttp import web
 
 from connector.app import create_app
-from connector.settings import Settings
+from connector.listener import Listener, install
+from connector.settings import ServerSettings, Settings
 from connector.tls import CertificateReloader, CertPaths, ensure_dev_certificate, server_context
 
 log = structlog.get_logger("connector")
@@ -39,30 +49,101 @@ def build_tls(settings: Settings, config_dir: Path) -> tuple[ssl.SSLContext, Cer
     return server_context(paths, server.client_ca), paths
 
 
+class ListenError(Exception):
+    """When the listening socket cannot be bound (port in use, no permission, no such address)."""
+
+    def __init__(self, host: str, port: int, exc: OSError) -> None:
+        reason = exc.strerror or str(exc)
+        hint = _HINTS.get(exc.errno or 0, "")
+        super().__init__(f"cannot listen on {host}:{port}: {reason}{hint}")
+        self.host = host
+        self.port = port
+        self.reason = reason
+
+
+_HINTS = {
+    errno.EADDRINUSE: " (another process holds the port; change server.port or stop it)",
+    errno.EACCES: " (ports below 1024 need privileges; use a higher server.port)",
+    errno.EADDRNOTAVAIL: " (no interface of this host has that address; check server.host)",
+}
+
+# What is left after `shutdown_timeout` (a request stuck in a slow provider) is cancelled this
+# quickly by aiohttp's own shutdown.
+FINAL_GRACE = 0.5
+
+
+def make_listener(server: ServerSettings) -> Listener:
+    """A listener (not yet bound) for the `[server]` settings."""
+    return Listener(
+        server.host,
+        server.port,
+        max_connections=server.max_connections,
+        read_timeout=server.read_timeout,
+        keepalive_timeout=server.keepalive_timeout,
+    )
+
+
 def serve(settings: Settings, config_dir: Path) -> None:
-    """Serve until SIGTERM or SIGINT, then finish in-flight requests and close providers."""
-    tls = build_tls(settings, config_dir)
-    app = create_app(settings)
-    context = None
-    if tls is not None:
-        context, paths = tls
-        reloader = CertificateReloader(context, paths, settings.server.cert_reload_interval)
-        app.cleanup_ctx.append(reloader.ctx)
-    log.info(
-        "server.listening",
-        host=settings.server.host,
-        port=settings.server.port,
-        tls=context is not None,
-        mtls=settings.server.client_ca is not None,
-        webhooks={h.name: h.path for h in settings.webhooks},
-    )
-    web.run_app(
-        app,
-        host=settings.server.host,
-        port=settings.server.port,
-        ssl_context=context,
-        shutdown_timeout=settings.server.shutdown_timeout,
-        print=None,
-        access_log=None,
-        handle_signals=True,
-    )
+    """Serve until SIGTERM or SIGINT, then answer requests under way and close providers.
+
+    Raises `ListenError` (before any provider starts) when the port cannot be bound.
+    """
+    server = settings.server
+    listener = make_listener(server)
+    try:
+        listener.bind()
+    except OSError as exc:
+        raise ListenError(server.host, server.port, exc) from None
+    try:
+        tls = build_tls(settings, config_dir)
+        app = create_app(settings)
+        if tls is not None:
+            context, paths = tls
+            listener.use_tls(context)
+            reloader = CertificateReloader(context, paths, server.cert_reload_interval)
+            app.cleanup_ctx.append(reloader.ctx)
+        asyncio.run(_until_signal(app, listener, settings))
+    finally:
+        listener.close()
+
+
+async def _until_signal(app: web.Application, listener: Listener, settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with running(app, listener, settings):
+            await stop.wait()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    app: web.Application, listener: Listener, settings: Settings
+) -> AsyncIterator[None]:
+    """Serve `app` on the bound `listener`; on exit drain connections, then clean the app up."""
+    install(app)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=FINAL_GRACE)
+    await runner.setup()
+    try:
+        assert runner.server is not None  # noqa: S101 - set by setup()
+        listener.start(runner.server)
+        host, port = listener.addresses[0]
+        server = settings.server
+        log.info(
+            "server.listening",
+            host=host,
+            port=port,
+            tls=listener.tls,
+            mtls=server.client_ca is not None,
+            max_connections=server.max_connections,
+            webhooks={h.name: h.path for h in settings.webhooks},
+        )
+        yield
+        log.info("server.stopping", open_connections=listener.open_connections)
+        await listener.drain(server.shutdown_timeout)
+    finally:
+        await runner.cleanup()

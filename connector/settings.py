@@ -54,6 +54,10 @@ class ServerSettings(_Frozen):
     # One deadline for a whole provider chain: step-ca waits 10 s per call (its one retry
     # included), so the answer must leave well before that.
     decision_budget: float = Field(default=8.0, gt=0, le=9.5)
+    read_timeout: float = Field(default=10.0, gt=0, le=300)
+    keepalive_timeout: float = Field(default=15.0, gt=0, le=3600)
+    max_connections: int = Field(default=512, ge=1, le=1_000_000)
+    provider_start_timeout: float = Field(default=30.0, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _one_way_to_listen(self) -> ServerSettings:

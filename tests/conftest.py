@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from connector import create_app
+from connector.app import PROVIDERS_STARTED
 from tests.helpers import FIXED_NOW, INVENTORY_CSV, config, make_settings
 
 AppClient = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -31,6 +33,8 @@ def app_client(aiohttp_client: Any, inventory: Path) -> AppClient:
         settings = make_settings(mapping or config(inventory, **kwargs))
         app = create_app(settings, clock=lambda: FIXED_NOW)
         client: TestClient[Any, Any] = await aiohttp_client(app)
+        # Providers start in the background; tests begin after their first attempt.
+        await asyncio.wait_for(app[PROVIDERS_STARTED].wait(), timeout=30)
         return client
 
     return start

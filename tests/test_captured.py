@@ -16,6 +16,7 @@ import pytest
 from cryptography import x509
 
 from connector import create_app
+from connector.app import PROVIDERS_STARTED
 from connector.models import WebhookRequest
 from connector.signing import decode_secret, verify_signature
 from connector.stepca import go_json
@@ -156,7 +157,9 @@ async def test_app_answers_captured_requests(aiohttp_client: Any, tmp_path: Path
         }
     )
     captured_at = WebhookRequest.model_validate_json(authorizing.body).timestamp
-    client = await aiohttp_client(create_app(settings, clock=lambda: captured_at))
+    app = create_app(settings, clock=lambda: captured_at)
+    client = await aiohttp_client(app)
+    await app[PROVIDERS_STARTED].wait()
 
     answers = []
     for vector in (enriching, authorizing):

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from connector import create_app as connector_app
+from connector.app import PROVIDERS_STARTED
 from providers import FileProvider, build_provider
 from providers.base import (
     DeviceLister,
@@ -1007,9 +1008,9 @@ def service(aiohttp_client: Any, jamf_url: str) -> Callable[..., Awaitable[TestC
 
     async def start(url: str | None = None, **provider: Any) -> TestClient[Any, Any]:
         settings = make_settings(jamf_config(url or jamf_url, **provider))
-        client: TestClient[Any, Any] = await aiohttp_client(
-            connector_app(settings, clock=lambda: FIXED_NOW)
-        )
+        app = connector_app(settings, clock=lambda: FIXED_NOW)
+        client: TestClient[Any, Any] = await aiohttp_client(app)
+        await app[PROVIDERS_STARTED].wait()
         return client
 
     return start
@@ -1123,7 +1124,9 @@ async def test_readyz_fails_with_bad_jamf_credentials(aiohttp_client: Any, jamf_
     mapping = jamf_config(jamf_url)
     mapping["providers"]["jamf"]["client_secret"] = "wrong-secret-value"
     with capture_logs() as logs:
-        client = await aiohttp_client(connector_app(make_settings(mapping)))
+        app = connector_app(make_settings(mapping))
+        client = await aiohttp_client(app)
+        await app[PROVIDERS_STARTED].wait()
         response = await client.get("/readyz")
     assert response.status == 503
     assert (await response.json())["providers"] == {"jamf": False}

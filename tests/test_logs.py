@@ -198,3 +198,23 @@ async def test_invalid_identifier_is_logged_cut_short(
     assert (decision["code"], decision["identifier"]) == ("identifier-invalid", value[:64])
     assert "identifier_kind" not in decision
     assert value[:65] not in json_logs.text
+
+
+def test_library_log_records_are_json_lines(json_logs: Lines) -> None:
+    """A stdlib record (aiohttp, asyncio) is one JSON line: `library.message`, traceback inside."""
+    try:
+        raise ValueError("bad request line")
+    except ValueError:
+        logging.getLogger("aiohttp.server").exception("Error handling request from %s", "10.0.0.1")
+    logging.getLogger("aiohttp.server").info("below the level: dropped")
+    lines = json_logs.text.splitlines()
+    assert len(lines) == 1
+    event = json.loads(lines[0])
+    assert event.pop("timestamp").endswith("Z")
+    assert "ValueError: bad request line" in event.pop("exception")
+    assert event == {
+        "event": "library.message",
+        "level": "error",
+        "logger": "aiohttp.server",
+        "message": "Error handling request from 10.0.0.1",
+    }

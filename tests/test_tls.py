@@ -19,6 +19,7 @@ from cryptography import x509
 from structlog.testing import capture_logs
 
 from connector import create_app
+from connector.app import PROVIDERS_STARTED
 from connector.tls import CertificateReloader, CertPaths, ensure_dev_certificate, server_context
 from tests.helpers import (
     AUTH_ID,
@@ -261,6 +262,7 @@ async def mtls(
     setup = MtlsSetup(tmp_path, inventory)
     app = create_app(setup.settings, clock=lambda: FIXED_NOW)
     server: TestServer = await aiohttp_server(app, ssl=setup.context)
+    await app[PROVIDERS_STARTED].wait()
     assert server.port is not None
     return setup, server.port
 

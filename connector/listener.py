@@ -1,0 +1,391 @@
+"""Accepting connections: a cap on open sockets, deadlines on reading a request, lean TLS.
+
+aiohttp's `TCPSite` accepts without limit, bounds only idle keep-alive time (a request head sent a
+byte at a time is never cut), gives every TLS connection asyncio's 256 KiB read buffer, and on
+shutdown stops reading bodies that are still arriving. `Listener` accepts by itself so it can
+count every socket (TLS handshakes included) and keep them under `server.max_connections`;
+`Connection`, aiohttp's own protocol with a few hooks, puts a deadline on the request head and
+remembers when the request began, so the body shares that deadline (`request_started`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import ssl
+from asyncio import sslproto
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+log = structlog.get_logger("connector.server")
+
+# asyncio allocates `max_size` bytes per TLS connection up front (256 KiB in 3.11) as the socket
+# read buffer. One TLS record is at most 16 KiB of plaintext; a 16 KiB read buffer costs a few more
+# reads for a 64 KiB body and saves ~240 KiB per open connection (see benchmarks/connections.py).
+TLS_READ_BUFFER = 16 * 1024
+# After answering a request whose body was not read (a 408 or 413), aiohttp reads and discards
+# what the client still sends so that closing does not reset the answer away; 2 s is plenty on
+# a LAN and keeps a refused client from holding its socket for aiohttp's default 10 s.
+LINGERING_TIME = 2.0
+# Closing a TLS connection waits for the peer's close_notify (asyncio's default: 30 s); a peer that
+# never sends it would hold its socket, and its slot, that long.
+TLS_SHUTDOWN_TIMEOUT = 2.0
+# Linux reports a listening socket readable again at once after EMFILE; wait before retrying.
+ACCEPT_RETRY_DELAY = 0.5
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+REQUEST_STARTED = web.RequestKey("request_started", float)
+
+
+class _LeanTLS(sslproto.SSLProtocol):
+    """asyncio's server-side TLS protocol with a 16 KiB instead of a 256 KiB read buffer."""
+
+    max_size = TLS_READ_BUFFER
+
+
+class Connection(web.RequestHandler):
+    """aiohttp's HTTP/1.1 protocol, plus a head deadline, request tracking and a close callback.
+
+    A request "begins" with its first byte. If its head is not complete `read_timeout` seconds
+    later the connection is closed; once complete, the request middleware (`track_requests`)
+    claims it and the body gets what is left of the same deadline (`read_capped`).
+    """
+
+    __slots__ = ("_busy", "_head_timer", "_listener", "_read_timeout", "_requests", "_started")
+
+    def __init__(
+        self,
+        manager: web.Server,
+        *,
+        listener: Listener,
+        read_timeout: float,
+        loop: asyncio.AbstractEventLoop,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(manager, loop=loop, **kwargs)
+        self._listener = listener
+        self._read_timeout = read_timeout
+        self._started: float | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._busy = False
+        self._requests = 0
+
+    @property
+    def unproven(self) -> bool:
+        """No request head has arrived yet: silent, trickling, or just connected."""
+        return self._requests == 0 and not self._busy
+
+    @property
+    def draining(self) -> bool:
+        """Whether the server is shutting down (answers then close the connection)."""
+        return self._listener.draining
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Register with the listener, then let aiohttp start reading."""
+        self._listener.opened(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """Free the listener's slot for this socket."""
+        self._cancel_head_timer()
+        self._listener.closed(self)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        """Start the head deadline on the first byte of a request."""
+        if data and not self._busy and self._started is None:
+            self._started = asyncio.get_running_loop().time()
+            self._head_timer = asyncio.get_running_loop().call_at(
+                self._started + self._read_timeout, self._head_timed_out
+            )
+        super().data_received(data)
+
+    def begin_request(self) -> float:
+        """The head is complete: stop its deadline; answer when the request began."""
+        self._cancel_head_timer()
+        started = self._started if self._started is not None else asyncio.get_running_loop().time()
+        self._started = None
+        self._busy = True
+        self._requests += 1
+        return started
+
+    def log_access(self, request: Any, response: Any, time: float | None) -> None:
+        """aiohttp calls this once the answer is written: the connection is idle again."""
+        self._busy = False
+        super().log_access(request, response, time)
+
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        """A request aiohttp could not parse is one line without a traceback, not an error."""
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            error = " ".join(str(exc.message).split())  # aiohttp draws a caret on extra lines
+            log.info("request.malformed", error=error, status=exc.code, peer=self._peer())
+            return
+        log.error("server.unhandled_error", exc_info=exc if exc is not None else True)
+
+    def drain(self) -> None:
+        """Shutdown: close now when idle; otherwise the request under way is answered first."""
+        if not self._busy and self._started is None:
+            self.force_close()
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._busy or self._started is None:
+            return
+        log.info("request.head_timeout", read_timeout=self._read_timeout, peer=self._peer())
+        self.force_close()
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _peer(self) -> str | None:
+        transport = self.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        return str(peer[0]) if isinstance(peer, tuple) else None
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def track_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Tell the connection its request head is in, and keep when the request began."""
+    protocol = request.protocol
+    if isinstance(protocol, Connection):
+        request[REQUEST_STARTED] = protocol.begin_request()
+    return await handler(request)
+
+
+async def _close_after_answer(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """While draining, or when the body was not read to its end, answer and then close."""
+    protocol = request.protocol
+    if isinstance(protocol, Connection) and (protocol.draining or not request.content.at_eof()):
+        response.force_close()
+        response.headers["Connection"] = "close"
+
+
+def install(app: web.Application) -> None:
+    """Add the request tracking `Listener` relies on to `app` (before it starts)."""
+    app.middlewares.insert(0, track_requests)
+    app.on_response_prepare.append(_close_after_answer)
+
+
+def request_started(request: web.Request) -> float:
+    """When the request's first byte arrived (now, for a server that does not track it)."""
+    return request.get(REQUEST_STARTED) or asyncio.get_running_loop().time()
+
+
+class Listener:
+    """Binds, accepts up to `max_connections` sockets and drains them on shutdown.
+
+    At the cap a new connection first displaces the oldest one that has not yet delivered a
+    request head (a TLS handshake under way, a silent or trickling connection): a flood of
+    such connections cannot lock step-ca out. Only when every open connection has proven itself
+    (a request under way or answered) is the newcomer refused (closed at once).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        max_connections: int,
+        read_timeout: float,
+        keepalive_timeout: float,
+        backlog: int = 128,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._ssl: ssl.SSLContext | None = None
+        self._max = max_connections
+        self._read_timeout = read_timeout
+        self._keepalive_timeout = keepalive_timeout
+        self._backlog = backlog
+        self._sockets: list[socket.socket] = []
+        self._accepting: set[asyncio.Task[None]] = set()
+        # Both oldest first; a socket is in `_handshakes` until aiohttp's protocol has it.
+        self._handshakes: dict[asyncio.Task[None], None] = {}
+        self._connections: dict[Connection, None] = {}
+        self._evicted = 0
+        self._refused = 0
+        self._idle = asyncio.Event()
+        self.draining = False
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """Where the bound sockets listen (host, port)."""
+        return [sock.getsockname()[:2] for sock in self._sockets]
+
+    @property
+    def tls(self) -> bool:
+        """Whether connections are TLS."""
+        return self._ssl is not None
+
+    def use_tls(self, context: ssl.SSLContext) -> None:
+        """Serve TLS with `context` (hot-reloaded in place by `CertificateReloader`)."""
+        self._ssl = context
+
+    @property
+    def open_connections(self) -> int:
+        """Accepted sockets not yet closed, TLS handshakes under way included."""
+        return len(self._handshakes) + len(self._connections)
+
+    def bind(self) -> None:
+        """Bind and listen on every address `host` resolves to; raises `OSError` on failure."""
+        infos = socket.getaddrinfo(
+            self._host or None, self._port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        try:
+            for family, kind, proto, _, address in dict.fromkeys(infos):
+                sock = socket.socket(family, kind, proto)
+                self._sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+                sock.listen(self._backlog)
+                sock.setblocking(False)
+        except OSError:
+            self._close_sockets()
+            raise
+
+    def start(self, server: web.Server) -> None:
+        """Accept connections for aiohttp's `server` (from `AppRunner.server`)."""
+        for sock in self._sockets:
+            task = asyncio.create_task(self._accept(sock, server))
+            self._accepting.add(task)
+            task.add_done_callback(self._accepting.discard)
+
+    async def drain(self, grace: float) -> None:
+        """Stop accepting; answer requests under way, close idle connections; wait `grace` s."""
+        self.draining = True
+        self._close_sockets()
+        for task in [*self._accepting, *self._handshakes]:
+            task.cancel()
+        await asyncio.gather(*self._accepting, *self._handshakes, return_exceptions=True)
+        for connection in list(self._connections):
+            connection.drain()
+        if self.open_connections:
+            self._idle.clear()
+            try:
+                async with asyncio.timeout(grace):
+                    await self._idle.wait()
+            except TimeoutError:
+                log.warning("server.drain_timeout", open_connections=self.open_connections)
+
+    def opened(self, connection: Connection) -> None:
+        """A connection is established (TLS handshake done)."""
+        self._connections[connection] = None
+
+    def closed(self, connection: Connection) -> None:
+        """A connection is gone: free its slot."""
+        self._connections.pop(connection, None)
+        self._maybe_idle()
+
+    def close(self) -> None:
+        """Close the listening sockets (idempotent)."""
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        for sock in self._sockets:
+            sock.close()
+
+    def _maybe_idle(self) -> None:
+        if not self.open_connections:
+            self._idle.set()
+
+    def _handshake_done(self, task: asyncio.Task[None]) -> None:
+        self._handshakes.pop(task, None)
+        self._maybe_idle()
+
+    async def _accept(self, listening: socket.socket, server: web.Server) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, _ = await loop.sock_accept(listening)
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_RESOURCES:
+                    continue  # the peer gave up between SYN and accept (ECONNABORTED)
+                log.warning(
+                    "server.accept_failed",
+                    error=exc.strerror,
+                    open_connections=self.open_connections,
+                )
+                await asyncio.sleep(ACCEPT_RETRY_DELAY)
+                continue
+            if self.open_connections >= self._max and not self._make_room(sock):
+                continue
+            if self.open_connections < self._max and (self._evicted or self._refused):
+                log.info(
+                    "server.connection_limit_cleared", evicted=self._evicted, refused=self._refused
+                )
+                self._evicted = self._refused = 0
+            task = asyncio.create_task(self._adopt(sock, server))
+            self._handshakes[task] = None
+            task.add_done_callback(self._handshake_done)
+
+    def _make_room(self, sock: socket.socket) -> bool:
+        """At the cap: close the oldest unproven connection for `sock`, or refuse `sock`."""
+        if not (self._evicted or self._refused):
+            log.warning("server.connection_limit_reached", max_connections=self._max)
+        # Forgotten at once, so that a burst of newcomers displaces a different one each.
+        victim = next(iter(self._handshakes), None)
+        if victim is not None:
+            del self._handshakes[victim]
+            victim.cancel()
+            self._evicted += 1
+            return True
+        unproven = next((c for c in self._connections if c.unproven), None)
+        if unproven is not None:
+            del self._connections[unproven]
+            unproven.force_close()
+            self._evicted += 1
+            return True
+        sock.close()
+        self._refused += 1
+        return False
+
+    def _connection(self, server: web.Server) -> Connection:
+        return Connection(
+            server,
+            listener=self,
+            read_timeout=self._read_timeout,
+            loop=asyncio.get_running_loop(),
+            keepalive_timeout=self._keepalive_timeout,
+            lingering_time=LINGERING_TIME,
+            access_log=None,
+        )
+
+    async def _adopt(self, sock: socket.socket, server: web.Server) -> None:
+        """Hand an accepted socket to aiohttp (after the TLS handshake, bounded by read_timeout)."""
+        loop = asyncio.get_running_loop()
+        connection = self._connection(server)
+        transport: asyncio.Transport | None = None
+        try:
+            if self._ssl is None:
+                await loop.connect_accepted_socket(lambda: connection, sock)
+                return
+            handshake = loop.create_future()
+            tls = _LeanTLS(
+                loop,
+                connection,
+                self._ssl,
+                handshake,
+                server_side=True,
+                ssl_handshake_timeout=self._read_timeout,  # type: ignore[arg-type] # a float works
+                ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT,
+            )
+            transport, _ = await loop.connect_accepted_socket(lambda: tls, sock)
+            await handshake
+        except (OSError, asyncio.CancelledError):
+            # A failed, timed-out or displaced handshake never reaches `connection_made`.
+            if transport is not None:
+                transport.abort()
+            sock.close()

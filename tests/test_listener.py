@@ -1,0 +1,210 @@
+"""The listener in-process: read deadlines, idle keep-alive, the connection cap, TLS handshakes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector import create_app
+from connector.app import PROVIDERS_STARTED
+from connector.listener import Listener
+from connector.server import make_listener, running
+from connector.tls import ensure_dev_certificate, server_context
+from tests.helpers import FIXED_NOW, config, enrich, make_settings, signed
+
+PEOPLE = "/webhooks/people"
+
+
+@dataclass(frozen=True)
+class Served:
+    """A running app behind a real `Listener` on 127.0.0.1."""
+
+    listener: Listener
+    port: int
+
+
+Serve = Callable[..., Awaitable[Served]]
+
+
+@pytest.fixture
+async def serve(inventory: Path) -> AsyncIterator[Serve]:
+    """Start the real app behind the listener with `[server]` overrides; stop it afterwards."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(context: ssl.SSLContext | None = None, **server: Any) -> Served:
+            settings = make_settings(config(inventory, server={"port": 0, **server}))
+            listener = make_listener(settings.server)
+            listener.bind()
+            if context is not None:
+                listener.use_tls(context)
+            app = create_app(settings, clock=lambda: FIXED_NOW)
+            await stack.enter_async_context(running(app, listener, settings))
+            await app[PROVIDERS_STARTED].wait()
+            return Served(listener, listener.addresses[0][1])
+
+        yield start
+
+
+def _request(body: bytes, *, keep_alive: bool = True) -> bytes:
+    headers = signed(body)
+    lines = [
+        f"POST {PEOPLE} HTTP/1.1",
+        "Host: 127.0.0.1",
+        f"Content-Length: {len(body)}",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def _answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """Read one HTTP/1.1 response with a Content-Length."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status_line, *header_lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return int(status_line.split()[1]), headers, body
+
+
+async def _closed(reader: asyncio.StreamReader, within: float) -> bool:
+    """Whether the server closes the connection (EOF or reset) within `within` seconds."""
+    try:
+        async with asyncio.timeout(within):
+            return await reader.read() == b""
+    except ConnectionError:
+        return True
+    except TimeoutError:
+        return False
+
+
+async def test_stalled_body_is_answered_408_at_the_read_timeout(serve: Serve) -> None:
+    """A body that stops arriving is refused with 408 request-timeout, then the connection closes."""
+    served = await serve(read_timeout=0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    request = _request(enrich("C02TEST00001"))
+    writer.write(request[:-20])  # the head and most of the body; the rest never comes
+    async with asyncio.timeout(5):
+        status, headers, body = await _answer(reader)
+    assert (status, json.loads(body)["error"]["code"]) == (408, "request-timeout")
+    assert headers["connection"] == "close"
+    assert await _closed(reader, within=5)
+    writer.close()
+
+
+async def test_request_head_sent_slowly_is_cut_at_the_read_timeout(serve: Serve) -> None:
+    """A request head trickling in a byte at a time is closed once `read_timeout` has passed."""
+    served = await serve(read_timeout=0.3, keepalive_timeout=60)
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(b"POST /webhooks/people HTTP/1.1\r\n")
+
+    async def trickle() -> None:
+        with contextlib.suppress(ConnectionError):
+            for _ in range(100):
+                writer.write(b"X-Slow: 1\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.05)
+
+    trickling = asyncio.create_task(trickle())
+    assert await _closed(reader, within=3)
+    trickling.cancel()
+    writer.close()
+
+
+async def test_idle_keep_alive_connection_is_closed_after_keepalive_timeout(serve: Serve) -> None:
+    """A connection that sends nothing (or nothing more after an answer) is closed when idle."""
+    served = await serve(keepalive_timeout=0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(_request(enrich("C02TEST00001")))
+    status, _, _ = await _answer(reader)
+    assert status == 200
+    assert await _closed(reader, within=3)
+    writer.close()
+    silent_reader, silent = await asyncio.open_connection("127.0.0.1", served.port)
+    assert await _closed(silent_reader, within=3)
+    silent.close()
+
+
+async def _at_cap(served: Served, count: int) -> None:
+    async with asyncio.timeout(3):
+        while served.listener.open_connections < count:  # accepting is asynchronous  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def test_connections_over_the_cap_are_refused_while_held_ones_are_answered(
+    serve: Serve,
+) -> None:
+    """At `max_connections` of proven connections a new one is closed; held ones get answers."""
+    served = await serve(max_connections=3, keepalive_timeout=60, read_timeout=60)
+    held = [await asyncio.open_connection("127.0.0.1", served.port) for _ in range(3)]
+    for reader, writer in held:  # each has had an answer: a client's keep-alive pool
+        writer.write(_request(enrich("C02TEST00001")))
+        assert (await _answer(reader))[0] == 200
+    await _at_cap(served, 3)
+    extra_reader, extra = await asyncio.open_connection("127.0.0.1", served.port)
+    assert await _closed(extra_reader, within=3)
+    extra.close()
+    for reader, writer in held:
+        writer.write(_request(enrich("C02TEST00001")))
+        status, _, body = await _answer(reader)
+        assert (status, json.loads(body)["allow"]) == (200, True)
+    for _, writer in held:
+        writer.close()
+
+
+async def test_silent_connections_at_the_cap_make_room_for_a_new_one(serve: Serve) -> None:
+    """Connections that never sent a request are displaced, oldest first, by a newcomer."""
+    served = await serve(max_connections=3, keepalive_timeout=60, read_timeout=60)
+    silent = [await asyncio.open_connection("127.0.0.1", served.port) for _ in range(3)]
+    await _at_cap(served, 3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(_request(enrich("C02TEST00001")))
+    status, _, body = await _answer(reader)
+    assert (status, json.loads(body)["allow"]) == (200, True)
+    assert await _closed(silent[0][0], within=3)
+    assert not await _closed(silent[1][0], within=0.2)
+    for _, silent_writer in [*silent, (reader, writer)]:
+        silent_writer.close()
+
+
+async def test_a_freed_slot_accepts_again(serve: Serve) -> None:
+    """Once a held connection closes, a new connection is served again."""
+    served = await serve(max_connections=1, keepalive_timeout=60)
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(_request(enrich("C02TEST00001"), keep_alive=False))
+    assert (await _answer(reader))[0] == 200
+    writer.close()
+    while served.listener.open_connections:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(_request(enrich("C02TEST00001")))
+    assert (await _answer(reader))[0] == 200
+    writer.close()
+
+
+async def test_tls_handshake_that_never_starts_is_cut_and_frees_its_slot(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """A TCP connection that never sends a ClientHello is closed at `read_timeout`."""
+    paths, ca = ensure_dev_certificate(tmp_path)
+    served = await serve(server_context(paths, None), read_timeout=0.3, keepalive_timeout=60)
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    assert await _closed(reader, within=3)
+    writer.close()
+    async with asyncio.timeout(3):
+        while served.listener.open_connections:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    client = ssl.create_default_context(cafile=str(ca))
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port, ssl=client)
+    writer.write(_request(enrich("C02TEST00001")))
+    status, _, body = await _answer(reader)
+    assert (status, json.loads(body)["allow"]) == (200, True)
+    writer.close()

@@ -1,0 +1,212 @@
+"""A real `serve` process: shutdown answers requests under way, JSON-only logs, a taken port."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import ENRICH_ID, INVENTORY_CSV, SECRET, enrich, signed
+
+ROOT = Path(__file__).resolve().parent.parent
+PEOPLE = "/webhooks/people"
+
+CONFIG = """\
+[server]
+plain_http = true
+host = "127.0.0.1"
+port = {port}
+shutdown_timeout = 5
+{extra}
+
+[logging]
+format = "json"
+
+[providers.inventory]
+kind = "csv"
+path = "inventory.csv"
+reload_interval = 0
+
+[[webhooks]]
+name = "people"
+kind = "ENRICHING"
+path = "/webhooks/people"
+id = "{hook_id}"
+secret = "{secret}"
+providers = ["inventory"]
+"""
+
+
+@dataclass
+class Process:
+    """A `serve` subprocess writing its log to a file."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def lines(self) -> list[str]:
+        return self.log.read_text(encoding="utf-8").splitlines()
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines()]
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _launch(folder: Path, port: int, extra: str = "") -> Process:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "inventory.csv").write_text(INVENTORY_CSV, encoding="utf-8")
+    config = folder / "connector.toml"
+    text = CONFIG.format(port=port, extra=extra, hook_id=ENRICH_ID, secret=SECRET)
+    config.write_text(text, encoding="utf-8")
+    log = folder / "server.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "connector", "serve", "--config", str(config)],
+            cwd=folder,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+    return Process(process, port, log)
+
+
+def _wait_ready(server: Process) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"serve exited early:\n{server.log.read_text(encoding='utf-8')}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{server.port}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"serve never ready:\n{server.log.read_text(encoding='utf-8')}")
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Any]:
+    """Start `serve` with extra `[server]` lines; stopped (SIGTERM) after the test."""
+    started: list[Process] = []
+
+    def start(extra: str = "") -> Process:
+        server = _launch(tmp_path / f"serve{len(started)}", _free_port(), extra)
+        started.append(server)
+        _wait_ready(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def _head(body: bytes) -> bytes:
+    lines = [
+        f"POST {PEOPLE} HTTP/1.1",
+        "Host: 127.0.0.1",
+        f"Content-Length: {len(body)}",
+        *(f"{k}: {v}" for k, v in signed(body).items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _read_answer(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_sigterm_answers_a_request_whose_body_is_still_arriving(serve: Any) -> None:
+    """A request half-sent at SIGTERM is read to its end and answered, then the process exits 0."""
+    server = serve()
+    body = enrich("C02TEST00001", now=datetime.now(UTC))
+    idle = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(_head(body) + body[:50])
+        time.sleep(0.3)  # the server has the head and is waiting for the body
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)  # the server is draining now
+        sock.sendall(body[50:])
+        answer = _read_answer(sock)
+    status_line, _, rest = answer.partition(b"\r\n")
+    head, _, payload = rest.partition(b"\r\n\r\n")
+    assert status_line == b"HTTP/1.1 200 OK"
+    assert b"Connection: close" in head
+    assert json.loads(payload)["allow"] is True
+    assert idle.recv(1) == b""  # an idle keep-alive connection is simply closed
+    idle.close()
+    assert server.process.wait(timeout=10) == 0
+    events = [e["event"] for e in server.events()]
+    assert events.index("server.stopping") < events.index("webhook.decision")
+    assert events[-1] == "service.stopped"
+
+
+def test_every_log_line_is_json_even_for_garbage_and_dropped_clients(serve: Any) -> None:
+    """Malformed requests and clients leaving mid-body log one JSON line each, no traceback."""
+    server = serve()
+    for garbage in (
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        b"GET / HTTP/1.1\r\nHost\r\n\r\n",
+    ):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(garbage)
+            _read_answer(sock)
+    body = enrich("C02TEST00001", now=datetime.now(UTC))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(_head(body) + body[:10])
+        time.sleep(0.3)
+    assert httpx.get(f"http://127.0.0.1:{server.port}/healthz", timeout=5).status_code == 200
+    assert server.stop() == 0
+    events = server.events()  # every line parses as one JSON object
+    # aiohttp keeps a first request that is not HTTP at all (the TLS hello) at debug level.
+    [malformed] = [e for e in events if e["event"] == "request.malformed"]
+    assert (malformed["level"], malformed["status"]) == ("info", 400)
+    [gone] = [e for e in events if e["event"] == "request.client_disconnected"]
+    assert (gone["level"], gone["path"]) == ("info", PEOPLE)
+    assert not [e for e in events if "exception" in e or e["level"] == "error"]
+
+
+def test_a_taken_port_is_one_error_line_and_exit_2(tmp_path: Path) -> None:
+    """Serving on a port already in use exits 2 with one `server.listen_failed` line."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        server = _launch(tmp_path, holder.getsockname()[1])
+        assert server.process.wait(timeout=20) == 2
+    [event] = server.events()
+    assert (event["event"], event["level"], event["port"]) == (
+        "server.listen_failed",
+        "error",
+        server.port,
+    )
+    assert "address already in use" in event["error"].lower()
