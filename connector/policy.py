@@ -37,6 +37,7 @@ from pydantic import (
 from connector.versions import OsVersion, parse_version
 from providers.base import DeviceRecord
 from providers.identifiers import DeviceIdentifier, IdentifierKind
+from providers.vocabulary import COMPLIANCE_STATES, OWNER_TYPES, PLATFORMS
 
 # Rules that read a field a provider may leave unreported; they may be listed in allow_unreported.
 UnreportableRule = Literal[
@@ -49,35 +50,10 @@ UnreportableRule = Literal[
     "max_last_contact_age",
 ]
 
-# Values the bundled providers report, used by `check_policy` to catch typos.
-KNOWN_COMPLIANCE = frozenset(
-    s.casefold()
-    for s in (
-        "unknown",
-        "compliant",
-        "noncompliant",
-        "conflict",
-        "error",
-        "inGracePeriod",
-        "configManager",
-    )
-)
-KNOWN_OWNER_TYPES = frozenset({"company", "personal"})
-KNOWN_PLATFORMS = frozenset(
-    p.casefold()
-    for p in (
-        "macOS",
-        "iOS",
-        "iPadOS",
-        "tvOS",
-        "visionOS",
-        "watchOS",
-        "Windows",
-        "Android",
-        "Linux",
-        "ChromeOS",
-    )
-)
+# Values the bundled providers report, folded, used by `check_policy` to catch typos.
+KNOWN_COMPLIANCE = frozenset(s.casefold() for s in COMPLIANCE_STATES)
+KNOWN_OWNER_TYPES = frozenset(s.casefold() for s in OWNER_TYPES)
+KNOWN_PLATFORMS = frozenset(p.casefold() for p in PLATFORMS)
 
 # How many group names an `observed` value or a message lists before eliding the rest.
 _LIST_LIMIT = 20
