@@ -24,12 +24,6 @@ class RuleOutcome:
     message: str
     observed: str | None
 
-    def line(self) -> str:
-        """One line for ``posture-connector lookup``: verdict, rule, value seen, why."""
-        verdict = "pass" if self.passed else f"FAIL {self.code}"
-        seen = "(unreported)" if self.observed is None else self.observed
-        return f"{verdict:<32} {self.rule:<22} {seen}: {self.message}"
-
 
 @dataclass(frozen=True, slots=True)
 class PolicyError:
@@ -65,11 +59,6 @@ class PolicyResult:
     def failures(self) -> tuple[RuleOutcome, ...]:
         """The rules that failed."""
         return tuple(o for o in self.outcomes if not o.passed)
-
-    @property
-    def codes(self) -> tuple[str, ...]:
-        """Every failure's code, for the decision log."""
-        return tuple(o.code for o in self.outcomes if o.code is not None)
 
     @property
     def error(self) -> PolicyError | None:
