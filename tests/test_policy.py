@@ -22,7 +22,7 @@ from connector.versions import OsVersion, parse_version
 from providers.base import DeviceRecord, GroupRef
 from providers.identifiers import DeviceIdentifier, classify
 from tests.conftest import AppClient
-from tests.helpers import config, enrich, signed, webhook
+from tests.helpers import AUTH_ID, ENRICH_ID, authorize, config, enrich, signed, webhook
 
 NOW = datetime(2025, 3, 20, 12, 0, tzinfo=UTC)
 SERIAL = classify("C02TESTSERIAL")
@@ -758,3 +758,32 @@ async def test_report_all_reaches_step_ca(app_client: AppClient, inventory: Path
         "message": "platform macOS is not allowed (allowed: iOS);"
         " device last contacted the MDM 2d 2h ago, more than 1h",
     }
+
+
+async def test_webhook_kinds_and_policy_kinds_refuse_alike(
+    app_client: AppClient, inventory: Path
+) -> None:
+    """The webhook's identifier_kinds and the policy's identifier_kind deny with one code and text."""
+    hooks = [
+        webhook(identifier_kinds=["serial"]),
+        webhook("gate", "AUTHORIZING", policy={"identifier_kind": ["serial"]}),
+    ]
+    client = await app_client(config(inventory, webhooks=hooks))
+    udid = "00008110-000A1C2E3F40801E"
+    errors = []
+    for path, body, webhook_id in (
+        ("/webhooks/people", enrich(udid, common_name=""), ENRICH_ID),
+        ("/webhooks/gate", authorize(udid), AUTH_ID),
+    ):
+        response = await client.post(
+            path,
+            data=body,
+            headers=signed(body, webhook_id=webhook_id),
+            skip_auto_headers=["Content-Type"],
+        )
+        errors.append((await response.json())["error"])
+    expected = {
+        "code": "identifier-kind-not-allowed",
+        "message": "identifier kind udid is not allowed (allowed: serial)",
+    }
+    assert errors == [expected, expected]
