@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from pydantic import ValidationError
 
 from connector.policy import (
+    RULES,
     PolicyError,
     PolicySettings,
+    UnreportableRule,
     check_policy,
     evaluate,
     format_span,
@@ -356,6 +358,14 @@ def test_strict_policy_lists_every_rule_in_order() -> None:
         "groups.any_of",
         "groups.none_of",
     ]
+
+
+def test_rule_table_agrees_with_the_settings() -> None:
+    """Each rule key is unique, and allow_unreported accepts exactly the rules that can report
+    attribute-unreported, so a new rule cannot be left out of either."""
+    keys = [rule.key for rule in RULES]
+    assert len(keys) == len(set(keys))
+    assert {r.key for r in RULES if r.unreportable} == set(get_args(UnreportableRule))
 
 
 OBSERVED_CASES = [
