@@ -15,9 +15,9 @@ the service never starts with them; `check_policy` reports the softer, meaningle
 (dead entries, typos of known values) for ``check-config``.
 
 Modules: ``_settings`` (the validated config), ``_rules`` (the ordered rule table; one unit
-per rule holds its key, code, judgement, messages and lint), ``_rule`` (what a unit is and
-the helpers units share), ``_evaluate`` and ``_lint`` (walking the table), ``_result``,
-``_durations``.
+per rule holds its key, code, judgement, messages and lint; the group units are in
+``_groups``), ``_rule`` (what a unit is and the helpers units share), ``_evaluate`` and
+``_lint`` (walking the table), ``_result``, ``_durations``.
 """
 
 from connector.policy._durations import Duration, format_span, parse_duration

@@ -31,7 +31,8 @@ def identifier_kind_refusal(
     """The denial of an identifier whose kind is not in ``allowed``.
 
     The one place for its code and message: the webhook's ``identifier_kinds`` check and the
-    policy's ``identifier_kind`` rule both answer with it.
+    policy's ``identifier_kind`` rule both answer with it. Allowed kinds are named in
+    `IdentifierKind` order, however they were configured.
     """
     names = ", ".join(k.value for k in IdentifierKind if k in allowed)
     return PolicyError(
