@@ -13,7 +13,7 @@ from typing import Any
 from connector.enrichment import build_data
 from connector.lookup import LookupResult, ProviderChain
 from connector.models import ReplyError, WebhookReply, WebhookRequest
-from connector.policy import PolicyResult, RuleOutcome, evaluate
+from connector.policy import PolicyResult, RuleOutcome, evaluate, identifier_kind_refusal
 from connector.settings import WebhookSettings
 from providers.base import DeviceRecord
 from providers.identifiers import DeviceIdentifier, IdentifierShapeError, classify
@@ -69,12 +69,8 @@ def check_identifier(hook: WebhookSettings, value: str) -> DeviceIdentifier | De
         other = classify(value)
     except IdentifierShapeError as exc:
         return _deny("identifier-invalid", str(exc), identifier=value)
-    return _deny(
-        "identifier-kind-not-allowed",
-        f"identifiers of kind {other.kind.value} are not accepted by this webhook",
-        identifier=value,
-        kind=other.kind.value,
-    )
+    refusal = identifier_kind_refusal(other.kind, hook.identifier_kinds)
+    return _deny(refusal.code, refusal.message, identifier=value, kind=other.kind.value)
 
 
 def policy_error(result: PolicyResult) -> tuple[str, str]:

@@ -150,6 +150,47 @@ def test_lookup_enriching_shows_the_data(capsys: pytest.CaptureFixture[str]) -> 
     assert "anika.sharma@example.com" in json.dumps(data)
 
 
+def test_lookup_explains_each_rule_with_the_value_it_saw(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each rule's entry names its verdict, code, value seen (null when unreported) and why."""
+    shutil.copy(EXAMPLES / "quickstart.secret", tmp_path / "quickstart.secret")
+    shutil.copy(EXAMPLES / "quickstart-inventory.csv", tmp_path / "quickstart-inventory.csv")
+    text = QUICKSTART.read_text(encoding="utf-8").replace(
+        "[webhooks.policy]\nmanaged = true\n\n[webhooks.enrichment]",
+        '[webhooks.policy]\nreport = "all"\ncompliance = ["compliant"]\nplatform = ["iOS"]\n\n'
+        "[webhooks.enrichment]",
+    )
+    path = tmp_path / "connector.toml"
+    path.write_text(text, encoding="utf-8")
+    args = ["lookup", "--config", str(path), "--webhook", "people", "C02QUICK0001"]
+    assert main(args) == EXIT_DENY
+    decision = json.loads(capsys.readouterr().out)
+    assert decision["rules"] == [
+        {
+            "rule": "managed",
+            "result": "pass",
+            "observed": "true",
+            "code": None,
+            "message": "device is managed",
+        },
+        {
+            "rule": "compliance",
+            "result": "fail",
+            "observed": None,
+            "code": "attribute-unreported",
+            "message": "inventory inventory does not report the device's compliance state",
+        },
+        {
+            "rule": "platform",
+            "result": "fail",
+            "observed": "macOS",
+            "code": "platform-not-allowed",
+            "message": "platform macOS is not allowed (allowed: iOS)",
+        },
+    ]
+
+
 def test_lookup_unknown_webhook_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     """Naming a webhook that is not configured exits 2 and lists the configured ones."""
     args = ["lookup", "--config", str(QUICKSTART), "--webhook", "nope", "C02QUICK0001"]

@@ -1,0 +1,117 @@
+"""The group rules: ``groups.all_of``, ``groups.any_of`` and ``groups.none_of``.
+
+A device group matches an entry by its name or its id, both trimmed and case-folded; the
+outcome's ``observed`` value is the device's group names (the first twenty).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from connector.policy._result import RuleOutcome
+from connector.policy._rule import Subject, duplicates, elide, verdict
+from connector.policy._settings import PolicySettings, fold
+from providers.base import DeviceRecord
+
+
+def _group_keys(device: DeviceRecord) -> frozenset[str]:
+    """Every folded name and id of the device's groups."""
+    names = frozenset(fold(g.name) for g in device.groups)
+    return names | frozenset(fold(g.id) for g in device.groups if g.id)
+
+
+def _group_names(device: DeviceRecord) -> str:
+    """The device's group names for `observed`: sorted, the first twenty."""
+    return elide(sorted({g.name for g in device.groups}, key=str.casefold))
+
+
+class AllOfRule:
+    """``groups.all_of``: the device must be in every listed group."""
+
+    key = "groups.all_of"
+    code = "group-required"
+    unreportable = False
+
+    def configured(self, policy: PolicySettings) -> bool:
+        return policy.groups.all_of is not None
+
+    def judge(self, policy: PolicySettings, subject: Subject) -> RuleOutcome:
+        keys = _group_keys(subject.device)
+        missing = [g for g, k in policy.groups.all_of_keys if k not in keys]
+        return verdict(
+            self,
+            not missing,
+            f"device is missing required groups: {elide(missing)}"
+            if missing
+            else "device is in every required group",
+            _group_names(subject.device),
+        )
+
+    def lint(self, policy: PolicySettings) -> Iterator[str]:
+        return duplicates(self.key, policy.groups.all_of or ())
+
+
+class AnyOfRule:
+    """``groups.any_of``: the device must be in at least one listed group."""
+
+    key = "groups.any_of"
+    code = "group-required"
+    unreportable = False
+
+    def configured(self, policy: PolicySettings) -> bool:
+        return policy.groups.any_of is not None
+
+    def judge(self, policy: PolicySettings, subject: Subject) -> RuleOutcome:
+        groups = policy.groups
+        ok = not groups.any_of_keys.isdisjoint(_group_keys(subject.device))
+        return verdict(
+            self,
+            ok,
+            "device is in a required group"
+            if ok
+            else f"device is in none of the required groups: {elide(groups.any_of or ())}",
+            _group_names(subject.device),
+        )
+
+    def lint(self, policy: PolicySettings) -> Iterator[str]:
+        groups = policy.groups
+        yield from duplicates(self.key, groups.any_of or ())
+        overlap = [g for g in groups.any_of or () if fold(g) in groups.none_of_keys]
+        if overlap:
+            yield (
+                f"groups: {', '.join(overlap)} in both any_of and none_of; a device in them is"
+                " always refused, so listing them in any_of has no effect"
+            )
+        required = {k for _, k in groups.all_of_keys}
+        redundant = [g for g in groups.any_of or () if fold(g) in required]
+        if redundant:
+            yield (
+                f"groups: {', '.join(redundant)} in both any_of and all_of; all_of already"
+                " requires them, so any_of always passes"
+            )
+
+
+class NoneOfRule:
+    """``groups.none_of``: the device must be in none of the listed groups."""
+
+    key = "groups.none_of"
+    code = "group-forbidden"
+    unreportable = False
+
+    def configured(self, policy: PolicySettings) -> bool:
+        return policy.groups.none_of is not None
+
+    def judge(self, policy: PolicySettings, subject: Subject) -> RuleOutcome:
+        keys = _group_keys(subject.device)
+        hits = [g for g in policy.groups.none_of or () if fold(g) in keys]
+        return verdict(
+            self,
+            not hits,
+            f"device is in forbidden groups: {elide(hits)}"
+            if hits
+            else "device is in no forbidden group",
+            _group_names(subject.device),
+        )
+
+    def lint(self, policy: PolicySettings) -> Iterator[str]:
+        return duplicates(self.key, policy.groups.none_of or ())

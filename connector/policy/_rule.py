@@ -1,0 +1,122 @@
+"""What one rule unit is, and the helpers every unit shares to build its outcome.
+
+A unit holds everything about one rule: its config key, its reason code, whether the policy
+turns it on, how it judges a device (pure), the messages it explains itself with, and the
+``check-config`` lint for its own settings. `evaluate` and `check_policy` only walk the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from connector.policy._result import RuleOutcome
+from connector.policy._settings import PolicySettings, fold
+from providers.base import DeviceRecord
+from providers.identifiers import DeviceIdentifier
+
+UNREPORTED = "attribute-unreported"
+# How many group names an `observed` value or a message lists before eliding the rest.
+_LIST_LIMIT = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What a rule judges.
+
+    Attributes:
+        device: The record the provider chain found.
+        identifier: The attested identifier that found it.
+        now: The request time (rules never read the clock).
+    """
+
+    device: DeviceRecord
+    identifier: DeviceIdentifier
+    now: datetime
+
+
+class Rule(Protocol):
+    """One rule of the table."""
+
+    @property
+    def key(self) -> str:
+        """The config key, also `RuleOutcome.rule` (``groups.any_of`` for the group rules)."""
+        ...
+
+    @property
+    def code(self) -> str:
+        """The reason code of a failure (`UNREPORTED` aside)."""
+        ...
+
+    @property
+    def unreportable(self) -> bool:
+        """Whether it reads a field a provider may leave `None`, so allow_unreported may list it."""
+        ...
+
+    def configured(self, policy: PolicySettings) -> bool:
+        """Whether the policy turns the rule on."""
+        ...
+
+    def judge(self, policy: PolicySettings, subject: Subject) -> RuleOutcome:
+        """The rule's verdict on one device; pure."""
+        ...
+
+    def lint(self, policy: PolicySettings) -> Iterator[str]:
+        """Meaningless but valid parts of the rule's settings, as ``key: problem`` lines."""
+        ...
+
+
+def verdict(
+    rule: Rule, ok: bool, message: str, observed: str | None, code: str | None = None
+) -> RuleOutcome:
+    """An outcome of ``rule``; a failure carries ``code`` or else the rule's own code."""
+    return RuleOutcome(rule.key, ok, None if ok else code or rule.code, message, observed)
+
+
+def unreported(rule: Rule, policy: PolicySettings, device: DeviceRecord, what: str) -> RuleOutcome:
+    """The device lacks ``what``: fail closed unless allow_unreported lists the rule."""
+    if rule.key in policy.allow_unreported_set:
+        return RuleOutcome(
+            rule.key,
+            True,
+            None,
+            f"inventory {device.provider} does not report the {what}; allowed by allow_unreported",
+            None,
+        )
+    return RuleOutcome(
+        rule.key,
+        False,
+        UNREPORTED,
+        f"inventory {device.provider} does not report the device's {what}",
+        None,
+    )
+
+
+def elide(values: Iterable[str]) -> str:
+    """Join names for a message, eliding all but the first twenty."""
+    items = list(values)
+    if not items:
+        return "(none)"
+    shown = ", ".join(items[:_LIST_LIMIT])
+    more = len(items) - _LIST_LIMIT
+    return f"{shown}, … (+{more} more)" if more > 0 else shown
+
+
+def duplicates(key: str, values: Iterable[str]) -> Iterator[str]:
+    """Each entry that repeats an earlier one after case folding."""
+    seen: set[str] = set()
+    for value in values:
+        folded = fold(value)
+        if folded in seen:
+            yield f"{key}: {value!r} is listed twice (compared case-insensitively)"
+        seen.add(folded)
+
+
+def unknown(key: str, values: Iterable[str], known: Iterable[str], label: str) -> Iterator[str]:
+    """Each entry outside the providers' vocabulary: likely a typo, never matched."""
+    folded = {fold(k) for k in known}
+    for value in values:
+        if fold(value) not in folded:
+            yield f"{key}: {value!r} is not {label} any provider reports"

@@ -1,0 +1,32 @@
+"""The normalised vocabulary of `DeviceRecord`: the values providers put into its enum-like fields.
+
+Providers write these exact spellings; the policy compares them case-insensitively and its
+``check-config`` lint flags a configured value outside them as a likely typo. A provider that
+learns a new value adds it here, so the policy accepts it without a second edit.
+"""
+
+from __future__ import annotations
+
+COMPLIANCE_STATES: frozenset[str] = frozenset(
+    {"unknown", "compliant", "noncompliant", "conflict", "error", "inGracePeriod", "configManager"}
+)
+"""``DeviceRecord.compliance``: Microsoft Graph's ``complianceState`` values."""
+
+OWNER_TYPES: frozenset[str] = frozenset({"company", "personal"})
+"""``DeviceRecord.owner_type``."""
+
+PLATFORMS: frozenset[str] = frozenset(
+    {
+        "macOS",
+        "iOS",
+        "iPadOS",
+        "tvOS",
+        "visionOS",
+        "watchOS",
+        "Windows",
+        "Android",
+        "Linux",
+        "ChromeOS",
+    }
+)
+"""``DeviceRecord.platform``: Apple platforms from Jamf and files, operating systems from Intune."""
