@@ -5,14 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from providers import vocabulary
 from providers._records import text
 from providers.base import DeviceRecord, GroupRef, UserRecord
 from providers.intune._models import DirectoryGroup, GraphUser, ManagedDevice
 from providers.intune._settings import GUID
 
-COMPLIANCE_STATES = frozenset(
-    {"unknown", "compliant", "noncompliant", "conflict", "error", "inGracePeriod", "configManager"}
-)
+COMPLIANCE_STATES = vocabulary.COMPLIANCE_STATES
 """``complianceState`` values Graph documents; others pass through but are logged."""
 
 _NIL_GUID = "00000000-0000-0000-0000-000000000000"
