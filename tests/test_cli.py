@@ -155,6 +155,7 @@ def test_lookup_explains_each_rule_with_the_value_it_saw(
 ) -> None:
     """Each rule's entry names its verdict, code, value seen (null when unreported) and why."""
     shutil.copy(EXAMPLES / "quickstart.secret", tmp_path / "quickstart.secret")
+    shutil.copy(EXAMPLES / "quickstart-gate.secret", tmp_path / "quickstart-gate.secret")
     shutil.copy(EXAMPLES / "quickstart-inventory.csv", tmp_path / "quickstart-inventory.csv")
     text = QUICKSTART.read_text(encoding="utf-8").replace(
         "[webhooks.policy]\nmanaged = true\n\n[webhooks.enrichment]",
