@@ -79,7 +79,7 @@ async def test_migration_is_idempotent_across_opens(settings: StoreSettings) -> 
 async def test_newer_schema_is_refused_untouched(settings: StoreSettings) -> None:
     """A database migrated by a newer release is refused with both version numbers."""
     store = await open_store(settings)
-    async with store._driver.transaction() as tx:  # noqa: SLF001 - tests reach below the API
+    async with store._driver.transaction() as tx:
         await tx.execute("INSERT INTO schema_version (version) VALUES (?)", LATEST + 7)
     await store.aclose()
     with pytest.raises(SchemaTooNew) as caught:
