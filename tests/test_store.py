@@ -51,7 +51,7 @@ async def settings(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSetti
     if request.param == "sqlite":
         return StoreSettings(path=tmp_path / "store.sqlite3")
     url = await _fresh_postgres(request.getfixturevalue("postgres_url"))
-    return StoreSettings(backend="postgresql", url=url)  # type: ignore[arg-type]
+    return StoreSettings(backend="postgresql", url=url)
 
 
 @pytest.fixture
@@ -196,7 +196,7 @@ async def test_unreachable_postgres_is_a_clear_store_error() -> None:
     """A database nobody listens on fails fast with a password-free reason."""
     settings = StoreSettings(
         backend="postgresql",
-        url="postgresql://u:hunter2@127.0.0.1:9/nowhere",  # type: ignore[arg-type]
+        url="postgresql://u:hunter2@127.0.0.1:9/nowhere",
         timeout=1,
     )
     with pytest.raises(StoreError) as caught:
