@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
-import asyncpg
 import pytest
 
 from connector.store import (
@@ -24,66 +20,35 @@ from connector.store import (
     SyncState,
     open_store,
 )
-from tests.postgres import postgres_cluster
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """One throwaway PostgreSQL cluster for the whole run."""
-    with postgres_cluster() as url:
-        yield url
-
-
-async def _fresh_postgres(url: str) -> str:
-    """A new empty database on the shared cluster (tests never see each other's rows)."""
-    name = f"t{uuid.uuid4().hex}"
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return url.rsplit("/", 1)[0] + f"/{name}"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def settings(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSettings:
-    """Store settings for a fresh database of each backend."""
-    if request.param == "sqlite":
-        return StoreSettings(path=tmp_path / "store.sqlite3")
-    url = await _fresh_postgres(request.getfixturevalue("postgres_url"))
-    return StoreSettings(backend="postgresql", url=url)
-
-
-@pytest.fixture
-async def store(settings: StoreSettings) -> AsyncIterator[Store]:
-    """An open, migrated store."""
-    opened = await open_store(settings)
-    yield opened
-    await opened.aclose()
+async def _payload(store: Store, provider: str, key: str) -> tuple[int, bytes] | None:
+    found = await store.find_device(provider, key)
+    return None if found is None else (found.generation, found.payload)
 
 
 def _device(serial: str, payload: bytes = b"{}") -> StoredDevice:
     return StoredDevice(keys=(f"serial:{serial}",), payload=payload)
 
 
-async def test_migration_is_idempotent_across_opens(settings: StoreSettings) -> None:
+async def test_migration_is_idempotent_across_opens(store_settings: StoreSettings) -> None:
     """Opening a migrated store again changes nothing and reports the latest version."""
-    first = await open_store(settings)
+    first = await open_store(store_settings)
     assert await first.migrate() == LATEST
     await first.aclose()
-    second = await open_store(settings)
+    second = await open_store(store_settings)
     assert await second.migrate() == LATEST
     await second.aclose()
 
 
-async def test_newer_schema_is_refused_untouched(settings: StoreSettings) -> None:
+async def test_newer_schema_is_refused_untouched(store_settings: StoreSettings) -> None:
     """A database migrated by a newer release is refused with both version numbers."""
-    store = await open_store(settings)
+    store = await open_store(store_settings)
     async with store._driver.transaction() as tx:
         await tx.execute("INSERT INTO schema_version (version) VALUES (?)", LATEST + 7)
     await store.aclose()
     with pytest.raises(SchemaTooNew) as caught:
-        await open_store(settings)
+        await open_store(store_settings)
     assert caught.value.found == LATEST + 7
     assert f"version {LATEST + 7}" in str(caught.value)
     assert f"up to {LATEST}" in str(caught.value)
@@ -97,12 +62,24 @@ async def test_generation_is_invisible_until_committed(store: Store) -> None:
     new = await store.begin_generation("jamf")
     await store.add_devices(new, [_device("C02NEW", b"new")])
     assert await store.find_device("jamf", "serial:C02NEW") is None
-    assert await store.find_device("jamf", "serial:C02OLD") == (old, b"old")
+    assert await _payload(store, "jamf", "serial:C02OLD") == (old, b"old")
     current = await store.commit_generation("jamf", new)
     assert current.id == new
     assert current.devices == 1
-    assert await store.find_device("jamf", "serial:C02NEW") == (new, b"new")
+    assert await _payload(store, "jamf", "serial:C02NEW") == (new, b"new")
     assert await store.find_device("jamf", "serial:C02OLD") is None
+
+
+async def test_newest_record_wins_across_batches(store: Store) -> None:
+    """A device listed twice keeps the record with the later last contact, whatever the order."""
+    gen = await store.begin_generation("jamf")
+    await store.add_devices(gen, [StoredDevice(("C02DUP",), b"newer", rank=200)])
+    await store.add_devices(gen, [StoredDevice(("C02DUP",), b"older", rank=100)])
+    await store.add_devices(gen, [StoredDevice(("C02TWO",), b"first", rank=1)])
+    await store.add_devices(gen, [StoredDevice(("C02TWO",), b"second", rank=2)])
+    await store.commit_generation("jamf", gen)
+    assert await _payload(store, "jamf", "C02DUP") == (gen, b"newer")
+    assert await _payload(store, "jamf", "C02TWO") == (gen, b"second")
 
 
 async def test_aborted_generation_keeps_the_current_one(store: Store) -> None:

@@ -106,6 +106,7 @@ class SqliteDriver:
         self._reader = _SqliteConnection(reader)
         self._raw = (writer, reader)
         self._write_lock = asyncio.Lock()
+        self._closed = False
 
     @classmethod
     async def open(cls, path: Path) -> SqliteDriver:
@@ -130,6 +131,7 @@ class SqliteDriver:
     async def transaction(self) -> AsyncIterator[Connection]:
         """BEGIN IMMEDIATE on the writer: one writer at a time, readers unaffected."""
         async with self._write_lock:
+            self._check_open()
             await self._writer.execute("BEGIN IMMEDIATE")
             try:
                 yield self._writer
@@ -141,10 +143,16 @@ class SqliteDriver:
     @contextlib.asynccontextmanager
     async def reader(self) -> AsyncIterator[Connection]:
         """The reader connection (autocommit: each statement sees the latest commit)."""
+        self._check_open()
         yield self._reader
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("sqlite: the store is closed")
 
     async def aclose(self) -> None:
         """Close both connections."""
+        self._closed = True
         for conn in self._raw:
             with contextlib.suppress(Exception):
                 await conn.close()

@@ -35,11 +35,28 @@ class StoredDevice:
     """One device of an inventory generation.
 
     Attributes:
-        keys: Every lookup key it answers to (``serial:C02...``, ``udid:0000...``).
+        keys: Every lookup key it answers to (the normalised serial and UDID).
         payload: The encoded record.
+        rank: Which of two records with one key wins: the higher (the last contact's Unix time).
     """
 
     keys: tuple[str, ...]
+    payload: bytes
+    rank: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """A device found in a provider's current generation.
+
+    Attributes:
+        generation: The generation that answered (for the audit log).
+        completed_at: Unix time that generation became current (for staleness).
+        payload: The encoded record.
+    """
+
+    generation: int
+    completed_at: float
     payload: bytes
 
 

@@ -63,6 +63,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             """CREATE TABLE devices (
                 generation BIGINT NOT NULL REFERENCES generations (id) ON DELETE CASCADE,
                 key TEXT NOT NULL,
+                rank {real} NOT NULL,
                 payload {blob} NOT NULL,
                 PRIMARY KEY (generation, key)
             )""",

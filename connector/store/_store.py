@@ -23,6 +23,7 @@ from connector.store._model import (
     FailedRule,
     Generation,
     SchemaTooNew,
+    StoredAnswer,
     StoredDevice,
     StoreError,
     SyncState,
@@ -101,15 +102,20 @@ class Store:
         return int(row[0])
 
     async def add_devices(self, generation: int, devices: Sequence[StoredDevice]) -> None:
-        """Add devices to a building generation; a key given twice keeps the later payload."""
-        rows = [(generation, key, d.payload) for d in devices for key in d.keys]
+        """Add devices to a building generation; of two with one key the higher rank wins.
+
+        That is the newest-record-wins rule for a re-enrolled device listed twice, applied
+        across batches by the database rather than by holding a whole inventory in memory.
+        """
+        rows = [(generation, key, d.rank, d.payload) for d in devices for key in d.keys]
         if not rows:
             return
         async with self._driver.transaction() as tx:
             await _expect_building(tx, generation)
             await tx.executemany(
-                "INSERT INTO devices (generation, key, payload) VALUES (?, ?, ?) "
-                "ON CONFLICT (generation, key) DO UPDATE SET payload = excluded.payload",
+                "INSERT INTO devices (generation, key, rank, payload) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (generation, key) DO UPDATE SET payload = excluded.payload, "
+                "rank = excluded.rank WHERE excluded.rank >= devices.rank",
                 rows,
             )
             await tx.execute(
@@ -181,16 +187,19 @@ class Store:
             return None
         return Generation(id=int(row[0]), provider=provider, completed_at=row[1], devices=row[2])
 
-    async def find_device(self, provider: str, key: str) -> tuple[int, bytes] | None:
-        """(generation id, payload) of the device with `key` in the current generation."""
+    async def find_device(self, provider: str, key: str) -> StoredAnswer | None:
+        """The device with `key` in `provider`'s current generation, and that generation."""
         async with self._driver.reader() as conn:
             row = await conn.fetchone(
-                "SELECT d.generation, d.payload FROM inventory_heads h JOIN devices d "
-                "ON d.generation = h.generation AND d.key = ? WHERE h.provider = ?",
+                "SELECT d.generation, g.completed_at, d.payload FROM inventory_heads h "
+                "JOIN devices d ON d.generation = h.generation AND d.key = ? "
+                "JOIN generations g ON g.id = h.generation WHERE h.provider = ?",
                 key,
                 provider,
             )
-        return (int(row[0]), bytes(row[1])) if row is not None else None
+        if row is None:
+            return None
+        return StoredAnswer(generation=int(row[0]), completed_at=row[1], payload=bytes(row[2]))
 
     # --- sync state and leases --------------------------------------------------------------
 
