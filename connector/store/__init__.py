@@ -16,6 +16,7 @@ from connector.store._model import (
     StoreError,
     SyncState,
 )
+from connector.store._recorder import AuditRecorder
 from connector.store._schema import LATEST
 from connector.store._settings import StoreSettings, open_store
 from connector.store._store import Store
@@ -24,6 +25,7 @@ __all__ = [
     "LATEST",
     "AuditEntry",
     "AuditQuery",
+    "AuditRecorder",
     "Challenge",
     "FailedRule",
     "Generation",
