@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from connector import stepca
+from connector.audit_cli import add_audit_arguments, cmd_audit
 from connector.checks import preflight
 from connector.decision import Decision, decide
 from connector.lab import add_lab_arguments, run_lab
@@ -229,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_lab_arguments(lab)
     lab.set_defaults(func=run_lab)
+
+    audit = sub.add_parser("audit", help="query the decision audit log")
+    add_audit_arguments(audit)
+    audit.set_defaults(func=cmd_audit)
 
     send = sub.add_parser("send", help="act as step-ca: send one signed webhook request")
     send.add_argument("--url", required=True)

@@ -3,6 +3,7 @@ store on each backend (SQLite in a temporary folder, a throwaway PostgreSQL clus
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+import structlog
 from aiohttp.test_utils import TestClient
 
 from connector import create_app
@@ -74,3 +76,13 @@ async def store(store_settings: StoreSettings) -> AsyncIterator[Store]:
     opened = await open_store(store_settings)
     yield opened
     await opened.aclose()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """CLI commands configure structlog and stdlib logging for the process; undo that after."""
+    handlers, level = logging.root.handlers[:], logging.root.level
+    yield
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)
+    structlog.reset_defaults()
