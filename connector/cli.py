@@ -21,6 +21,7 @@ import httpx
 import structlog
 
 from connector import stepca
+from connector.audit_cli import add_audit_arguments, cmd_audit
 from connector.checks import config_warnings, preflight
 from connector.decision import Decision, decide
 from connector.logs import configure_logging
@@ -266,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     lab.set_defaults(func=cmd_lab)
+
+    audit = sub.add_parser("audit", help="query the decision audit log")
+    add_audit_arguments(audit)
+    audit.set_defaults(func=cmd_audit)
 
     send = sub.add_parser("send", help="act as step-ca: send one signed webhook request")
     send.add_argument("--url", required=True)

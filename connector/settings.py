@@ -23,6 +23,7 @@ from pydantic import (
 from connector.enrichment import EnrichmentSettings
 from connector.policy import PolicySettings
 from connector.signing import decode_secret
+from connector.store import StoreSettings
 from providers import ProviderSettings
 from providers.config_types import ConfigPath, Secret
 from providers.identifiers import IdentifierKind
@@ -160,6 +161,9 @@ class Settings(_Frozen):
     server: ServerSettings
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    # A mapping default, validated like a written table: the SQLite path resolves against the
+    # config file's folder, as every other path does.
+    store: StoreSettings = Field(default={}, validate_default=True)
     providers: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")], ProviderSettings] = (
         Field(min_length=1)
     )

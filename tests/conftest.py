@@ -1,18 +1,25 @@
-"""Fixtures: an inventory file, and the real app served on 127.0.0.1 through pytest-aiohttp."""
+"""Fixtures: an inventory file, the real app served on 127.0.0.1 through pytest-aiohttp, and a
+store on each backend (SQLite in a temporary folder, a throwaway PostgreSQL cluster)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
+import structlog
 from aiohttp.test_utils import TestClient
 
 from connector import create_app
 from connector.app import PROVIDERS_STARTED
+from connector.store import Store, StoreSettings, open_store
 from tests.helpers import FIXED_NOW, INVENTORY_CSV, config, make_settings
+from tests.postgres import postgres_cluster
 
 AppClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
@@ -38,3 +45,48 @@ def app_client(aiohttp_client: Any, inventory: Path) -> AppClient:
         return client
 
     return start
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """One throwaway PostgreSQL cluster for the whole run."""
+    with postgres_cluster() as url:
+        yield url
+
+
+async def _fresh_postgres(url: str) -> str:
+    """A new empty database on the shared cluster (tests never see each other's rows)."""
+    name = f"t{uuid.uuid4().hex}"
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSettings:
+    """Store settings for a fresh database of each backend."""
+    if request.param == "sqlite":
+        return StoreSettings(path=tmp_path / "store.sqlite3")
+    url = await _fresh_postgres(request.getfixturevalue("postgres_url"))
+    return StoreSettings(backend="postgresql", url=url)
+
+
+@pytest.fixture
+async def store(store_settings: StoreSettings) -> AsyncIterator[Store]:
+    """An open, migrated store."""
+    opened = await open_store(store_settings)
+    yield opened
+    await opened.aclose()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """CLI commands configure structlog and stdlib logging for the process; undo that after."""
+    handlers, level = logging.root.handlers[:], logging.root.level
+    yield
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)
+    structlog.reset_defaults()

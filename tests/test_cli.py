@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import signal
@@ -18,25 +17,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-import structlog
 
 from connector.cli import EXIT_CONFIG, EXIT_DENY, EXIT_FAILED, EXIT_OK, main
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 QUICKSTART = EXAMPLES / "quickstart.toml"
 PEOPLE_ID = "3f1b2c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
 GATE_ID = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """`lookup` configures structlog and stdlib logging for the process; undo that after."""
-    handlers, level = logging.root.handlers[:], logging.root.level
-    yield
-    logging.root.handlers[:] = handlers
-    logging.root.setLevel(level)
-    structlog.reset_defaults()
 
 
 def test_check_config_accepts_the_quickstart(capsys: pytest.CaptureFixture[str]) -> None:

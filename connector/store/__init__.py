@@ -1,0 +1,40 @@
+"""The shared state of every replica: inventory generations, sync state, leases, audit, challenges.
+
+Nothing outside this package knows which database is behind it: `open_store` reads
+``[store]`` and hands back a `Store`.
+"""
+
+from connector.store._model import (
+    AuditEntry,
+    AuditQuery,
+    Challenge,
+    FailedRule,
+    Generation,
+    SchemaTooNew,
+    StoredAnswer,
+    StoredDevice,
+    StoreError,
+    SyncState,
+)
+from connector.store._recorder import AuditRecorder
+from connector.store._schema import LATEST
+from connector.store._settings import StoreSettings, open_store
+from connector.store._store import Store
+
+__all__ = [
+    "LATEST",
+    "AuditEntry",
+    "AuditQuery",
+    "AuditRecorder",
+    "Challenge",
+    "FailedRule",
+    "Generation",
+    "SchemaTooNew",
+    "Store",
+    "StoreError",
+    "StoreSettings",
+    "StoredAnswer",
+    "StoredDevice",
+    "SyncState",
+    "open_store",
+]

@@ -1,0 +1,248 @@
+"""Two thin database drivers behind one small interface: aiosqlite and asyncpg.
+
+The store's SQL is written once with ``?`` placeholders; the PostgreSQL driver numbers them
+(``$1``, ``$2``...). Every driver error becomes `StoreError` here, at one boundary, with a
+message that names the backend and never the password.
+
+Why these libraries: aiosqlite is the standard asyncio bridge to the standard library's sqlite3
+(nothing to install for the embedded default); asyncpg is the fastest well-kept PostgreSQL
+driver for asyncio, with a built-in pool and per-command timeouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiosqlite
+import asyncpg
+
+from connector.store._model import StoreError
+from connector.store._schema import Dialect
+
+Row = tuple[Any, ...]
+
+
+class Connection(Protocol):
+    """One connection (inside a transaction, or for a read)."""
+
+    async def execute(self, sql: str, *args: object) -> None:
+        """Run a statement."""
+        ...
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        """Run a statement once per row."""
+        ...
+
+    async def fetchone(self, sql: str, *args: object) -> Row | None:
+        """The first row, or None."""
+        ...
+
+    async def fetchall(self, sql: str, *args: object) -> list[Row]:
+        """Every row."""
+        ...
+
+
+class Driver(Protocol):
+    """A database: transactions for writes, a connection for reads."""
+
+    @property
+    def dialect(self) -> Dialect:
+        """Which SQL dialect it speaks."""
+        ...
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        """A connection inside a transaction: committed on exit, rolled back on error."""
+        ...
+
+    def reader(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        """A connection for reads that see the latest committed data."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close every connection."""
+        ...
+
+
+# --- SQLite ----------------------------------------------------------------------------------
+
+
+class _SqliteConnection:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: object) -> None:
+        with _translated("sqlite"):
+            await self._conn.execute(sql, args)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        with _translated("sqlite"):
+            await self._conn.executemany(sql, rows)
+
+    async def fetchone(self, sql: str, *args: object) -> Row | None:
+        with _translated("sqlite"):
+            async with self._conn.execute(sql, args) as cursor:
+                row = await cursor.fetchone()
+        return tuple(row) if row is not None else None
+
+    async def fetchall(self, sql: str, *args: object) -> list[Row]:
+        with _translated("sqlite"):
+            async with self._conn.execute(sql, args) as cursor:
+                rows = await cursor.fetchall()
+        return [tuple(r) for r in rows]
+
+
+class SqliteDriver:
+    """One writer and one reader connection to a WAL-mode file: reads never wait for a sync."""
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self._writer = _SqliteConnection(writer)
+        self._reader = _SqliteConnection(reader)
+        self._raw = (writer, reader)
+        self._write_lock = asyncio.Lock()
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteDriver:
+        """Open (creating if needed) the database file."""
+        with _translated("sqlite"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer = await aiosqlite.connect(path, isolation_level=None)
+            reader = await aiosqlite.connect(path, isolation_level=None)
+            for conn in (writer, reader):
+                await conn.execute("PRAGMA busy_timeout = 5000")
+                await conn.execute("PRAGMA foreign_keys = ON")
+            await writer.execute("PRAGMA journal_mode = WAL")
+            await writer.execute("PRAGMA synchronous = NORMAL")
+        return cls(writer, reader)
+
+    @property
+    def dialect(self) -> Dialect:
+        """SQLite."""
+        return "sqlite"
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """BEGIN IMMEDIATE on the writer: one writer at a time, readers unaffected."""
+        async with self._write_lock:
+            self._check_open()
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+            await self._writer.execute("COMMIT")
+
+    @contextlib.asynccontextmanager
+    async def reader(self) -> AsyncIterator[Connection]:
+        """The reader connection (autocommit: each statement sees the latest commit)."""
+        self._check_open()
+        yield self._reader
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("sqlite: the store is closed")
+
+    async def aclose(self) -> None:
+        """Close both connections."""
+        self._closed = True
+        for conn in self._raw:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _numbered(sql: str) -> str:
+    """``?`` placeholders as asyncpg's ``$1, $2, ...`` (our SQL has no literal question marks)."""
+    counter = iter(range(1, 10_000))
+    return re.sub(r"\?", lambda _m: f"${next(counter)}", sql)
+
+
+class _PostgresConnection:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: object) -> None:
+        with _translated("postgresql"):
+            await self._conn.execute(_numbered(sql), *args)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        with _translated("postgresql"):
+            await self._conn.executemany(_numbered(sql), list(rows))
+
+    async def fetchone(self, sql: str, *args: object) -> Row | None:
+        with _translated("postgresql"):
+            row = await self._conn.fetchrow(_numbered(sql), *args)
+        return tuple(row.values()) if row is not None else None
+
+    async def fetchall(self, sql: str, *args: object) -> list[Row]:
+        with _translated("postgresql"):
+            rows = await self._conn.fetch(_numbered(sql), *args)
+        return [tuple(r.values()) for r in rows]
+
+
+class PostgresDriver:
+    """An asyncpg pool; every command has a timeout, so a stuck database cannot hang a call."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, dsn: str, *, pool_size: int, statement_timeout: float) -> PostgresDriver:
+        """Connect a pool (at least one connection, so a wrong URL shows at once)."""
+        with _translated("postgresql"):
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=1,
+                max_size=pool_size,
+                timeout=statement_timeout,
+                command_timeout=statement_timeout,
+            )
+        return cls(pool)
+
+    @property
+    def dialect(self) -> Dialect:
+        """PostgreSQL."""
+        return "postgresql"
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A pooled connection inside a transaction."""
+        with _translated("postgresql"):
+            async with self._pool.acquire() as conn, conn.transaction():
+                yield _PostgresConnection(conn)
+
+    @contextlib.asynccontextmanager
+    async def reader(self) -> AsyncIterator[Connection]:
+        """A pooled connection in autocommit mode."""
+        with _translated("postgresql"):
+            async with self._pool.acquire() as conn:
+                yield _PostgresConnection(conn)
+
+    async def aclose(self) -> None:
+        """Close the pool."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._pool.close(), timeout=5)
+
+
+@contextlib.contextmanager
+def _translated(backend: str) -> Iterator[None]:
+    """Database and network errors as `StoreError` (messages carry no password)."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StoreError(f"{backend}: {type(exc).__name__}: {exc}") from None
+    except (OSError, TimeoutError) as exc:
+        raise StoreError(f"{backend}: cannot reach the database ({type(exc).__name__})") from None

@@ -1,0 +1,95 @@
+"""The audit writer: decisions are queued and written in batches, off the decision's path.
+
+A decision never waits for the database. The queue is bounded: when the store is slower than
+the decisions (or down), the oldest pending entries are kept and new ones are dropped and
+counted (`dropped`), logged once per outage as `audit.dropped`, rather than growing memory
+without bound. `aclose` flushes what is queued, within a deadline, at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from connector.store._model import AuditEntry, StoreError
+from connector.store._store import Store
+
+log = structlog.get_logger("connector.audit")
+
+
+class AuditRecorder:
+    """Queues `AuditEntry` values and writes them to the store in batches."""
+
+    def __init__(self, store: Store, *, max_pending: int = 10_000, batch: int = 200) -> None:
+        self._store = store
+        self._queue: asyncio.Queue[AuditEntry] = asyncio.Queue(max_pending)
+        self._batch = batch
+        self._task: asyncio.Task[None] | None = None
+        self._taken: list[AuditEntry] = []  # out of the queue, not yet written
+        self._failing = False
+        self.dropped = 0
+        """Entries lost because the queue was full."""
+        self.written = 0
+        """Entries written."""
+
+    def start(self) -> None:
+        """Start the background writer."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="audit-writer")
+
+    def record(self, entry: AuditEntry) -> None:
+        """Queue an entry; never blocks, never raises."""
+        try:
+            self._queue.put_nowait(entry)
+        except asyncio.QueueFull:
+            if self.dropped == 0 or not self._failing:
+                log.error("audit.dropped", pending=self._queue.qsize())
+            self.dropped += 1
+            self._failing = True
+
+    async def _run(self) -> None:
+        while True:
+            self._taken = [await self._queue.get()]
+            while len(self._taken) < self._batch and not self._queue.empty():
+                self._taken.append(self._queue.get_nowait())
+            await self._write(self._taken)
+            self._taken = []
+
+    async def _write(self, entries: list[AuditEntry]) -> None:
+        while True:
+            try:
+                await self._store.record_decisions(entries)
+            except StoreError as exc:
+                if not self._failing:
+                    log.error("audit.write_failed", error=str(exc), entries=len(entries))
+                self._failing = True
+                await asyncio.sleep(1.0)
+                continue
+            if self._failing:
+                log.info("audit.write_recovered", dropped=self.dropped)
+            self._failing = False
+            self.written += len(entries)
+            return
+
+    async def flush(self) -> None:
+        """Write everything queued so far (tests, shutdown)."""
+        entries, self._taken = self._taken, []
+        while not self._queue.empty():
+            entries.append(self._queue.get_nowait())
+        if entries:
+            await self._write(entries)
+
+    async def aclose(self, *, flush_seconds: float = 5.0) -> None:
+        """Stop the writer and flush what is queued, giving up after `flush_seconds`."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        try:
+            async with asyncio.timeout(flush_seconds):
+                await self.flush()
+        except TimeoutError:
+            log.error("audit.flush_timeout", pending=self._queue.qsize())

@@ -1,0 +1,74 @@
+"""``[store]``: where the shared state lives, and how to open it.
+
+SQLite by default, in a file beside the config: nothing to install, one replica. PostgreSQL by
+URL for several replicas. The URL may carry a password, so it is a secret (inline, env or file)
+and only `redacted` forms of it are ever logged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from connector.store._drivers import PostgresDriver, SqliteDriver
+from connector.store._store import Store
+from providers.config_types import ConfigPath, Secret
+
+DEFAULT_SQLITE = "posture-connector.sqlite3"
+
+
+class StoreSettings(BaseModel):
+    """``[store]``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
+    path: ConfigPath = Field(default=Path(DEFAULT_SQLITE), validate_default=True)
+    url: Secret | None = Field(default=None, description="postgresql://user:pass@host/db")
+    pool_size: int = Field(default=10, ge=1, le=100)
+    timeout: float = Field(default=2.0, gt=0, le=30, description="seconds per statement")
+
+    @model_validator(mode="after")
+    def _url_for_postgres(self) -> StoreSettings:
+        if self.backend == "postgresql":
+            if self.url is None:
+                raise ValueError('backend = "postgresql" needs url')
+            if urlsplit(self.url.get_secret_value()).scheme not in ("postgresql", "postgres"):
+                raise ValueError("url must start with postgresql://")
+        elif self.url is not None:
+            raise ValueError('url is for backend = "postgresql"; SQLite uses path')
+        return self
+
+    @property
+    def redacted(self) -> str:
+        """Where the store is, without a password."""
+        if self.backend == "sqlite":
+            return f"sqlite:{self.path}"
+        assert self.url is not None  # noqa: S101 - checked by the validator
+        parts = urlsplit(self.url.get_secret_value())
+        user = f"{parts.username}@" if parts.username else ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"postgresql://{user}{parts.hostname or ''}{port}{parts.path}"
+
+
+async def open_store(settings: StoreSettings) -> Store:
+    """Connect and migrate; raises `StoreError` (or `SchemaTooNew`) with a password-free reason."""
+    if settings.backend == "sqlite":
+        driver: SqliteDriver | PostgresDriver = await SqliteDriver.open(settings.path)
+    else:
+        assert settings.url is not None  # noqa: S101 - checked by the validator
+        driver = await PostgresDriver.open(
+            settings.url.get_secret_value(),
+            pool_size=settings.pool_size,
+            statement_timeout=settings.timeout,
+        )
+    store = Store(driver, describe=settings.redacted)
+    try:
+        await store.migrate()
+    except BaseException:
+        await store.aclose()
+        raise
+    return store

@@ -1,0 +1,410 @@
+"""The store: inventory generations, sync state, leases, the audit log and SCEP challenges.
+
+One class over either driver, so SQLite and PostgreSQL run the very same statements. A sync
+writes a generation in the *building* state, then `commit_generation` makes it current in one
+transaction by moving the provider's head: a reader sees the old generation or the new one,
+never a mix, and a failed sync leaves the current one untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from connector.store._drivers import Connection, Driver
+from connector.store._model import (
+    AuditEntry,
+    AuditQuery,
+    Challenge,
+    FailedRule,
+    Generation,
+    SchemaTooNew,
+    StoredAnswer,
+    StoredDevice,
+    StoreError,
+    SyncState,
+)
+from connector.store._schema import LATEST, MIGRATIONS, NOW_SQL
+
+log = structlog.get_logger("connector.store")
+
+_MIGRATION_LOCK = 0x706F7374  # pg_advisory_xact_lock key: replicas migrate one at a time
+_AUDIT_COLUMNS = (
+    "at, webhook, webhook_kind, identifier, identifier_kind, allow, code, provider, source, "
+    "request_id, latency_ms, mode, would_allow, failed_rules, username, email, detail"
+)
+
+
+class Store:
+    """Everything the replicas share; see the module docstring for generations."""
+
+    def __init__(self, driver: Driver, *, describe: str) -> None:
+        self._driver = driver
+        self._now = NOW_SQL[driver.dialect]
+        self.describe = describe
+        """The backend and where it is, without a password (for logs and /readyz)."""
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._driver.dialect
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def migrate(self) -> int:
+        """Bring the schema to `LATEST`; refuse a newer schema without touching it."""
+        async with self._driver.transaction() as tx:
+            if self._driver.dialect == "postgresql":
+                await tx.execute("SELECT pg_advisory_xact_lock(?)", _MIGRATION_LOCK)
+            await tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = await tx.fetchone("SELECT max(version) FROM schema_version")
+            found = int(row[0]) if row and row[0] is not None else 0
+            if found > LATEST:
+                raise SchemaTooNew(found, LATEST)
+            for migration in MIGRATIONS[found:]:
+                for statement in migration.sql(self._driver.dialect):
+                    await tx.execute(statement)
+                await tx.execute(
+                    "INSERT INTO schema_version (version) VALUES (?)", migration.version
+                )
+                log.info(
+                    "store.migrated",
+                    backend=self.backend,
+                    version=migration.version,
+                    summary=migration.summary,
+                )
+        return max(found, LATEST)
+
+    async def ping(self) -> None:
+        """Raise `StoreError` unless the database answers."""
+        async with self._driver.reader() as conn:
+            await conn.fetchone("SELECT 1")
+
+    async def aclose(self) -> None:
+        """Close connections."""
+        await self._driver.aclose()
+
+    # --- inventory generations --------------------------------------------------------------
+
+    async def begin_generation(self, provider: str) -> int:
+        """Start an invisible generation for `provider`; returns its id."""
+        async with self._driver.transaction() as tx:
+            row = await tx.fetchone(
+                "INSERT INTO generations (provider, state, started_at) "
+                f"VALUES (?, 'building', {self._now}) RETURNING id",
+                provider,
+            )
+        assert row is not None  # noqa: S101 - RETURNING always yields the row
+        return int(row[0])
+
+    async def add_devices(self, generation: int, devices: Sequence[StoredDevice]) -> None:
+        """Add devices to a building generation; of two with one key the higher rank wins.
+
+        That is the newest-record-wins rule for a re-enrolled device listed twice, applied
+        across batches by the database rather than by holding a whole inventory in memory.
+        """
+        rows = [(generation, key, d.rank, d.payload) for d in devices for key in d.keys]
+        if not rows:
+            return
+        async with self._driver.transaction() as tx:
+            await _expect_building(tx, generation)
+            await tx.executemany(
+                "INSERT INTO devices (generation, key, rank, payload) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (generation, key) DO UPDATE SET payload = excluded.payload, "
+                "rank = excluded.rank WHERE excluded.rank >= devices.rank",
+                rows,
+            )
+            await tx.execute(
+                "UPDATE generations SET devices = devices + ? WHERE id = ?",
+                len(devices),
+                generation,
+            )
+
+    async def commit_generation(self, provider: str, generation: int) -> Generation:
+        """Make a building generation current (atomically) and drop the ones it replaces."""
+        async with self._driver.transaction() as tx:
+            row = await tx.fetchone(
+                "SELECT provider, state FROM generations WHERE id = ?", generation
+            )
+            if row is None or row[0] != provider or row[1] != "building":
+                raise StoreError(f"generation {generation} of {provider} is not being built")
+            await tx.execute(
+                "UPDATE generations SET state = 'retired' WHERE provider = ? AND state = 'current'",
+                provider,
+            )
+            await tx.execute(
+                f"UPDATE generations SET state = 'current', completed_at = {self._now} "
+                "WHERE id = ?",
+                generation,
+            )
+            await tx.execute(
+                "INSERT INTO inventory_heads (provider, generation) VALUES (?, ?) "
+                "ON CONFLICT (provider) DO UPDATE SET generation = excluded.generation",
+                provider,
+                generation,
+            )
+        await self._drop_retired(provider)
+        current = await self.current_generation(provider)
+        assert current is not None  # noqa: S101 - just committed
+        return current
+
+    async def abort_generation(self, generation: int) -> None:
+        """Throw a building generation away (a sync that will not resume)."""
+        async with self._driver.transaction() as tx:
+            await tx.execute(
+                "DELETE FROM devices WHERE generation = ? AND generation IN "
+                "(SELECT id FROM generations WHERE state = 'building')",
+                generation,
+            )
+            await tx.execute(
+                "DELETE FROM generations WHERE id = ? AND state = 'building'", generation
+            )
+
+    async def _drop_retired(self, provider: str) -> None:
+        async with self._driver.transaction() as tx:
+            await tx.execute(
+                "DELETE FROM devices WHERE generation IN "
+                "(SELECT id FROM generations WHERE provider = ? AND state = 'retired')",
+                provider,
+            )
+            await tx.execute(
+                "DELETE FROM generations WHERE provider = ? AND state = 'retired'", provider
+            )
+
+    async def current_generation(self, provider: str) -> Generation | None:
+        """The generation decisions read for `provider`, if one was ever completed."""
+        async with self._driver.reader() as conn:
+            row = await conn.fetchone(
+                "SELECT g.id, g.completed_at, g.devices FROM inventory_heads h "
+                "JOIN generations g ON g.id = h.generation WHERE h.provider = ?",
+                provider,
+            )
+        if row is None:
+            return None
+        return Generation(id=int(row[0]), provider=provider, completed_at=row[1], devices=row[2])
+
+    async def find_device(self, provider: str, key: str) -> StoredAnswer | None:
+        """The device with `key` in `provider`'s current generation, and that generation."""
+        async with self._driver.reader() as conn:
+            row = await conn.fetchone(
+                "SELECT d.generation, g.completed_at, d.payload FROM inventory_heads h "
+                "JOIN devices d ON d.generation = h.generation AND d.key = ? "
+                "JOIN generations g ON g.id = h.generation WHERE h.provider = ?",
+                key,
+                provider,
+            )
+        if row is None:
+            return None
+        return StoredAnswer(generation=int(row[0]), completed_at=row[1], payload=bytes(row[2]))
+
+    # --- sync state and leases --------------------------------------------------------------
+
+    async def load_sync_state(self, provider: str) -> SyncState:
+        """Where the provider's sync stands (an empty state when it never ran)."""
+        async with self._driver.reader() as conn:
+            row = await conn.fetchone(
+                "SELECT building, cursor, last_success, last_attempt, last_error, last_full "
+                "FROM sync_state WHERE provider = ?",
+                provider,
+            )
+        if row is None:
+            return SyncState(provider)
+        return SyncState(provider, *row)
+
+    async def save_sync_state(self, state: SyncState) -> None:
+        """Record where the provider's sync stands."""
+        async with self._driver.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO sync_state (provider, building, cursor, last_success, "
+                "last_attempt, last_error, last_full) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (provider) DO UPDATE SET building = excluded.building, "
+                "cursor = excluded.cursor, last_success = excluded.last_success, "
+                "last_attempt = excluded.last_attempt, last_error = excluded.last_error, "
+                "last_full = excluded.last_full",
+                state.provider,
+                state.building,
+                state.cursor,
+                state.last_success,
+                state.last_attempt,
+                state.last_error,
+                state.last_full,
+            )
+
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew the lease `name` for `ttl` seconds; False while another holds it.
+
+        Expiry is judged by the database's clock, the one clock all replicas share.
+        """
+        async with self._driver.transaction() as tx:
+            row = await tx.fetchone(
+                "INSERT INTO leases (name, holder, expires_at) "
+                f"VALUES (?, ?, {self._now} + ?) "
+                "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+                "expires_at = excluded.expires_at "
+                f"WHERE leases.holder = excluded.holder OR leases.expires_at < {self._now} "
+                "RETURNING holder",
+                name,
+                holder,
+                float(ttl),
+            )
+        return row is not None
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up at once (on a clean shutdown) so another replica takes over."""
+        async with self._driver.transaction() as tx:
+            await tx.execute("DELETE FROM leases WHERE name = ? AND holder = ?", name, holder)
+
+    # --- audit log --------------------------------------------------------------------------
+
+    async def record_decisions(self, entries: Sequence[AuditEntry]) -> None:
+        """Append decisions (in one transaction: a batch is kept whole or not at all)."""
+        if not entries:
+            return
+        placeholders = ", ".join("?" * 17)
+        async with self._driver.transaction() as tx:
+            await tx.executemany(
+                f"INSERT INTO decisions ({_AUDIT_COLUMNS}) VALUES ({placeholders})",
+                [_audit_row(e) for e in entries],
+            )
+
+    async def query_decisions(self, query: AuditQuery) -> list[AuditEntry]:
+        """Entries matching every field of `query`, newest first."""
+        where: list[str] = []
+        args: list[Any] = []
+        if query.identifier is not None:
+            where.append("upper(identifier) = ?")
+            args.append(query.identifier.upper())
+        if query.since is not None:
+            where.append("at >= ?")
+            args.append(query.since)
+        if query.until is not None:
+            where.append("at < ?")
+            args.append(query.until)
+        if query.denied_only:
+            where.append("(allow = ? OR would_allow = ?)")
+            args += [False, False]
+        if query.code is not None:
+            where.append("code = ?")
+            args.append(query.code)
+        if query.webhook is not None:
+            where.append("webhook = ?")
+            args.append(query.webhook)
+        sql = f"SELECT id, {_AUDIT_COLUMNS} FROM decisions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY at DESC, id DESC LIMIT ?"
+        args.append(int(query.limit))
+        async with self._driver.reader() as conn:
+            rows = await conn.fetchall(sql, *args)
+        return [_audit_entry(row) for row in rows]
+
+    async def prune_decisions(self, before: float) -> int:
+        """Delete entries older than `before` (retention); returns how many went."""
+        async with self._driver.transaction() as tx:
+            row = await tx.fetchone("SELECT count(*) FROM decisions WHERE at < ?", before)
+            await tx.execute("DELETE FROM decisions WHERE at < ?", before)
+        return int(row[0]) if row else 0
+
+    # --- SCEP challenges --------------------------------------------------------------------
+
+    async def add_challenge(self, challenge: Challenge) -> None:
+        """Remember a one-time challenge (its digest only)."""
+        async with self._driver.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO scep_challenges (digest, webhook, identity, created_at, expires_at) "
+                f"VALUES (?, ?, ?, {self._now}, ?)",
+                challenge.digest,
+                challenge.webhook,
+                challenge.identity,
+                challenge.expires_at,
+            )
+
+    async def burn_challenge(self, digest: str, webhook: str, now: float) -> Challenge | None:
+        """Use a challenge up: the unexpired, unused one with this digest, once, or None."""
+        async with self._driver.transaction() as tx:
+            row = await tx.fetchone(
+                "UPDATE scep_challenges SET used_at = ? WHERE digest = ? AND webhook = ? "
+                "AND used_at IS NULL AND expires_at > ? RETURNING identity, expires_at",
+                now,
+                digest,
+                webhook,
+                now,
+            )
+        if row is None:
+            return None
+        return Challenge(digest=digest, webhook=webhook, identity=row[0], expires_at=row[1])
+
+    async def prune_challenges(self, before: float) -> None:
+        """Forget challenges that expired before `before`."""
+        async with self._driver.transaction() as tx:
+            await tx.execute("DELETE FROM scep_challenges WHERE expires_at < ?", before)
+
+
+async def _expect_building(tx: Connection, generation: int) -> None:
+    row = await tx.fetchone("SELECT state FROM generations WHERE id = ?", generation)
+    if row is None or row[0] != "building":
+        raise StoreError(f"generation {generation} is not being built")
+
+
+def _audit_row(entry: AuditEntry) -> tuple[object, ...]:
+    rules = [
+        {"code": r.code, "message": r.message, "observed": r.observed} for r in entry.failed_rules
+    ]
+    return (
+        entry.at,
+        entry.webhook,
+        entry.webhook_kind,
+        entry.identifier,
+        entry.identifier_kind,
+        entry.allow,
+        entry.code,
+        entry.provider,
+        entry.source,
+        entry.request_id,
+        entry.latency_ms,
+        entry.mode,
+        entry.would_allow,
+        json.dumps(rules) if rules else None,
+        entry.user,
+        entry.email,
+        json.dumps(entry.detail, sort_keys=True) if entry.detail else None,
+    )
+
+
+def _audit_entry(row: tuple[Any, ...]) -> AuditEntry:
+    row_id, at, webhook, webhook_kind, identifier, identifier_kind, allow, code = row[:8]
+    provider, source, request_id, latency_ms, mode, would_allow, rules, user = row[8:16]
+    email, detail = row[16:]
+    failed = tuple(
+        FailedRule(code=r["code"], message=r["message"], observed=r.get("observed"))
+        for r in (json.loads(rules) if rules else ())
+    )
+    return AuditEntry(
+        at=at,
+        webhook=webhook,
+        webhook_kind=webhook_kind,
+        identifier=identifier,
+        identifier_kind=identifier_kind,
+        allow=bool(allow),
+        code=code,
+        provider=provider,
+        source=source,
+        request_id=request_id,
+        latency_ms=latency_ms,
+        mode=mode,
+        would_allow=None if would_allow is None else bool(would_allow),
+        failed_rules=failed,
+        user=user,
+        email=email,
+        detail=json.loads(detail) if detail else None,
+        id=int(row_id),
+    )
+
+
+def unix_now() -> float:
+    """Wall-clock Unix seconds (the audit log's time base)."""
+    return time.time()

@@ -1,0 +1,216 @@
+"""The sync engine: list a provider into a new generation, then make it current atomically.
+
+Only the replica that holds the provider's lease (``sync:NAME`` in the store) syncs; it renews
+the lease after every batch and abandons the sync, without committing, the moment it loses it.
+A replica that dies mid-sync leaves a building generation behind: the next leader resumes it
+from the saved cursor when the provider lists page by page (`PagedLister`), and otherwise
+throws it away and starts over, since rows listed by a dead leader may describe devices that
+have since gone. Nothing but a complete listing ever becomes current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
+
+import structlog
+
+from connector.store import Generation, Store, StoredDevice, StoreError, SyncState
+from providers.base import DeviceRecord, ProviderError
+from providers.sync_options import SyncOptions
+
+log = structlog.get_logger("connector.sync")
+
+BATCH = 500
+"""Devices written per transaction (and per lease renewal)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a paged listing.
+
+    Attributes:
+        records: The page's devices.
+        next_cursor: Where the next page starts, or None after the last page.
+    """
+
+    records: Sequence[DeviceRecord]
+    next_cursor: str | None
+
+
+@runtime_checkable
+class PagedLister(Protocol):
+    """A provider that lists page by page, so an interrupted sync can resume."""
+
+    async def list_page(self, cursor: str | None) -> Page:
+        """The page at `cursor` (None: the first page)."""
+        ...
+
+
+class Lister(Protocol):
+    """What the engine needs of a provider: its whole inventory, once."""
+
+    def iter_devices(self) -> AsyncIterator[DeviceRecord]:
+        """Every device."""
+        ...
+
+
+class LeaseLost(Exception):
+    """When another replica took the sync lease over during a sync."""
+
+
+def record_keys(record: DeviceRecord) -> tuple[str, ...]:
+    """The normalised identifiers a record answers to (as `DeviceIdentifier.normalized`)."""
+    return tuple(dict.fromkeys(v.upper() for v in (record.serial, record.udid) if v))
+
+
+def record_rank(record: DeviceRecord) -> float:
+    """Newest record wins: the last contact as Unix time (0 when unreported)."""
+    return record.last_contact.timestamp() if record.last_contact else 0.0
+
+
+class Syncer:
+    """Keeps one provider's synced generation fresh; see the module docstring."""
+
+    def __init__(
+        self,
+        name: str,
+        lister: Lister,
+        options: SyncOptions,
+        store: Store,
+        *,
+        replica: str,
+        encode: Callable[[DeviceRecord], bytes],
+        lease_ttl: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self._lister = lister
+        self._options = options
+        self._store = store
+        self._replica = replica
+        self._encode = encode
+        self._lease_ttl = lease_ttl
+        self._clock = clock
+        self._lease = f"sync:{name}"
+        self._last_error: str | None = None
+
+    async def run(self) -> None:
+        """Sync whenever due, forever; errors are logged (once per distinct error), never raised."""
+        while True:
+            try:
+                await self.sync_if_due()
+            except Exception as exc:  # the loop must outlive any failure
+                self._failed(exc)
+            await asyncio.sleep(min(self._options.sync_interval, self._lease_ttl / 3))
+
+    async def sync_if_due(self) -> Generation | None:
+        """Sync now if this replica leads and the last sync is older than the interval."""
+        if not await self._store.acquire_lease(self._lease, self._replica, self._lease_ttl):
+            return None
+        state = await self._store.load_sync_state(self.name)
+        due = (
+            state.building is not None
+            or state.last_success is None
+            or self._clock() - state.last_success >= self._options.sync_interval
+        )
+        return await self.sync(state) if due else None
+
+    async def sync(self, state: SyncState | None = None) -> Generation:
+        """List everything into a new (or resumed) generation and make it current."""
+        state = state or await self._store.load_sync_state(self.name)
+        started = time.perf_counter()
+        paged = isinstance(self._lister, PagedLister)
+        generation, cursor = state.building, state.cursor
+        if generation is not None and not (paged and cursor is not None):
+            await self._store.abort_generation(generation)
+            generation, cursor = None, None
+        resumed = generation is not None
+        if generation is None:
+            generation = await self._store.begin_generation(self.name)
+        state = replace(state, building=generation, cursor=cursor, last_attempt=self._clock())
+        await self._store.save_sync_state(state)
+        log.info("sync.started", provider=self.name, generation=generation, resumed=resumed)
+        try:
+            if isinstance(self._lister, PagedLister):
+                await self._copy_pages(self._lister, generation, cursor, state)
+            else:
+                await self._copy_all(generation)
+            await self._renew()
+            current = await self._store.commit_generation(self.name, generation)
+        except LeaseLost:
+            log.warning("sync.lease_lost", provider=self.name, generation=generation)
+            raise
+        except (ProviderError, StoreError) as exc:
+            await self._store.save_sync_state(replace(state, last_error=_reason(exc)))
+            raise
+        now = self._clock()
+        await self._store.save_sync_state(
+            SyncState(self.name, last_success=now, last_attempt=state.last_attempt)
+        )
+        self._last_error = None
+        log.info(
+            "sync.completed",
+            provider=self.name,
+            generation=current.id,
+            devices=current.devices,
+            seconds=round(time.perf_counter() - started, 2),
+        )
+        return current
+
+    async def _copy_all(self, generation: int) -> None:
+        batch: list[StoredDevice] = []
+        async for record in self._lister.iter_devices():
+            batch.append(self._stored(record))
+            if len(batch) >= BATCH:
+                await self._flush(generation, batch)
+                batch = []
+        await self._flush(generation, batch)
+
+    async def _copy_pages(
+        self, lister: PagedLister, generation: int, cursor: str | None, state: SyncState
+    ) -> None:
+        while True:
+            page = await lister.list_page(cursor)
+            await self._flush(generation, [self._stored(r) for r in page.records])
+            cursor = page.next_cursor
+            await self._store.save_sync_state(replace(state, cursor=cursor))
+            if cursor is None:
+                return
+
+    async def _flush(self, generation: int, batch: list[StoredDevice]) -> None:
+        await self._renew()
+        await self._store.add_devices(generation, batch)
+
+    async def _renew(self) -> None:
+        if not await self._store.acquire_lease(self._lease, self._replica, self._lease_ttl):
+            raise LeaseLost(self.name)
+
+    def _stored(self, record: DeviceRecord) -> StoredDevice:
+        return StoredDevice(record_keys(record), self._encode(record), record_rank(record))
+
+    def _failed(self, exc: Exception) -> None:
+        reason = _reason(exc)
+        if reason != self._last_error:
+            self._last_error = reason
+            if isinstance(exc, ProviderError | StoreError | LeaseLost):
+                log.error("sync.failed", provider=self.name, error=reason)
+            else:
+                log.exception("sync.failed", provider=self.name, error=reason)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ProviderError):
+        return exc.message
+    if isinstance(exc, LeaseLost):
+        return "another replica took the sync over"
+    return str(exc) or type(exc).__name__
+
+
+def utc(timestamp: float) -> datetime:
+    """A Unix time as an aware datetime (for readiness reports)."""
+    return datetime.fromtimestamp(timestamp, UTC)

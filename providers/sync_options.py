@@ -1,0 +1,45 @@
+"""Per-provider sync keys: whether decisions ask the upstream live or read a synced copy.
+
+A provider's config table inherits these (``[providers.jamf] mode = "sync"``). The provider
+itself never syncs: the connector's sync engine lists it (`providers.base.DeviceLister`) into
+the store, and a store-backed reader answers lookups.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SyncMode = Literal["live", "sync", "sync+live"]
+
+
+class SyncOptions(BaseModel):
+    """``mode``, ``sync_interval``, ``max_staleness`` (seconds).
+
+    Every sync lists the whole inventory, so a device removed upstream is gone from the next
+    generation; there is no incremental sync whose misses a periodic full resync would repair.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: SyncMode = Field(
+        default="live",
+        description='"live": ask the upstream per decision; "sync": read only the synced copy; '
+        '"sync+live": the synced copy first, the upstream on a miss',
+    )
+    sync_interval: float = Field(default=900.0, ge=10, description="seconds between syncs")
+    max_staleness: float = Field(
+        default=7200.0,
+        ge=30,
+        description="seconds after the last complete sync at which the copy stops answering",
+    )
+
+    @model_validator(mode="after")
+    def _staleness_covers_a_sync(self) -> SyncOptions:
+        if self.mode != "live" and self.max_staleness <= self.sync_interval:
+            raise ValueError(
+                "max_staleness must be longer than sync_interval, or every sync gap "
+                "would make the provider not ready"
+            )
+        return self

@@ -1,0 +1,34 @@
+"""The audit writer: batches off the decision path, survives an outage, flushes at shutdown."""
+
+from __future__ import annotations
+
+from connector.store import AuditEntry, AuditQuery, AuditRecorder, Store
+
+
+def entry(at: float) -> AuditEntry:
+    return AuditEntry(
+        at=at, webhook="people", webhook_kind="ENRICHING", identifier="C02A",
+        identifier_kind="serial", allow=True,
+    )  # fmt: skip
+
+
+async def test_queued_decisions_are_written_at_shutdown(store: Store) -> None:
+    """Every recorded decision is in the store after `aclose`, newest first."""
+    recorder = AuditRecorder(store, batch=3)
+    recorder.start()
+    for at in range(10):
+        recorder.record(entry(at))
+    await recorder.aclose()
+    rows = await store.query_decisions(AuditQuery(limit=50))
+    assert [r.at for r in rows] == list(reversed(range(10)))
+    assert recorder.dropped == 0
+
+
+async def test_a_full_queue_drops_and_counts_instead_of_growing(store: Store) -> None:
+    """With the writer stalled, entries past `max_pending` are dropped and counted."""
+    recorder = AuditRecorder(store, max_pending=5)  # not started: nothing drains the queue
+    for at in range(8):
+        recorder.record(entry(at))
+    assert recorder.dropped == 3
+    await recorder.flush()
+    assert len(await store.query_decisions(AuditQuery(limit=50))) == 5

@@ -1,0 +1,183 @@
+"""The store on both backends: migrations, atomic generations, leases, audit and challenges."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from connector.store import (
+    LATEST,
+    AuditEntry,
+    AuditQuery,
+    Challenge,
+    FailedRule,
+    SchemaTooNew,
+    Store,
+    StoredDevice,
+    StoreError,
+    StoreSettings,
+    SyncState,
+    open_store,
+)
+
+
+async def _payload(store: Store, provider: str, key: str) -> tuple[int, bytes] | None:
+    found = await store.find_device(provider, key)
+    return None if found is None else (found.generation, found.payload)
+
+
+def _device(serial: str, payload: bytes = b"{}") -> StoredDevice:
+    return StoredDevice(keys=(f"serial:{serial}",), payload=payload)
+
+
+async def test_migration_is_idempotent_across_opens(store_settings: StoreSettings) -> None:
+    """Opening a migrated store again changes nothing and reports the latest version."""
+    first = await open_store(store_settings)
+    assert await first.migrate() == LATEST
+    await first.aclose()
+    second = await open_store(store_settings)
+    assert await second.migrate() == LATEST
+    await second.aclose()
+
+
+async def test_newer_schema_is_refused_untouched(store_settings: StoreSettings) -> None:
+    """A database migrated by a newer release is refused with both version numbers."""
+    store = await open_store(store_settings)
+    async with store._driver.transaction() as tx:
+        await tx.execute("INSERT INTO schema_version (version) VALUES (?)", LATEST + 7)
+    await store.aclose()
+    with pytest.raises(SchemaTooNew) as caught:
+        await open_store(store_settings)
+    assert caught.value.found == LATEST + 7
+    assert f"version {LATEST + 7}" in str(caught.value)
+    assert f"up to {LATEST}" in str(caught.value)
+
+
+async def test_generation_is_invisible_until_committed(store: Store) -> None:
+    """Devices of a building generation answer nothing until the commit swaps the head."""
+    old = await store.begin_generation("jamf")
+    await store.add_devices(old, [_device("C02OLD", b"old")])
+    await store.commit_generation("jamf", old)
+    new = await store.begin_generation("jamf")
+    await store.add_devices(new, [_device("C02NEW", b"new")])
+    assert await store.find_device("jamf", "serial:C02NEW") is None
+    assert await _payload(store, "jamf", "serial:C02OLD") == (old, b"old")
+    current = await store.commit_generation("jamf", new)
+    assert current.id == new
+    assert current.devices == 1
+    assert await _payload(store, "jamf", "serial:C02NEW") == (new, b"new")
+    assert await store.find_device("jamf", "serial:C02OLD") is None
+
+
+async def test_newest_record_wins_across_batches(store: Store) -> None:
+    """A device listed twice keeps the record with the later last contact, whatever the order."""
+    gen = await store.begin_generation("jamf")
+    await store.add_devices(gen, [StoredDevice(("C02DUP",), b"newer", rank=200)])
+    await store.add_devices(gen, [StoredDevice(("C02DUP",), b"older", rank=100)])
+    await store.add_devices(gen, [StoredDevice(("C02TWO",), b"first", rank=1)])
+    await store.add_devices(gen, [StoredDevice(("C02TWO",), b"second", rank=2)])
+    await store.commit_generation("jamf", gen)
+    assert await _payload(store, "jamf", "C02DUP") == (gen, b"newer")
+    assert await _payload(store, "jamf", "C02TWO") == (gen, b"second")
+
+
+async def test_aborted_generation_keeps_the_current_one(store: Store) -> None:
+    """A failed sync never replaces good data."""
+    good = await store.begin_generation("jamf")
+    await store.add_devices(good, [_device("C02GOOD")])
+    await store.commit_generation("jamf", good)
+    broken = await store.begin_generation("jamf")
+    await store.add_devices(broken, [_device("C02HALF")])
+    await store.abort_generation(broken)
+    assert await store.find_device("jamf", "serial:C02GOOD") is not None
+    assert await store.find_device("jamf", "serial:C02HALF") is None
+    with pytest.raises(StoreError):
+        await store.commit_generation("jamf", broken)
+
+
+async def test_generations_are_per_provider(store: Store) -> None:
+    """One provider's generation never answers for another."""
+    gen = await store.begin_generation("jamf")
+    await store.add_devices(gen, [_device("C02JAMF")])
+    await store.commit_generation("jamf", gen)
+    assert await store.find_device("intune", "serial:C02JAMF") is None
+    assert await store.current_generation("intune") is None
+    with pytest.raises(StoreError):
+        await store.commit_generation("intune", gen)
+
+
+async def test_lease_is_exclusive_until_it_expires(store: Store) -> None:
+    """Only one holder at a time; another takes over once the lease lapses."""
+    assert await store.acquire_lease("sync:jamf", "replica-a", ttl=0.3)
+    assert not await store.acquire_lease("sync:jamf", "replica-b", ttl=0.3)
+    assert await store.acquire_lease("sync:jamf", "replica-a", ttl=0.3)  # renewal
+    await asyncio.sleep(0.4)
+    assert await store.acquire_lease("sync:jamf", "replica-b", ttl=5)
+    assert not await store.acquire_lease("sync:jamf", "replica-a", ttl=5)
+    await store.release_lease("sync:jamf", "replica-b")
+    assert await store.acquire_lease("sync:jamf", "replica-a", ttl=5)
+
+
+async def test_sync_state_round_trips(store: Store) -> None:
+    """What one replica records about a sync, another reads back."""
+    assert await store.load_sync_state("jamf") == SyncState("jamf")
+    state = SyncState("jamf", building=4, cursor="computers:3", last_attempt=10.5, last_error="x")
+    await store.save_sync_state(state)
+    assert await store.load_sync_state("jamf") == state
+
+
+async def test_audit_query_filters_and_orders(store: Store) -> None:
+    """Entries come back newest first and every query field narrows them."""
+    rule = FailedRule("device-unmanaged", "the device is not managed", "false")
+    entries = [
+        AuditEntry(at=100, webhook="people", webhook_kind="ENRICHING", identifier="C02A",
+                   identifier_kind="serial", allow=True, provider="jamf", source="live"),
+        AuditEntry(at=200, webhook="people", webhook_kind="ENRICHING", identifier="C02B",
+                   identifier_kind="serial", allow=False, code="device-unmanaged",
+                   failed_rules=(rule,), request_id="req-1", latency_ms=1.5),
+        AuditEntry(at=300, webhook="gate", webhook_kind="AUTHORIZING", identifier="c02a",
+                   identifier_kind="serial", allow=True, mode="shadow", would_allow=False,
+                   code="device-unmanaged", failed_rules=(rule,), detail={"tx": "1"}),
+    ]  # fmt: skip
+    await store.record_decisions(entries)
+    everything = await store.query_decisions(AuditQuery())
+    assert [e.at for e in everything] == [300, 200, 100]
+    assert everything[1].failed_rules == (rule,)
+    assert everything[0].detail == {"tx": "1"}
+    by_id = await store.query_decisions(AuditQuery(identifier="C02A"))
+    assert [e.at for e in by_id] == [300, 100]
+    denied = await store.query_decisions(AuditQuery(denied_only=True))
+    assert [e.at for e in denied] == [300, 200]  # the shadow would-deny counts
+    window = await store.query_decisions(AuditQuery(since=150, until=300))
+    assert [e.at for e in window] == [200]
+    assert [e.at for e in await store.query_decisions(AuditQuery(webhook="gate"))] == [300]
+    assert len(await store.query_decisions(AuditQuery(limit=1))) == 1
+    assert await store.prune_decisions(before=250) == 2
+    assert [e.at for e in await store.query_decisions(AuditQuery())] == [300]
+
+
+async def test_challenge_burns_once_and_expires(store: Store) -> None:
+    """A challenge is used at most once, only before expiry, only for its webhook."""
+    await store.add_challenge(Challenge("ab" * 32, "scep", "C02SCEP", expires_at=1000))
+    assert await store.burn_challenge("ab" * 32, "other", now=10) is None
+    burnt = await store.burn_challenge("ab" * 32, "scep", now=10)
+    assert burnt is not None
+    assert burnt.identity == "C02SCEP"
+    assert await store.burn_challenge("ab" * 32, "scep", now=11) is None
+    await store.add_challenge(Challenge("cd" * 32, "scep", "C02OLD", expires_at=50))
+    assert await store.burn_challenge("cd" * 32, "scep", now=60) is None
+
+
+async def test_unreachable_postgres_is_a_clear_store_error() -> None:
+    """A database nobody listens on fails fast with a password-free reason."""
+    settings = StoreSettings(
+        backend="postgresql",
+        url="postgresql://u:hunter2@127.0.0.1:9/nowhere",
+        timeout=1,
+    )
+    with pytest.raises(StoreError) as caught:
+        await open_store(settings)
+    assert "hunter2" not in str(caught.value)
+    assert "hunter2" not in repr(settings)
+    assert settings.redacted == "postgresql://u@127.0.0.1:9/nowhere"

@@ -1,0 +1,256 @@
+"""Sync mode on both backends: generations swap whole, one leader syncs, stale copies fail closed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import TypeAdapter
+
+from connector.store import Store, StoreError
+from connector.sync import LeaseLost, Page, SyncedProvider, Syncer
+from providers.base import DeviceRecord, ProviderError, ProviderNotReady
+from providers.identifiers import classify
+from providers.memory import MemoryProvider
+from providers.sync_options import SyncOptions
+
+_CODEC: TypeAdapter[DeviceRecord] = TypeAdapter(DeviceRecord)
+SYNC = SyncOptions(mode="sync", sync_interval=60, max_staleness=600)
+
+
+def encode(record: DeviceRecord) -> bytes:
+    return _CODEC.dump_json(record)
+
+
+def decode(data: bytes) -> DeviceRecord:
+    return _CODEC.validate_json(data)
+
+
+def device(serial: str, *, managed: bool = True, contact: int = 1) -> DeviceRecord:
+    return DeviceRecord(
+        provider="jamf",
+        serial=serial,
+        managed=managed,
+        last_contact=datetime.fromtimestamp(1_700_000_000 + contact, UTC),
+    )
+
+
+class ListedInventory:
+    """An upstream inventory listed whole or page by page, with a failure after N pages."""
+
+    def __init__(self, records: Sequence[DeviceRecord], *, page_size: int = 2) -> None:
+        self.records = list(records)
+        self.page_size = page_size
+        self.fail_after_pages: int | None = None
+        self.pages_served = 0
+        self.served = asyncio.Event()  # set whenever a page was served
+        self.gate: asyncio.Event | None = None
+
+    async def iter_devices(self) -> AsyncIterator[DeviceRecord]:
+        for start in range(0, len(self.records), self.page_size):
+            page = await self.list_page(str(start) if start else None)
+            for record in page.records:
+                yield record
+
+    async def list_page(self, cursor: str | None) -> Page:
+        if self.fail_after_pages is not None and self.pages_served >= self.fail_after_pages:
+            raise ProviderError("jamf", "upstream answered 503")
+        if self.gate is not None and self.pages_served:
+            await self.gate.wait()
+        start = int(cursor or 0)
+        self.pages_served += 1
+        self.served.set()
+        end = start + self.page_size
+        return Page(self.records[start:end], str(end) if end < len(self.records) else None)
+
+
+class WholeListing:
+    """A provider that can only list everything at once (no resume)."""
+
+    def __init__(self, inventory: ListedInventory) -> None:
+        self._inventory = inventory
+
+    def iter_devices(self) -> AsyncIterator[DeviceRecord]:
+        return self._inventory.iter_devices()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def syncer(store: Store, lister: object, replica: str = "a", **kwargs: object) -> Syncer:
+    return Syncer("jamf", lister, SYNC, store, replica=replica, encode=encode, **kwargs)  # type: ignore[arg-type]
+
+
+async def keys(store: Store, *serials: str) -> dict[str, bool | None]:
+    """Each serial's synced `managed` flag (None when absent)."""
+    out: dict[str, bool | None] = {}
+    for serial in serials:
+        found = await store.find_device("jamf", serial)
+        out[serial] = None if found is None else decode(found.payload).managed
+    return out
+
+
+async def test_sync_replaces_the_whole_inventory(store: Store) -> None:
+    """A device absent from the latest complete listing is absent; changes show at once."""
+    inventory = ListedInventory([device("C02A"), device("C02B"), device("C02C")])
+    first = await syncer(store, inventory).sync()
+    assert first.devices == 3
+    inventory.records = [device("C02A", managed=False), device("C02C")]
+    second = await syncer(store, inventory).sync()
+    assert second.id != first.id
+    assert await keys(store, "C02A", "C02B", "C02C") == {"C02A": False, "C02B": None, "C02C": True}
+
+
+async def test_failed_sync_keeps_the_last_good_generation(store: Store) -> None:
+    """A listing that breaks halfway never replaces good data, and the state says why."""
+    inventory = ListedInventory([device("C02A"), device("C02B"), device("C02C")])
+    good = await syncer(store, inventory).sync()
+    inventory.records = [device("C02X"), device("C02Y"), device("C02Z")]
+    inventory.fail_after_pages = inventory.pages_served + 1
+    with pytest.raises(ProviderError):
+        await syncer(store, WholeListing(inventory)).sync()
+    assert (await store.current_generation("jamf")).id == good.id  # type: ignore[union-attr]
+    assert await keys(store, "C02A", "C02X") == {"C02A": True, "C02X": None}
+    state = await store.load_sync_state("jamf")
+    assert state.last_error == "upstream answered 503"
+
+
+async def test_only_the_lease_holder_syncs(store: Store) -> None:
+    """Two replicas: the one holding the lease syncs, the other leaves it alone."""
+    inventory = ListedInventory([device("C02A")])
+    assert await syncer(store, inventory, "a").sync_if_due() is not None
+    served = inventory.pages_served
+    assert await syncer(store, inventory, "b").sync_if_due() is None
+    assert inventory.pages_served == served
+
+
+async def test_sync_is_not_due_before_the_interval(store: Store) -> None:
+    """The leader lists again only once sync_interval has passed."""
+    clock = Clock()
+    inventory = ListedInventory([device("C02A")])
+    leader = syncer(store, inventory, clock=clock)
+    assert await leader.sync_if_due() is not None
+    clock.now += 30
+    assert await leader.sync_if_due() is None
+    clock.now += 31
+    assert await leader.sync_if_due() is not None
+
+
+async def test_new_leader_resumes_a_dead_leaders_paged_sync(store: Store) -> None:
+    """A leader killed mid-sync: the next one continues from the saved cursor, and only the
+    complete generation ever becomes current."""
+    inventory = ListedInventory([device(f"C02D{i}") for i in range(6)])
+    inventory.gate = asyncio.Event()
+    dead = asyncio.create_task(syncer(store, inventory, "a", lease_ttl=0.3).sync())
+    await inventory.served.wait()
+    await asyncio.sleep(0.05)
+    dead.cancel()  # the process died while waiting for page two
+    with pytest.raises(asyncio.CancelledError):
+        await dead
+    assert await store.current_generation("jamf") is None
+    state = await store.load_sync_state("jamf")
+    assert state.building is not None
+    assert state.cursor == "2"
+    inventory.gate.set()
+    heir = syncer(store, inventory, "b", lease_ttl=5)
+    assert await heir.sync_if_due() is None  # the dead leader's lease has not lapsed yet
+    await asyncio.sleep(0.35)
+    done = await heir.sync_if_due()
+    assert done is not None
+    assert done.id == state.building
+    assert done.devices == 6
+    assert inventory.pages_served == 3  # page one once (by the dead leader), then two and three
+
+
+async def test_unresumable_partial_generation_is_thrown_away(store: Store) -> None:
+    """Without a cursor the partial rows of a dead leader are discarded, never reused."""
+    inventory = ListedInventory([device("C02GONE"), device("C02KEEP")], page_size=1)
+    inventory.fail_after_pages = 1
+    with pytest.raises(ProviderError):
+        await syncer(store, WholeListing(inventory)).sync()
+    inventory.records = [device("C02KEEP")]
+    inventory.fail_after_pages = None
+    await syncer(store, WholeListing(inventory)).sync()
+    assert await keys(store, "C02GONE", "C02KEEP") == {"C02GONE": None, "C02KEEP": True}
+
+
+async def test_a_leader_that_lost_its_lease_does_not_commit(store: Store) -> None:
+    """If another replica took the lease during a slow sync, the old leader's work is dropped."""
+    inventory = ListedInventory([device(f"C02L{i}") for i in range(4)])
+    inventory.gate = asyncio.Event()
+    slow = asyncio.create_task(syncer(store, inventory, "a", lease_ttl=0.2).sync())
+    await inventory.served.wait()
+    await asyncio.sleep(0.25)
+    assert await store.acquire_lease("sync:jamf", "b", 30)
+    inventory.gate.set()
+    with pytest.raises(LeaseLost):
+        await slow
+    assert await store.current_generation("jamf") is None
+
+
+async def test_synced_provider_fails_closed_until_a_sync_and_when_stale(store: Store) -> None:
+    """mode = "sync": not ready before the first sync and after max_staleness."""
+    clock = Clock()
+    reader = SyncedProvider("jamf", SYNC, store, decode=decode, live=None, clock=clock)
+    with pytest.raises(ProviderNotReady, match="no complete sync yet"):
+        await reader.start()
+    assert not reader.ready
+    with pytest.raises(ProviderNotReady):
+        await reader.lookup(classify("C02AAAAA0001"))
+    await syncer(store, ListedInventory([device("C02AAAAA0001")])).sync()
+    generation = await store.current_generation("jamf")
+    assert generation is not None
+    clock.now = generation.completed_at + 1
+    await reader.start()
+    assert reader.ready
+    assert not reader.cacheable
+    found = await reader.lookup(classify("C02AAAAA0001"))
+    assert found is not None
+    assert found.serial == "C02AAAAA0001"
+    assert await reader.lookup(classify("C02AAAAA0002")) is None
+    clock.now += SYNC.max_staleness + 1
+    assert not reader.ready
+    with pytest.raises(ProviderNotReady, match="max_staleness"):
+        await reader.lookup(classify("C02AAAAA0001"))
+
+
+async def test_sync_plus_live_asks_upstream_on_a_miss_and_when_stale(store: Store) -> None:
+    """mode = "sync+live": the copy first; the upstream for a new device or a stale copy."""
+    clock = Clock()
+    await syncer(store, ListedInventory([device("C02SYNCED01")])).sync()
+    generation = await store.current_generation("jamf")
+    assert generation is not None
+    clock.now = generation.completed_at
+    live = MemoryProvider("jamf", [device("C02NEWDEV01"), device("C02SYNCED01", managed=False)])
+    options = SyncOptions(mode="sync+live", sync_interval=60, max_staleness=600)
+    reader = SyncedProvider("jamf", options, store, decode=decode, live=live, clock=clock)
+    await reader.start()
+    synced = await reader.lookup(classify("C02SYNCED01"))
+    assert synced is not None
+    assert synced.managed is True
+    assert live.calls == []
+    assert await reader.lookup(classify("C02NEWDEV01")) is not None
+    assert live.calls == ["C02NEWDEV01"]
+    clock.now += 601
+    stale = await reader.lookup(classify("C02SYNCED01"))
+    assert stale is not None
+    assert stale.managed is False  # the upstream's fresher answer
+
+
+async def test_store_outage_fails_closed_in_sync_mode(store: Store) -> None:
+    """With the database gone, a "sync" provider answers an error, never a stale allow."""
+    await syncer(store, ListedInventory([device("C02AAAAA0001")])).sync()
+    reader = SyncedProvider("jamf", SYNC, store, decode=decode, live=None)
+    await reader.start()
+    await store.aclose()
+    with pytest.raises(ProviderError):
+        await reader.lookup(classify("C02AAAAA0001"))
+    with pytest.raises(StoreError):
+        await store.current_generation("jamf")
