@@ -16,6 +16,7 @@ from connector.keys import CLOCK, HOOKS, PROVIDERS, ROUTES, SETTINGS, WebhookRun
 from connector.logs import request_context
 from connector.lookup import AnswerCache, MemoryCache, ProviderChain
 from connector.observe import FanOut, StructlogHook
+from connector.persistence import PERSISTENCE, AuditHook, Persistence, persistence_ctx
 from connector.settings import Settings
 from providers import Provider, ProviderError, build_provider
 
@@ -35,9 +36,10 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = _utcnow) -
         middlewares=[request_context, error_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
-    hooks = FanOut([StructlogHook()])
+    persistence = Persistence(settings)
+    hooks = FanOut([StructlogHook(), AuditHook(persistence)])
     providers: dict[str, Provider] = {
-        name: build_provider(name, config, hooks=hooks)
+        name: persistence.wrap(name, build_provider(name, config, hooks=hooks))
         for name, config in settings.providers.items()
     }
     cache = AnswerCache(
@@ -58,6 +60,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = _utcnow) -
     app[SETTINGS] = settings
     app[PROVIDERS] = providers
     app[HOOKS] = hooks
+    app[PERSISTENCE] = persistence
     app[ROUTES] = routes
     app[CLOCK] = clock
     app.add_routes(
@@ -68,6 +71,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = _utcnow) -
         ]
     )
     app[PROVIDERS_STARTED] = asyncio.Event()
+    # The store first: providers in sync mode read it, and it outlives them to flush the audit.
+    app.cleanup_ctx.append(persistence_ctx)
     app.cleanup_ctx.append(_providers_ctx)
     app.on_cleanup.append(lambda _app: cache.aclose())
     return app

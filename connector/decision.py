@@ -16,7 +16,7 @@ from connector.models import ReplyError, WebhookReply, WebhookRequest
 from connector.policy import PolicyResult, RuleOutcome, evaluate, identifier_kind_refusal
 from connector.settings import WebhookSettings
 from providers.base import DeviceRecord
-from providers.identifiers import DeviceIdentifier, IdentifierShapeError, classify
+from providers.identifiers import DeviceIdentifier, IdentifierKind, IdentifierShapeError, classify
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +121,20 @@ async def decide(
         return _deny(code, message, record=record, outcomes=verdict.outcomes, **base)
     data = build_data(hook.enrichment, record, identifier) if hook.kind == "ENRICHING" else None
     return Decision(allow=True, data=data, record=record, outcomes=verdict.outcomes, **base)
+
+
+def shadow_reply(hook: WebhookSettings, decision: Decision) -> WebhookReply:
+    """What step-ca receives from a webhook in shadow mode: an allow, whatever the policy said.
+
+    A device the policy refused still gets its enrichment data when the inventory knows it, so
+    templates render as they will once the webhook enforces; an unknown device gets ``{}``.
+    """
+    if decision.allow:
+        return decision.reply()
+    if hook.kind != "ENRICHING":
+        return WebhookReply(allow=True)
+    data: dict[str, Any] = {}
+    if decision.record is not None and decision.identifier and decision.kind is not None:
+        identifier = DeviceIdentifier(decision.identifier, IdentifierKind(decision.kind))
+        data = build_data(hook.enrichment, decision.record, identifier)
+    return WebhookReply(allow=True, data=data)

@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from connector.decision import Decision, decide
+from connector.decision import Decision, decide, shadow_reply
 from connector.errors import (
     AuthError,
     BodyTooLarge,
@@ -38,6 +38,7 @@ from connector.observe import (
     FailedRule,
     clip,
 )
+from connector.persistence import PERSISTENCE
 from connector.settings import WebhookSettings
 from connector.signing import verify_signature
 from connector.tls import peer_certificate, peer_dns_names
@@ -178,7 +179,8 @@ async def handle_webhook(request: web.Request) -> web.Response:
     _check_timestamp(payload, now, settings.server.clock_skew)
     decision = await decide(hook, payload, runtime.chain, now=now)
     _log_decision(request, hook, decision, started)
-    return web.json_response(decision.reply().to_json())
+    reply = shadow_reply(hook, decision) if hook.mode == "shadow" else decision.reply()
+    return web.json_response(reply.to_json())
 
 
 def _log_decision(
@@ -208,7 +210,7 @@ def decision_event(
         kind=hook.kind,
         identifier=identifier,
         identifier_kind=decision.kind,
-        allow=decision.allow,
+        allow=decision.allow or hook.mode == "shadow",
         code=decision.code,
         provider=record.provider if record else None,
         cached=decision.lookup.cached if decision.lookup else None,
@@ -223,6 +225,8 @@ def decision_event(
         else (),
         user=user.username if user else None,
         email=user.email if user else None,
+        shadow=hook.mode == "shadow",
+        would_allow=decision.allow if hook.mode == "shadow" else None,
     )
 
 
@@ -237,6 +241,10 @@ async def handle_readyz(request: web.Request) -> web.Response:
     states = {name: provider.ready for name, provider in providers.items()}
     ready = all(states.values())
     return web.json_response(
-        {"status": "ready" if ready else "not-ready", "providers": states},
+        {
+            "status": "ready" if ready else "not-ready",
+            "providers": states,
+            "store": request.app[PERSISTENCE].readiness(),
+        },
         status=200 if ready else 503,
     )

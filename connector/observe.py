@@ -71,6 +71,9 @@ class DecisionEvent:
         latency: Seconds from the request's arrival to the decision.
         user: The device user's username (only with ``logging.personal_data``).
         email: Their e-mail address (only with ``logging.personal_data``).
+        shadow: The webhook runs in shadow mode: `allow` is what step-ca got (always True),
+            `would_allow` what the policy decided.
+        would_allow: The policy's own verdict in shadow mode (None otherwise).
     """
 
     webhook: str
@@ -86,6 +89,8 @@ class DecisionEvent:
     failed_providers: tuple[str, ...] = field(default=())
     user: str | None = None
     email: str | None = None
+    shadow: bool = False
+    would_allow: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +155,8 @@ class StructlogHook:
             "latency_ms": _ms(event.latency),
             "user": event.user,
             "email": event.email,
+            "shadow": event.shadow or None,
+            "would_allow": event.would_allow,
         }
         log.info("webhook.decision", **{k: v for k, v in fields.items() if v is not None})
 

@@ -119,6 +119,8 @@ class WebhookSettings(_Frozen):
     )
     on_missing_identifier: Literal["deny", "allow"] = "deny"
     on_provider_failure: Literal["deny", "next"] = "deny"
+    # "shadow": answer allow whatever the policy says, and record what it would have decided.
+    mode: Literal["enforce", "shadow"] = "enforce"
     policy: PolicySettings = Field(default_factory=PolicySettings)
     enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,11 @@ def config(
 
 
 def make_settings(mapping: dict[str, Any]) -> Settings:
-    """Validate a mapping as the service would."""
+    """Validate a mapping as the service would; without a ``[store]`` table, the SQLite store
+    goes to a fresh temporary folder (never the working directory)."""
+    if "store" not in mapping:
+        folder = tempfile.mkdtemp(prefix="posture-test-store-")
+        mapping = {**mapping, "store": {"path": f"{folder}/store.sqlite3"}}
     return settings_from_mapping(mapping, source="<test>")
 
 

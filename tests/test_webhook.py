@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
 from connector import stepca
+from connector.persistence import PERSISTENCE
 from tests.conftest import AppClient
 from tests.helpers import (
     AUTH_ID,
@@ -428,12 +429,17 @@ async def test_broken_provider_denies_inventory_unavailable(
 
 
 async def test_health_endpoints(app_client: AppClient) -> None:
-    """/healthz is always ok; /readyz is 200 once every provider loaded."""
+    """/healthz is always ok; /readyz is 200 once every provider loaded, and names the store."""
     client = await app_client()
     assert (await client.get("/healthz")).status == 200
+    await client.app[PERSISTENCE].store.wait_ready()
     ready = await client.get("/readyz")
     assert ready.status == 200
-    assert (await ready.json()) == {"status": "ready", "providers": {"inventory": True}}
+    body = await ready.json()
+    assert body["status"] == "ready"
+    assert body["providers"] == {"inventory": True}
+    assert body["store"]["ready"] is True
+    assert body["store"]["backend"].startswith("sqlite:")
 
 
 async def test_later_provider_answers_when_first_misses(

@@ -18,7 +18,7 @@ from connector.store._model import (
 )
 from connector.store._recorder import AuditRecorder
 from connector.store._schema import LATEST
-from connector.store._settings import StoreSettings, open_store
+from connector.store._settings import StoreSettings, connect_store, open_store
 from connector.store._store import Store
 
 __all__ = [
@@ -36,5 +36,6 @@ __all__ = [
     "StoredAnswer",
     "StoredDevice",
     "SyncState",
+    "connect_store",
     "open_store",
 ]

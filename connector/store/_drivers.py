@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -111,16 +111,23 @@ class SqliteDriver:
     @classmethod
     async def open(cls, path: Path) -> SqliteDriver:
         """Open (creating if needed) the database file."""
-        with _translated("sqlite"):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            writer = await aiosqlite.connect(path, isolation_level=None)
-            reader = await aiosqlite.connect(path, isolation_level=None)
-            for conn in (writer, reader):
-                await conn.execute("PRAGMA busy_timeout = 5000")
-                await conn.execute("PRAGMA foreign_keys = ON")
-            await writer.execute("PRAGMA journal_mode = WAL")
-            await writer.execute("PRAGMA synchronous = NORMAL")
-        return cls(writer, reader)
+        opened: list[aiosqlite.Connection] = []
+        try:
+            with _translated("sqlite"):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                for _ in range(2):
+                    opened.append(await aiosqlite.connect(path, isolation_level=None))
+                for conn in opened:
+                    await conn.execute("PRAGMA busy_timeout = 5000")
+                    await conn.execute("PRAGMA foreign_keys = ON")
+                await opened[0].execute("PRAGMA journal_mode = WAL")
+                await opened[0].execute("PRAGMA synchronous = NORMAL")
+        except BaseException:  # cancelled or failed half-way: close what was opened
+            for conn in opened:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+            raise
+        return cls(opened[0], opened[1])
 
     @property
     def dialect(self) -> Dialect:
@@ -246,3 +253,48 @@ def _translated(backend: str) -> Iterator[None]:
         raise StoreError(f"{backend}: {type(exc).__name__}: {exc}") from None
     except (OSError, TimeoutError) as exc:
         raise StoreError(f"{backend}: cannot reach the database ({type(exc).__name__})") from None
+
+
+class LazyDriver:
+    """Opens the real driver on first use, so a store can exist before its database answers.
+
+    The service starts (and reports not-ready) while PostgreSQL is down; each use tries to
+    connect again, and the first success is kept.
+    """
+
+    def __init__(self, dialect: Dialect, opener: Callable[[], Awaitable[Driver]]) -> None:
+        self._dialect: Dialect = dialect
+        self._opener = opener
+        self._real: Driver | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def dialect(self) -> Dialect:
+        """The dialect the real driver will speak."""
+        return self._dialect
+
+    async def _driver(self) -> Driver:
+        if self._real is None:
+            async with self._lock:
+                if self._real is None:
+                    self._real = await self._opener()
+        return self._real
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """The real driver's transaction (connecting first if needed)."""
+        driver = await self._driver()
+        async with driver.transaction() as tx:
+            yield tx
+
+    @contextlib.asynccontextmanager
+    async def reader(self) -> AsyncIterator[Connection]:
+        """The real driver's reader (connecting first if needed)."""
+        driver = await self._driver()
+        async with driver.reader() as conn:
+            yield conn
+
+    async def aclose(self) -> None:
+        """Close the real driver if it was opened."""
+        if self._real is not None:
+            await self._real.aclose()

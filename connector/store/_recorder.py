@@ -58,6 +58,7 @@ class AuditRecorder:
             self._taken = []
 
     async def _write(self, entries: list[AuditEntry]) -> None:
+        await self._store.wait_ready()  # connecting at start-up is no failure yet
         while True:
             try:
                 await self._store.record_decisions(entries)
@@ -88,6 +89,11 @@ class AuditRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        pending = len(self._taken) + self._queue.qsize()
+        if not self._store.ready:
+            if pending:
+                log.error("audit.unflushed", pending=pending, reason="the store never connected")
+            return
         try:
             async with asyncio.timeout(flush_seconds):
                 await self.flush()

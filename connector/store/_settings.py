@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from connector.store._drivers import PostgresDriver, SqliteDriver
+from connector.store._drivers import Driver, LazyDriver, PostgresDriver, SqliteDriver
 from connector.store._store import Store
 from providers.config_types import ConfigPath, Secret
 
@@ -30,6 +30,9 @@ class StoreSettings(BaseModel):
     url: Secret | None = Field(default=None, description="postgresql://user:pass@host/db")
     pool_size: int = Field(default=10, ge=1, le=100)
     timeout: float = Field(default=2.0, gt=0, le=30, description="seconds per statement")
+    audit_retention_days: int = Field(
+        default=400, ge=0, description="days a decision is kept in the audit log (0: forever)"
+    )
 
     @model_validator(mode="after")
     def _url_for_postgres(self) -> StoreSettings:
@@ -54,18 +57,26 @@ class StoreSettings(BaseModel):
         return f"postgresql://{user}{parts.hostname or ''}{port}{parts.path}"
 
 
-async def open_store(settings: StoreSettings) -> Store:
-    """Connect and migrate; raises `StoreError` (or `SchemaTooNew`) with a password-free reason."""
-    if settings.backend == "sqlite":
-        driver: SqliteDriver | PostgresDriver = await SqliteDriver.open(settings.path)
-    else:
+def connect_store(settings: StoreSettings) -> Store:
+    """A store that connects on first use: no I/O here, so the service can start (not ready)
+    while the database is away. Call `Store.migrate` until it succeeds before using it."""
+
+    async def opener() -> Driver:
+        if settings.backend == "sqlite":
+            return await SqliteDriver.open(settings.path)
         assert settings.url is not None  # noqa: S101 - checked by the validator
-        driver = await PostgresDriver.open(
+        return await PostgresDriver.open(
             settings.url.get_secret_value(),
             pool_size=settings.pool_size,
             statement_timeout=settings.timeout,
         )
-    store = Store(driver, describe=settings.redacted)
+
+    return Store(LazyDriver(settings.backend, opener), describe=settings.redacted)
+
+
+async def open_store(settings: StoreSettings) -> Store:
+    """Connect and migrate; raises `StoreError` (or `SchemaTooNew`) with a password-free reason."""
+    store = connect_store(settings)
     try:
         await store.migrate()
     except BaseException:

@@ -8,6 +8,8 @@ never a mix, and a failed sync leaves the current one untouched.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Sequence
@@ -47,6 +49,29 @@ class Store:
         self._now = NOW_SQL[driver.dialect]
         self.describe = describe
         """The backend and where it is, without a password (for logs and /readyz)."""
+        self._migrated = False
+        self._ready = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the schema is known to be current (`migrate` succeeded)."""
+        return self._migrated
+
+    async def wait_ready(self) -> None:
+        """Return once `migrate` has succeeded."""
+        await self._ready.wait()
+
+    def _transaction(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        self._require()
+        return self._driver.transaction()
+
+    def _reader(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        self._require()
+        return self._driver.reader()
+
+    def _require(self) -> None:
+        if not self._migrated:
+            raise StoreError(f"{self.describe}: not connected yet (the schema is not checked)")
 
     @property
     def backend(self) -> str:
@@ -77,6 +102,8 @@ class Store:
                     version=migration.version,
                     summary=migration.summary,
                 )
+        self._migrated = True
+        self._ready.set()
         return max(found, LATEST)
 
     async def ping(self) -> None:
@@ -92,7 +119,7 @@ class Store:
 
     async def begin_generation(self, provider: str) -> int:
         """Start an invisible generation for `provider`; returns its id."""
-        async with self._driver.transaction() as tx:
+        async with self._transaction() as tx:
             row = await tx.fetchone(
                 "INSERT INTO generations (provider, state, started_at) "
                 f"VALUES (?, 'building', {self._now}) RETURNING id",
@@ -110,7 +137,7 @@ class Store:
         rows = [(generation, key, d.rank, d.payload) for d in devices for key in d.keys]
         if not rows:
             return
-        async with self._driver.transaction() as tx:
+        async with self._transaction() as tx:
             await _expect_building(tx, generation)
             await tx.executemany(
                 "INSERT INTO devices (generation, key, rank, payload) VALUES (?, ?, ?, ?) "
@@ -126,7 +153,7 @@ class Store:
 
     async def commit_generation(self, provider: str, generation: int) -> Generation:
         """Make a building generation current (atomically) and drop the ones it replaces."""
-        async with self._driver.transaction() as tx:
+        async with self._transaction() as tx:
             row = await tx.fetchone(
                 "SELECT provider, state FROM generations WHERE id = ?", generation
             )
@@ -154,7 +181,7 @@ class Store:
 
     async def abort_generation(self, generation: int) -> None:
         """Throw a building generation away (a sync that will not resume)."""
-        async with self._driver.transaction() as tx:
+        async with self._transaction() as tx:
             await tx.execute(
                 "DELETE FROM devices WHERE generation = ? AND generation IN "
                 "(SELECT id FROM generations WHERE state = 'building')",
@@ -165,7 +192,7 @@ class Store:
             )
 
     async def _drop_retired(self, provider: str) -> None:
-        async with self._driver.transaction() as tx:
+        async with self._transaction() as tx:
             await tx.execute(
                 "DELETE FROM devices WHERE generation IN "
                 "(SELECT id FROM generations WHERE provider = ? AND state = 'retired')",
@@ -177,7 +204,7 @@ class Store:
 
     async def current_generation(self, provider: str) -> Generation | None:
         """The generation decisions read for `provider`, if one was ever completed."""
-        async with self._driver.reader() as conn:
+        async with self._reader() as conn:
             row = await conn.fetchone(
                 "SELECT g.id, g.completed_at, g.devices FROM inventory_heads h "
                 "JOIN generations g ON g.id = h.generation WHERE h.provider = ?",
@@ -189,7 +216,7 @@ class Store:
 
     async def find_device(self, provider: str, key: str) -> StoredAnswer | None:
         """The device with `key` in `provider`'s current generation, and that generation."""
-        async with self._driver.reader() as conn:
+        async with self._reader() as conn:
             row = await conn.fetchone(
                 "SELECT d.generation, g.completed_at, d.payload FROM inventory_heads h "
                 "JOIN devices d ON d.generation = h.generation AND d.key = ? "
@@ -205,7 +232,7 @@ class Store:
 
     async def load_sync_state(self, provider: str) -> SyncState:
         """Where the provider's sync stands (an empty state when it never ran)."""
-        async with self._driver.reader() as conn:
+        async with self._reader() as conn:
             row = await conn.fetchone(
                 "SELECT building, cursor, last_success, last_attempt, last_error, last_full "
                 "FROM sync_state WHERE provider = ?",
@@ -217,7 +244,7 @@ class Store:
 
     async def save_sync_state(self, state: SyncState) -> None:
         """Record where the provider's sync stands."""
-        async with self._driver.transaction() as tx:
+        async with self._transaction() as tx:
             await tx.execute(
                 "INSERT INTO sync_state (provider, building, cursor, last_success, "
                 "last_attempt, last_error, last_full) VALUES (?, ?, ?, ?, ?, ?, ?) "
@@ -239,7 +266,7 @@ class Store:
 
         Expiry is judged by the database's clock, the one clock all replicas share.
         """
-        async with self._driver.transaction() as tx:
+        async with self._transaction() as tx:
             row = await tx.fetchone(
                 "INSERT INTO leases (name, holder, expires_at) "
                 f"VALUES (?, ?, {self._now} + ?) "
@@ -255,7 +282,7 @@ class Store:
 
     async def release_lease(self, name: str, holder: str) -> None:
         """Give the lease up at once (on a clean shutdown) so another replica takes over."""
-        async with self._driver.transaction() as tx:
+        async with self._transaction() as tx:
             await tx.execute("DELETE FROM leases WHERE name = ? AND holder = ?", name, holder)
 
     # --- audit log --------------------------------------------------------------------------
@@ -265,7 +292,7 @@ class Store:
         if not entries:
             return
         placeholders = ", ".join("?" * 17)
-        async with self._driver.transaction() as tx:
+        async with self._transaction() as tx:
             await tx.executemany(
                 f"INSERT INTO decisions ({_AUDIT_COLUMNS}) VALUES ({placeholders})",
                 [_audit_row(e) for e in entries],
@@ -298,13 +325,13 @@ class Store:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY at DESC, id DESC LIMIT ?"
         args.append(int(query.limit))
-        async with self._driver.reader() as conn:
+        async with self._reader() as conn:
             rows = await conn.fetchall(sql, *args)
         return [_audit_entry(row) for row in rows]
 
     async def prune_decisions(self, before: float) -> int:
         """Delete entries older than `before` (retention); returns how many went."""
-        async with self._driver.transaction() as tx:
+        async with self._transaction() as tx:
             row = await tx.fetchone("SELECT count(*) FROM decisions WHERE at < ?", before)
             await tx.execute("DELETE FROM decisions WHERE at < ?", before)
         return int(row[0]) if row else 0
@@ -313,7 +340,7 @@ class Store:
 
     async def add_challenge(self, challenge: Challenge) -> None:
         """Remember a one-time challenge (its digest only)."""
-        async with self._driver.transaction() as tx:
+        async with self._transaction() as tx:
             await tx.execute(
                 "INSERT INTO scep_challenges (digest, webhook, identity, created_at, expires_at) "
                 f"VALUES (?, ?, ?, {self._now}, ?)",
@@ -325,7 +352,7 @@ class Store:
 
     async def burn_challenge(self, digest: str, webhook: str, now: float) -> Challenge | None:
         """Use a challenge up: the unexpired, unused one with this digest, once, or None."""
-        async with self._driver.transaction() as tx:
+        async with self._transaction() as tx:
             row = await tx.fetchone(
                 "UPDATE scep_challenges SET used_at = ? WHERE digest = ? AND webhook = ? "
                 "AND used_at IS NULL AND expires_at > ? RETURNING identity, expires_at",
@@ -340,7 +367,7 @@ class Store:
 
     async def prune_challenges(self, before: float) -> None:
         """Forget challenges that expired before `before`."""
-        async with self._driver.transaction() as tx:
+        async with self._transaction() as tx:
             await tx.execute("DELETE FROM scep_challenges WHERE expires_at < ?", before)
 
 

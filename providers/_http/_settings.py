@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from providers.config_types import ConfigPath
+from providers.sync_options import SyncOptions
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 """Hosts where plain http is accepted: a fake upstream on this machine, never a real one."""
 
 
-class UpstreamSettings(BaseModel):
-    """Connection settings shared by every HTTP provider (fields of its config table)."""
+class UpstreamSettings(SyncOptions):
+    """Connection settings shared by every HTTP provider (fields of its config table), and the
+    sync keys (`mode`, `sync_interval`, `max_staleness`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
