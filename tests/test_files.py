@@ -34,6 +34,12 @@ def _csv_provider(path: Path, *, reload_interval: float = 0) -> FileProvider:
     return FileProvider("inv", CsvSettings(kind="csv", path=path, reload_interval=reload_interval))
 
 
+async def _settled_reload(provider: FileProvider) -> bool:
+    """Two polls: the first only notices the change, the second loads the settled file."""
+    assert await provider.reload() is False
+    return await provider.reload()
+
+
 @pytest.fixture
 async def csv_provider(tmp_path: Path) -> AsyncIterator[tuple[FileProvider, Path]]:
     """A started CSV provider (no watcher) over a two-device file."""
@@ -249,7 +255,7 @@ async def test_good_edit_is_picked_up(csv_provider: tuple[FileProvider, Path]) -
     provider, path = csv_provider
     path.write_text(f"{HEADER}\nC02A00000001,,renamed,false,,,,,\nC02A00000003,,three,true,,,,,\n")
     with capture_logs() as logs:
-        assert await provider.reload() is True
+        assert await _settled_reload(provider) is True
     record = await provider.lookup(_serial("C02A00000001"))
     assert record is not None
     assert (record.name, record.managed) == ("renamed", False)
@@ -277,7 +283,7 @@ async def test_broken_edit_keeps_last_good_inventory(
     provider, path = csv_provider
     path.write_text(f"{HEADER}\nC02A00000001,,new,true,,,,,\nC02A00000002,,two,sometimes,,,,,\n")
     with capture_logs() as logs:
-        assert await provider.reload() is False
+        assert await _settled_reload(provider) is False
         assert await provider.reload() is False
     failures = [e for e in logs if e["event"] == "provider.reload_failed"]
     assert len(failures) == 1
@@ -290,7 +296,7 @@ async def test_broken_edit_keeps_last_good_inventory(
     assert provider.ready
 
     path.write_text(f"{HEADER}\nC02A00000001,,fixed,true,,,,,\n")
-    assert await provider.reload() is True
+    assert await _settled_reload(provider) is True
     fixed = await provider.lookup(_serial("C02A00000001"))
     assert fixed is not None
     assert fixed.name == "fixed"
@@ -304,7 +310,7 @@ async def test_deleted_file_keeps_last_good_inventory(
     path.unlink()
     with capture_logs() as logs:
         assert await provider.reload() is False
-    assert [e["event"] for e in logs] == ["provider.reload_failed"]
+    assert [e["event"] for e in logs] == ["provider.file_missing"]
     assert await provider.lookup(_serial("C02A00000001")) is not None
 
 
@@ -320,7 +326,7 @@ async def test_missing_file_at_start_is_not_ready(tmp_path: Path) -> None:
         with pytest.raises(ProviderNotReady):
             await provider.lookup(_serial("C02A00000001"))
         path.write_text("serial\nC02A00000001\n", encoding="utf-8")
-        assert await provider.reload() is True
+        assert await _settled_reload(provider) is True
         assert provider.ready
     finally:
         await provider.aclose()
@@ -360,6 +366,7 @@ async def test_lookups_during_reload_see_old_or_new(tmp_path: Path) -> None:
     provider = _csv_provider(path)
     await provider.start()
     path.write_text(inventory("newer"), encoding="utf-8")
+    assert await provider.reload() is False  # noticed; loaded once it is unchanged at a poll
     reload = asyncio.create_task(provider.reload())
     seen: list[tuple[str | None, str | None]] = []
     while not reload.done():
@@ -374,3 +381,178 @@ async def test_lookups_during_reload_see_old_or_new(tmp_path: Path) -> None:
     final = await provider.lookup(_serial("C02A00000000"))
     assert final is not None
     assert final.name == "newer"
+
+
+LOST = "serial,name,groups\nC02A00000001,mac,Lost or Stolen\n"
+
+
+class _Clock:
+    """A hand-moved monotonic clock for the grace period."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _vanished(tmp_path: Path, grace: float, clock: _Clock) -> tuple[FileProvider, Path]:
+    """A started provider (no watcher) whose file was then deleted."""
+    path = tmp_path / "inv.csv"
+    path.write_text(LOST, encoding="utf-8")
+    settings = CsvSettings(kind="csv", path=path, reload_interval=0, missing_grace=grace)
+    provider = FileProvider("inv", settings, clock=clock)
+    await provider.start()
+    path.unlink()
+    return provider, path
+
+
+async def test_file_rewritten_in_place_is_loaded_only_once_settled(tmp_path: Path) -> None:
+    """A writer that truncates and pauses mid-row is not loaded; the finished file is, once settled."""
+    path = tmp_path / "inv.csv"
+    path.write_text(LOST, encoding="utf-8")
+    provider = _csv_provider(path)
+    await provider.start()
+    with path.open("r+", encoding="utf-8") as writer:  # same inode: an in-place rewrite
+        writer.truncate(0)
+        writer.write("serial,name,groups\nC02A00000001,mac,Lost or")
+        writer.flush()
+        assert await provider.reload() is False
+        record = await provider.lookup(_serial("C02A00000001"))
+        assert record is not None
+        assert record.groups == (GroupRef("Lost or Stolen"),)
+        writer.write(" Found;Pilot\n")
+    assert await provider.reload() is False  # changed again since the last poll
+    assert await provider.reload() is True
+    record = await provider.lookup(_serial("C02A00000001"))
+    assert record is not None
+    assert record.groups == (GroupRef("Lost or Found"), GroupRef("Pilot"))
+
+
+async def test_file_changed_while_reading_is_discarded(tmp_path: Path) -> None:
+    """A load whose stat after the read differs from the one before it keeps the old inventory."""
+    path = tmp_path / "inv.csv"
+    path.write_text(LOST, encoding="utf-8")
+    provider = _csv_provider(path)
+    await provider.start()
+    path.write_text("serial,name,groups\nC02A00000001,mac,Pilot\n", encoding="utf-8")
+    assert await provider.reload() is False
+    reload = asyncio.create_task(provider.reload())
+    await asyncio.sleep(0)  # the poll took its stamp and is reading in a worker
+    with path.open("a", encoding="utf-8") as writer:
+        writer.write("C02A00000002,half")
+    assert await reload is False
+    record = await provider.lookup(_serial("C02A00000001"))
+    assert record is not None
+    assert record.groups == (GroupRef("Lost or Stolen"),)
+    assert await provider.reload() is True  # the new stamp is unchanged at this poll
+    assert await provider.lookup(_serial("C02A00000002")) is not None
+
+
+async def test_renamed_file_is_loaded_at_the_next_settled_poll(tmp_path: Path) -> None:
+    """A file renamed over the inventory (atomic) is loaded at the poll after the one noticing it."""
+    path = tmp_path / "inv.csv"
+    path.write_text(LOST, encoding="utf-8")
+    provider = _csv_provider(path)
+    await provider.start()
+    staged = tmp_path / "inv.csv.tmp"
+    staged.write_text("serial,name\nC02A00000002,new\n", encoding="utf-8")
+    staged.replace(path)
+    assert await provider.reload() is False
+    assert await provider.reload() is True
+    assert await provider.lookup(_serial("C02A00000001")) is None
+    assert await provider.lookup(_serial("C02A00000002")) is not None
+
+
+async def test_vanished_file_serves_within_grace_and_logs_once(tmp_path: Path) -> None:
+    """Within `missing_grace` the last inventory serves; the vanishing is logged once, not per poll."""
+    clock = _Clock()
+    provider, path = await _vanished(tmp_path, 300, clock)
+    with capture_logs() as logs:
+        for _ in range(5):
+            clock.now += 59
+            assert await provider.reload() is False
+    assert provider.ready
+    assert await provider.lookup(_serial("C02A00000001")) is not None
+    assert logs == [
+        {
+            "event": "provider.file_missing",
+            "provider": "inv",
+            "path": str(path),
+            "error": f"{path}: No such file or directory",
+            "grace": 300,
+            "log_level": "warning",
+        }
+    ]
+
+
+async def test_vanished_file_fails_closed_after_grace(tmp_path: Path) -> None:
+    """After `missing_grace` lookups raise ProviderNotReady; the file's return makes it ready again."""
+    clock = _Clock()
+    provider, path = await _vanished(tmp_path, 300, clock)
+    with capture_logs() as logs:
+        assert await provider.reload() is False
+        clock.now += 300
+        for _ in range(3):
+            assert await provider.reload() is False
+            clock.now += 60
+    assert not provider.ready
+    with pytest.raises(ProviderNotReady, match="missing"):
+        await provider.lookup(_serial("C02A00000001"))
+    with pytest.raises(ProviderNotReady):
+        await provider.start()  # the service's retry does not bypass the settle rule
+    assert [(e["event"], e["log_level"]) for e in logs] == [
+        ("provider.file_missing", "warning"),
+        ("provider.not_ready", "error"),
+    ]
+
+    path.write_text("serial,name\nC02A00000002,back\n", encoding="utf-8")
+    with capture_logs() as logs:
+        assert await _settled_reload(provider) is True
+    assert [e["event"] for e in logs] == [
+        "provider.file_restored",
+        "provider.loaded",
+        "provider.ready",
+    ]
+    assert logs[0]["missing_for"] == 480
+    assert await provider.lookup(_serial("C02A00000002")) is not None
+
+
+async def test_zero_grace_is_not_ready_at_once(tmp_path: Path) -> None:
+    """With `missing_grace = 0` the poll that finds the file gone turns the provider not ready."""
+    provider, _ = await _vanished(tmp_path, 0, _Clock())
+    assert await provider.reload() is False
+    assert not provider.ready
+    with pytest.raises(ProviderNotReady):
+        await provider.lookup(_serial("C02A00000001"))
+
+
+async def test_broken_file_is_logged_once_per_distinct_error(
+    csv_provider: tuple[FileProvider, Path],
+) -> None:
+    """A file that stays broken is logged once per distinct error, whatever the number of saves."""
+    provider, path = csv_provider
+    broken = f"{HEADER}\nC02A00000001,,new,maybe,,,,,\n"
+    with capture_logs() as logs:
+        path.write_text(broken)
+        assert await _settled_reload(provider) is False
+        path.write_text(broken + "\n")  # saved again, same mistake
+        assert await _settled_reload(provider) is False
+        path.write_text(f"{HEADER}\nC02A00000001,,new,true,,,,,\nC02A00000001,,twice,,,,,,\n")
+        assert await _settled_reload(provider) is False
+        assert await provider.reload() is False
+    errors = [e["error"] for e in logs if e["event"] == "provider.reload_failed"]
+    assert errors == [
+        f"{path}:2: managed: Input should be a valid boolean, unable to interpret input",
+        f"{path}:3: identifier C02A00000001 already on line 2",
+    ]
+
+
+async def test_missing_file_at_start_is_logged_once(tmp_path: Path) -> None:
+    """The service retrying a provider whose file is missing does not log the failure again."""
+    provider = _csv_provider(tmp_path / "later.csv")
+    with capture_logs() as logs:
+        for _ in range(3):
+            with pytest.raises(ProviderNotReady, match=r"later\.csv"):
+                await provider.start()
+    assert [e["event"] for e in logs] == ["provider.load_failed"]
