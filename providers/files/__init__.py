@@ -7,7 +7,7 @@ See `_provider` for when a changed or vanished file is (not) loaded.
 
 from __future__ import annotations
 
-from providers.files._load import InventoryIndex
+from providers.files._image import InventoryIndex
 from providers.files._parse import build_index, parse_csv, parse_json
 from providers.files._provider import FileProvider
 from providers.files._schema import InventoryFileError, InventoryRow

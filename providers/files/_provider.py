@@ -28,8 +28,9 @@ from pathlib import Path
 import structlog
 
 from providers.base import DeviceRecord, ProviderError, ProviderNotReady
-from providers.files._load import InventoryIndex, load_index
-from providers.files._schema import InventoryFileError
+from providers.files._image import InventoryIndex
+from providers.files._load import PROCESS_ABOVE, load_index
+from providers.files._schema import InventoryFileError, describe
 from providers.files._settings import CsvSettings, JsonSettings
 from providers.identifiers import DeviceIdentifier
 
@@ -60,10 +61,12 @@ class FileProvider:
         settings: CsvSettings | JsonSettings,
         *,
         clock: Callable[[], float] = time.monotonic,
+        process_above: int = PROCESS_ABOVE,
     ) -> None:
         self._name = name
         self._settings = settings
         self._clock = clock
+        self._process_above = process_above  # larger files are parsed in a worker process
         self._index: InventoryIndex | None = None
         self._loaded: _Stamp | None = None  # the version the index came from
         self._seen: _Stamp | None = None  # the version the previous poll saw
@@ -159,7 +162,9 @@ class FileProvider:
         """Read and index the version `stamp`; swap it in only if it was stable and valid."""
         path = self._settings.path
         try:
-            index = await load_index(path, self._settings, self._name)
+            index = await load_index(
+                path, self._settings, self._name, size=stamp.size, process_above=self._process_above
+            )
             after = _stamp(path)
             if after != stamp:
                 raise _ChangedWhileReading(after)
@@ -184,7 +189,7 @@ class FileProvider:
 
     def _report(self, exc: Exception) -> None:
         """Log a failure once per distinct message, as a load or a reload failure."""
-        message = _describe(exc, self._settings.path)
+        message = describe(exc, self._settings.path)
         if message == self._logged_error:
             return
         self._logged_error = message
@@ -204,7 +209,7 @@ class FileProvider:
                 "provider.file_missing",
                 provider=self._name,
                 path=str(self._settings.path),
-                error=_describe(exc, self._settings.path),
+                error=describe(exc, self._settings.path),
                 grace=grace if self._index is not None else 0,
             )
         if self._index is not None and now - self._missing_since >= grace:
@@ -245,11 +250,3 @@ class FileProvider:
 def _stamp(path: Path) -> _Stamp:
     st = os.stat(path)
     return _Stamp(st.st_mtime_ns, st.st_size, st.st_ino)
-
-
-def _describe(exc: Exception, path: Path) -> str:
-    if isinstance(exc, OSError):
-        return f"{path}: {exc.strerror or type(exc).__name__}"
-    if isinstance(exc, UnicodeDecodeError):
-        return f"{path}: not UTF-8 text"
-    return str(exc)

@@ -7,6 +7,7 @@ converts the stored raw row with it again, so fast load-time checks can never ch
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -118,3 +119,12 @@ def validate_row(cells: dict[str, Any], source: str, line: int, where: str = "")
     if not row.serial and not row.udid:
         raise InventoryFileError(f"{source}:{line}: a device needs a serial or a udid")
     return row
+
+
+def describe(exc: Exception, path: Path) -> str:
+    """An admin-facing message for a failure to read `path` (no traceback, no internals)."""
+    if isinstance(exc, OSError):
+        return f"{path}: {exc.strerror or type(exc).__name__}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"{path}: not UTF-8 text"
+    return str(exc)

@@ -1,0 +1,283 @@
+"""Build a compact inventory image from a file, fast, with the reference parsers as the judge.
+
+Rows are checked column by column: a check runs once per distinct value (a million devices share
+a handful of `managed` or `owner_type` values), and the one column with unbounded values
+(`last_contact`) is validated in one pydantic call. A row that any check doubts, a duplicate
+identifier or an unusual file shape sends the whole file through the reference parsers, which
+raise the error with its line number exactly as before; line numbers are never computed
+otherwise. Rows are stored raw (the CSV row text, the JSON values) and converted by
+`InventoryRow` at lookup, so a fast check can refuse too much but never change a value.
+
+Run this in a worker (thread or process): it holds the interpreter for the whole parse.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import itertools
+import marshal
+import operator
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from operator import itemgetter, methodcaller
+from typing import Any
+
+import pydantic_core
+from pydantic import TypeAdapter, ValidationError
+
+from providers.files._image import (
+    JSON_FIELDS,
+    Image,
+    ImageKind,
+    has_duplicates,
+    index_keys,
+    pack,
+)
+from providers.files._parse import (
+    build_index,
+    check_csv_header,
+    devices_of,
+    json_devices,
+    parse_csv,
+    parse_json,
+)
+from providers.files._schema import CSV_USER_COLUMNS, InventoryRow, _Group
+
+_CHUNK = 50_000
+_CSV_TYPED = ("managed", "supervised", "owner_type", "last_contact")
+_DATETIMES = TypeAdapter(list[datetime])
+_GROUPS = TypeAdapter(list[_Group])
+_USER_FIELDS = frozenset(CSV_USER_COLUMNS)
+_STR_OR_NONE = frozenset({str, type(None)})
+_MISSING = object()
+
+
+class _Doubt(Exception):
+    """When the fast checks cannot vouch for the file: the reference parser decides."""
+
+
+def build_image(data: bytes, *, kind: ImageKind, source: str, group_delimiter: str = ";") -> Image:
+    """Validate and pack a whole file; raises `InventoryFileError` (with the line) if invalid."""
+    text = data.decode("utf-8-sig")
+    if kind == "csv":
+        try:
+            return _csv_image(text, source, group_delimiter)
+        except _Doubt:
+            rows = parse_csv(text, source=source, group_delimiter=group_delimiter)
+            build_index(rows, provider="", source=source)
+            return _csv_image(text, source, group_delimiter, trusted=True)
+    try:
+        return _json_image(data, text, source)
+    except _Doubt:
+        build_index(parse_json(text, source=source), provider="", source=source)
+        return _json_image(data, text, source, trusted=True)
+
+
+def _packed(
+    kind: ImageKind,
+    meta: dict[str, Any],
+    records: list[bytes],
+    ids: tuple[list[str], list[str]],
+    trusted: bool,
+) -> Image:
+    keys = index_keys(*ids)
+    if not trusted and has_duplicates(keys, *ids):
+        raise _Doubt
+    return pack(kind, meta, records, keys)
+
+
+# -- CSV ---------------------------------------------------------------------------------------
+
+
+def _csv_image(text: str, source: str, delimiter: str, *, trusted: bool = False) -> Image:
+    plain = not any(c in text for c in '"\r\0')
+    if plain:
+        lines = text.split("\n")
+        header = lines[0].split(",") if lines[0] else []
+    else:
+        reader = csv.reader(io.StringIO(text))
+        header = next(reader, [])
+    meta = {"columns": header, "group_delimiter": delimiter}
+    if not header:
+        if not trusted:
+            raise _Doubt
+        return pack("csv", meta, [], [])
+    check_csv_header(header, source)
+    column = {name: i for i, name in enumerate(header)}  # a repeated column: the last counts
+    needed = {n: column[n] for n in (*_CSV_TYPED, "serial", "udid") if n in column}
+    chunks = (
+        _plain_chunks(lines, len(header), max(needed.values(), default=0) + 1)
+        if plain
+        else _quoted_chunks(reader)
+    )
+    ids: tuple[list[str], list[str]] = ([], [])
+    records: list[bytes] = []
+    for lines_of_chunk, split, regular in chunks:
+        texts, rows = lines_of_chunk, split
+        if not regular and set(map(len, rows)) != {len(header)}:
+            if not trusted and max(map(len, rows)) > len(header):
+                raise _Doubt  # more fields than header columns
+            rows = [r + [""] * (len(header) - len(r)) for r in split]
+        columns = {name: list(map(itemgetter(i), rows)) for name, i in needed.items()}
+        if not trusted:
+            _check_csv_columns(columns)
+        blank = [""] * len(rows)
+        serials = list(map(str.strip, columns.get("serial", blank)))
+        udids = list(map(str.strip, columns.get("udid", blank)))
+        present = list(map(operator.or_, map(bool, serials), map(bool, udids)))
+        if not all(present):
+            for i in itertools.compress(range(len(rows)), map(operator.not_, present)):
+                if not trusted and any(cell.strip() for cell in _cells(texts[i])):
+                    raise _Doubt  # a device without serial or udid
+            # rows of blank cells (spreadsheet padding) describe no device
+            texts = list(itertools.compress(texts, present))
+            serials = list(itertools.compress(serials, present))
+            udids = list(itertools.compress(udids, present))
+        records.extend(map(str.encode, texts))
+        ids[0].extend(serials)
+        ids[1].extend(udids)
+    return _packed("csv", meta, records, ids, trusted)
+
+
+def _cells(text: str) -> list[str]:
+    return next(csv.reader([text]), [])
+
+
+_Chunk = tuple[list[str], list[list[str]], bool]
+"""Row texts, their cells, and whether every row is known to have the header's width."""
+
+
+def _plain_chunks(lines: list[str], width: int, splits: int) -> Iterator[_Chunk]:
+    """Rows of a CSV without quotes or CR: a row is a line, its cells split at commas.
+
+    When every row has the header's width only the first `splits` cells are split apart; the
+    rest stays one string (checked by `InventoryRow` at lookup, like every stored cell).
+    """
+    commas = width - 1
+    for start in range(1, len(lines), _CHUNK):
+        texts = [line for line in lines[start : start + _CHUNK] if line]
+        if not texts:
+            continue
+        if set(map(methodcaller("count", ","), texts)) == {commas}:
+            yield texts, list(map(methodcaller("split", ",", splits), texts)), True
+        else:
+            yield texts, list(map(methodcaller("split", ","), texts)), False
+
+
+def _quoted_chunks(reader: Iterable[list[str]]) -> Iterator[_Chunk]:
+    """Rows of any CSV; each row is stored re-quoted on one line, so it parses back the same."""
+    rows = (row for row in reader if row)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    while chunk := list(itertools.islice(rows, _CHUNK)):
+        texts = []
+        for row in chunk:
+            buffer.seek(0)
+            buffer.truncate()
+            writer.writerow(row)
+            texts.append(buffer.getvalue()[:-1])
+        yield texts, chunk, False
+
+
+def _check_csv_columns(columns: dict[str, list[str]]) -> None:
+    """Typed columns: each distinct cell once through the reference model."""
+    for name, cells in columns.items():
+        if name == "last_contact":
+            _datetimes_valid(v for v in set(cells) if v.strip())
+        elif name in _CSV_TYPED:
+            for value in set(cells):
+                if value.strip():
+                    _reference_accepts({name: value})
+
+
+def _reference_accepts(cells: dict[str, Any]) -> None:
+    try:
+        InventoryRow.model_validate(cells)
+    except ValidationError:
+        raise _Doubt from None
+
+
+def _datetimes_valid(values: Iterable[str]) -> None:
+    try:
+        _DATETIMES.validate_python(list(values))
+    except ValidationError:
+        raise _Doubt from None
+
+
+# -- JSON --------------------------------------------------------------------------------------
+
+
+def _json_image(data: bytes, text: str, source: str, *, trusted: bool = False) -> Image:
+    try:
+        document = pydantic_core.from_json(data.removeprefix(codecs.BOM_UTF8))
+    except ValueError:
+        devices = json_devices(text, source=source)  # raises the reference syntax error
+    else:
+        devices = devices_of(document, source)
+    ids: tuple[list[str], list[str]] = ([], [])
+    records: list[bytes] = []
+    for start in range(0, len(devices), _CHUNK):
+        chunk = devices[start : start + _CHUNK]
+        if not trusted and set(map(type, chunk)) - {dict}:
+            raise _Doubt
+        columns = {name: list(map(methodcaller("get", name), chunk)) for name in JSON_FIELDS}
+        if not trusted:
+            _check_json_chunk(chunk, columns)
+        records.extend(map(marshal.dumps, zip(*columns.values(), strict=True)))
+        ids[0].extend([v.strip() if v else "" for v in columns["serial"]])
+        ids[1].extend([v.strip() if v else "" for v in columns["udid"]])
+    return _packed("json", {}, records, ids, trusted)
+
+
+def _check_json_chunk(chunk: list[dict[str, Any]], columns: dict[str, list[Any]]) -> None:
+    """The common shapes of a valid device; anything else is left to the reference."""
+    if set(itertools.chain.from_iterable(chunk)) - set(JSON_FIELDS):
+        raise _Doubt
+    for name, values in columns.items():
+        types = set(map(type, values))
+        if name in ("managed", "supervised"):
+            ok = types <= {bool, type(None)}
+        elif name == "owner_type":
+            ok = types <= _STR_OR_NONE and set(values) <= {"company", "personal", None}
+        elif name == "last_contact":
+            ok = types <= _STR_OR_NONE
+            if ok:
+                _datetimes_valid(v for v in set(values) if v is not None)
+        elif name == "user":
+            ok = types <= {dict, type(None)} and _users_ok([v for v in values if v])
+        elif name == "groups":
+            explicit = list(map(methodcaller("get", name, _MISSING), chunk))
+            ok = None not in explicit and types <= {list, type(None)}
+            ok = ok and _groups_ok(list(itertools.chain.from_iterable(filter(None, values))))
+        else:
+            ok = types <= _STR_OR_NONE
+        if not ok:
+            raise _Doubt
+    if not all(map(_either, columns["serial"], columns["udid"])):
+        raise _Doubt  # a device without serial or udid
+
+
+def _either(serial: str | None, udid: str | None) -> bool:
+    return bool((serial and serial.strip()) or (udid and udid.strip()))
+
+
+def _users_ok(users: list[dict[str, Any]]) -> bool:
+    keys = set(itertools.chain.from_iterable(users))
+    values = set(map(type, itertools.chain.from_iterable(map(dict.values, users))))
+    return keys <= _USER_FIELDS and values <= _STR_OR_NONE
+
+
+def _groups_ok(entries: list[Any]) -> bool:
+    if set(map(type, entries)) <= {str}:
+        return "" not in set(entries)
+    names = [e for e in entries if isinstance(e, str)]
+    objects = [e for e in entries if not isinstance(e, str)]
+    if "" in names:
+        return False
+    try:
+        _GROUPS.validate_python(objects)
+    except ValidationError:
+        return False
+    return True

@@ -1,0 +1,38 @@
+"""Worker process: build one inventory image into an inherited file descriptor.
+
+    python -m providers.files._worker FD   < job (JSON)   > {"size": N} or {"error": "..."}
+
+Started by `_load` for large files. Garbage collection is off: the process lives for one parse
+and would otherwise rescan millions of fresh objects many times over.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+
+from providers.files._load import run_job
+from providers.files._schema import InventoryFileError
+
+
+def main() -> None:
+    """Read the job from stdin, write the image to the descriptor, answer on stdout."""
+    gc.disable()
+    fd = int(sys.argv[1])
+    job = json.loads(sys.stdin.read())
+    try:
+        image = run_job(job)
+    except InventoryFileError as exc:
+        answer: dict[str, object] = {"error": str(exc)}
+    else:
+        with os.fdopen(fd, "wb", closefd=False) as out:
+            for part in image.parts:
+                out.write(part)
+        answer = {"size": image.size, "devices": image.devices}
+    sys.stdout.write(json.dumps(answer))
+
+
+if __name__ == "__main__":
+    main()
