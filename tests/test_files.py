@@ -16,11 +16,13 @@ from providers.files import (
     CsvSettings,
     FileProvider,
     InventoryFileError,
+    InventoryIndex,
     JsonSettings,
     build_index,
     parse_csv,
     parse_json,
 )
+from providers.files._build import build_image
 from providers.identifiers import DeviceIdentifier, IdentifierKind, classify
 
 HEADER = "serial,udid,name,managed,supervised,last_contact,username,email,groups"
@@ -30,8 +32,11 @@ def _serial(value: str) -> DeviceIdentifier:
     return classify(value, frozenset({IdentifierKind.SERIAL}))
 
 
-def _csv_provider(path: Path, *, reload_interval: float = 0) -> FileProvider:
-    return FileProvider("inv", CsvSettings(kind="csv", path=path, reload_interval=reload_interval))
+def _csv_provider(
+    path: Path, *, reload_interval: float = 0, process_above: int = 1 << 20
+) -> FileProvider:
+    settings = CsvSettings(kind="csv", path=path, reload_interval=reload_interval)
+    return FileProvider("inv", settings, process_above=process_above)
 
 
 async def _settled_reload(provider: FileProvider) -> bool:
@@ -122,30 +127,37 @@ def test_json_bare_list_is_accepted() -> None:
     assert rows[0][1].udid == "4a6ec46c7aaf514cc1abf85c37a87fd0fda903e4"
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("serial,colour\nC02A00000001,red\n", "inv.csv:1: unknown column(s) colour"),
-        (
-            "serial,managed\nC02A00000001,true\nC02A00000002,maybe\n",
-            "inv.csv:3: managed: Input should be a valid boolean",
-        ),
-        (
-            "serial,last_contact\nC02A00000001,yesterday\n",
-            "inv.csv:2: last_contact: Input should be a valid datetime",
-        ),
-        (
-            "serial,name\nC02A00000001,a\n,nameless\n",
-            "inv.csv:3: a device needs a serial or a udid",
-        ),
-        ("serial,name\nC02A00000001,a,extra\n", "inv.csv:2: more fields than header columns"),
-        (
-            "serial,owner_type\nC02A00000001,rented\n",
-            "inv.csv:2: owner_type: Input should be 'company' or 'personal'",
-        ),
-    ],
-    ids=["unknown-column", "bad-boolean", "bad-date", "no-identifier", "extra-field", "bad-owner"],
-)
+CSV_ERRORS = [
+    ("serial,colour\nC02A00000001,red\n", "inv.csv:1: unknown column(s) colour"),
+    (
+        "serial,managed\nC02A00000001,true\nC02A00000002,maybe\n",
+        "inv.csv:3: managed: Input should be a valid boolean",
+    ),
+    (
+        "serial,last_contact\nC02A00000001,yesterday\n",
+        "inv.csv:2: last_contact: Input should be a valid datetime",
+    ),
+    (
+        "serial,name\nC02A00000001,a\n,nameless\n",
+        "inv.csv:3: a device needs a serial or a udid",
+    ),
+    ("serial,name\nC02A00000001,a,extra\n", "inv.csv:2: more fields than header columns"),
+    (
+        "serial,owner_type\nC02A00000001,rented\n",
+        "inv.csv:2: owner_type: Input should be 'company' or 'personal'",
+    ),
+]
+CSV_ERROR_IDS = [
+    "unknown-column",
+    "bad-boolean",
+    "bad-date",
+    "no-identifier",
+    "extra-field",
+    "bad-owner",
+]
+
+
+@pytest.mark.parametrize(("text", "message"), CSV_ERRORS, ids=CSV_ERROR_IDS)
 def test_csv_errors_name_file_and_line(text: str, message: str) -> None:
     """Every CSV error starts with file:line and says what is wrong."""
     with pytest.raises(InventoryFileError) as info:
@@ -162,43 +174,43 @@ def test_duplicate_serial_names_both_lines() -> None:
         build_index(rows, provider="inv", source="inv.csv")
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        (
-            '{\n  "devices": [\n    {"serial": "C02A00000001",}\n  ]\n}',
-            "inv.json:3: Expecting property name",
-        ),
-        (
-            '{\n  "devices": [\n    {"serial": "C02A00000001"},\n\n    {"serial": "C02A00000002",'
-            ' "managed": "perhaps"}\n  ]\n}',
-            "inv.json:5: devices[1].managed: Input should be a valid boolean",
-        ),
-        (
-            '{"devices": [\n  {"serial": "C02A00000001"},\n  "C02A00000002"\n]}',
-            "inv.json:3: devices[1] is not an object",
-        ),
-        (
-            '{"devices": [\n  {"name": "nameless"}\n]}',
-            "inv.json:2: a device needs a serial or a udid",
-        ),
-        ('{"devices": [], "extra": 1}', "inv.json:1: unknown top-level key(s) extra"),
-        (
-            '{"devices": [\n  {"serial": "C02A00000001", "colour": "red"}\n]}',
-            "inv.json:2: devices[0].colour: Extra inputs",
-        ),
-        ('{"devices": {}}', 'inv.json:1: expected {"devices": [...]}'),
-    ],
-    ids=[
-        "syntax",
-        "bad-boolean",
-        "not-object",
-        "no-identifier",
-        "top-level-key",
-        "unknown-key",
-        "not-list",
-    ],
-)
+JSON_ERRORS = [
+    (
+        '{\n  "devices": [\n    {"serial": "C02A00000001",}\n  ]\n}',
+        "inv.json:3: Expecting property name",
+    ),
+    (
+        '{\n  "devices": [\n    {"serial": "C02A00000001"},\n\n    {"serial": "C02A00000002",'
+        ' "managed": "perhaps"}\n  ]\n}',
+        "inv.json:5: devices[1].managed: Input should be a valid boolean",
+    ),
+    (
+        '{"devices": [\n  {"serial": "C02A00000001"},\n  "C02A00000002"\n]}',
+        "inv.json:3: devices[1] is not an object",
+    ),
+    (
+        '{"devices": [\n  {"name": "nameless"}\n]}',
+        "inv.json:2: a device needs a serial or a udid",
+    ),
+    ('{"devices": [], "extra": 1}', "inv.json:1: unknown top-level key(s) extra"),
+    (
+        '{"devices": [\n  {"serial": "C02A00000001", "colour": "red"}\n]}',
+        "inv.json:2: devices[0].colour: Extra inputs",
+    ),
+    ('{"devices": {}}', 'inv.json:1: expected {"devices": [...]}'),
+]
+JSON_ERROR_IDS = [
+    "syntax",
+    "bad-boolean",
+    "not-object",
+    "no-identifier",
+    "top-level-key",
+    "unknown-key",
+    "not-list",
+]
+
+
+@pytest.mark.parametrize(("text", "message"), JSON_ERRORS, ids=JSON_ERROR_IDS)
 def test_json_errors_name_file_and_line(text: str, message: str) -> None:
     """Every JSON error starts with file:line; device errors name devices[i] and its line."""
     with pytest.raises(InventoryFileError) as info:
@@ -353,7 +365,8 @@ async def test_watcher_reloads_a_changed_file(tmp_path: Path) -> None:
         await provider.aclose()
 
 
-async def test_lookups_during_reload_see_old_or_new(tmp_path: Path) -> None:
+@pytest.mark.parametrize("process_above", [1 << 20, 0], ids=["thread", "process"])
+async def test_lookups_during_reload_see_old_or_new(tmp_path: Path, process_above: int) -> None:
     """The index is swapped whole: a lookup mid-reload sees the old or the new file, never a mix."""
     count = 3000
 
@@ -363,7 +376,7 @@ async def test_lookups_during_reload_see_old_or_new(tmp_path: Path) -> None:
 
     path = tmp_path / "inv.csv"
     path.write_text(inventory("old"), encoding="utf-8")
-    provider = _csv_provider(path)
+    provider = _csv_provider(path, process_above=process_above)
     await provider.start()
     path.write_text(inventory("newer"), encoding="utf-8")
     assert await provider.reload() is False  # noticed; loaded once it is unchanged at a poll
@@ -556,3 +569,112 @@ async def test_missing_file_at_start_is_logged_once(tmp_path: Path) -> None:
             with pytest.raises(ProviderNotReady, match=r"later\.csv"):
                 await provider.start()
     assert [e["event"] for e in logs] == ["provider.load_failed"]
+
+
+RICH_CSV = (
+    "serial,udid,name,model,platform,os_version,managed,supervised,compliance,owner_type,"
+    "last_contact,username,email,full_name,department,title,groups\n"
+    "C02A00000001,00008110-000A1C2E3F40801E,MBP,MacBook Pro,macOS,15.1,TRUE,no,compliant,"
+    "company,2026-11-20T09:26:41Z,asharma,a@example.com,A Sharma,Finance,CFO, All ; Pilot ;\n"
+    " c02a00000002 ,,  spaced  ,,iOS,,yes,1,,personal,2026-11-21,,,,,,\n"
+    ",,,,,,,,,,,,,,,,\n"
+    "\n"
+    ",4a6ec46c7aaf514cc1abf85c37a87fd0fda903e4,old phone,,iOS,,0,,,,1700000000\n"
+    "C02A00000004,,short row\n"
+    "C02A00000005,,tz,,,,on,off,,,2026-11-20T10:00:00+01:00,,,,,,Lost or Stolen\n"
+)
+"""Every column, cells with spaces, blank and short rows, boolean and date spellings."""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        RICH_CSV,
+        RICH_CSV.replace("\n", "\r\n"),
+        RICH_CSV.replace("MacBook Pro", '"MacBook Pro, 14"""').replace(
+            "CFO", '"Chief\nFinancial Officer"'
+        ),
+        "\ufeff" + RICH_CSV,
+    ],
+    ids=["plain", "crlf", "quoted", "bom"],
+)
+def test_fast_csv_load_serves_what_the_reference_parses(text: str) -> None:
+    """Every record served from the compact image equals the reference parser's record."""
+    reference = build_index(
+        parse_csv(text.lstrip("\ufeff"), source="x"), provider="inv", source="x"
+    )
+    index = InventoryIndex(
+        b"".join(build_image(text.encode(), kind="csv", source="x").parts), "inv"
+    )
+    assert {key: index.get(key) for key in reference} == reference
+    assert list(index.records()) == list(dict.fromkeys(reference.values()))
+    assert index.get("C02A00000009") is None
+    assert index.devices == 5
+
+
+RICH_JSON = {
+    "devices": [
+        {
+            "serial": " C02A00000001 ",
+            "udid": "00008110-000A1C2E3F40801E",
+            "managed": True,
+            "owner_type": "company",
+            "last_contact": "2026-11-20T10:00:00+01:00",
+            "user": {"username": "bkim", "department": "Finance"},
+            "groups": ["All", {"name": "Pilot", "id": "7", "smart": True}],
+        },
+        {"udid": "4a6ec46c7aaf514cc1abf85c37a87fd0fda903e4", "name": "", "user": None},
+        {"serial": "C02A00000003", "last_contact": 1700000000, "managed": "yes"},
+        {"serial": "C02A00000004", "owner_type": "personal", "groups": []},
+    ]
+}
+"""Nested user and group objects, nulls, empty strings, values only lax validation accepts."""
+
+
+def test_fast_json_load_serves_what_the_reference_parses() -> None:
+    """Every JSON record served from the compact image equals the reference parser's record."""
+    text = json.dumps(RICH_JSON, indent=2)
+    reference = build_index(parse_json(text, source="x"), provider="inv", source="x")
+    index = InventoryIndex(
+        b"".join(build_image(text.encode(), kind="json", source="x").parts), "inv"
+    )
+    assert {key: index.get(key) for key in reference} == reference
+    assert list(index.records()) == list(dict.fromkeys(reference.values()))
+    assert index.devices == 4
+
+
+DUPLICATE = (
+    "serial\nC02A00000001\nC02A00000002\nc02a00000001\n",
+    "inv.csv:4: identifier c02a00000001",
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "message"),
+    [("csv", *case) for case in [*CSV_ERRORS, DUPLICATE]] + [("json", *c) for c in JSON_ERRORS],
+    ids=[f"csv-{i}" for i in [*CSV_ERROR_IDS, "duplicate"]] + [f"json-{i}" for i in JSON_ERROR_IDS],
+)
+def test_fast_load_reports_the_reference_error(kind: str, text: str, message: str) -> None:
+    """The fast loader refuses every broken file with the reference parser's file:line message."""
+    with pytest.raises(InventoryFileError) as info:
+        build_image(text.encode(), kind="csv" if kind == "csv" else "json", source=f"inv.{kind}")
+    assert str(info.value).startswith(message)
+
+
+async def test_worker_process_loads_and_reports_like_a_thread(tmp_path: Path) -> None:
+    """A file parsed in the worker process serves the same records, and a broken one the same error."""
+    path = tmp_path / "inv.json"
+    path.write_text(json.dumps(RICH_JSON), encoding="utf-8")
+    settings = JsonSettings(kind="json", path=path, reload_interval=0)
+    provider = FileProvider("inv", settings, process_above=0)
+    await provider.start()
+    reference = build_index(parse_json(path.read_text(), source="x"), provider="inv", source="x")
+    assert [r async for r in provider.iter_devices()] == list(dict.fromkeys(reference.values()))
+    assert await provider.lookup(classify("4a6ec46c7aaf514cc1abf85c37a87fd0fda903e4")) is not None
+
+    path.write_text('{"devices": [\n  {"serial": "C02A00000001", "managed": "perhaps"}\n]}')
+    with capture_logs() as logs:
+        assert await _settled_reload(provider) is False
+    [failure] = [e for e in logs if e["event"] == "provider.reload_failed"]
+    assert failure["error"].startswith(f"{path}:2: devices[0].managed: Input should be a valid")
+    assert provider.device_count == 4
