@@ -51,7 +51,7 @@ _DATETIMES = TypeAdapter(list[datetime])
 _GROUPS = TypeAdapter(list[_Group])
 _USER_FIELDS = frozenset(CSV_USER_COLUMNS)
 _STR_OR_NONE = frozenset({str, type(None)})
-_MISSING = object()
+_ALL_FIELDS = itemgetter(*JSON_FIELDS)
 
 
 class _Doubt(Exception):
@@ -60,8 +60,8 @@ class _Doubt(Exception):
 
 def build_image(data: bytes, *, kind: ImageKind, source: str, group_delimiter: str = ";") -> Image:
     """Validate and pack a whole file; raises `InventoryFileError` (with the line) if invalid."""
-    text = data.decode("utf-8-sig")
     if kind == "csv":
+        text = data.decode("utf-8-sig")
         try:
             return _csv_image(text, source, group_delimiter)
         except _Doubt:
@@ -69,10 +69,11 @@ def build_image(data: bytes, *, kind: ImageKind, source: str, group_delimiter: s
             build_index(rows, provider="", source=source)
             return _csv_image(text, source, group_delimiter, trusted=True)
     try:
-        return _json_image(data, text, source)
+        return _json_image(data, source)
     except _Doubt:
+        text = data.decode("utf-8-sig")
         build_index(parse_json(text, source=source), provider="", source=source)
-        return _json_image(data, text, source, trusted=True)
+        return _json_image(data, source, trusted=True)
 
 
 def _packed(
@@ -209,11 +210,12 @@ def _datetimes_valid(values: Iterable[str]) -> None:
 # -- JSON --------------------------------------------------------------------------------------
 
 
-def _json_image(data: bytes, text: str, source: str, *, trusted: bool = False) -> Image:
+def _json_image(data: bytes, source: str, *, trusted: bool = False) -> Image:
     try:
-        document = pydantic_core.from_json(data.removeprefix(codecs.BOM_UTF8))
+        document = pydantic_core.from_json(data.removeprefix(codecs.BOM_UTF8), cache_strings="keys")
     except ValueError:
-        devices = json_devices(text, source=source)  # raises the reference syntax error
+        # the reference wording for syntax errors (and not-UTF-8); else a shape it accepts
+        devices = json_devices(data.decode("utf-8-sig"), source=source)
     else:
         devices = devices_of(document, source)
     ids: tuple[list[str], list[str]] = ([], [])
@@ -222,18 +224,39 @@ def _json_image(data: bytes, text: str, source: str, *, trusted: bool = False) -
         chunk = devices[start : start + _CHUNK]
         if not trusted and set(map(type, chunk)) - {dict}:
             raise _Doubt
-        columns = {name: list(map(methodcaller("get", name), chunk)) for name in JSON_FIELDS}
+        rows = _complete_rows(chunk)
+        if rows is not None:  # every device has every key: one C call per device
+            columns = dict(zip(JSON_FIELDS, map(list, zip(*rows, strict=True)), strict=True))
+        else:
+            columns = {name: list(map(methodcaller("get", name), chunk)) for name in JSON_FIELDS}
+            rows = list(zip(*columns.values(), strict=True))
+        serials = [v.strip() if isinstance(v, str) else "" for v in columns["serial"]]
+        udids = [v.strip() if isinstance(v, str) else "" for v in columns["udid"]]
         if not trusted:
-            _check_json_chunk(chunk, columns)
-        records.extend(map(marshal.dumps, zip(*columns.values(), strict=True)))
-        ids[0].extend([v.strip() if v else "" for v in columns["serial"]])
-        ids[1].extend([v.strip() if v else "" for v in columns["udid"]])
+            _check_json_chunk(chunk, columns, complete=rows is not None)
+            if not all(map(operator.or_, map(bool, serials), map(bool, udids))):
+                raise _Doubt  # a device without serial or udid
+        records.extend(map(marshal.dumps, rows))
+        ids[0].extend(serials)
+        ids[1].extend(udids)
     return _packed("json", {}, records, ids, trusted)
 
 
-def _check_json_chunk(chunk: list[dict[str, Any]], columns: dict[str, list[Any]]) -> None:
+def _complete_rows(chunk: list[dict[str, Any]]) -> list[tuple[Any, ...]] | None:
+    """The values in field order if every device has exactly the schema's keys, else None."""
+    if set(map(len, chunk)) != {len(JSON_FIELDS)}:
+        return None
+    try:
+        return list(map(_ALL_FIELDS, chunk))
+    except KeyError:
+        return None
+
+
+def _check_json_chunk(
+    chunk: list[dict[str, Any]], columns: dict[str, list[Any]], *, complete: bool
+) -> None:
     """The common shapes of a valid device; anything else is left to the reference."""
-    if set(itertools.chain.from_iterable(chunk)) - set(JSON_FIELDS):
+    if not complete and set(itertools.chain.from_iterable(chunk)) - set(JSON_FIELDS):
         raise _Doubt
     for name, values in columns.items():
         types = set(map(type, values))
@@ -248,19 +271,13 @@ def _check_json_chunk(chunk: list[dict[str, Any]], columns: dict[str, list[Any]]
         elif name == "user":
             ok = types <= {dict, type(None)} and _users_ok([v for v in values if v])
         elif name == "groups":
-            explicit = list(map(methodcaller("get", name, _MISSING), chunk))
+            explicit = values if complete else list(map(methodcaller("get", name, 0), chunk))
             ok = None not in explicit and types <= {list, type(None)}
             ok = ok and _groups_ok(list(itertools.chain.from_iterable(filter(None, values))))
         else:
             ok = types <= _STR_OR_NONE
         if not ok:
             raise _Doubt
-    if not all(map(_either, columns["serial"], columns["udid"])):
-        raise _Doubt  # a device without serial or udid
-
-
-def _either(serial: str | None, udid: str | None) -> bool:
-    return bool((serial and serial.strip()) or (udid and udid.strip()))
 
 
 def _users_ok(users: list[dict[str, Any]]) -> bool:
