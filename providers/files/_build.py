@@ -5,7 +5,7 @@ a handful of `managed` or `owner_type` values), and the one column with unbounde
 (`last_contact`) is validated in one pydantic call. A row that any check doubts, a duplicate
 identifier or an unusual file shape sends the whole file through the reference parsers, which
 raise the error with its line number exactly as before; line numbers are never computed
-otherwise. Rows are stored raw (the CSV row text, the JSON values) and converted by
+otherwise. Rows are stored raw (the CSV row text, the JSON values as a JSON array) and converted by
 `InventoryRow` at lookup, so a fast check can refuse too much but never change a value.
 
 Run this in a worker (thread or process): it holds the interpreter for the whole parse.
@@ -17,15 +17,15 @@ import codecs
 import csv
 import io
 import itertools
-import marshal
 import operator
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from operator import itemgetter, methodcaller
-from typing import Any
+from typing import Annotated, Any, Literal, Required
 
 import pydantic_core
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, Strict, StrictBool, StrictStr, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
 
 from providers.files._image import (
     JSON_FIELDS,
@@ -43,23 +43,31 @@ from providers.files._parse import (
     parse_csv,
     parse_json,
 )
-from providers.files._schema import CSV_USER_COLUMNS, InventoryRow, _Group
+from providers.files._schema import InventoryRow
 
 _CHUNK = 50_000
 _CSV_TYPED = ("managed", "supervised", "owner_type", "last_contact")
 _DATETIMES = TypeAdapter(list[datetime])
-_GROUPS = TypeAdapter(list[_Group])
-_USER_FIELDS = frozenset(CSV_USER_COLUMNS)
-_STR_OR_NONE = frozenset({str, type(None)})
 _ALL_FIELDS = itemgetter(*JSON_FIELDS)
+_SERIAL, _UDID, _GROUPS = (itemgetter(JSON_FIELDS.index(f)) for f in ("serial", "udid", "groups"))
 
 
 class _Doubt(Exception):
     """When the fast checks cannot vouch for the file: the reference parser decides."""
 
 
-def build_image(data: bytes, *, kind: ImageKind, source: str, group_delimiter: str = ";") -> Image:
-    """Validate and pack a whole file; raises `InventoryFileError` (with the line) if invalid."""
+def build_image(
+    data: bytes,
+    *,
+    kind: ImageKind,
+    source: str,
+    group_delimiter: str = ";",
+    keep: list[object] | None = None,
+) -> Image:
+    """Validate and pack a whole file; raises `InventoryFileError` (with the line) if invalid.
+
+    `keep` receives the parsed document: a worker that exits right after saves freeing it.
+    """
     if kind == "csv":
         text = data.decode("utf-8-sig")
         try:
@@ -69,7 +77,7 @@ def build_image(data: bytes, *, kind: ImageKind, source: str, group_delimiter: s
             build_index(rows, provider="", source=source)
             return _csv_image(text, source, group_delimiter, trusted=True)
     try:
-        return _json_image(data, source)
+        return _json_image(data, source, keep=keep)
     except _Doubt:
         text = data.decode("utf-8-sig")
         build_index(parse_json(text, source=source), provider="", source=source)
@@ -210,7 +218,9 @@ def _datetimes_valid(values: Iterable[str]) -> None:
 # -- JSON --------------------------------------------------------------------------------------
 
 
-def _json_image(data: bytes, source: str, *, trusted: bool = False) -> Image:
+def _json_image(
+    data: bytes, source: str, *, trusted: bool = False, keep: list[object] | None = None
+) -> Image:
     try:
         document = pydantic_core.from_json(data.removeprefix(codecs.BOM_UTF8), cache_strings="keys")
     except ValueError:
@@ -218,6 +228,8 @@ def _json_image(data: bytes, source: str, *, trusted: bool = False) -> Image:
         devices = json_devices(data.decode("utf-8-sig"), source=source)
     else:
         devices = devices_of(document, source)
+    if keep is not None:
+        keep.append(devices)
     ids: tuple[list[str], list[str]] = ([], [])
     records: list[bytes] = []
     for start in range(0, len(devices), _CHUNK):
@@ -225,21 +237,33 @@ def _json_image(data: bytes, source: str, *, trusted: bool = False) -> Image:
         if not trusted and set(map(type, chunk)) - {dict}:
             raise _Doubt
         rows = _complete_rows(chunk)
-        if rows is not None:  # every device has every key: one C call per device
-            columns = dict(zip(JSON_FIELDS, map(list, zip(*rows, strict=True)), strict=True))
-        else:
-            columns = {name: list(map(methodcaller("get", name), chunk)) for name in JSON_FIELDS}
-            rows = list(zip(*columns.values(), strict=True))
-        serials = [v.strip() if isinstance(v, str) else "" for v in columns["serial"]]
-        udids = [v.strip() if isinstance(v, str) else "" for v in columns["udid"]]
+        if rows is None:
+            if not trusted:
+                _check_sparse_chunk(chunk)
+            rows = list(
+                zip(*(map(methodcaller("get", f), chunk) for f in JSON_FIELDS), strict=True)
+            )
+        elif not trusted and None in map(_GROUPS, rows):
+            raise _Doubt  # "groups": null
         if not trusted:
-            _check_json_chunk(chunk, columns, complete=rows is not None)
-            if not all(map(operator.or_, map(bool, serials), map(bool, udids))):
-                raise _Doubt  # a device without serial or udid
-        records.extend(map(marshal.dumps, rows))
+            try:
+                _ROWS.validate_python(rows)
+            except ValidationError:
+                raise _Doubt from None
+        serials = _stripped(list(map(_SERIAL, rows)))
+        udids = _stripped(list(map(_UDID, rows)))
+        if not trusted and not all(map(operator.or_, map(bool, serials), map(bool, udids))):
+            raise _Doubt  # a device without serial or udid
+        records.extend(map(pydantic_core.to_json, rows))
         ids[0].extend(serials)
         ids[1].extend(udids)
     return _packed("json", {}, records, ids, trusted)
+
+
+def _stripped(values: list[Any]) -> list[str]:
+    if set(map(type, values)) == {str}:
+        return list(map(str.strip, values))
+    return [v.strip() if isinstance(v, str) else "" for v in values]
 
 
 def _complete_rows(chunk: list[dict[str, Any]]) -> list[tuple[Any, ...]] | None:
@@ -252,49 +276,49 @@ def _complete_rows(chunk: list[dict[str, Any]]) -> list[tuple[Any, ...]] | None:
         return None
 
 
-def _check_json_chunk(
-    chunk: list[dict[str, Any]], columns: dict[str, list[Any]], *, complete: bool
-) -> None:
-    """The common shapes of a valid device; anything else is left to the reference."""
-    if not complete and set(itertools.chain.from_iterable(chunk)) - set(JSON_FIELDS):
+def _check_sparse_chunk(chunk: list[dict[str, Any]]) -> None:
+    """Devices that leave keys out: no unknown key, and no explicit ``"groups": null``."""
+    if set(itertools.chain.from_iterable(chunk)) - set(JSON_FIELDS):
         raise _Doubt
-    for name, values in columns.items():
-        types = set(map(type, values))
-        if name in ("managed", "supervised"):
-            ok = types <= {bool, type(None)}
-        elif name == "owner_type":
-            ok = types <= _STR_OR_NONE and set(values) <= {"company", "personal", None}
-        elif name == "last_contact":
-            ok = types <= _STR_OR_NONE
-            if ok:
-                _datetimes_valid(v for v in set(values) if v is not None)
-        elif name == "user":
-            ok = types <= {dict, type(None)} and _users_ok([v for v in values if v])
-        elif name == "groups":
-            explicit = values if complete else list(map(methodcaller("get", name, 0), chunk))
-            ok = None not in explicit and types <= {list, type(None)}
-            ok = ok and _groups_ok(list(itertools.chain.from_iterable(filter(None, values))))
-        else:
-            ok = types <= _STR_OR_NONE
-        if not ok:
-            raise _Doubt
+    if None in map(methodcaller("get", "groups", ()), chunk):
+        raise _Doubt
 
 
-def _users_ok(users: list[dict[str, Any]]) -> bool:
-    keys = set(itertools.chain.from_iterable(users))
-    values = set(map(type, itertools.chain.from_iterable(map(dict.values, users))))
-    return keys <= _USER_FIELDS and values <= _STR_OR_NONE
+_Str = StrictStr | None
+_Name = Annotated[StrictStr, Field(min_length=1)]
 
 
-def _groups_ok(entries: list[Any]) -> bool:
-    if set(map(type, entries)) <= {str}:
-        return "" not in set(entries)
-    names = [e for e in entries if isinstance(e, str)]
-    objects = [e for e in entries if not isinstance(e, str)]
-    if "" in names:
-        return False
-    try:
-        _GROUPS.validate_python(objects)
-    except ValidationError:
-        return False
-    return True
+class _FastUser(TypedDict, total=False):
+    __pydantic_config__ = ConfigDict(extra="forbid", strict=True)  # type: ignore[misc]
+    username: _Str
+    email: _Str
+    full_name: _Str
+    department: _Str
+    title: _Str
+
+
+class _FastGroup(TypedDict, total=False):
+    __pydantic_config__ = ConfigDict(extra="forbid", strict=True)  # type: ignore[misc]
+    name: Required[_Name]
+    id: _Str
+    smart: StrictBool | None
+
+
+_Groups = list[_Name | _FastGroup]
+_Row = tuple[
+    _Str,  # serial
+    _Str,  # udid
+    _Str,  # name
+    _Str,  # model
+    _Str,  # platform
+    _Str,  # os_version
+    StrictBool | None,  # managed
+    StrictBool | None,  # supervised
+    _Str,  # compliance
+    Literal["company", "personal"] | None,  # owner_type
+    Annotated[datetime, Strict(False)] | None,  # last_contact: the reference's lax parsing
+    _FastUser | None,  # user
+    _Groups | None,  # groups (None: left out; an explicit null is refused before)
+]
+# Strict where the reference is lax: accepts a subset of what `InventoryRow` accepts.
+_ROWS = TypeAdapter(list[_Row], config=ConfigDict(strict=True))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.files._build import build_image
-from providers.files._image import InventoryIndex
+from providers.files._image import Image, InventoryIndex
 from providers.files._schema import InventoryFileError, describe
 from providers.files._settings import CsvSettings, JsonSettings
 
@@ -51,13 +51,17 @@ def job_for(path: Path, settings: CsvSettings | JsonSettings) -> dict[str, Any]:
     return {"path": str(path), "kind": settings.kind, "group_delimiter": delimiter}
 
 
-def run_job(job: dict[str, Any]) -> Any:
+def run_job(job: dict[str, Any], keep: list[object] | None = None) -> Image:
     """Build the image for a job; errors carry the message an admin sees."""
     path = Path(job["path"])
     try:
         data = path.read_bytes()
         return build_image(
-            data, kind=job["kind"], source=str(path), group_delimiter=job["group_delimiter"]
+            data,
+            kind=job["kind"],
+            source=str(path),
+            group_delimiter=job["group_delimiter"],
+            keep=keep,
         )
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryFileError(describe(exc, path)) from None

@@ -2,8 +2,9 @@
 
     python -m providers.files._worker FD   < job (JSON)   > {"size": N} or {"error": "..."}
 
-Started by `_load` for large files. Garbage collection is off: the process lives for one parse
-and would otherwise rescan millions of fresh objects many times over.
+Started by `_load` for large files. Garbage collection is off and the exit skips freeing the
+parsed file: the process lives for one parse and would otherwise rescan millions of fresh
+objects many times over, then free them one by one.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ def main() -> None:
     gc.disable()
     fd = int(sys.argv[1])
     job = json.loads(sys.stdin.read())
+    parsed: list[object] = []  # left to the OS: os._exit below skips freeing it
     try:
-        image = run_job(job)
+        image = run_job(job, keep=parsed)
     except InventoryFileError as exc:
         answer: dict[str, object] = {"error": str(exc)}
     else:
@@ -32,6 +34,8 @@ def main() -> None:
                 out.write(part)
         answer = {"size": image.size, "devices": image.devices}
     sys.stdout.write(json.dumps(answer))
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
