@@ -36,9 +36,14 @@ async def load_index(
     *,
     size: int,
     process_above: int = PROCESS_ABOVE,
+    background: bool = False,
 ) -> InventoryIndex:
-    """Read, validate and index `path` (of about `size` bytes); raises `InventoryFileError`."""
-    job = job_for(path, settings)
+    """Read, validate and index `path` (of about `size` bytes); raises `InventoryFileError`.
+
+    `background`: an older inventory is serving, so a worker process yields the CPU to
+    decisions (nice 10); the first load runs at full priority since the service waits for it.
+    """
+    job = job_for(path, settings) | {"background": background}
     if size <= process_above:
         image = await asyncio.to_thread(run_job, job)
         return InventoryIndex(b"".join(image.parts), provider)

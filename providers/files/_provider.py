@@ -163,7 +163,12 @@ class FileProvider:
         path = self._settings.path
         try:
             index = await load_index(
-                path, self._settings, self._name, size=stamp.size, process_above=self._process_above
+                path,
+                self._settings,
+                self._name,
+                size=stamp.size,
+                process_above=self._process_above,
+                background=self._index is not None,
             )
             after = _stamp(path)
             if after != stamp:
@@ -173,9 +178,14 @@ class FileProvider:
             self._seen = changed.stamp
             log.debug("provider.reload_deferred", provider=self._name, path=str(path))
             return False
-        except (OSError, InventoryFileError, UnicodeDecodeError) as exc:
+        except (OSError, InventoryFileError) as exc:
             self._failed = stamp
             self._report(exc)
+            return False
+        except Exception as exc:  # a bug must not end the watcher: keep serving, say so once
+            log.exception("provider.reload_crashed", provider=self._name, path=str(path))
+            self._failed = stamp
+            self._report(InventoryFileError(f"{path}: cannot be loaded ({type(exc).__name__})"))
             return False
         self._index = index  # one reference swap: a lookup sees the old or the new index
         self._loaded = stamp

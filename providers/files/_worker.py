@@ -23,6 +23,8 @@ def main() -> None:
     gc.disable()
     fd = int(sys.argv[1])
     job = json.loads(sys.stdin.read())
+    if job.get("background"):
+        os.nice(10)  # a reload: decisions from the previous inventory come first
     parsed: list[object] = []  # left to the OS: os._exit below skips freeing it
     try:
         image = run_job(job, keep=parsed)
