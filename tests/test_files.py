@@ -678,3 +678,17 @@ async def test_worker_process_loads_and_reports_like_a_thread(tmp_path: Path) ->
     [failure] = [e for e in logs if e["event"] == "provider.reload_failed"]
     assert failure["error"].startswith(f"{path}:2: devices[0].managed: Input should be a valid")
     assert provider.device_count == 4
+
+
+async def test_worker_process_ignores_a_providers_folder_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker imports this service's parser even when the working directory has another."""
+    (tmp_path / "providers").mkdir()
+    (tmp_path / "providers" / "__init__.py").write_text("raise SystemExit('wrong providers')\n")
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "inv.csv"
+    path.write_text("serial\nC02A00000001\n", encoding="utf-8")
+    provider = _csv_provider(path, process_above=0)
+    await provider.start()
+    assert await provider.lookup(_serial("C02A00000001")) is not None

@@ -78,6 +78,7 @@ async def _in_process(job: dict[str, Any]) -> mmap.mmap:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
+            "-P",  # not the working directory: import the same `providers` as this process
             "-m",
             "providers.files._worker",
             str(fd),
