@@ -692,3 +692,13 @@ async def test_worker_process_ignores_a_providers_folder_in_the_working_director
     provider = _csv_provider(path, process_above=0)
     await provider.start()
     assert await provider.lookup(_serial("C02A00000001")) is not None
+
+
+def test_repeat_lookup_in_one_inventory_version_decodes_once() -> None:
+    """Enriching and authorizing calls for one device share a decoded record of that image."""
+    image = build_image(b"serial,name\nC02A00000001,mac\n", kind="csv", source="x")
+    index = InventoryIndex(b"".join(image.parts), "inv")
+    first = index.get("C02A00000001")
+    assert first is not None
+    assert index.get("C02A00000001") is first
+    assert InventoryIndex(b"".join(image.parts), "inv").get("C02A00000001") is not first

@@ -11,7 +11,7 @@ Layout (little-endian)::
     offsets  u64 per record + 1: where each record starts in `data`
     data     records: the CSV row text or the JSON values as an array (UTF-8)
 
-A lookup hashes the identifier, bisects `hashes`, decodes the candidate records and keeps the one
+A lookup hashes the identifier, bisects `keys`, decodes the candidate records and keeps the one
 whose serial or UDID matches: records are converted by `InventoryRow` on the way out.
 """
 
@@ -43,6 +43,7 @@ _MAGIC = b"PCI1"
 _HEADER = struct.Struct("<4sIQQQ")
 _KINDS: dict[str, int] = {"csv": 1, "json": 2}
 _SLOT_MASK = (1 << 31) - 1
+_RECENT = 1024
 
 
 def key_hash(key: str) -> int:
@@ -113,6 +114,7 @@ class InventoryIndex:
 
     __slots__ = (
         "_buffer",
+        "_cached",
         "_columns",
         "_data",
         "_delimiter",
@@ -134,6 +136,9 @@ class InventoryIndex:
         self._offsets = view[at : at + 8 * (records + 1)].cast("Q")
         self._data = view[at + 8 * (records + 1) :]
         self._provider = provider
+        # step-ca asks twice per enrolment (enriching, then authorizing): keep recent records.
+        # The cache belongs to this image, so a reload can never serve a stale record.
+        self._cached: dict[int, DeviceRecord] = {}
         self._columns: list[str] | None = meta["columns"] if kind == _KINDS["csv"] else None
         self._delimiter: str = meta.get("group_delimiter", ";")
 
@@ -148,7 +153,7 @@ class InventoryIndex:
         keys = self._keys
         i = bisect.bisect_left(keys, wanted << 31)
         while i < len(keys) and keys[i] >> 31 == wanted:
-            record = self._record((keys[i] & _SLOT_MASK) >> 1)
+            record = self._recent((keys[i] & _SLOT_MASK) >> 1)
             if key in ((record.serial or "").upper(), (record.udid or "").upper()):
                 return record
             i += 1
@@ -158,6 +163,14 @@ class InventoryIndex:
         """Every device once, in file order."""
         for i in range(self.devices):
             yield self._record(i)
+
+    def _recent(self, i: int) -> DeviceRecord:
+        record = self._cached.get(i)
+        if record is None:
+            if len(self._cached) >= _RECENT:
+                del self._cached[next(iter(self._cached))]  # the oldest
+            record = self._cached[i] = self._record(i)
+        return record
 
     def _record(self, i: int) -> DeviceRecord:
         raw = self._data[self._offsets[i] : self._offsets[i + 1]]
