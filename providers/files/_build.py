@@ -108,7 +108,9 @@ def _csv_image(text: str, source: str, delimiter: str, *, trusted: bool = False)
     else:
         reader = csv.reader(io.StringIO(text))
         header = next(reader, [])
-    meta = {"columns": header, "group_delimiter": delimiter}
+    # plain: a record is the row's line; quoted: its cells as a JSON array (decoding a line of
+    # a quoted file would need the quoting rules, and re-quoting costs more)
+    meta = {"columns": header, "group_delimiter": delimiter, "rows": "text" if plain else "json"}
     if not header:
         if not trusted:
             raise _Doubt
@@ -123,8 +125,8 @@ def _csv_image(text: str, source: str, delimiter: str, *, trusted: bool = False)
     )
     ids: tuple[list[str], list[str]] = ([], [])
     records: list[bytes] = []
-    for lines_of_chunk, split, regular in chunks:
-        texts, rows = lines_of_chunk, split
+    for encoded, split, regular in chunks:
+        new, rows = encoded, split
         if not regular and set(map(len, rows)) != {len(header)}:
             if not trusted and max(map(len, rows)) > len(header):
                 raise _Doubt  # more fields than header columns
@@ -138,24 +140,21 @@ def _csv_image(text: str, source: str, delimiter: str, *, trusted: bool = False)
         present = list(map(operator.or_, map(bool, serials), map(bool, udids)))
         if not all(present):
             for i in itertools.compress(range(len(rows)), map(operator.not_, present)):
-                if not trusted and any(cell.strip() for cell in _cells(texts[i])):
+                cells = split[i] if not plain else new[i].decode().split(",")
+                if not trusted and any(cell.strip() for cell in cells):
                     raise _Doubt  # a device without serial or udid
             # rows of blank cells (spreadsheet padding) describe no device
-            texts = list(itertools.compress(texts, present))
+            new = list(itertools.compress(new, present))
             serials = list(itertools.compress(serials, present))
             udids = list(itertools.compress(udids, present))
-        records.extend(map(str.encode, texts))
+        records.extend(new)
         ids[0].extend(serials)
         ids[1].extend(udids)
     return _packed("csv", meta, records, ids, trusted)
 
 
-def _cells(text: str) -> list[str]:
-    return next(csv.reader([text]), [])
-
-
-_Chunk = tuple[list[str], list[list[str]], bool]
-"""Row texts, their cells, and whether every row is known to have the header's width."""
+_Chunk = tuple[list[bytes], list[list[str]], bool]
+"""Records, their cells, and whether every row is known to have the header's width."""
 
 
 def _plain_chunks(lines: list[str], width: int, splits: int) -> Iterator[_Chunk]:
@@ -169,25 +168,18 @@ def _plain_chunks(lines: list[str], width: int, splits: int) -> Iterator[_Chunk]
         texts = [line for line in lines[start : start + _CHUNK] if line]
         if not texts:
             continue
+        records = list(map(str.encode, texts))
         if set(map(methodcaller("count", ","), texts)) == {commas}:
-            yield texts, list(map(methodcaller("split", ",", splits), texts)), True
+            yield records, list(map(methodcaller("split", ",", splits), texts)), True
         else:
-            yield texts, list(map(methodcaller("split", ","), texts)), False
+            yield records, list(map(methodcaller("split", ","), texts)), False
 
 
 def _quoted_chunks(reader: Iterable[list[str]]) -> Iterator[_Chunk]:
-    """Rows of any CSV; each row is stored re-quoted on one line, so it parses back the same."""
+    """Rows of any CSV (the `csv` module's parse); a record is the cells as a JSON array."""
     rows = (row for row in reader if row)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
     while chunk := list(itertools.islice(rows, _CHUNK)):
-        texts = []
-        for row in chunk:
-            buffer.seek(0)
-            buffer.truncate()
-            writer.writerow(row)
-            texts.append(buffer.getvalue()[:-1])
-        yield texts, chunk, False
+        yield list(map(pydantic_core.to_json, chunk)), chunk, False
 
 
 def _check_csv_columns(columns: dict[str, list[str]]) -> None:

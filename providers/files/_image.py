@@ -9,7 +9,8 @@ Layout (little-endian)::
     keys     u64 per identifier, sorted: crc32 of the normalised identifier << 31
              | record << 1 | is_udid
     offsets  u64 per record + 1: where each record starts in `data`
-    data     records: the CSV row text or the JSON values as an array (UTF-8)
+    data     records: the CSV row's line (quoted files: its cells as a JSON array) or the JSON
+             values as an array (UTF-8)
 
 A lookup hashes the identifier, bisects `keys`, decodes the candidate records and keeps the one
 whose serial or UDID matches: records are converted by `InventoryRow` on the way out.
@@ -116,6 +117,7 @@ class InventoryIndex:
         "_buffer",
         "_cached",
         "_columns",
+        "_csv_text",
         "_data",
         "_delimiter",
         "_keys",
@@ -141,6 +143,7 @@ class InventoryIndex:
         self._cached: dict[int, DeviceRecord] = {}
         self._columns: list[str] | None = meta["columns"] if kind == _KINDS["csv"] else None
         self._delimiter: str = meta.get("group_delimiter", ";")
+        self._csv_text = meta.get("rows") == "text"
 
     @property
     def devices(self) -> int:
@@ -176,7 +179,7 @@ class InventoryIndex:
         raw = self._data[self._offsets[i] : self._offsets[i + 1]]
         try:
             if self._columns is not None:
-                cells = _csv_row(raw, self._columns, self._delimiter)
+                cells = _csv_row(raw, self._columns, self._delimiter, text=self._csv_text)
             else:
                 cells = _json_row(raw)
             return InventoryRow.model_validate(cells).to_record(self._provider)
@@ -184,8 +187,11 @@ class InventoryIndex:
             raise ProviderError(self._provider, f"inventory record {i} unreadable") from exc
 
 
-def _csv_row(raw: memoryview, columns: list[str], delimiter: str) -> dict[str, Any]:
-    cells = next(csv.reader(io.StringIO(str(raw, "utf-8"))))
+def _csv_row(raw: memoryview, columns: list[str], delimiter: str, *, text: bool) -> dict[str, Any]:
+    if text:
+        cells = next(csv.reader(io.StringIO(str(raw, "utf-8"))))
+    else:
+        cells = pydantic_core.from_json(bytes(raw))
     return csv_cells(dict(zip(columns, cells, strict=False)), delimiter) or {}
 
 
