@@ -16,11 +16,13 @@ from providers.files import (
     CsvSettings,
     FileProvider,
     InventoryFileError,
+    InventoryIndex,
     JsonSettings,
     build_index,
     parse_csv,
     parse_json,
 )
+from providers.files._build import build_image
 from providers.identifiers import DeviceIdentifier, IdentifierKind, classify
 
 HEADER = "serial,udid,name,managed,supervised,last_contact,username,email,groups"
@@ -30,8 +32,17 @@ def _serial(value: str) -> DeviceIdentifier:
     return classify(value, frozenset({IdentifierKind.SERIAL}))
 
 
-def _csv_provider(path: Path, *, reload_interval: float = 0) -> FileProvider:
-    return FileProvider("inv", CsvSettings(kind="csv", path=path, reload_interval=reload_interval))
+def _csv_provider(
+    path: Path, *, reload_interval: float = 0, process_above: int = 1 << 20
+) -> FileProvider:
+    settings = CsvSettings(kind="csv", path=path, reload_interval=reload_interval)
+    return FileProvider("inv", settings, process_above=process_above)
+
+
+async def _settled_reload(provider: FileProvider) -> bool:
+    """Two polls: the first only notices the change, the second loads the settled file."""
+    assert await provider.reload() is False
+    return await provider.reload()
 
 
 @pytest.fixture
@@ -116,30 +127,37 @@ def test_json_bare_list_is_accepted() -> None:
     assert rows[0][1].udid == "4a6ec46c7aaf514cc1abf85c37a87fd0fda903e4"
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("serial,colour\nC02A00000001,red\n", "inv.csv:1: unknown column(s) colour"),
-        (
-            "serial,managed\nC02A00000001,true\nC02A00000002,maybe\n",
-            "inv.csv:3: managed: Input should be a valid boolean",
-        ),
-        (
-            "serial,last_contact\nC02A00000001,yesterday\n",
-            "inv.csv:2: last_contact: Input should be a valid datetime",
-        ),
-        (
-            "serial,name\nC02A00000001,a\n,nameless\n",
-            "inv.csv:3: a device needs a serial or a udid",
-        ),
-        ("serial,name\nC02A00000001,a,extra\n", "inv.csv:2: more fields than header columns"),
-        (
-            "serial,owner_type\nC02A00000001,rented\n",
-            "inv.csv:2: owner_type: Input should be 'company' or 'personal'",
-        ),
-    ],
-    ids=["unknown-column", "bad-boolean", "bad-date", "no-identifier", "extra-field", "bad-owner"],
-)
+CSV_ERRORS = [
+    ("serial,colour\nC02A00000001,red\n", "inv.csv:1: unknown column(s) colour"),
+    (
+        "serial,managed\nC02A00000001,true\nC02A00000002,maybe\n",
+        "inv.csv:3: managed: Input should be a valid boolean",
+    ),
+    (
+        "serial,last_contact\nC02A00000001,yesterday\n",
+        "inv.csv:2: last_contact: Input should be a valid datetime",
+    ),
+    (
+        "serial,name\nC02A00000001,a\n,nameless\n",
+        "inv.csv:3: a device needs a serial or a udid",
+    ),
+    ("serial,name\nC02A00000001,a,extra\n", "inv.csv:2: more fields than header columns"),
+    (
+        "serial,owner_type\nC02A00000001,rented\n",
+        "inv.csv:2: owner_type: Input should be 'company' or 'personal'",
+    ),
+]
+CSV_ERROR_IDS = [
+    "unknown-column",
+    "bad-boolean",
+    "bad-date",
+    "no-identifier",
+    "extra-field",
+    "bad-owner",
+]
+
+
+@pytest.mark.parametrize(("text", "message"), CSV_ERRORS, ids=CSV_ERROR_IDS)
 def test_csv_errors_name_file_and_line(text: str, message: str) -> None:
     """Every CSV error starts with file:line and says what is wrong."""
     with pytest.raises(InventoryFileError) as info:
@@ -156,43 +174,43 @@ def test_duplicate_serial_names_both_lines() -> None:
         build_index(rows, provider="inv", source="inv.csv")
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        (
-            '{\n  "devices": [\n    {"serial": "C02A00000001",}\n  ]\n}',
-            "inv.json:3: Expecting property name",
-        ),
-        (
-            '{\n  "devices": [\n    {"serial": "C02A00000001"},\n\n    {"serial": "C02A00000002",'
-            ' "managed": "perhaps"}\n  ]\n}',
-            "inv.json:5: devices[1].managed: Input should be a valid boolean",
-        ),
-        (
-            '{"devices": [\n  {"serial": "C02A00000001"},\n  "C02A00000002"\n]}',
-            "inv.json:3: devices[1] is not an object",
-        ),
-        (
-            '{"devices": [\n  {"name": "nameless"}\n]}',
-            "inv.json:2: a device needs a serial or a udid",
-        ),
-        ('{"devices": [], "extra": 1}', "inv.json:1: unknown top-level key(s) extra"),
-        (
-            '{"devices": [\n  {"serial": "C02A00000001", "colour": "red"}\n]}',
-            "inv.json:2: devices[0].colour: Extra inputs",
-        ),
-        ('{"devices": {}}', 'inv.json:1: expected {"devices": [...]}'),
-    ],
-    ids=[
-        "syntax",
-        "bad-boolean",
-        "not-object",
-        "no-identifier",
-        "top-level-key",
-        "unknown-key",
-        "not-list",
-    ],
-)
+JSON_ERRORS = [
+    (
+        '{\n  "devices": [\n    {"serial": "C02A00000001",}\n  ]\n}',
+        "inv.json:3: Expecting property name",
+    ),
+    (
+        '{\n  "devices": [\n    {"serial": "C02A00000001"},\n\n    {"serial": "C02A00000002",'
+        ' "managed": "perhaps"}\n  ]\n}',
+        "inv.json:5: devices[1].managed: Input should be a valid boolean",
+    ),
+    (
+        '{"devices": [\n  {"serial": "C02A00000001"},\n  "C02A00000002"\n]}',
+        "inv.json:3: devices[1] is not an object",
+    ),
+    (
+        '{"devices": [\n  {"name": "nameless"}\n]}',
+        "inv.json:2: a device needs a serial or a udid",
+    ),
+    ('{"devices": [], "extra": 1}', "inv.json:1: unknown top-level key(s) extra"),
+    (
+        '{"devices": [\n  {"serial": "C02A00000001", "colour": "red"}\n]}',
+        "inv.json:2: devices[0].colour: Extra inputs",
+    ),
+    ('{"devices": {}}', 'inv.json:1: expected {"devices": [...]}'),
+]
+JSON_ERROR_IDS = [
+    "syntax",
+    "bad-boolean",
+    "not-object",
+    "no-identifier",
+    "top-level-key",
+    "unknown-key",
+    "not-list",
+]
+
+
+@pytest.mark.parametrize(("text", "message"), JSON_ERRORS, ids=JSON_ERROR_IDS)
 def test_json_errors_name_file_and_line(text: str, message: str) -> None:
     """Every JSON error starts with file:line; device errors name devices[i] and its line."""
     with pytest.raises(InventoryFileError) as info:
@@ -249,7 +267,7 @@ async def test_good_edit_is_picked_up(csv_provider: tuple[FileProvider, Path]) -
     provider, path = csv_provider
     path.write_text(f"{HEADER}\nC02A00000001,,renamed,false,,,,,\nC02A00000003,,three,true,,,,,\n")
     with capture_logs() as logs:
-        assert await provider.reload() is True
+        assert await _settled_reload(provider) is True
     record = await provider.lookup(_serial("C02A00000001"))
     assert record is not None
     assert (record.name, record.managed) == ("renamed", False)
@@ -277,7 +295,7 @@ async def test_broken_edit_keeps_last_good_inventory(
     provider, path = csv_provider
     path.write_text(f"{HEADER}\nC02A00000001,,new,true,,,,,\nC02A00000002,,two,sometimes,,,,,\n")
     with capture_logs() as logs:
-        assert await provider.reload() is False
+        assert await _settled_reload(provider) is False
         assert await provider.reload() is False
     failures = [e for e in logs if e["event"] == "provider.reload_failed"]
     assert len(failures) == 1
@@ -290,7 +308,7 @@ async def test_broken_edit_keeps_last_good_inventory(
     assert provider.ready
 
     path.write_text(f"{HEADER}\nC02A00000001,,fixed,true,,,,,\n")
-    assert await provider.reload() is True
+    assert await _settled_reload(provider) is True
     fixed = await provider.lookup(_serial("C02A00000001"))
     assert fixed is not None
     assert fixed.name == "fixed"
@@ -304,7 +322,7 @@ async def test_deleted_file_keeps_last_good_inventory(
     path.unlink()
     with capture_logs() as logs:
         assert await provider.reload() is False
-    assert [e["event"] for e in logs] == ["provider.reload_failed"]
+    assert [e["event"] for e in logs] == ["provider.file_missing"]
     assert await provider.lookup(_serial("C02A00000001")) is not None
 
 
@@ -320,7 +338,7 @@ async def test_missing_file_at_start_is_not_ready(tmp_path: Path) -> None:
         with pytest.raises(ProviderNotReady):
             await provider.lookup(_serial("C02A00000001"))
         path.write_text("serial\nC02A00000001\n", encoding="utf-8")
-        assert await provider.reload() is True
+        assert await _settled_reload(provider) is True
         assert provider.ready
     finally:
         await provider.aclose()
@@ -347,7 +365,8 @@ async def test_watcher_reloads_a_changed_file(tmp_path: Path) -> None:
         await provider.aclose()
 
 
-async def test_lookups_during_reload_see_old_or_new(tmp_path: Path) -> None:
+@pytest.mark.parametrize("process_above", [1 << 20, 0], ids=["thread", "process"])
+async def test_lookups_during_reload_see_old_or_new(tmp_path: Path, process_above: int) -> None:
     """The index is swapped whole: a lookup mid-reload sees the old or the new file, never a mix."""
     count = 3000
 
@@ -357,9 +376,10 @@ async def test_lookups_during_reload_see_old_or_new(tmp_path: Path) -> None:
 
     path = tmp_path / "inv.csv"
     path.write_text(inventory("old"), encoding="utf-8")
-    provider = _csv_provider(path)
+    provider = _csv_provider(path, process_above=process_above)
     await provider.start()
     path.write_text(inventory("newer"), encoding="utf-8")
+    assert await provider.reload() is False  # noticed; loaded once it is unchanged at a poll
     reload = asyncio.create_task(provider.reload())
     seen: list[tuple[str | None, str | None]] = []
     while not reload.done():
@@ -374,3 +394,311 @@ async def test_lookups_during_reload_see_old_or_new(tmp_path: Path) -> None:
     final = await provider.lookup(_serial("C02A00000000"))
     assert final is not None
     assert final.name == "newer"
+
+
+LOST = "serial,name,groups\nC02A00000001,mac,Lost or Stolen\n"
+
+
+class _Clock:
+    """A hand-moved monotonic clock for the grace period."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _vanished(tmp_path: Path, grace: float, clock: _Clock) -> tuple[FileProvider, Path]:
+    """A started provider (no watcher) whose file was then deleted."""
+    path = tmp_path / "inv.csv"
+    path.write_text(LOST, encoding="utf-8")
+    settings = CsvSettings(kind="csv", path=path, reload_interval=0, missing_grace=grace)
+    provider = FileProvider("inv", settings, clock=clock)
+    await provider.start()
+    path.unlink()
+    return provider, path
+
+
+async def test_file_rewritten_in_place_is_loaded_only_once_settled(tmp_path: Path) -> None:
+    """A writer that truncates and pauses mid-row is not loaded; the finished file is, once settled."""
+    path = tmp_path / "inv.csv"
+    path.write_text(LOST, encoding="utf-8")
+    provider = _csv_provider(path)
+    await provider.start()
+    with path.open("r+", encoding="utf-8") as writer:  # same inode: an in-place rewrite
+        writer.truncate(0)
+        writer.write("serial,name,groups\nC02A00000001,mac,Lost or")
+        writer.flush()
+        assert await provider.reload() is False
+        record = await provider.lookup(_serial("C02A00000001"))
+        assert record is not None
+        assert record.groups == (GroupRef("Lost or Stolen"),)
+        writer.write(" Found;Pilot\n")
+    assert await provider.reload() is False  # changed again since the last poll
+    assert await provider.reload() is True
+    record = await provider.lookup(_serial("C02A00000001"))
+    assert record is not None
+    assert record.groups == (GroupRef("Lost or Found"), GroupRef("Pilot"))
+
+
+async def test_file_changed_while_reading_is_discarded(tmp_path: Path) -> None:
+    """A load whose stat after the read differs from the one before it keeps the old inventory."""
+    path = tmp_path / "inv.csv"
+    path.write_text(LOST, encoding="utf-8")
+    provider = _csv_provider(path)
+    await provider.start()
+    path.write_text("serial,name,groups\nC02A00000001,mac,Pilot\n", encoding="utf-8")
+    assert await provider.reload() is False
+    reload = asyncio.create_task(provider.reload())
+    await asyncio.sleep(0)  # the poll took its stamp and is reading in a worker
+    with path.open("a", encoding="utf-8") as writer:
+        writer.write("C02A00000002,half")
+    assert await reload is False
+    record = await provider.lookup(_serial("C02A00000001"))
+    assert record is not None
+    assert record.groups == (GroupRef("Lost or Stolen"),)
+    assert await provider.reload() is True  # the new stamp is unchanged at this poll
+    assert await provider.lookup(_serial("C02A00000002")) is not None
+
+
+async def test_renamed_file_is_loaded_at_the_next_settled_poll(tmp_path: Path) -> None:
+    """A file renamed over the inventory (atomic) is loaded at the poll after the one noticing it."""
+    path = tmp_path / "inv.csv"
+    path.write_text(LOST, encoding="utf-8")
+    provider = _csv_provider(path)
+    await provider.start()
+    staged = tmp_path / "inv.csv.tmp"
+    staged.write_text("serial,name\nC02A00000002,new\n", encoding="utf-8")
+    staged.replace(path)
+    assert await provider.reload() is False
+    assert await provider.reload() is True
+    assert await provider.lookup(_serial("C02A00000001")) is None
+    assert await provider.lookup(_serial("C02A00000002")) is not None
+
+
+async def test_vanished_file_serves_within_grace_and_logs_once(tmp_path: Path) -> None:
+    """Within `missing_grace` the last inventory serves; the vanishing is logged once, not per poll."""
+    clock = _Clock()
+    provider, path = await _vanished(tmp_path, 300, clock)
+    with capture_logs() as logs:
+        for _ in range(5):
+            clock.now += 59
+            assert await provider.reload() is False
+    assert provider.ready
+    assert await provider.lookup(_serial("C02A00000001")) is not None
+    assert logs == [
+        {
+            "event": "provider.file_missing",
+            "provider": "inv",
+            "path": str(path),
+            "error": f"{path}: No such file or directory",
+            "grace": 300,
+            "log_level": "warning",
+        }
+    ]
+
+
+async def test_vanished_file_fails_closed_after_grace(tmp_path: Path) -> None:
+    """After `missing_grace` lookups raise ProviderNotReady; the file's return makes it ready again."""
+    clock = _Clock()
+    provider, path = await _vanished(tmp_path, 300, clock)
+    with capture_logs() as logs:
+        assert await provider.reload() is False
+        clock.now += 300
+        for _ in range(3):
+            assert await provider.reload() is False
+            clock.now += 60
+    assert not provider.ready
+    with pytest.raises(ProviderNotReady, match="missing"):
+        await provider.lookup(_serial("C02A00000001"))
+    with pytest.raises(ProviderNotReady):
+        await provider.start()  # the service's retry does not bypass the settle rule
+    assert [(e["event"], e["log_level"]) for e in logs] == [
+        ("provider.file_missing", "warning"),
+        ("provider.not_ready", "error"),
+    ]
+
+    path.write_text("serial,name\nC02A00000002,back\n", encoding="utf-8")
+    with capture_logs() as logs:
+        assert await _settled_reload(provider) is True
+    assert [e["event"] for e in logs] == [
+        "provider.file_restored",
+        "provider.loaded",
+        "provider.ready",
+    ]
+    assert logs[0]["missing_for"] == 480
+    assert await provider.lookup(_serial("C02A00000002")) is not None
+
+
+async def test_zero_grace_is_not_ready_at_once(tmp_path: Path) -> None:
+    """With `missing_grace = 0` the poll that finds the file gone turns the provider not ready."""
+    provider, _ = await _vanished(tmp_path, 0, _Clock())
+    assert await provider.reload() is False
+    assert not provider.ready
+    with pytest.raises(ProviderNotReady):
+        await provider.lookup(_serial("C02A00000001"))
+
+
+async def test_broken_file_is_logged_once_per_distinct_error(
+    csv_provider: tuple[FileProvider, Path],
+) -> None:
+    """A file that stays broken is logged once per distinct error, whatever the number of saves."""
+    provider, path = csv_provider
+    broken = f"{HEADER}\nC02A00000001,,new,maybe,,,,,\n"
+    with capture_logs() as logs:
+        path.write_text(broken)
+        assert await _settled_reload(provider) is False
+        path.write_text(broken + "\n")  # saved again, same mistake
+        assert await _settled_reload(provider) is False
+        path.write_text(f"{HEADER}\nC02A00000001,,new,true,,,,,\nC02A00000001,,twice,,,,,,\n")
+        assert await _settled_reload(provider) is False
+        assert await provider.reload() is False
+    errors = [e["error"] for e in logs if e["event"] == "provider.reload_failed"]
+    assert errors == [
+        f"{path}:2: managed: Input should be a valid boolean, unable to interpret input",
+        f"{path}:3: identifier C02A00000001 already on line 2",
+    ]
+
+
+async def test_missing_file_at_start_is_logged_once(tmp_path: Path) -> None:
+    """The service retrying a provider whose file is missing does not log the failure again."""
+    provider = _csv_provider(tmp_path / "later.csv")
+    with capture_logs() as logs:
+        for _ in range(3):
+            with pytest.raises(ProviderNotReady, match=r"later\.csv"):
+                await provider.start()
+    assert [e["event"] for e in logs] == ["provider.load_failed"]
+
+
+RICH_CSV = (
+    "serial,udid,name,model,platform,os_version,managed,supervised,compliance,owner_type,"
+    "last_contact,username,email,full_name,department,title,groups\n"
+    "C02A00000001,00008110-000A1C2E3F40801E,MBP,MacBook Pro,macOS,15.1,TRUE,no,compliant,"
+    "company,2026-11-20T09:26:41Z,asharma,a@example.com,A Sharma,Finance,CFO, All ; Pilot ;\n"
+    " c02a00000002 ,,  spaced  ,,iOS,,yes,1,,personal,2026-11-21,,,,,,\n"
+    ",,,,,,,,,,,,,,,,\n"
+    "\n"
+    ",4a6ec46c7aaf514cc1abf85c37a87fd0fda903e4,old phone,,iOS,,0,,,,1700000000\n"
+    "C02A00000004,,short row\n"
+    "C02A00000005,,tz,,,,on,off,,,2026-11-20T10:00:00+01:00,,,,,,Lost or Stolen\n"
+)
+"""Every column, cells with spaces, blank and short rows, boolean and date spellings."""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        RICH_CSV,
+        RICH_CSV.replace("\n", "\r\n"),
+        RICH_CSV.replace("MacBook Pro", '"MacBook Pro, 14"""').replace(
+            "CFO", '"Chief\nFinancial Officer"'
+        ),
+        "\ufeff" + RICH_CSV,
+    ],
+    ids=["plain", "crlf", "quoted", "bom"],
+)
+def test_fast_csv_load_serves_what_the_reference_parses(text: str) -> None:
+    """Every record served from the compact image equals the reference parser's record."""
+    reference = build_index(
+        parse_csv(text.lstrip("\ufeff"), source="x"), provider="inv", source="x"
+    )
+    index = InventoryIndex(
+        b"".join(build_image(text.encode(), kind="csv", source="x").parts), "inv"
+    )
+    assert {key: index.get(key) for key in reference} == reference
+    assert list(index.records()) == list(dict.fromkeys(reference.values()))
+    assert index.get("C02A00000009") is None
+    assert index.devices == 5
+
+
+RICH_JSON = {
+    "devices": [
+        {
+            "serial": " C02A00000001 ",
+            "udid": "00008110-000A1C2E3F40801E",
+            "managed": True,
+            "owner_type": "company",
+            "last_contact": "2026-11-20T10:00:00+01:00",
+            "user": {"username": "bkim", "department": "Finance"},
+            "groups": ["All", {"name": "Pilot", "id": "7", "smart": True}],
+        },
+        {"udid": "4a6ec46c7aaf514cc1abf85c37a87fd0fda903e4", "name": "", "user": None},
+        {"serial": "C02A00000003", "last_contact": 1700000000, "managed": "yes"},
+        {"serial": "C02A00000004", "owner_type": "personal", "groups": []},
+    ]
+}
+"""Nested user and group objects, nulls, empty strings, values only lax validation accepts."""
+
+
+def test_fast_json_load_serves_what_the_reference_parses() -> None:
+    """Every JSON record served from the compact image equals the reference parser's record."""
+    text = json.dumps(RICH_JSON, indent=2)
+    reference = build_index(parse_json(text, source="x"), provider="inv", source="x")
+    index = InventoryIndex(
+        b"".join(build_image(text.encode(), kind="json", source="x").parts), "inv"
+    )
+    assert {key: index.get(key) for key in reference} == reference
+    assert list(index.records()) == list(dict.fromkeys(reference.values()))
+    assert index.devices == 4
+
+
+DUPLICATE = (
+    "serial\nC02A00000001\nC02A00000002\nc02a00000001\n",
+    "inv.csv:4: identifier c02a00000001",
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "message"),
+    [("csv", *case) for case in [*CSV_ERRORS, DUPLICATE]] + [("json", *c) for c in JSON_ERRORS],
+    ids=[f"csv-{i}" for i in [*CSV_ERROR_IDS, "duplicate"]] + [f"json-{i}" for i in JSON_ERROR_IDS],
+)
+def test_fast_load_reports_the_reference_error(kind: str, text: str, message: str) -> None:
+    """The fast loader refuses every broken file with the reference parser's file:line message."""
+    with pytest.raises(InventoryFileError) as info:
+        build_image(text.encode(), kind="csv" if kind == "csv" else "json", source=f"inv.{kind}")
+    assert str(info.value).startswith(message)
+
+
+async def test_worker_process_loads_and_reports_like_a_thread(tmp_path: Path) -> None:
+    """A file parsed in the worker process serves the same records, and a broken one the same error."""
+    path = tmp_path / "inv.json"
+    path.write_text(json.dumps(RICH_JSON), encoding="utf-8")
+    settings = JsonSettings(kind="json", path=path, reload_interval=0)
+    provider = FileProvider("inv", settings, process_above=0)
+    await provider.start()
+    reference = build_index(parse_json(path.read_text(), source="x"), provider="inv", source="x")
+    assert [r async for r in provider.iter_devices()] == list(dict.fromkeys(reference.values()))
+    assert await provider.lookup(classify("4a6ec46c7aaf514cc1abf85c37a87fd0fda903e4")) is not None
+
+    path.write_text('{"devices": [\n  {"serial": "C02A00000001", "managed": "perhaps"}\n]}')
+    with capture_logs() as logs:
+        assert await _settled_reload(provider) is False
+    [failure] = [e for e in logs if e["event"] == "provider.reload_failed"]
+    assert failure["error"].startswith(f"{path}:2: devices[0].managed: Input should be a valid")
+    assert provider.device_count == 4
+
+
+async def test_worker_process_ignores_a_providers_folder_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker imports this service's parser even when the working directory has another."""
+    (tmp_path / "providers").mkdir()
+    (tmp_path / "providers" / "__init__.py").write_text("raise SystemExit('wrong providers')\n")
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "inv.csv"
+    path.write_text("serial\nC02A00000001\n", encoding="utf-8")
+    provider = _csv_provider(path, process_above=0)
+    await provider.start()
+    assert await provider.lookup(_serial("C02A00000001")) is not None
+
+
+def test_repeat_lookup_in_one_inventory_version_decodes_once() -> None:
+    """Enriching and authorizing calls for one device share a decoded record of that image."""
+    image = build_image(b"serial,name\nC02A00000001,mac\n", kind="csv", source="x")
+    index = InventoryIndex(b"".join(image.parts), "inv")
+    first = index.get("C02A00000001")
+    assert first is not None
+    assert index.get("C02A00000001") is first
+    assert InventoryIndex(b"".join(image.parts), "inv").get("C02A00000001") is not first

@@ -1,0 +1,128 @@
+"""The reference parsers: every row through `InventoryRow`, with its line number.
+
+They define what a valid file is and word every error. The provider loads through the faster
+`_build` path, which falls back to these to report a broken file exactly as they would.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from providers.base import DeviceRecord
+from providers.files._schema import (
+    CSV_COLUMNS,
+    InventoryFileError,
+    InventoryRow,
+    csv_cells,
+    validate_row,
+)
+
+
+def parse_csv(
+    text: str, *, source: str, group_delimiter: str = ";"
+) -> list[tuple[int, InventoryRow]]:
+    """Parse a CSV inventory; the header names the columns, `groups` is a delimited list."""
+    reader = csv.DictReader(io.StringIO(text))
+    check_csv_header(reader.fieldnames or (), source)
+    rows: list[tuple[int, InventoryRow]] = []
+    for raw in reader:
+        line = reader.line_num
+        if None in raw:
+            raise InventoryFileError(f"{source}:{line}: more fields than header columns")
+        cells = csv_cells(raw, group_delimiter)
+        if cells is not None:
+            rows.append((line, validate_row(cells, source, line)))
+    return rows
+
+
+def check_csv_header(columns: Iterable[str], source: str) -> None:
+    """Refuse columns the schema does not know (a typo would silently drop data)."""
+    unknown = [c for c in columns if c not in CSV_COLUMNS]
+    if unknown:
+        raise InventoryFileError(f"{source}:1: unknown column(s) {', '.join(unknown)}")
+
+
+def parse_json(text: str, *, source: str) -> list[tuple[int, InventoryRow]]:
+    """Parse a JSON inventory: ``{"devices": [...]}`` or a bare list of device objects."""
+    devices = json_devices(text, source=source)
+    lines = element_lines(text)
+    rows = []
+    for index, item in enumerate(devices):
+        line = next(lines, 1)
+        rows.append((line, validate_element(item, index, source, line)))
+    return rows
+
+
+def json_devices(text: str, *, source: str) -> list[Any]:
+    """The device list of a JSON inventory, with the document-level checks."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InventoryFileError(f"{source}:{exc.lineno}: {exc.msg} (column {exc.colno})") from None
+    return devices_of(document, source)
+
+
+def devices_of(document: Any, source: str) -> list[Any]:
+    """``document["devices"]`` or the bare list; anything else is an error at line 1."""
+    devices = document.get("devices") if isinstance(document, dict) else document
+    if isinstance(document, dict) and set(document) - {"devices"}:
+        extra = ", ".join(sorted(set(document) - {"devices"}))
+        raise InventoryFileError(f"{source}:1: unknown top-level key(s) {extra}")
+    if not isinstance(devices, list):
+        raise InventoryFileError(f'{source}:1: expected {{"devices": [...]}} or a list of devices')
+    return devices
+
+
+def validate_element(item: Any, index: int, source: str, line: int) -> InventoryRow:
+    """Validate ``devices[index]``, which starts on `line`."""
+    if not isinstance(item, dict):
+        raise InventoryFileError(f"{source}:{line}: devices[{index}] is not an object")
+    return validate_row(item, source, line, f"devices[{index}]")
+
+
+def element_lines(text: str) -> Iterator[int]:
+    """Line numbers where the device objects start, in one pass (best effort)."""
+    decoder = json.JSONDecoder()
+    start = text.find("[")
+    if start < 0:
+        return
+    line, counted = 1, 0
+    pos = start + 1
+    length = len(text)
+    while pos < length:
+        while pos < length and text[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= length or text[pos] == "]":
+            return
+        line += text.count("\n", counted, pos)
+        counted = pos
+        yield line
+        try:
+            _, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            return
+
+
+def build_index(
+    rows: Iterable[tuple[int, InventoryRow]], *, provider: str, source: str
+) -> dict[str, DeviceRecord]:
+    """Index records by normalised serial and UDID; a duplicate identifier is an error."""
+    index: dict[str, DeviceRecord] = {}
+    seen: dict[str, int] = {}
+    for line, row in rows:
+        record = row.to_record(provider)
+        for key in (row.serial, row.udid):
+            if not key:
+                continue
+            norm = key.upper()
+            if norm in seen:
+                raise InventoryFileError(
+                    f"{source}:{line}: identifier {key} already on line {seen[norm]}"
+                )
+            seen[norm] = line
+            index[norm] = record
+    return index

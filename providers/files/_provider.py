@@ -1,0 +1,262 @@
+"""`FileProvider`: serve the last good inventory, load a changed file only once it has settled.
+
+The watcher polls the file every `reload_interval` seconds and compares (size, mtime_ns, inode):
+
+- a change is loaded only when the file looked the same at two polls in a row (settled), and
+  the stamp taken after reading still matches the one taken before; otherwise the read is
+  discarded and retried at the next poll. A tool that rewrites the file in place, or pauses
+  mid-row, is never read half-way (unless it pauses for a whole poll interval: write a
+  temporary file and rename it over the inventory, which is atomic).
+- a broken version keeps the last good inventory; the same version is not parsed again, and
+  each distinct error is logged once.
+- a vanished file keeps the last good inventory for `missing_grace` seconds, then the provider
+  turns not ready and lookups raise `ProviderNotReady` (the chain denies: fail closed).
+
+Each state change is logged once, never once per poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from providers.base import DeviceRecord, ProviderError, ProviderNotReady
+from providers.files._image import InventoryIndex
+from providers.files._load import PROCESS_ABOVE, load_index
+from providers.files._schema import InventoryFileError, describe
+from providers.files._settings import CsvSettings, JsonSettings
+from providers.identifiers import DeviceIdentifier
+
+log = structlog.get_logger("providers.files")
+
+
+@dataclass(frozen=True, slots=True)
+class _Stamp:
+    mtime_ns: int
+    size: int
+    inode: int
+
+
+class _ChangedWhileReading(Exception):
+    """When the file's stamp after the read differs from the one before it."""
+
+    def __init__(self, stamp: _Stamp | None) -> None:
+        super().__init__("changed while reading")
+        self.stamp = stamp
+
+
+class FileProvider:
+    """A CSV or JSON inventory kept in memory and reloaded when the file changes."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: CsvSettings | JsonSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        process_above: int = PROCESS_ABOVE,
+    ) -> None:
+        self._name = name
+        self._settings = settings
+        self._clock = clock
+        self._process_above = process_above  # larger files are parsed in a worker process
+        self._index: InventoryIndex | None = None
+        self._loaded: _Stamp | None = None  # the version the index came from
+        self._seen: _Stamp | None = None  # the version the previous poll saw
+        self._failed: _Stamp | None = None  # a version that did not load: not parsed again
+        self._missing_since: float | None = None
+        self._logged_error: str | None = None
+        self._down = False  # not ready after a failed start or a vanished file: log recovery
+        self._started = False
+        self._lock = asyncio.Lock()
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        """The configured provider name."""
+        return self._name
+
+    @property
+    def ready(self) -> bool:
+        """True while an inventory is loaded (and, if the file vanished, within the grace)."""
+        return self._index is not None
+
+    @property
+    def cacheable(self) -> bool:
+        """An in-memory index answers at once: caching it would only serve stale answers."""
+        return False
+
+    @property
+    def device_count(self) -> int:
+        """Distinct devices in the current inventory."""
+        return self._index.devices if self._index is not None else 0
+
+    async def start(self) -> None:
+        """Load the file, then watch it; raises `ProviderNotReady` while nothing is loaded.
+
+        The first call loads the file as it is (a stable read) so the service can be ready at
+        once. A later call (the service retries providers that are not ready) is a poll: a file
+        that reappears must settle first, like any other change.
+        """
+        async with self._lock:
+            if not self._started:
+                self._started = True
+                try:
+                    await self._load_now()
+                    self._down = self._index is None
+                finally:
+                    if self._settings.reload_interval > 0 and self._watcher is None:
+                        self._watcher = asyncio.create_task(
+                            self._watch(), name=f"watch-{self._name}"
+                        )
+            else:
+                await self._poll()
+        if self._index is None:
+            raise ProviderNotReady(self._name, self._logged_error or "inventory not loaded")
+
+    async def reload(self) -> bool:
+        """One poll of the file; returns whether a new inventory was swapped in."""
+        async with self._lock:
+            return await self._poll()
+
+    async def _load_now(self) -> None:
+        try:
+            stamp = _stamp(self._settings.path)
+        except OSError as exc:
+            self._report(exc)
+            if isinstance(exc, FileNotFoundError):
+                self._missing_since = self._clock()  # logged as load_failed; not again per poll
+            return
+        self._seen = stamp
+        await self._load(stamp)
+
+    async def _poll(self) -> bool:
+        path = self._settings.path
+        try:
+            stamp = _stamp(path)
+        except OSError as exc:
+            self._vanished(exc)
+            return False
+        if self._missing_since is not None:
+            log.info(
+                "provider.file_restored",
+                provider=self._name,
+                path=str(path),
+                missing_for=round(self._clock() - self._missing_since, 3),
+            )
+            self._missing_since = None
+        settled = stamp == self._seen
+        self._seen = stamp
+        if stamp in (self._loaded, self._failed) or not settled:
+            return False
+        return await self._load(stamp)
+
+    async def _load(self, stamp: _Stamp) -> bool:
+        """Read and index the version `stamp`; swap it in only if it was stable and valid."""
+        path = self._settings.path
+        try:
+            index = await load_index(
+                path,
+                self._settings,
+                self._name,
+                size=stamp.size,
+                process_above=self._process_above,
+                background=self._index is not None,
+            )
+            after = _stamp(path)
+            if after != stamp:
+                raise _ChangedWhileReading(after)
+        except _ChangedWhileReading as changed:
+            # A writer is still busy: discard, and retry once the new stamp has settled.
+            self._seen = changed.stamp
+            log.debug("provider.reload_deferred", provider=self._name, path=str(path))
+            return False
+        except (OSError, InventoryFileError) as exc:
+            self._failed = stamp
+            self._report(exc)
+            return False
+        except Exception as exc:  # a bug must not end the watcher: keep serving, say so once
+            log.exception("provider.reload_crashed", provider=self._name, path=str(path))
+            self._failed = stamp
+            self._report(InventoryFileError(f"{path}: cannot be loaded ({type(exc).__name__})"))
+            return False
+        self._index = index  # one reference swap: a lookup sees the old or the new index
+        self._loaded = stamp
+        self._failed = None
+        self._logged_error = None
+        log.info("provider.loaded", provider=self._name, path=str(path), devices=index.devices)
+        if self._down:
+            self._down = False
+            log.info("provider.ready", provider=self._name)
+        return True
+
+    def _report(self, exc: Exception) -> None:
+        """Log a failure once per distinct message, as a load or a reload failure."""
+        message = describe(exc, self._settings.path)
+        if message == self._logged_error:
+            return
+        self._logged_error = message
+        if self._index is None:
+            log.error("provider.load_failed", provider=self._name, error=message)
+        else:
+            log.error("provider.reload_failed", provider=self._name, error=message, kept="previous")
+
+    def _vanished(self, exc: OSError) -> None:
+        """The file is gone: keep the last good inventory for `missing_grace`, then fail closed."""
+        now = self._clock()
+        grace = self._settings.missing_grace
+        self._seen = None
+        if self._missing_since is None:
+            self._missing_since = now
+            log.warning(
+                "provider.file_missing",
+                provider=self._name,
+                path=str(self._settings.path),
+                error=describe(exc, self._settings.path),
+                grace=grace if self._index is not None else 0,
+            )
+        if self._index is not None and now - self._missing_since >= grace:
+            self._index = None
+            self._loaded = None
+            self._down = True
+            self._logged_error = f"{self._settings.path}: missing for over {grace:g} s"
+            log.error("provider.not_ready", provider=self._name, error=self._logged_error)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.reload_interval)
+            with contextlib.suppress(ProviderError):
+                await self.reload()
+
+    async def lookup(self, identifier: DeviceIdentifier) -> DeviceRecord | None:
+        """Find the device by serial or UDID, case-insensitively."""
+        index = self._index
+        if index is None:
+            raise ProviderNotReady(self._name, self._logged_error or "inventory not loaded")
+        return index.get(identifier.normalized)
+
+    async def iter_devices(self) -> AsyncIterator[DeviceRecord]:
+        """Every device once."""
+        if self._index is not None:
+            for record in self._index.records():
+                yield record
+
+    async def aclose(self) -> None:
+        """Stop watching the file."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+
+
+def _stamp(path: Path) -> _Stamp:
+    st = os.stat(path)
+    return _Stamp(st.st_mtime_ns, st.st_size, st.st_ino)

@@ -1,0 +1,44 @@
+"""Worker process: build one inventory image into an inherited file descriptor.
+
+    python -m providers.files._worker FD   < job (JSON)   > {"size": N} or {"error": "..."}
+
+Started by `_load` for large files. Garbage collection is off and the exit skips freeing the
+parsed file: the process lives for one parse and would otherwise rescan millions of fresh
+objects many times over, then free them one by one.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+
+from providers.files._load import run_job
+from providers.files._schema import InventoryFileError
+
+
+def main() -> None:
+    """Read the job from stdin, write the image to the descriptor, answer on stdout."""
+    gc.disable()
+    fd = int(sys.argv[1])
+    job = json.loads(sys.stdin.read())
+    if job.get("background"):
+        os.nice(10)  # a reload: decisions from the previous inventory come first
+    parsed: list[object] = []  # left to the OS: os._exit below skips freeing it
+    try:
+        image = run_job(job, keep=parsed)
+    except InventoryFileError as exc:
+        answer: dict[str, object] = {"error": str(exc)}
+    else:
+        with os.fdopen(fd, "wb", closefd=False) as out:
+            for part in image.parts:
+                out.write(part)
+        answer = {"size": image.size, "devices": image.devices}
+    sys.stdout.write(json.dumps(answer))
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
