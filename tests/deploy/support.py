@@ -97,3 +97,26 @@ def place(files: Mapping[str, Path], targets: Mapping[Path, str]) -> None:
 def check_config(config: Path) -> subprocess.CompletedProcess[str]:
     """``posture-connector check-config`` (the same preflight as ``serve``)."""
     return run(sys.executable, "-m", "connector", "check-config", config, cwd=ROOT)
+
+
+FILE_KEYS = frozenset(
+    {"tls_cert", "tls_key", "client_ca", "file", "ca_bundle", "dev_certificate_dir"}
+)
+
+
+def file_paths(config: Mapping[str, object], config_dir: str) -> set[str]:
+    """Every file a connector config reads, as absolute paths (relative ones from `config_dir`)."""
+    found: set[str] = set()
+
+    def walk(node: object, key: str = "", in_provider: bool = False) -> None:
+        if isinstance(node, Mapping):
+            for name, value in node.items():
+                walk(value, str(name), in_provider or key == "providers")
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, key, in_provider)
+        elif isinstance(node, str) and (key in FILE_KEYS or (in_provider and key == "path")):
+            found.add(node if node.startswith("/") else f"{config_dir.rstrip('/')}/{node}")
+
+    walk(config)
+    return found
