@@ -12,7 +12,9 @@ COPY pyproject.toml README.md LICENSE ./
 COPY connector ./connector
 COPY providers ./providers
 # The service only: the lab (posture_lab, the [lab] extra) is left out of the image.
+# pip and setuptools are needed to install, not to run: ~25 MB less in the image.
 RUN /opt/venv/bin/pip install --no-compile . \
+    && /opt/venv/bin/python -m pip uninstall --yes pip setuptools \
     && /opt/venv/bin/python -m compileall -q /opt/venv
 
 # Runtime stage: the virtualenv, a non-root user, no compilers, no secrets.

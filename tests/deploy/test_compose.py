@@ -197,3 +197,21 @@ def test_the_certificate_script_is_valid_sh() -> None:
     """connector-cert.sh parses as POSIX sh (the step-ca image runs it with /bin/sh)."""
     result = run("sh", "-n", KIT / "connector-cert.sh")
     assert result.returncode == 0, result.stderr
+
+
+def test_the_names_in_the_steps_match_what_the_services_dial() -> None:
+    """step-ca's --dns names (README step 3) cover every host the kit dials it by or pins.
+
+    The first --dns is the CA URL inside the step-ca container, so it must be `step-ca`.
+    """
+    readme = (KIT / "README.md").read_text(encoding="utf-8")
+    names = re.findall(r"--dns (\S+)", readme)
+    assert names[0] == "step-ca"
+    services = load()["services"]
+    health = " ".join(services["step-ca"]["healthcheck"]["test"])
+    script = (KIT / "connector-cert.sh").read_text(encoding="utf-8")
+    config = tomllib.loads(CONNECTOR_CONFIG.read_text(encoding="utf-8"))
+    dialled = re.findall(r"https://([\w.-]+):9000", health + script)
+    assert dialled
+    assert set(dialled) | set(config["server"]["client_dns_names"]) <= set(names)
+    assert set(re.findall(r"https://([\w.-]+):8443/webhooks", readme)) == {"connector"}
