@@ -10,12 +10,15 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
 
+import httpx
 import pytest
 
 from tests.pki import TestCA
@@ -92,6 +95,23 @@ def place(files: Mapping[str, Path], targets: Mapping[Path, str]) -> None:
     for target, key in targets.items():
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(files[key], target)
+
+
+def wait_ready(process: subprocess.Popen[bytes], url: str, cafile: Path, log: Path) -> None:
+    """Poll `url` (trusting `cafile` once the server wrote it) until 200; fail if `process` ends."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text(encoding="utf-8")
+        if cafile.exists():
+            try:
+                answer = httpx.get(url, verify=ssl.create_default_context(cafile=cafile))
+            except httpx.TransportError:
+                pass
+            else:
+                if answer.status_code == 200:
+                    return
+        time.sleep(0.1)
+    pytest.fail(f"never ready:\n{log.read_text(encoding='utf-8')}")
 
 
 def check_config(config: Path) -> subprocess.CompletedProcess[str]:

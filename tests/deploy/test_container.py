@@ -12,20 +12,17 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import ssl
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from docker.utils.build import exclude_paths
 
 from posture_lab import free_port
-from tests.deploy.support import DEPLOY, ROOT, run
+from tests.deploy.support import DEPLOY, ROOT, run, wait_ready
 
 DOCKERFILE = ROOT / "Dockerfile"
 IMAGE_QUICKSTART = DEPLOY / "container" / "quickstart.toml"
@@ -187,22 +184,6 @@ def image_root(tmp_path: Path) -> Iterator[Path]:
         _writable(root / "etc")
 
 
-def _wait_ready(process: subprocess.Popen[bytes], url: str, cafile: Path, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text(encoding="utf-8")
-        if cafile.exists():
-            try:
-                answer = httpx.get(url, verify=ssl.create_default_context(cafile=cafile))
-            except httpx.TransportError:
-                pass
-            else:
-                if answer.status_code == 200:
-                    return
-        time.sleep(0.1)
-    pytest.fail(f"never ready:\n{log.read_text(encoding='utf-8')}")
-
-
 def test_image_quickstart_serves_with_a_read_only_config_folder(image_root: Path) -> None:
     """The image's quickstart creates its dev certificate in the state folder and answers allow."""
     config = _image_layout(image_root, keep_state_dir=True)
@@ -213,7 +194,7 @@ def test_image_quickstart_serves_with_a_read_only_config_folder(image_root: Path
     log = image_root.parent / "serve.log"
     process = _start_unprivileged(config, log)
     try:
-        _wait_ready(process, f"{url}/readyz", cafile, log)
+        wait_ready(process, f"{url}/readyz", cafile, log)
         answer = run(
             sys.executable, "-m", "connector", "send",
             "--url", f"{url}/webhooks/people", "--id", PEOPLE_ID,

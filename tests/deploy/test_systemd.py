@@ -3,8 +3,11 @@ paths that match the example config, and a service user that systemd-sysusers cr
 
 from __future__ import annotations
 
+import ctypes
+import os
 import re
 import shutil
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -12,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from connector.settings import ServerSettings
-from posture_lab import LabError, find_step_tools
+from posture_lab import LabError, find_step_tools, free_port
 from tests.deploy.support import (
     DEPLOY,
+    ROOT,
     check_config,
     file_paths,
     place,
@@ -23,6 +27,7 @@ from tests.deploy.support import (
     skip_or_fail,
     stand_ins,
     system_tool,
+    wait_ready,
 )
 
 KIT = DEPLOY / "systemd"
@@ -32,6 +37,8 @@ TIMER = KIT / "posture-connector-tls-renew.timer"
 CONFIG = KIT / "config.toml"
 CREDENTIALS = "/run/credentials/posture-connector.service/"
 MAX_EXPOSURE = 2.0
+EXAMPLES = ROOT / "examples"
+QUICKSTART_PEOPLE_ID = "3f1b2c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
 
 
 def directives(unit: Path) -> dict[str, list[str]]:
@@ -194,3 +201,77 @@ def test_sysusers_creates_the_service_user(tmp_path: Path) -> None:
     assert int(entry[2]) < 1000
     assert entry[6] == "/usr/sbin/nologin"
     assert directives(SERVICE)["User"] == [entry[0]]
+
+
+PR_SET_MDWE = 65  # prctl(2): refuse memory that is (or becomes) both writable and executable
+PR_MDWE_REFUSE_EXEC_GAIN = 1
+
+
+def _deny_write_execute() -> None:
+    """In the child: the kernel's own form of MemoryDenyWriteExecute=, kept across execve."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_MDWE)")
+
+
+def _require_mdwe() -> None:
+    if sys.platform != "linux":
+        skip_or_fail("PR_SET_MDWE is Linux only")
+    if ctypes.CDLL(None).prctl(66, 0, 0, 0, 0) < 0:  # PR_GET_MDWE, unknown before Linux 6.3
+        skip_or_fail("this kernel has no PR_SET_MDWE (Linux 6.3+)")
+
+
+def test_the_connector_answers_without_writable_executable_memory(tmp_path: Path) -> None:
+    """MemoryDenyWriteExecute=yes is safe: the service serves a signed call under PR_SET_MDWE."""
+    _require_mdwe()
+    for name in ("quickstart.toml", "quickstart-inventory.csv", "quickstart.secret"):
+        shutil.copy(EXAMPLES / name, tmp_path / name)
+    port = free_port()
+    config = tmp_path / "quickstart.toml"
+    text = config.read_text(encoding="utf-8").replace("port = 8443", f"port = {port}")
+    text = text.replace(
+        "dev_certificate = true", 'dev_certificate = true\ndev_certificate_dir = "tls"'
+    )
+    config.write_text(text, encoding="utf-8")
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(  # the service under the same memory rule as in the unit
+            [sys.executable, "-m", "connector", "serve", "--config", str(config)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            preexec_fn=_deny_write_execute,  # noqa: PLW1509 - one prctl before exec, no locks
+        )
+    try:
+        url = f"https://127.0.0.1:{port}"
+        wait_ready(process, f"{url}/readyz", tmp_path / "tls" / "ca.crt", log)
+        answer = run(
+            sys.executable, "-m", "connector", "send",
+            "--url", f"{url}/webhooks/people", "--id", QUICKSTART_PEOPLE_ID,
+            "--secret-file", tmp_path / "quickstart.secret", "--cacert", tmp_path / "tls" / "ca.crt",
+            "--identifier", "C02QUICK0001",
+            cwd=ROOT,
+        )  # fmt: skip
+        assert answer.returncode == 0, answer.stdout + answer.stderr
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def test_write_execute_memory_is_refused_under_the_same_rule() -> None:
+    """Control: under PR_SET_MDWE a writable and executable mapping fails, so the check bites."""
+    _require_mdwe()
+    code = (
+        "import mmap; mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        preexec_fn=_deny_write_execute,
+    )
+    assert result.returncode != 0
+    assert "PermissionError" in result.stderr
