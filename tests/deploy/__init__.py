@@ -1,0 +1,1 @@
+"""Checks of the deployment kits in deploy/, the Dockerfile and the build context."""
