@@ -19,6 +19,7 @@ from providers.files import CsvSettings, FileProvider, JsonSettings
 from providers.identifiers import DeviceIdentifier, IdentifierKind, IdentifierShapeError, classify
 from providers.intune import IntuneProvider, IntuneSettings
 from providers.jamf import JamfProvider, JamfSettings
+from providers.kandji import KandjiProvider, KandjiSettings
 from providers.registry import ProviderSettings, build_provider, preflight_problems
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "JamfProvider",
     "JamfSettings",
     "JsonSettings",
+    "KandjiProvider",
+    "KandjiSettings",
     "Provider",
     "ProviderError",
     "ProviderNotReady",

@@ -18,6 +18,7 @@ from providers.base import Provider
 from providers.files import CsvSettings, FileProvider, JsonSettings
 from providers.intune import IntuneProvider, IntuneSettings
 from providers.jamf import JamfProvider, JamfSettings
+from providers.kandji import KandjiProvider, KandjiSettings
 from providers.observe import NO_HOOKS, ProviderHook
 
 _S = TypeVar("_S", bound=BaseModel)
@@ -72,6 +73,7 @@ KINDS: dict[str, ProviderKind[Any]] = {
     "json": ProviderKind(JsonSettings, _file_provider, _inventory_file),
     "jamf": ProviderKind(JamfSettings, JamfProvider, JamfSettings.preflight),
     "intune": ProviderKind(IntuneSettings, IntuneProvider, IntuneSettings.preflight),
+    "kandji": ProviderKind(KandjiSettings, KandjiProvider, KandjiSettings.preflight),
 }
 """Every provider kind by its ``kind`` value."""
 

@@ -25,6 +25,8 @@ PROVIDERS_API = [
     "JamfProvider",
     "JamfSettings",
     "JsonSettings",
+    "KandjiProvider",
+    "KandjiSettings",
     "Provider",
     "ProviderError",
     "ProviderNotReady",
