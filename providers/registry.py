@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from providers.base import Provider
 from providers.files import CsvSettings, FileProvider, JsonSettings
+from providers.fleet import FleetProvider, FleetSettings
 from providers.intune import IntuneProvider, IntuneSettings
 from providers.jamf import JamfProvider, JamfSettings
 from providers.kandji import KandjiProvider, KandjiSettings
@@ -74,6 +75,7 @@ KINDS: dict[str, ProviderKind[Any]] = {
     "jamf": ProviderKind(JamfSettings, JamfProvider, JamfSettings.preflight),
     "intune": ProviderKind(IntuneSettings, IntuneProvider, IntuneSettings.preflight),
     "kandji": ProviderKind(KandjiSettings, KandjiProvider, KandjiSettings.preflight),
+    "fleet": ProviderKind(FleetSettings, FleetProvider, FleetSettings.preflight),
 }
 """Every provider kind by its ``kind`` value."""
 

@@ -17,6 +17,8 @@ PROVIDERS_API = [
     "DeviceLister",
     "DeviceRecord",
     "FileProvider",
+    "FleetProvider",
+    "FleetSettings",
     "GroupRef",
     "IdentifierKind",
     "IdentifierShapeError",
