@@ -21,6 +21,7 @@ from providers.identifiers import DeviceIdentifier, IdentifierKind, IdentifierSh
 from providers.intune import IntuneProvider, IntuneSettings
 from providers.jamf import JamfProvider, JamfSettings
 from providers.kandji import KandjiProvider, KandjiSettings
+from providers.mosyle import MosyleProvider, MosyleSettings
 from providers.registry import ProviderSettings, build_provider, preflight_problems
 
 __all__ = [
@@ -41,6 +42,8 @@ __all__ = [
     "JsonSettings",
     "KandjiProvider",
     "KandjiSettings",
+    "MosyleProvider",
+    "MosyleSettings",
     "Provider",
     "ProviderError",
     "ProviderNotReady",

@@ -20,6 +20,7 @@ from providers.fleet import FleetProvider, FleetSettings
 from providers.intune import IntuneProvider, IntuneSettings
 from providers.jamf import JamfProvider, JamfSettings
 from providers.kandji import KandjiProvider, KandjiSettings
+from providers.mosyle import MosyleProvider, MosyleSettings
 from providers.observe import NO_HOOKS, ProviderHook
 
 _S = TypeVar("_S", bound=BaseModel)
@@ -76,6 +77,7 @@ KINDS: dict[str, ProviderKind[Any]] = {
     "intune": ProviderKind(IntuneSettings, IntuneProvider, IntuneSettings.preflight),
     "kandji": ProviderKind(KandjiSettings, KandjiProvider, KandjiSettings.preflight),
     "fleet": ProviderKind(FleetSettings, FleetProvider, FleetSettings.preflight),
+    "mosyle": ProviderKind(MosyleSettings, MosyleProvider, MosyleSettings.preflight),
 }
 """Every provider kind by its ``kind`` value."""
 

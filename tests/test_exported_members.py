@@ -29,6 +29,8 @@ PROVIDERS_API = [
     "JsonSettings",
     "KandjiProvider",
     "KandjiSettings",
+    "MosyleProvider",
+    "MosyleSettings",
     "Provider",
     "ProviderError",
     "ProviderNotReady",
