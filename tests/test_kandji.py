@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,13 +10,10 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 from structlog.testing import capture_logs
 
-from connector import create_app as connector_app
-from connector.app import PROVIDERS_STARTED
-from connector.store import StoreSettings, open_store
-from connector.sync import PagedLister, Syncer
+from connector.sync import PagedLister
 from providers import build_provider
 from providers.base import (
     DeviceLister,
@@ -31,18 +25,17 @@ from providers.base import (
 )
 from providers.identifiers import DeviceIdentifier, IdentifierKind, classify
 from providers.kandji import KandjiProvider, KandjiSettings
-from providers.sync_options import SyncOptions
 from tests.fakes.kandji import TOKEN, FakeKandji, create_app
 from tests.fakes.provider_hooks import RecordingHook
-from tests.helpers import (
-    AUTH_ID,
-    FIXED_NOW,
-    authorize,
-    config,
-    enrich,
-    make_settings,
-    signed,
-    webhook,
+from tests.provider_webhook import (
+    GATE,
+    call,
+    cli_lookup,
+    example_config,
+    provider_config,
+    readiness,
+    start_service,
+    sync_and_find,
 )
 
 MAC = "FVHHFKF7Q6L4"
@@ -481,25 +474,15 @@ async def test_sync_engine_copies_kandji_into_the_store(
     make_provider: MakeProvider, tmp_path: Path
 ) -> None:
     """A sync lists Kandji page by page; the stored copy answers by UDID, which live cannot."""
-    codec: TypeAdapter[DeviceRecord] = TypeAdapter(DeviceRecord)
     provider = await make_provider(page_size=3)
-    store = await open_store(StoreSettings(path=tmp_path / "store.sqlite3"))
-    try:
-        options = SyncOptions(mode="sync", sync_interval=60, max_staleness=600)
-        syncer = Syncer("kandji", provider, options, store, replica="a", encode=codec.dump_json)
-        generation = await syncer.sync()
-        found = await store.find_device("kandji", IPAD_UDID)
-    finally:
-        await store.aclose()
-    assert generation.devices == 8
+    devices, found = await sync_and_find("kandji", provider, tmp_path, IPAD_UDID)
+    assert devices == 8
     assert found is not None
-    assert codec.validate_json(found.payload).serial == IPAD
+    assert found.serial == IPAD
 
 
 # --- through the whole webhook --------------------------------------------------------------------
 
-PEOPLE = "/webhooks/people"
-GATE = "/webhooks/gate"
 PILOT = {"managed": True, "groups": {"any_of": ["MDA Pilot"]}}
 
 
@@ -509,34 +492,10 @@ def service(aiohttp_client: Any, kandji_url: str) -> Callable[..., Awaitable[Tes
 
     async def start(**provider: Any) -> TestClient[Any, Any]:
         kandji = {"kind": "kandji", "url": kandji_url, "api_token": TOKEN, "backoff": 0.01}
-        mapping = config(
-            Path("unused.csv"),
-            providers={"kandji": {**kandji, **provider}},
-            webhooks=[
-                webhook(providers=("kandji",), policy=PILOT),
-                webhook("gate", "AUTHORIZING", providers=("kandji",), policy=PILOT),
-            ],
-        )
-        app = connector_app(make_settings(mapping), clock=lambda: FIXED_NOW)
-        client: TestClient[Any, Any] = await aiohttp_client(app)
-        await app[PROVIDERS_STARTED].wait()
-        return client
+        mapping = provider_config("kandji", {**kandji, **provider}, PILOT)
+        return await start_service(aiohttp_client, mapping)
 
     return start
-
-
-async def call(
-    client: TestClient[Any, Any], identifier: str, *, path: str = PEOPLE
-) -> dict[str, Any]:
-    """Send a signed step-ca request and return the JSON answer (always HTTP 200)."""
-    body = enrich(identifier) if path == PEOPLE else authorize(identifier)
-    headers = signed(body) if path == PEOPLE else signed(body, webhook_id=AUTH_ID)
-    response = await client.post(
-        path, data=body, headers=headers, skip_auto_headers=["Content-Type"]
-    )
-    assert response.status == 200
-    answer: dict[str, Any] = await response.json()
-    return answer
 
 
 async def test_webhook_allows_managed_pilot_mac_with_kandji_data(service: Any) -> None:
@@ -580,55 +539,18 @@ async def test_webhook_fails_closed_while_kandji_fails(service: Any, fake: FakeK
 async def test_readyz_fails_with_a_refused_token(aiohttp_client: Any, kandji_url: str) -> None:
     """A refused API token makes /readyz answer 503 and logs no token."""
     kandji = {"kind": "kandji", "url": kandji_url, "api_token": "wrong-token-value"}
-    mapping = config(
-        Path("unused.csv"),
-        providers={"kandji": kandji},
-        webhooks=[webhook(providers=("kandji",), policy=PILOT)],
-    )
-    with capture_logs() as logs:
-        app = connector_app(make_settings(mapping))
-        client = await aiohttp_client(app)
-        await app[PROVIDERS_STARTED].wait()
-        response = await client.get("/readyz")
-    assert response.status == 503
-    assert (await response.json())["providers"] == {"kandji": False}
-    assert "wrong-token-value" not in repr(logs)
-
-
-# --- the CLI against the fake -----------------------------------------------------------------------
+    status, body, logs = await readiness(aiohttp_client, provider_config("kandji", kandji, PILOT))
+    assert (status, body["providers"]) == (503, {"kandji": False})
+    assert "wrong-token-value" not in logs
 
 
 async def test_cli_lookup_with_example_config(tmp_path: Path, kandji_url: str) -> None:
     """`posture-connector lookup --config examples/kandji.toml` decides against the fake Kandji."""
-    example = Path(__file__).parent.parent / "examples" / "kandji.toml"
-    text = example.read_text(encoding="utf-8").replace("http://127.0.0.1:9444", kandji_url)
-    for name in ("quickstart.secret", "quickstart-gate.secret"):
-        secret_file = (example.parent / name).resolve()
-        text = text.replace(f'{{ file = "{name}" }}', f'{{ file = "{secret_file}" }}')
-    text = text.replace("dev_certificate = true", "plain_http = true")
-    config_path = tmp_path / "kandji.toml"
-    config_path.write_text(text, encoding="utf-8")
-    cli = Path(sys.executable).parent / "posture-connector"
-
-    async def lookup(identifier: str) -> tuple[int, dict[str, Any]]:
-        process = await asyncio.create_subprocess_exec(
-            str(cli),
-            "lookup",
-            "--config",
-            str(config_path),
-            "--webhook",
-            "people",
-            identifier,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "KANDJI_API_TOKEN": TOKEN},
-        )
-        out, err = await process.communicate()
-        assert process.returncode is not None
-        assert out, err.decode()
-        return process.returncode, json.loads(out)
-
-    allowed, denied = await asyncio.gather(lookup(MAC), lookup(REMOVED))
+    path = example_config(tmp_path, "kandji", "http://127.0.0.1:9444", kandji_url)
+    env = {"KANDJI_API_TOKEN": TOKEN}
+    allowed, denied = await asyncio.gather(
+        cli_lookup(path, MAC, env), cli_lookup(path, REMOVED, env)
+    )
     assert allowed[0] == 0, allowed[1]
     assert allowed[1]["reply"]["data"]["groups"] == ["engineering", "mda", "MDA Pilot"]
     assert denied[0] != 0

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -14,13 +11,10 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 from structlog.testing import capture_logs
 
-from connector import create_app as connector_app
-from connector.app import PROVIDERS_STARTED
-from connector.store import StoreSettings, open_store
-from connector.sync import PagedLister, Syncer
+from connector.sync import PagedLister
 from providers import build_provider
 from providers.base import (
     DeviceLister,
@@ -32,18 +26,18 @@ from providers.base import (
 )
 from providers.identifiers import DeviceIdentifier, IdentifierKind, classify
 from providers.mosyle import MosyleProvider, MosyleSettings
-from providers.sync_options import SyncOptions
 from tests.fakes.mosyle import ACCESS_TOKEN, EMAIL, PASSWORD, FakeMosyle, create_app
 from tests.fakes.provider_hooks import RecordingHook
-from tests.helpers import (
-    AUTH_ID,
-    FIXED_NOW,
-    authorize,
-    config,
-    enrich,
-    make_settings,
-    signed,
-    webhook,
+from tests.provider_webhook import (
+    GATE,
+    PEOPLE,
+    call,
+    cli_lookup,
+    example_config,
+    provider_config,
+    readiness,
+    start_service,
+    sync_and_find,
 )
 
 MAC = "C02MSY0MAC01"
@@ -583,26 +577,22 @@ async def test_sync_engine_copies_mosyle_into_the_store(
     make_provider: MakeProvider, tmp_path: Path
 ) -> None:
     """A sync lists Mosyle page by page; the stored copy answers by UDID, which live cannot."""
-    codec: TypeAdapter[DeviceRecord] = TypeAdapter(DeviceRecord)
     provider = await make_provider()
-    store = await open_store(StoreSettings(path=tmp_path / "store.sqlite3"))
-    try:
-        options = SyncOptions(mode="sync", sync_interval=60, max_staleness=600)
-        syncer = Syncer("mosyle", provider, options, store, replica="a", encode=codec.dump_json)
-        generation = await syncer.sync()
-        found = await store.find_device("mosyle", IPHONE_UDID)
-    finally:
-        await store.aclose()
-    assert generation.devices == 6
+    devices, found = await sync_and_find("mosyle", provider, tmp_path, IPHONE_UDID)
+    assert devices == 6
     assert found is not None
-    assert codec.validate_json(found.payload).groups == (GroupRef(name="MDA Pilot", id="310"),)
+    assert found.groups == (GroupRef(name="MDA Pilot", id="310"),)
 
 
 # --- through the whole webhook --------------------------------------------------------------------
 
-PEOPLE = "/webhooks/people"
-GATE = "/webhooks/gate"
 PILOT = {"managed": True, "groups": {"any_of": ["MDA Pilot"], "none_of": ["Quarantine"]}}
+
+
+def mosyle_table(url: str, **provider: Any) -> dict[str, Any]:
+    """The ``[providers.mosyle]`` table for the fake."""
+    base = {"kind": "mosyle", "url": url, "access_token": ACCESS_TOKEN, "email": EMAIL}
+    return {**base, "password": PASSWORD, "backoff": 0.01, **provider}
 
 
 @pytest.fixture
@@ -610,36 +600,10 @@ def service(aiohttp_client: Any, mosyle_url: str) -> Callable[..., Awaitable[Tes
     """Start the real app with the Mosyle provider pointed at the fake."""
 
     async def start(**provider: Any) -> TestClient[Any, Any]:
-        mosyle = mosyle_settings(mosyle_url).model_dump(mode="json", exclude_defaults=True)
-        mosyle |= {"access_token": ACCESS_TOKEN, "password": PASSWORD, **provider}
-        mapping = config(
-            Path("unused.csv"),
-            providers={"mosyle": mosyle},
-            webhooks=[
-                webhook(providers=("mosyle",), policy=PILOT),
-                webhook("gate", "AUTHORIZING", providers=("mosyle",), policy=PILOT),
-            ],
-        )
-        app = connector_app(make_settings(mapping), clock=lambda: FIXED_NOW)
-        client: TestClient[Any, Any] = await aiohttp_client(app)
-        await app[PROVIDERS_STARTED].wait()
-        return client
+        mapping = provider_config("mosyle", mosyle_table(mosyle_url, **provider), PILOT)
+        return await start_service(aiohttp_client, mapping)
 
     return start
-
-
-async def call(
-    client: TestClient[Any, Any], identifier: str, *, path: str = PEOPLE
-) -> dict[str, Any]:
-    """Send a signed step-ca request and return the JSON answer (always HTTP 200)."""
-    body = enrich(identifier) if path == PEOPLE else authorize(identifier)
-    headers = signed(body) if path == PEOPLE else signed(body, webhook_id=AUTH_ID)
-    response = await client.post(
-        path, data=body, headers=headers, skip_auto_headers=["Content-Type"]
-    )
-    assert response.status == 200
-    answer: dict[str, Any] = await response.json()
-    return answer
 
 
 @pytest.mark.parametrize(
@@ -685,66 +649,17 @@ async def test_webhook_fails_closed_while_mosyle_fails(service: Any, fake: FakeM
 
 async def test_readyz_fails_with_a_refused_login(aiohttp_client: Any, mosyle_url: str) -> None:
     """A refused login makes /readyz answer 503 and logs no secret."""
-    mosyle = {
-        "kind": "mosyle",
-        "url": mosyle_url,
-        "access_token": ACCESS_TOKEN,
-        "email": EMAIL,
-        "password": "wrong-password-value",
-    }
-    mapping = config(
-        Path("unused.csv"),
-        providers={"mosyle": mosyle},
-        webhooks=[webhook(providers=("mosyle",), policy=PILOT)],
-    )
-    with capture_logs() as logs:
-        app = connector_app(make_settings(mapping))
-        client = await aiohttp_client(app)
-        await app[PROVIDERS_STARTED].wait()
-        response = await client.get("/readyz")
-    assert response.status == 503
-    assert (await response.json())["providers"] == {"mosyle": False}
-    assert "wrong-password-value" not in repr(logs)
-
-
-# --- the CLI against the fake -----------------------------------------------------------------------
+    table = mosyle_table(mosyle_url, password="wrong-password-value")
+    status, body, logs = await readiness(aiohttp_client, provider_config("mosyle", table, PILOT))
+    assert (status, body["providers"]) == (503, {"mosyle": False})
+    assert "wrong-password-value" not in logs
 
 
 async def test_cli_lookup_with_example_config(tmp_path: Path, mosyle_url: str) -> None:
     """`posture-connector lookup --config examples/mosyle.toml` decides against the fake Mosyle."""
-    example = Path(__file__).parent.parent / "examples" / "mosyle.toml"
-    text = example.read_text(encoding="utf-8").replace("http://127.0.0.1:9446/v2", mosyle_url)
-    for name in ("quickstart.secret", "quickstart-gate.secret"):
-        secret_file = (example.parent / name).resolve()
-        text = text.replace(f'{{ file = "{name}" }}', f'{{ file = "{secret_file}" }}')
-    text = text.replace("dev_certificate = true", "plain_http = true")
-    config_path = tmp_path / "mosyle.toml"
-    config_path.write_text(text, encoding="utf-8")
-    cli = Path(sys.executable).parent / "posture-connector"
-
-    async def lookup(identifier: str) -> tuple[int, dict[str, Any]]:
-        process = await asyncio.create_subprocess_exec(
-            str(cli),
-            "lookup",
-            "--config",
-            str(config_path),
-            "--webhook",
-            "people",
-            identifier,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={
-                **os.environ,
-                "MOSYLE_ACCESS_TOKEN": ACCESS_TOKEN,
-                "MOSYLE_PASSWORD": PASSWORD,
-            },
-        )
-        out, err = await process.communicate()
-        assert process.returncode is not None
-        assert out, err.decode()
-        return process.returncode, json.loads(out)
-
-    allowed, denied = await asyncio.gather(lookup(MAC), lookup(LIMBO))
+    path = example_config(tmp_path, "mosyle", "http://127.0.0.1:9446/v2", mosyle_url)
+    env = {"MOSYLE_ACCESS_TOKEN": ACCESS_TOKEN, "MOSYLE_PASSWORD": PASSWORD}
+    allowed, denied = await asyncio.gather(cli_lookup(path, MAC, env), cli_lookup(path, LIMBO, env))
     assert allowed[0] == 0, allowed[1]
     assert "MDA Pilot" in allowed[1]["reply"]["data"]["groups"]
     assert denied[0] != 0

@@ -1,4 +1,5 @@
-"""A long-lived API token from the config, sent as a bearer header and never renewed.
+"""A long-lived API token from the config, sent as a bearer header and never renewed, and
+`StaticTokenApi`, the typed GETs of a provider that authenticates that way.
 
 Kandji and Fleet hand out such tokens. Unlike `BearerAuth` there is nothing to fetch again: a
 401 means the configured token is wrong, revoked or expired. It marks the provider not ready
@@ -9,14 +10,19 @@ Kandji and Fleet hand out such tokens. Unlike `BearerAuth` there is nothing to f
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Generator
+from typing import TypeVar
 
 import httpx
 import structlog
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
+from providers._http._client import UpstreamClient
+from providers._http._parse import read_model
 from providers.observe import ProviderHook, TokenEvent
 
 log = structlog.get_logger("providers.http")
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class StaticBearerAuth(httpx.Auth):
@@ -53,3 +59,40 @@ class StaticBearerAuth(httpx.Auth):
             log.debug("provider.token_failed", provider=self._provider, path=route, status=401)
         elif response.is_success:
             self._on_state(True)
+
+
+class StaticTokenApi:
+    """Typed GETs with a `StaticBearerAuth`; a subclass explains refusals in `refusal`.
+
+    A 404 is None when the caller says the record may be missing; any other non-200 answer is
+    a `ProviderError` carrying `refusal`'s secret-free text.
+    """
+
+    def __init__(self, name: str, client: UpstreamClient, auth: StaticBearerAuth) -> None:
+        self._name = name
+        self._client = client
+        self._auth = auth
+
+    def refusal(self, response: httpx.Response, route: str) -> str:
+        """Why the upstream did not answer 200 (override with the vendor's words)."""
+        return f"{route}: unexpected HTTP {response.status_code}"
+
+    async def get(
+        self,
+        path: str,
+        route: str,
+        model: type[_M],
+        deadline: float,
+        *,
+        params: dict[str, str] | None = None,
+        missing_ok: bool = False,
+    ) -> _M | None:
+        """GET `path` (reported as `route`) and parse the answer into `model`."""
+        response = await self._client.request(
+            "GET", path, route=route, params=params, deadline=deadline, auth=self._auth
+        )
+        if response.status_code == 404 and missing_ok:
+            return None
+        return read_model(
+            self._name, response, model, where=route, refusal=lambda r: self.refusal(r, route)
+        )

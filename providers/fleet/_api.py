@@ -8,14 +8,12 @@ both are `ProviderError`s. An unknown identifier (404) is answered as None.
 from __future__ import annotations
 
 import re
-from typing import TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel
 
-from providers._http import UpstreamClient, json_field, parse_body
-from providers._http._static import StaticBearerAuth
+from providers._http import json_field
+from providers._http._static import StaticTokenApi
 from providers.base import ProviderError
 from providers.fleet._models import Host, HostAnswer, HostPage, Me
 
@@ -25,7 +23,6 @@ BY_IDENTIFIER = "/api/v1/fleet/hosts/identifier/{identifier}"
 BY_ID = "/api/v1/fleet/hosts/{id}"
 
 _HOST_ID = re.compile(r"[0-9]{1,20}")
-_M = TypeVar("_M", bound=BaseModel)
 
 
 def _reason(response: httpx.Response) -> str | None:
@@ -34,34 +31,11 @@ def _reason(response: httpx.Response) -> str | None:
     return message[:120] if isinstance(message, str) else None
 
 
-class FleetApi:
+class FleetApi(StaticTokenApi):
     """Typed GETs against one Fleet server."""
 
-    def __init__(self, name: str, client: UpstreamClient, auth: StaticBearerAuth) -> None:
-        self._name = name
-        self._client = client
-        self._auth = auth
-
-    async def _get(
-        self,
-        path: str,
-        route: str,
-        model: type[_M],
-        deadline: float,
-        *,
-        params: dict[str, str] | None = None,
-        missing_ok: bool = False,
-    ) -> _M | None:
-        response = await self._client.request(
-            "GET", path, route=route, params=params, deadline=deadline, auth=self._auth
-        )
-        if response.status_code == 404 and missing_ok:
-            return None
-        if response.status_code != 200:
-            raise ProviderError(self._name, self._refusal(response, route))
-        return parse_body(self._name, response.content, model, where=route)
-
-    def _refusal(self, response: httpx.Response, route: str) -> str:
+    def refusal(self, response: httpx.Response, route: str) -> str:
+        """The vendor's reading of a 401, a 403 and other statuses."""
         status = response.status_code
         if status == 401:
             return f"Fleet refused the API token on {route} (HTTP 401)"
@@ -75,11 +49,11 @@ class FleetApi:
 
     async def me(self, deadline: float) -> None:
         """``GET /api/v1/fleet/me``: proves the token before the first lookup."""
-        await self._get(ME, ME, Me, deadline)
+        await self.get(ME, ME, Me, deadline)
 
     async def host_by_identifier(self, identifier: str, deadline: float) -> Host | None:
         """The host Fleet finds for a serial or UUID; None when Fleet knows none (404)."""
-        found = await self._get(
+        found = await self.get(
             f"{HOSTS}/identifier/{quote(identifier, safe='')}",
             BY_IDENTIFIER,
             HostAnswer,
@@ -93,7 +67,7 @@ class FleetApi:
         """``GET /api/v1/fleet/hosts/{id}``; None when the host was deleted meanwhile."""
         if not _HOST_ID.fullmatch(host_id):
             raise ProviderError(self._name, "Fleet answered a host id of unexpected shape")
-        found = await self._get(
+        found = await self.get(
             f"{HOSTS}/{host_id}",
             BY_ID,
             HostAnswer,
@@ -111,5 +85,5 @@ class FleetApi:
             "order_key": "id",
             "order_direction": "asc",
         }
-        found = await self._get(HOSTS, HOSTS, HostPage, deadline, params=params)
+        found = await self.get(HOSTS, HOSTS, HostPage, deadline, params=params)
         return [h.id for h in found.hosts] if found is not None else []

@@ -8,13 +8,10 @@ vanished between the search and its details (404) is answered as None.
 from __future__ import annotations
 
 import re
-from typing import TypeVar
 
 import httpx
-from pydantic import BaseModel
 
-from providers._http import UpstreamClient, parse_body
-from providers._http._static import StaticBearerAuth
+from providers._http._static import StaticTokenApi
 from providers.base import ProviderError
 from providers.kandji._models import DeviceDetails, DeviceList, KandjiDevice
 
@@ -24,43 +21,19 @@ PERMISSIONS = {DEVICES: "Device list", DETAILS: "Device details"}
 """The names Kandji's API token settings give each endpoint permission."""
 
 _DEVICE_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
-_M = TypeVar("_M", bound=BaseModel)
 
 
-class KandjiApi:
+class KandjiApi(StaticTokenApi):
     """Typed GETs against one Kandji tenant."""
 
-    def __init__(self, name: str, client: UpstreamClient, auth: StaticBearerAuth) -> None:
-        self._name = name
-        self._client = client
-        self._auth = auth
-
-    async def _get(
-        self,
-        path: str,
-        route: str,
-        model: type[_M],
-        deadline: float,
-        *,
-        params: dict[str, str] | None = None,
-        missing_ok: bool = False,
-    ) -> _M | None:
-        response = await self._client.request(
-            "GET", path, route=route, params=params, deadline=deadline, auth=self._auth
-        )
-        if response.status_code == 404 and missing_ok:
-            return None
-        if response.status_code != 200:
-            raise ProviderError(self._name, self._refusal(response, route))
-        return parse_body(self._name, response.content, model, where=route)
-
-    def _refusal(self, response: httpx.Response, route: str) -> str:
+    def refusal(self, response: httpx.Response, route: str) -> str:
+        """The vendor's reading of a 401, a 403 and other statuses."""
         status = response.status_code
         if status == 401:
             return f"Kandji refused the API token on {route} (HTTP 401)"
         if status == 403:
             return f"{route}: HTTP 403; the API token needs the {PERMISSIONS[route]!r} permission"
-        return f"{route}: unexpected HTTP {status}"
+        return super().refusal(response, route)
 
     async def devices(
         self, deadline: float, *, limit: int, offset: int = 0, serial: str | None = None
@@ -69,13 +42,13 @@ class KandjiApi:
         params = {"limit": str(limit), "offset": str(offset)}
         if serial is not None:
             params["serial_number"] = serial
-        found = await self._get(DEVICES, DEVICES, DeviceList, deadline, params=params)
+        found = await self.get(DEVICES, DEVICES, DeviceList, deadline, params=params)
         return found.root if found is not None else []
 
     async def details(self, device_id: str, deadline: float) -> DeviceDetails | None:
         """``GET /api/v1/devices/{id}/details``; None when Kandji no longer has the device."""
         if not _DEVICE_ID.fullmatch(device_id):
             raise ProviderError(self._name, "Kandji answered a device id of unexpected shape")
-        return await self._get(
+        return await self.get(
             f"{DEVICES}/{device_id}/details", DETAILS, DeviceDetails, deadline, missing_ok=True
         )
