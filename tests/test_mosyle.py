@@ -407,12 +407,18 @@ async def test_transient_faults_are_retried(
 
 @pytest.mark.parametrize(
     ("kind", "message"),
-    [("500", "unexpected HTTP 500"), ("malformed", "malformed JSON"), ("html", "malformed JSON")],
+    [
+        ("500", "unexpected HTTP 500"),
+        ("404", "unexpected HTTP 404"),
+        ("403", "may not read devices"),
+        ("malformed", "malformed JSON"),
+        ("html", "malformed JSON"),
+    ],
 )
 async def test_hard_faults_fail_without_retry(
     make_provider: MakeProvider, fake: FakeMosyle, kind: Any, message: str
 ) -> None:
-    """A 500, cut JSON or an HTML page is a ProviderError at once."""
+    """A 500, 404, 403, cut JSON or an HTML page is a ProviderError at once."""
     provider = await make_provider(os_families=["mac"])
     fake.inject(kind, path=LIST)
     with pytest.raises(ProviderError, match=message):
