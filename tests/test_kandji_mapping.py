@@ -152,3 +152,12 @@ def test_device_list_is_a_bare_array() -> None:
     """``GET /api/v1/devices`` answers an array; numbers and unknown keys are tolerated."""
     parsed = DeviceList.model_validate([{**MAC, "device_id": 17, "new_field": {"x": 1}}])
     assert parsed.root[0].device_id == "17"
+
+
+def test_missing_device_gets_the_missing_group() -> None:
+    """``is_missing`` shows as the group kandji-missing, which groups.none_of can refuse."""
+    assert [g.name for g in mapping.groups(device(is_missing=True, tags=[]))] == [
+        "MDA Pilot",
+        "kandji-missing",
+    ]
+    assert "kandji-missing" not in [g.name for g in mapping.groups(device())]

@@ -1,7 +1,9 @@
 """Kandji JSON to `DeviceRecord`: pure functions, tested without HTTP.
 
-Kandji has no groups: the blueprint (by name, with its id) and the tags stand in for them.
-A device Kandji marks removed (``is_removed``) is not managed, whatever ``mdm_enabled`` says.
+Kandji has no groups: the blueprint (by name, with its id) and the tags stand in for them,
+and a device Kandji marks missing (``is_missing``: no check-in for the tenant's missing
+period) also gets the group ``kandji-missing``, so ``groups.none_of`` can refuse it. A device Kandji
+marks removed (``is_removed``) is not managed, whatever ``mdm_enabled`` says.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ PLATFORMS = {
     "applevisionpro": "visionOS",
 }
 """Kandji's ``platform`` values (``Mac``, ``iPhone``, ``iPad``, ``AppleTV``) by folded name."""
+
+MISSING = "kandji-missing"
+"""The group of a device Kandji reports missing."""
 
 
 def platform(value: str | None) -> str | None:
@@ -43,7 +48,7 @@ def managed(device: KandjiDevice, details: DeviceDetails | None) -> bool | None:
 
 
 def groups(device: KandjiDevice) -> tuple[GroupRef, ...]:
-    """The blueprint, then the tags (each once, order kept)."""
+    """The blueprint, then the tags (each once, order kept), then `MISSING` when it applies."""
     refs: list[GroupRef] = []
     blueprint = text(device.blueprint_name)
     if blueprint is not None:
@@ -54,6 +59,8 @@ def groups(device: KandjiDevice) -> tuple[GroupRef, ...]:
         if name is not None and name not in seen:
             seen.add(name)
             refs.append(GroupRef(name=name))
+    if device.is_missing:
+        refs.append(GroupRef(name=MISSING))
     return tuple(refs)
 
 

@@ -6,7 +6,7 @@ Mosyle's tags and device groups stand in for groups; device groups list their me
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 
 from providers._records import text
@@ -122,8 +122,3 @@ def device_record(
         user=user(device),
         groups=groups(device, index),
     )
-
-
-def signature(devices: Sequence[MosyleDevice]) -> tuple[str, ...]:
-    """A page's fingerprint, to notice a server that answers every page number alike."""
-    return tuple((d.deviceudid or d.serial_number or "") for d in devices)

@@ -47,12 +47,6 @@ Flag = Annotated[bool | None, BeforeValidator(flag)]
 Count = Annotated[int | None, BeforeValidator(_number)]
 
 
-class LoginAnswer(_Lenient):
-    """The body of a successful ``/login`` (the JWT itself is in the Authorization header)."""
-
-    UserID: str | None = None
-
-
 class MosyleDevice(_Lenient):
     """One device of ``listdevices``."""
 
