@@ -16,9 +16,12 @@ from providers.base import (
     UserRecord,
 )
 from providers.files import CsvSettings, FileProvider, JsonSettings
+from providers.fleet import FleetProvider, FleetSettings
 from providers.identifiers import DeviceIdentifier, IdentifierKind, IdentifierShapeError, classify
 from providers.intune import IntuneProvider, IntuneSettings
 from providers.jamf import JamfProvider, JamfSettings
+from providers.kandji import KandjiProvider, KandjiSettings
+from providers.mosyle import MosyleProvider, MosyleSettings
 from providers.registry import ProviderSettings, build_provider, preflight_problems
 
 __all__ = [
@@ -27,6 +30,8 @@ __all__ = [
     "DeviceLister",
     "DeviceRecord",
     "FileProvider",
+    "FleetProvider",
+    "FleetSettings",
     "GroupRef",
     "IdentifierKind",
     "IdentifierShapeError",
@@ -35,6 +40,10 @@ __all__ = [
     "JamfProvider",
     "JamfSettings",
     "JsonSettings",
+    "KandjiProvider",
+    "KandjiSettings",
+    "MosyleProvider",
+    "MosyleSettings",
     "Provider",
     "ProviderError",
     "ProviderNotReady",

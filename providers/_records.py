@@ -1,4 +1,4 @@
-"""Helpers every vendor mapping shares: blank text as None, and newest-record-wins."""
+"""Helpers vendor mappings share: blank text as None, newest record wins, lenient times, flags."""
 
 from __future__ import annotations
 
@@ -49,3 +49,33 @@ def newest(
             count=len(candidates),
         )
     return chosen
+
+
+def iso_time(value: str | None) -> datetime | None:
+    """An ISO-8601 timestamp as an aware datetime; None when blank or unreadable.
+
+    Accepts ``Z`` and ``+00:00``, a space or ``T`` between date and time, any number of
+    fraction digits; a timestamp without an offset is taken as UTC.
+    """
+    if value is None or not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def flag(value: object) -> bool | None:
+    """A yes/no an upstream writes as a bool, 0/1 or a string ("True", "1", "false")."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        match value.strip().lower():
+            case "true" | "1" | "yes":
+                return True
+            case "false" | "0" | "no":
+                return False
+    return None

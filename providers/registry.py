@@ -16,8 +16,11 @@ from pydantic import BaseModel, Field
 
 from providers.base import Provider
 from providers.files import CsvSettings, FileProvider, JsonSettings
+from providers.fleet import FleetProvider, FleetSettings
 from providers.intune import IntuneProvider, IntuneSettings
 from providers.jamf import JamfProvider, JamfSettings
+from providers.kandji import KandjiProvider, KandjiSettings
+from providers.mosyle import MosyleProvider, MosyleSettings
 from providers.observe import NO_HOOKS, ProviderHook
 
 _S = TypeVar("_S", bound=BaseModel)
@@ -72,6 +75,9 @@ KINDS: dict[str, ProviderKind[Any]] = {
     "json": ProviderKind(JsonSettings, _file_provider, _inventory_file),
     "jamf": ProviderKind(JamfSettings, JamfProvider, JamfSettings.preflight),
     "intune": ProviderKind(IntuneSettings, IntuneProvider, IntuneSettings.preflight),
+    "kandji": ProviderKind(KandjiSettings, KandjiProvider, KandjiSettings.preflight),
+    "fleet": ProviderKind(FleetSettings, FleetProvider, FleetSettings.preflight),
+    "mosyle": ProviderKind(MosyleSettings, MosyleProvider, MosyleSettings.preflight),
 }
 """Every provider kind by its ``kind`` value."""
 

@@ -77,6 +77,7 @@ class UpstreamClient:
         params: Params | None = None,
         headers: Mapping[str, str] | None = None,
         data: Mapping[str, str] | None = None,
+        json: object | None = None,
         auth: httpx.Auth | None = None,
     ) -> httpx.Response:
         """Send a request, retrying transport errors and retryable statuses.
@@ -99,6 +100,7 @@ class UpstreamClient:
                     else tuple(params),
                     headers=headers,
                     data=data,
+                    json=json,
                     auth=auth,
                     extensions={"route": route},
                 )

@@ -41,6 +41,11 @@ def parse_body(provider: str, body: bytes, model: type[_M], *, where: str) -> _M
         document = json.loads(body)
     except ValueError:  # JSONDecodeError and UnicodeDecodeError
         raise ProviderError(provider, f"{where}: malformed JSON") from None
+    return validate(provider, document, model, where=where)
+
+
+def validate(provider: str, document: object, model: type[_M], *, where: str) -> _M:
+    """Parsed JSON validated into `model`; the error names only locations, never values."""
     try:
         return model.model_validate(document)
     except ValidationError as exc:

@@ -1,0 +1,41 @@
+"""Listing a whole inventory page by page, for the connector's sync mode.
+
+`ListedPage` has the shape of ``connector.sync.Page`` (``records``, ``next_cursor``): providers
+never import the connector, and the sync engine reads pages by those two attributes only. A
+provider with ``list_page(cursor)`` is resumable (`PagedLister`); `iterate` gives it
+``iter_devices`` (`DeviceLister`) from the same pages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from providers.base import DeviceRecord
+
+
+@dataclass(frozen=True, slots=True)
+class ListedPage:
+    """One page of a listing.
+
+    Attributes:
+        records: The page's devices.
+        next_cursor: Where the next page starts (opaque to the caller), None after the last.
+    """
+
+    records: Sequence[DeviceRecord]
+    next_cursor: str | None
+
+
+async def iterate(
+    list_page: Callable[[str | None], Awaitable[ListedPage]],
+) -> AsyncIterator[DeviceRecord]:
+    """Every record of every page, from the first cursor to the last page."""
+    cursor: str | None = None
+    while True:
+        page = await list_page(cursor)
+        for record in page.records:
+            yield record
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor

@@ -1,0 +1,126 @@
+"""What the Kandji, Mosyle and Fleet tests share: one provider behind both webhooks, signed
+calls, the readiness check, an example config run through the `lookup` command, and one sync
+into a SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from pydantic import TypeAdapter
+from structlog.testing import capture_logs
+
+from connector import create_app
+from connector.app import PROVIDERS_STARTED
+from connector.store import StoreSettings, open_store
+from connector.sync import Syncer
+from providers.base import DeviceLister, DeviceRecord
+from providers.sync_options import SyncOptions
+from tests.helpers import AUTH_ID, FIXED_NOW, authorize, config, enrich, make_settings, signed
+from tests.helpers import webhook as webhook_table
+
+PEOPLE = "/webhooks/people"
+GATE = "/webhooks/gate"
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def provider_config(name: str, table: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
+    """A service config: provider `name` behind an ENRICHING and an AUTHORIZING webhook."""
+    return config(
+        Path("unused.csv"),
+        providers={name: table},
+        webhooks=[
+            webhook_table(providers=(name,), policy=policy),
+            webhook_table("gate", "AUTHORIZING", providers=(name,), policy=policy),
+        ],
+    )
+
+
+async def start_service(aiohttp_client: Any, mapping: dict[str, Any]) -> TestClient[Any, Any]:
+    """The real app for `mapping`, once every provider had its first start attempt."""
+    app = create_app(make_settings(mapping), clock=lambda: FIXED_NOW)
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    await app[PROVIDERS_STARTED].wait()
+    return client
+
+
+async def call(
+    client: TestClient[Any, Any], identifier: str, *, path: str = PEOPLE
+) -> dict[str, Any]:
+    """Send a signed step-ca request and return the JSON answer (always HTTP 200)."""
+    body = enrich(identifier) if path == PEOPLE else authorize(identifier)
+    headers = signed(body) if path == PEOPLE else signed(body, webhook_id=AUTH_ID)
+    response = await client.post(
+        path, data=body, headers=headers, skip_auto_headers=["Content-Type"]
+    )
+    assert response.status == 200
+    answer: dict[str, Any] = await response.json()
+    return answer
+
+
+async def readiness(
+    aiohttp_client: Any, mapping: dict[str, Any]
+) -> tuple[int, dict[str, Any], str]:
+    """``/readyz``'s status and JSON for `mapping`, and every log event of the run as text."""
+    with capture_logs() as logs:
+        client = await start_service(aiohttp_client, mapping)
+        response = await client.get("/readyz")
+        body: dict[str, Any] = await response.json()
+    return response.status, body, repr(logs)
+
+
+def example_config(tmp_path: Path, name: str, fake_url: str, url: str) -> Path:
+    """``examples/NAME.toml`` pointed at `url` instead of `fake_url`, runnable from `tmp_path`."""
+    example = EXAMPLES / f"{name}.toml"
+    text = example.read_text(encoding="utf-8").replace(fake_url, url)
+    for secret in ("quickstart.secret", "quickstart-gate.secret"):
+        path = (EXAMPLES / secret).resolve()
+        text = text.replace(f'{{ file = "{secret}" }}', f'{{ file = "{path}" }}')
+    text = text.replace("dev_certificate = true", "plain_http = true")
+    config_path = tmp_path / f"{name}.toml"
+    config_path.write_text(text, encoding="utf-8")
+    return config_path
+
+
+async def cli_lookup(
+    config_path: Path, identifier: str, env: dict[str, str]
+) -> tuple[int, dict[str, Any]]:
+    """``posture-connector lookup --webhook people IDENTIFIER``: exit code and JSON output."""
+    cli = Path(sys.executable).parent / "posture-connector"
+    process = await asyncio.create_subprocess_exec(
+        str(cli),
+        "lookup",
+        "--config",
+        str(config_path),
+        "--webhook",
+        "people",
+        identifier,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **env},
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    assert out, err.decode()
+    return process.returncode, json.loads(out)
+
+
+async def sync_and_find(
+    name: str, lister: DeviceLister, tmp_path: Path, key: str
+) -> tuple[int, DeviceRecord | None]:
+    """Sync `lister` into a fresh SQLite store: the devices stored, and the record for `key`."""
+    codec: TypeAdapter[DeviceRecord] = TypeAdapter(DeviceRecord)
+    store = await open_store(StoreSettings(path=tmp_path / "store.sqlite3"))
+    try:
+        options = SyncOptions(mode="sync", sync_interval=60, max_staleness=600)
+        syncer = Syncer(name, lister, options, store, replica="a", encode=codec.dump_json)
+        generation = await syncer.sync()
+        found = await store.find_device(name, key.upper())
+    finally:
+        await store.aclose()
+    return generation.devices, None if found is None else codec.validate_json(found.payload)
