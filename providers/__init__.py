@@ -20,6 +20,7 @@ from providers.identifiers import DeviceIdentifier, IdentifierKind, IdentifierSh
 from providers.intune import IntuneProvider, IntuneSettings
 from providers.jamf import JamfProvider, JamfSettings
 from providers.registry import ProviderSettings, build_provider, preflight_problems
+from providers.workspaceone import WorkspaceOneProvider, WorkspaceOneSettings
 
 __all__ = [
     "CsvSettings",
@@ -40,6 +41,8 @@ __all__ = [
     "ProviderNotReady",
     "ProviderSettings",
     "UserRecord",
+    "WorkspaceOneProvider",
+    "WorkspaceOneSettings",
     "build_provider",
     "classify",
     "preflight_problems",

@@ -19,6 +19,7 @@ from providers.files import CsvSettings, FileProvider, JsonSettings
 from providers.intune import IntuneProvider, IntuneSettings
 from providers.jamf import JamfProvider, JamfSettings
 from providers.observe import NO_HOOKS, ProviderHook
+from providers.workspaceone import WorkspaceOneProvider, WorkspaceOneSettings
 
 _S = TypeVar("_S", bound=BaseModel)
 _S_contra = TypeVar("_S_contra", bound=BaseModel, contravariant=True)
@@ -72,6 +73,9 @@ KINDS: dict[str, ProviderKind[Any]] = {
     "json": ProviderKind(JsonSettings, _file_provider, _inventory_file),
     "jamf": ProviderKind(JamfSettings, JamfProvider, JamfSettings.preflight),
     "intune": ProviderKind(IntuneSettings, IntuneProvider, IntuneSettings.preflight),
+    "workspaceone": ProviderKind(
+        WorkspaceOneSettings, WorkspaceOneProvider, WorkspaceOneSettings.preflight
+    ),
 }
 """Every provider kind by its ``kind`` value."""
 

@@ -30,6 +30,8 @@ PROVIDERS_API = [
     "ProviderNotReady",
     "ProviderSettings",
     "UserRecord",
+    "WorkspaceOneProvider",
+    "WorkspaceOneSettings",
     "build_provider",
     "classify",
     "preflight_problems",
