@@ -16,6 +16,7 @@ from providers.base import (
     UserRecord,
 )
 from providers.files import CsvSettings, FileProvider, JsonSettings
+from providers.google import GoogleProvider, GoogleSettings
 from providers.identifiers import DeviceIdentifier, IdentifierKind, IdentifierShapeError, classify
 from providers.intune import IntuneProvider, IntuneSettings
 from providers.jamf import JamfProvider, JamfSettings
@@ -28,6 +29,8 @@ __all__ = [
     "DeviceLister",
     "DeviceRecord",
     "FileProvider",
+    "GoogleProvider",
+    "GoogleSettings",
     "GroupRef",
     "IdentifierKind",
     "IdentifierShapeError",

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from providers.base import Provider
 from providers.files import CsvSettings, FileProvider, JsonSettings
+from providers.google import GoogleProvider, GoogleSettings
 from providers.intune import IntuneProvider, IntuneSettings
 from providers.jamf import JamfProvider, JamfSettings
 from providers.observe import NO_HOOKS, ProviderHook
@@ -73,6 +74,7 @@ KINDS: dict[str, ProviderKind[Any]] = {
     "json": ProviderKind(JsonSettings, _file_provider, _inventory_file),
     "jamf": ProviderKind(JamfSettings, JamfProvider, JamfSettings.preflight),
     "intune": ProviderKind(IntuneSettings, IntuneProvider, IntuneSettings.preflight),
+    "google": ProviderKind(GoogleSettings, GoogleProvider, GoogleSettings.preflight),
     "workspaceone": ProviderKind(
         WorkspaceOneSettings, WorkspaceOneProvider, WorkspaceOneSettings.preflight
     ),

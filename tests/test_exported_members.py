@@ -17,6 +17,8 @@ PROVIDERS_API = [
     "DeviceLister",
     "DeviceRecord",
     "FileProvider",
+    "GoogleProvider",
+    "GoogleSettings",
     "GroupRef",
     "IdentifierKind",
     "IdentifierShapeError",
