@@ -6,6 +6,7 @@ Provider kinds are listed once, in `providers.registry`.
 
 from __future__ import annotations
 
+from providers.abm import AbmProvider, AbmSettings
 from providers.base import (
     DeviceLister,
     DeviceRecord,
@@ -24,6 +25,8 @@ from providers.registry import ProviderSettings, build_provider, preflight_probl
 from providers.workspaceone import WorkspaceOneProvider, WorkspaceOneSettings
 
 __all__ = [
+    "AbmProvider",
+    "AbmSettings",
     "CsvSettings",
     "DeviceIdentifier",
     "DeviceLister",

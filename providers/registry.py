@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, Protocol, TypeVar, Un
 
 from pydantic import BaseModel, Field
 
+from providers.abm import AbmProvider, AbmSettings
 from providers.base import Provider
 from providers.files import CsvSettings, FileProvider, JsonSettings
 from providers.google import GoogleProvider, GoogleSettings
@@ -74,6 +75,7 @@ KINDS: dict[str, ProviderKind[Any]] = {
     "json": ProviderKind(JsonSettings, _file_provider, _inventory_file),
     "jamf": ProviderKind(JamfSettings, JamfProvider, JamfSettings.preflight),
     "intune": ProviderKind(IntuneSettings, IntuneProvider, IntuneSettings.preflight),
+    "abm": ProviderKind(AbmSettings, AbmProvider, AbmSettings.preflight),
     "google": ProviderKind(GoogleSettings, GoogleProvider, GoogleSettings.preflight),
     "workspaceone": ProviderKind(
         WorkspaceOneSettings, WorkspaceOneProvider, WorkspaceOneSettings.preflight

@@ -12,6 +12,8 @@ import posture_lab
 import providers
 
 PROVIDERS_API = [
+    "AbmProvider",
+    "AbmSettings",
     "CsvSettings",
     "DeviceIdentifier",
     "DeviceLister",
