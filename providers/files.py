@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -32,6 +32,8 @@ class CsvSettings(BaseModel):
     """``[providers.NAME]`` with ``kind = "csv"``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    matches_mac_provisioning_udid: ClassVar[bool] = True
+    """The admin can write a Mac's provisioning UDID into the `udid` column."""
 
     kind: Literal["csv"]
     path: ConfigPath
@@ -43,6 +45,8 @@ class JsonSettings(BaseModel):
     """``[providers.NAME]`` with ``kind = "json"``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    matches_mac_provisioning_udid: ClassVar[bool] = True
+    """The admin can write a Mac's provisioning UDID into a device's `udid`."""
 
     kind: Literal["json"]
     path: ConfigPath

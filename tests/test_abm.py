@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from providers import preflight_problems
 from providers.abm import AbmProvider, AbmSettings
 from providers.base import DeviceLister, ProviderError, ProviderNotReady
 from providers.identifiers import IdentifierKind, classify
+from tests.example_configs import localized, lookup
 from tests.fakes.abm import (
     APPLE_TV,
     CLIENT_ID,
@@ -422,3 +424,26 @@ async def test_group_rule_expresses_owned_and_assigned(
     assert (await gate(IPHONE))["allow"] is True
     assert (await gate(IPAD))["error"]["code"] == "group-required"
     assert (await gate(UNASSIGNED))["error"]["code"] == "group-required"
+
+
+async def test_example_config_decides_against_the_fake(
+    tmp_path: Path, abm_url: str, key_file: Path
+) -> None:
+    """examples/abm.toml, pointed at the fake: ours allowed; other MDM, released, unknown denied."""
+    config_path = localized(
+        "abm.toml",
+        tmp_path,
+        {"http://127.0.0.1:9447": abm_url, '".abm-key.pem"': f'"{key_file}"'},
+    )
+    ours, elsewhere, released, stranger = await asyncio.gather(
+        lookup(config_path, "owned", MAC),
+        lookup(config_path, "owned", IPAD),
+        lookup(config_path, "owned", RELEASED),
+        lookup(config_path, "owned", "C02QUICK0001"),
+    )
+    assert ours[0] == 0, ours[1]
+    assert elsewhere[1]["reply"]["error"]["code"] == "device-unmanaged"
+    assert released[1]["reply"]["error"]["code"] == "device-not-found"
+    assert stranger[1]["reply"]["error"]["code"] == "device-not-found"
+    people = await lookup(config_path, "people", "C02QUICK0001")
+    assert people[0] == 0, people[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from providers.base import DeviceLister, ProviderError, ProviderNotReady
 from providers.google import GoogleProvider, GoogleSettings
 from providers.google._settings import SCOPE
 from providers.identifiers import IdentifierKind, classify
+from tests.example_configs import localized, lookup
 from tests.fakes.google import (
     ANDROID,
     BLOCKED,
@@ -456,3 +458,23 @@ async def test_webhook_allows_approved_iphone_and_denies_blocked(
 def test_scope_is_the_read_only_mobile_device_scope() -> None:
     """The provider asks for read-only mobile devices and nothing else."""
     assert SCOPE == "https://www.googleapis.com/auth/admin.directory.device.mobile.readonly"
+
+
+async def test_example_config_decides_against_the_fake(
+    tmp_path: Path, google_url: str, key_file: Path
+) -> None:
+    """examples/google.toml, pointed at the fake, allows the approved iPhone only."""
+    config_path = localized(
+        "google.toml",
+        tmp_path,
+        {"http://127.0.0.1:9446": google_url, '".google-sa.json"': f'"{key_file}"'},
+    )
+    allowed, blocked, mail_only = await asyncio.gather(
+        lookup(config_path, "people", IPHONE),
+        lookup(config_path, "people", BLOCKED),
+        lookup(config_path, "people", EXCHANGE),
+    )
+    assert allowed[0] == 0, allowed[1]
+    assert allowed[1]["reply"]["data"]["device"]["platform"] == "iOS"
+    assert blocked[1]["reply"]["error"]["code"] == "device-unmanaged"
+    assert mail_only[1]["reply"]["error"]["code"] == "device-unmanaged"

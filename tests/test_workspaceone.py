@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from connector.app import PROVIDERS_STARTED
 from providers.base import DeviceLister, ProviderError, ProviderNotReady
 from providers.identifiers import IdentifierKind, classify
 from providers.workspaceone import WorkspaceOneProvider, WorkspaceOneSettings
+from tests.example_configs import localized, lookup
 from tests.fakes.provider_hooks import RecordingHook
 from tests.fakes.workspaceone import (
     ADMIN,
@@ -504,3 +506,18 @@ async def test_webhook_fails_closed_while_workspace_one_fails(
     assert (answer["allow"], answer["error"]["code"]) == (False, "inventory-unavailable")
     fake.board.clear_faults()
     assert (await post(service, MAC))["allow"] is True
+
+
+async def test_example_config_decides_against_the_fake(tmp_path: Path, ws1_url: str) -> None:
+    """examples/workspaceone.toml, pointed at the fake, allows the pilot Mac and denies others."""
+    config_path = localized("workspaceone.toml", tmp_path, {"http://127.0.0.1:9445": ws1_url})
+    env = {"WS1_CLIENT_SECRET": CLIENT_SECRET}
+    allowed, unenrolled, noncompliant = await asyncio.gather(
+        lookup(config_path, "people", MAC, env),
+        lookup(config_path, "people", UNENROLLED, env),
+        lookup(config_path, "people", IPAD, env),
+    )
+    assert allowed[0] == 0, allowed[1]
+    assert allowed[1]["reply"]["data"]["user"]["username"] == "asharma"
+    assert unenrolled[1]["reply"]["error"]["code"] == "device-unmanaged"
+    assert noncompliant[1]["reply"]["error"]["code"] == "compliance-not-allowed"
