@@ -447,3 +447,26 @@ async def test_example_config_decides_against_the_fake(
     assert stranger[1]["reply"]["error"]["code"] == "device-not-found"
     people = await lookup(config_path, "people", "C02QUICK0001")
     assert people[0] == 0, people[1]
+
+
+async def test_answer_for_another_serial_fails_closed(
+    make_provider: MakeProvider, fake: FakeAbm
+) -> None:
+    """A device answered under another serial is an error, never an ownership proof."""
+    provider = await make_provider()
+    fake.devices[MAC] = fake.devices[IPHONE]
+    with pytest.raises(ProviderError, match="another device"):
+        await provider.lookup(serial(MAC))
+
+
+async def test_non_apple_identifier_is_not_searched(
+    make_provider: MakeProvider, fake: FakeAbm
+) -> None:
+    """A YubiKey serial never reaches Apple."""
+    provider = await make_provider()
+    before = len(fake.board.requests)
+    assert (
+        await provider.lookup(classify("12345678", frozenset({IdentifierKind.YUBIKEY_SERIAL})))
+        is None
+    )
+    assert len(fake.board.requests) == before

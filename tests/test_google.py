@@ -478,3 +478,16 @@ async def test_example_config_decides_against_the_fake(
     assert allowed[1]["reply"]["data"]["device"]["platform"] == "iOS"
     assert blocked[1]["reply"]["error"]["code"] == "device-unmanaged"
     assert mail_only[1]["reply"]["error"]["code"] == "device-unmanaged"
+
+
+async def test_non_apple_identifier_is_not_searched(
+    make_provider: MakeProvider, fake: FakeGoogle
+) -> None:
+    """A YubiKey serial never reaches Google."""
+    provider = await make_provider()
+    before = len(fake.board.requests)
+    assert (
+        await provider.lookup(classify("12345678", frozenset({IdentifierKind.YUBIKEY_SERIAL})))
+        is None
+    )
+    assert len(fake.board.requests) == before

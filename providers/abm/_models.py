@@ -6,8 +6,6 @@ Unknown keys are ignored and every attribute is optional, so Apple's additions n
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from pydantic import BaseModel, ConfigDict
 
 
@@ -117,15 +115,3 @@ class LinkagesResponse(_Lenient):
 def next_cursor(meta: Meta | None) -> str | None:
     """The cursor of the next page, None on the last."""
     return meta.paging.nextCursor if meta is not None and meta.paging is not None else None
-
-
-def parse_time(raw: str | None) -> datetime | None:
-    """An ISO 8601 time as aware UTC; None when absent or unreadable."""
-    text = (raw or "").strip()
-    if not text:
-        return None
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
