@@ -13,7 +13,7 @@ import ssl
 
 from connector.policy import check_policy
 from connector.settings import Settings
-from providers import preflight_problems
+from providers import IdentifierKind, preflight_problems
 
 
 def preflight(settings: Settings) -> list[str]:
@@ -87,4 +87,32 @@ def config_warnings(settings: Settings) -> list[str]:
             )
         else:
             first_with[key] = index
+    warnings.extend(mac_udid_warnings(settings))
+    return warnings
+
+
+def mac_udid_warnings(settings: Settings) -> list[str]:
+    """Webhooks that accept UDIDs although none of their providers can find a Mac by one.
+
+    On a Mac, Managed Device Attestation attests the *provisioning* UDID, which differs from
+    the UDID the MDM protocol and inventories keep. A provider kind declares with the class
+    attribute ``matches_mac_provisioning_udid`` on its settings model whether it can match it
+    (files can: the admin writes whatever UDID they like); a kind that says nothing cannot.
+    """
+    src = settings.source
+    warnings: list[str] = []
+    for index, hook in enumerate(settings.webhooks):
+        if IdentifierKind.UDID not in hook.identifier_kinds:
+            continue
+        tables = [settings.providers[name] for name in hook.providers if name in settings.providers]
+        if any(getattr(type(t), "matches_mac_provisioning_udid", False) for t in tables):
+            continue
+        warnings.append(
+            f"{src}: webhooks[{index}].identifier_kinds: accepts udid, but none of its "
+            f"providers ({', '.join(hook.providers)}) can match a Mac's provisioning UDID, the "
+            "UDID Managed Device Attestation attests on a Mac (it differs from the UDID MDMs "
+            "and inventories keep), so a Mac attested by UDID is never found; have the ACME "
+            'payload attest the serial number and set identifier_kinds = ["serial"], or list '
+            "the Macs' provisioning UDIDs in a CSV or JSON inventory"
+        )
     return warnings

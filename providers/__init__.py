@@ -6,6 +6,7 @@ Provider kinds are listed once, in `providers.registry`.
 
 from __future__ import annotations
 
+from providers.abm import AbmProvider, AbmSettings
 from providers.base import (
     DeviceLister,
     DeviceRecord,
@@ -17,14 +18,18 @@ from providers.base import (
 )
 from providers.files import CsvSettings, FileProvider, JsonSettings
 from providers.fleet import FleetProvider, FleetSettings
+from providers.google import GoogleProvider, GoogleSettings
 from providers.identifiers import DeviceIdentifier, IdentifierKind, IdentifierShapeError, classify
 from providers.intune import IntuneProvider, IntuneSettings
 from providers.jamf import JamfProvider, JamfSettings
 from providers.kandji import KandjiProvider, KandjiSettings
 from providers.mosyle import MosyleProvider, MosyleSettings
 from providers.registry import ProviderSettings, build_provider, preflight_problems
+from providers.workspaceone import WorkspaceOneProvider, WorkspaceOneSettings
 
 __all__ = [
+    "AbmProvider",
+    "AbmSettings",
     "CsvSettings",
     "DeviceIdentifier",
     "DeviceLister",
@@ -32,6 +37,8 @@ __all__ = [
     "FileProvider",
     "FleetProvider",
     "FleetSettings",
+    "GoogleProvider",
+    "GoogleSettings",
     "GroupRef",
     "IdentifierKind",
     "IdentifierShapeError",
@@ -49,6 +56,8 @@ __all__ = [
     "ProviderNotReady",
     "ProviderSettings",
     "UserRecord",
+    "WorkspaceOneProvider",
+    "WorkspaceOneSettings",
     "build_provider",
     "classify",
     "preflight_problems",

@@ -14,14 +14,17 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, Protocol, TypeVar, Un
 
 from pydantic import BaseModel, Field
 
+from providers.abm import AbmProvider, AbmSettings
 from providers.base import Provider
 from providers.files import CsvSettings, FileProvider, JsonSettings
 from providers.fleet import FleetProvider, FleetSettings
+from providers.google import GoogleProvider, GoogleSettings
 from providers.intune import IntuneProvider, IntuneSettings
 from providers.jamf import JamfProvider, JamfSettings
 from providers.kandji import KandjiProvider, KandjiSettings
 from providers.mosyle import MosyleProvider, MosyleSettings
 from providers.observe import NO_HOOKS, ProviderHook
+from providers.workspaceone import WorkspaceOneProvider, WorkspaceOneSettings
 
 _S = TypeVar("_S", bound=BaseModel)
 _S_contra = TypeVar("_S_contra", bound=BaseModel, contravariant=True)
@@ -78,6 +81,11 @@ KINDS: dict[str, ProviderKind[Any]] = {
     "kandji": ProviderKind(KandjiSettings, KandjiProvider, KandjiSettings.preflight),
     "fleet": ProviderKind(FleetSettings, FleetProvider, FleetSettings.preflight),
     "mosyle": ProviderKind(MosyleSettings, MosyleProvider, MosyleSettings.preflight),
+    "abm": ProviderKind(AbmSettings, AbmProvider, AbmSettings.preflight),
+    "google": ProviderKind(GoogleSettings, GoogleProvider, GoogleSettings.preflight),
+    "workspaceone": ProviderKind(
+        WorkspaceOneSettings, WorkspaceOneProvider, WorkspaceOneSettings.preflight
+    ),
 }
 """Every provider kind by its ``kind`` value."""
 

@@ -84,12 +84,90 @@ def test_ca_json_webhooks_sharing_the_empty_key_are_not_flagged(
     assert config_warnings(make_settings(mapping)) == []
 
 
-@pytest.mark.parametrize("name", ["quickstart.toml", "jamf.toml", "intune.toml"])
+EXAMPLES = [
+    "quickstart.toml",
+    "jamf.toml",
+    "intune.toml",
+    "workspaceone.toml",
+    "google.toml",
+    "abm.toml",
+]
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
 def test_shipped_examples_have_no_warnings(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The example configs give each webhook its own secret and a step-ca id."""
     monkeypatch.setenv("JAMF_CLIENT_SECRET", "unused")
     monkeypatch.setenv("INTUNE_CLIENT_SECRET", "unused")
-    assert config_warnings(load_settings(ROOT / "examples" / name)) == []
+    monkeypatch.setenv("WS1_CLIENT_SECRET", "unused")
+    warnings = config_warnings(load_settings(ROOT / "examples" / name))
+    # jamf.toml accepts UDIDs on purpose (iPhones by UDID); its Mac warning is tested below.
+    assert [w for w in warnings if ".identifier_kinds:" not in w] == []
+    if name != "jamf.toml":
+        assert warnings == []
+
+
+def test_jamf_example_is_warned_that_macs_are_not_found_by_udid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both Jamf example webhooks accept UDIDs Jamf cannot match for a Mac: one warning each."""
+    monkeypatch.setenv("JAMF_CLIENT_SECRET", "unused")
+    warnings = config_warnings(load_settings(ROOT / "examples" / "jamf.toml"))
+    assert [w.split(": ")[1] for w in warnings] == [
+        "webhooks[0].identifier_kinds",
+        "webhooks[1].identifier_kinds",
+    ]
+
+
+def _providers(inventory: Path) -> dict[str, Any]:
+    return {
+        "inventory": {"kind": "csv", "path": str(inventory), "reload_interval": 0},
+        "jamf": {
+            "kind": "jamf",
+            "url": "https://example.jamfcloud.com",
+            "client_id": "c",
+            "client_secret": "s",
+        },
+        "ws1": {
+            "kind": "workspaceone",
+            "url": "https://as1.awmdm.com",
+            "token_url": "na",
+            "client_id": "c",
+            "client_secret": "s",
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("providers", "kinds", "warned"),
+    [
+        (("jamf",), ["serial", "udid"], True),
+        (("ws1", "jamf"), ["udid"], True),
+        (("jamf", "inventory"), ["serial", "udid"], False),
+        (("inventory",), ["serial", "udid"], False),
+        (("jamf",), ["serial"], False),
+    ],
+    ids=["mdm-only", "two-mdms", "file-beside", "file-only", "serial-only"],
+)
+def test_udid_webhook_without_a_provider_for_mac_provisioning_udids_is_warned(
+    inventory: Path, providers: tuple[str, ...], kinds: list[str], warned: bool
+) -> None:
+    """Accepting UDIDs warns unless some provider of the webhook can match a Mac's provisioning UDID."""
+    hooks = [
+        webhook(providers=providers, identifier_kinds=kinds),
+        webhook("gate", "AUTHORIZING", providers=("inventory",), secret=OTHER_SECRET),
+    ]
+    mapping = config(inventory, webhooks=hooks, providers=_providers(inventory))
+    warnings = config_warnings(make_settings(mapping))
+    if not warned:
+        assert warnings == []
+        return
+    (warning,) = warnings
+    assert warning.startswith(
+        f"<test>: webhooks[0].identifier_kinds: accepts udid, but none of its providers "
+        f"({', '.join(providers)}) can match a Mac's provisioning UDID"
+    )
+    assert 'identifier_kinds = ["serial"]' in warning
 
 
 def _write(tmp_path: Path, inventory: Path, port: int = 8443) -> Path:

@@ -12,6 +12,8 @@ import posture_lab
 import providers
 
 PROVIDERS_API = [
+    "AbmProvider",
+    "AbmSettings",
     "CsvSettings",
     "DeviceIdentifier",
     "DeviceLister",
@@ -19,6 +21,8 @@ PROVIDERS_API = [
     "FileProvider",
     "FleetProvider",
     "FleetSettings",
+    "GoogleProvider",
+    "GoogleSettings",
     "GroupRef",
     "IdentifierKind",
     "IdentifierShapeError",
@@ -36,6 +40,8 @@ PROVIDERS_API = [
     "ProviderNotReady",
     "ProviderSettings",
     "UserRecord",
+    "WorkspaceOneProvider",
+    "WorkspaceOneSettings",
     "build_provider",
     "classify",
     "preflight_problems",

@@ -34,11 +34,13 @@ def _write(inventory: Path, text: str) -> None:
 
 
 async def _rewrite(client: TestClient[Any, Any], inventory: Path, text: str) -> None:
-    """Write the new inventory and have the running provider load it (what its watcher does)."""
+    """Write the new inventory and have the running provider load it (what its watcher does:
+    a first poll sees the change, the second finds the file settled and loads it)."""
     _write(inventory, text)
     assert client.app is not None
     provider = client.app[PROVIDERS]["inventory"]
     assert isinstance(provider, FileProvider)
+    assert await provider.reload() is False
     assert await provider.reload() is True
 
 

@@ -40,8 +40,11 @@ class UpstreamClient:
         hooks: ProviderHook = NO_HOOKS,
         backoff: Backoff | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        retry_when: Callable[[httpx.Response], bool] | None = None,
     ) -> None:
         self.provider = provider
+        # A vendor whose throttling is not a 429 (Google's 403 userRateLimitExceeded) says so here.
+        self._retry_when = retry_when
         self.settings = settings
         self._hooks = hooks
         self._backoff = backoff or Backoff(settings.backoff)
@@ -114,7 +117,9 @@ class UpstreamClient:
                     self.provider, f"{route}: {translate(self.provider, exc).message}"
                 ) from None
             else:
-                if answer.status_code not in RETRYABLE_STATUSES:
+                if answer.status_code not in RETRYABLE_STATUSES and not (
+                    self._retry_when is not None and self._retry_when(answer)
+                ):
                     return answer
                 failure = f"upstream answered {answer.status_code}"
                 reason = f"status {answer.status_code}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,6 +11,8 @@ from providers.config_types import ConfigPath
 
 class _FileSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+    matches_mac_provisioning_udid: ClassVar[bool] = True
+    """The admin can write a Mac's provisioning UDID into a device's `udid`."""
 
     path: ConfigPath
     reload_interval: float = Field(default=2.0, ge=0, description="seconds; 0 disables reload")

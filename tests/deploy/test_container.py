@@ -105,6 +105,7 @@ def test_the_build_context_holds_no_secret_key_cache_or_test(tmp_path: Path) -> 
     )
     planted = [
         "examples/quickstart.secret",
+        "examples/quickstart-gate.secret",
         "examples/.dev-tls/server.key",
         "connector/.dev-tls/ca.crt",
         "connector/__pycache__/app.cpython-311.pyc",

@@ -224,7 +224,12 @@ def _require_mdwe() -> None:
 def test_the_connector_answers_without_writable_executable_memory(tmp_path: Path) -> None:
     """MemoryDenyWriteExecute=yes is safe: the service serves a signed call under PR_SET_MDWE."""
     _require_mdwe()
-    for name in ("quickstart.toml", "quickstart-inventory.csv", "quickstart.secret"):
+    for name in (
+        "quickstart.toml",
+        "quickstart-inventory.csv",
+        "quickstart.secret",
+        "quickstart-gate.secret",
+    ):
         shutil.copy(EXAMPLES / name, tmp_path / name)
     port = free_port()
     config = tmp_path / "quickstart.toml"

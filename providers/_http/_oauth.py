@@ -1,0 +1,111 @@
+"""OAuth 2.0 token endpoints that take a form and answer ``access_token`` + ``expires_in``.
+
+Workspace ONE (client secret), Google (a service account's signed JWT) and Apple Business
+Manager (a signed client assertion) differ only in the form they post; `FormTokenIssuer` does
+the rest once: the POST, the refusal (not ready, with the vendor's error code and a short
+description, never the credential), the parse, and the refresh margin.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from providers._http._auth import Token, TokenIssuer
+from providers._http._client import UpstreamClient
+from providers._http._parse import json_field, read_model
+from providers.base import ProviderError, ProviderNotReady
+from providers.observe import ProviderHook
+
+_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_PRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+class OAuthAnswer(BaseModel):
+    """A granted token (the token itself stays out of repr)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    access_token: str = Field(min_length=1, repr=False)
+    expires_in: float = Field(gt=0)
+    token_type: str = "Bearer"  # noqa: S105 - a token kind, not a secret
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """A token URL as (origin, path): the token client's base URL and the path it posts to."""
+    parsed = httpx.URL(url)
+    origin = str(parsed.copy_with(path="/", query=None, fragment=None)).rstrip("/")
+    return origin, parsed.path
+
+
+def oauth_refusal(response: httpx.Response) -> tuple[str | None, str]:
+    """The OAuth ``error`` code (if it looks like one) and a one-line, printable description."""
+    code = json_field(response, "error")
+    safe = code if isinstance(code, str) and _CODE.fullmatch(code) else None
+    description = json_field(response, "error_description")
+    text = _PRINTABLE.sub(" ", description)[:200].strip() if isinstance(description, str) else ""
+    return safe, text
+
+
+class FormTokenIssuer(TokenIssuer):
+    """Posts `form()` to one token endpoint; a subclass builds the form (and any assertion).
+
+    Args:
+        provider: The configured provider name.
+        client: The client bound to the token endpoint's origin.
+        path: The token endpoint's path on that origin (also the route reported to hooks).
+        vendor: Who refuses, for messages ("Workspace ONE").
+        what: The credential that is refused, for messages ("the OAuth client").
+        margin: Renew this many seconds before expiry (at most half a token's life).
+        secrets: Values that must never appear in a message (the client secret).
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        client: UpstreamClient,
+        path: str,
+        *,
+        vendor: str,
+        what: str,
+        margin: float,
+        on_state: Callable[[bool], None],
+        hooks: ProviderHook,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(provider, margin=0.0, on_state=on_state, hooks=hooks, clock=clock)
+        self._client = client
+        self._path = path
+        self._vendor = vendor
+        self._what = what
+        self._margin = margin
+
+    async def form(self) -> dict[str, str]:
+        """The form fields of one token request."""
+        raise NotImplementedError
+
+    def secrets(self) -> tuple[str, ...]:
+        """Values to blank out of any message (a subclass names its client secret)."""
+        return ()
+
+    async def _fetch(self) -> Token:
+        form = await self.form()
+        response = await self._client.request("POST", self._path, route=self._path, data=form)
+        if response.status_code != 200:
+            code, description = oauth_refusal(response)
+            for secret in self.secrets():
+                description = description.replace(secret, "[redacted]")
+            detail = f"HTTP {response.status_code}{', ' + code if code else ''}"
+            if description:
+                detail += f": {description}"
+            self.refused(self._path, response.status_code, detail, code)
+            # A refused credential waits for the admin; anything else may pass by itself.
+            error = ProviderNotReady if response.status_code in (400, 401, 403) else ProviderError
+            raise error(self.provider, f"{self._vendor} refused {self._what} ({detail})")
+        answer = read_model(self.provider, response, OAuthAnswer, where=self._path)
+        margin = min(self._margin, answer.expires_in / 2)
+        return self.granted(answer.access_token, answer.expires_in, margin=margin)
