@@ -88,7 +88,46 @@ def config_warnings(settings: Settings) -> list[str]:
         else:
             first_with[key] = index
     warnings.extend(mac_udid_warnings(settings))
+    warnings.extend(budget_warnings(settings))
+    warnings.extend(shadow_warnings(settings))
     return warnings
+
+
+def budget_warnings(settings: Settings) -> list[str]:
+    """Provider budgets that cannot fit into one call's `server.decision_budget`.
+
+    Providers of a chain are asked one after another and share that one deadline: when their
+    own budgets add up to more, a slow first provider leaves the next one less than it needs
+    (its lookup then fails closed as `inventory-unavailable`).
+    """
+    limit = settings.server.decision_budget
+    warnings: list[str] = []
+    for index, hook in enumerate(settings.webhooks):
+        budgets = {
+            name: budget
+            for name in hook.providers
+            if isinstance(budget := getattr(settings.providers[name], "budget", None), float | int)
+        }
+        total = sum(budgets.values())
+        if total > limit:
+            parts = " + ".join(f"{name} {budget:g}s" for name, budget in budgets.items())
+            warnings.append(
+                f"{settings.source}: webhooks[{index}].providers: budgets {parts} = {total:g}s "
+                f"exceed server.decision_budget ({limit:g}s): when the first providers are slow, "
+                "the later ones get what is left and may answer inventory-unavailable"
+            )
+    return warnings
+
+
+def shadow_warnings(settings: Settings) -> list[str]:
+    """Webhooks in shadow mode: they allow every device, whatever their policy says."""
+    return [
+        f"{settings.source}: webhooks[{index}].mode: shadow: this webhook answers allow to every "
+        'device and only records what its policy would have decided; set mode = "enforce" '
+        "once the audit shows no unexpected would-be denials"
+        for index, hook in enumerate(settings.webhooks)
+        if hook.mode == "shadow"
+    ]
 
 
 def mac_udid_warnings(settings: Settings) -> list[str]:

@@ -273,3 +273,22 @@ def _ready(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_budgets_that_cannot_fit_the_decision_budget_warn(inventory: Path) -> None:
+    """Two providers of 5 s each behind one 8 s decision budget are a warning naming both."""
+    jamf = {"kind": "jamf", "url": "https://example.jamfcloud.com", "client_id": "c",
+            "client_secret": "s", "budget": 5}  # fmt: skip
+    mapping = config(
+        inventory,
+        providers={"first": jamf, "second": jamf},
+        webhooks=[webhook(providers=("first", "second"))],
+    )
+    [warning] = [w for w in config_warnings(make_settings(mapping)) if "decision_budget" in w]
+    assert "first 5s + second 5s = 10s exceed server.decision_budget (8s)" in warning
+
+
+def test_shadow_mode_is_a_warning(inventory: Path) -> None:
+    """A webhook in shadow mode allows everyone: check-config says so."""
+    mapping = config(inventory, webhooks=[webhook(mode="shadow")])
+    assert any("mode: shadow" in w for w in config_warnings(make_settings(mapping)))

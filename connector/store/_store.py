@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import structlog
 
+from connector.store._audit_rows import AUDIT_COLUMNS, audit_entry, audit_row
 from connector.store._drivers import Connection, Driver
 from connector.store._model import (
     AuditEntry,
     AuditQuery,
     Challenge,
-    FailedRule,
     Generation,
     SchemaTooNew,
     StoredAnswer,
@@ -35,10 +34,6 @@ from connector.store._schema import LATEST, MIGRATIONS, NOW_SQL
 log = structlog.get_logger("connector.store")
 
 _MIGRATION_LOCK = 0x706F7374  # pg_advisory_xact_lock key: replicas migrate one at a time
-_AUDIT_COLUMNS = (
-    "at, webhook, webhook_kind, identifier, identifier_kind, allow, code, provider, source, "
-    "request_id, latency_ms, mode, would_allow, failed_rules, username, email, detail"
-)
 
 
 class Store:
@@ -294,8 +289,8 @@ class Store:
         placeholders = ", ".join("?" * 17)
         async with self._transaction() as tx:
             await tx.executemany(
-                f"INSERT INTO decisions ({_AUDIT_COLUMNS}) VALUES ({placeholders})",
-                [_audit_row(e) for e in entries],
+                f"INSERT INTO decisions ({AUDIT_COLUMNS}) VALUES ({placeholders})",
+                [audit_row(e) for e in entries],
             )
 
     async def query_decisions(self, query: AuditQuery) -> list[AuditEntry]:
@@ -320,14 +315,14 @@ class Store:
         if query.webhook is not None:
             where.append("webhook = ?")
             args.append(query.webhook)
-        sql = f"SELECT id, {_AUDIT_COLUMNS} FROM decisions"
+        sql = f"SELECT id, {AUDIT_COLUMNS} FROM decisions"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY at DESC, id DESC LIMIT ?"
         args.append(int(query.limit))
         async with self._reader() as conn:
             rows = await conn.fetchall(sql, *args)
-        return [_audit_entry(row) for row in rows]
+        return [audit_entry(row) for row in rows]
 
     async def prune_decisions(self, before: float) -> int:
         """Delete entries older than `before` (retention); returns how many went."""
@@ -375,61 +370,6 @@ async def _expect_building(tx: Connection, generation: int) -> None:
     row = await tx.fetchone("SELECT state FROM generations WHERE id = ?", generation)
     if row is None or row[0] != "building":
         raise StoreError(f"generation {generation} is not being built")
-
-
-def _audit_row(entry: AuditEntry) -> tuple[object, ...]:
-    rules = [
-        {"code": r.code, "message": r.message, "observed": r.observed} for r in entry.failed_rules
-    ]
-    return (
-        entry.at,
-        entry.webhook,
-        entry.webhook_kind,
-        entry.identifier,
-        entry.identifier_kind,
-        entry.allow,
-        entry.code,
-        entry.provider,
-        entry.source,
-        entry.request_id,
-        entry.latency_ms,
-        entry.mode,
-        entry.would_allow,
-        json.dumps(rules) if rules else None,
-        entry.user,
-        entry.email,
-        json.dumps(entry.detail, sort_keys=True) if entry.detail else None,
-    )
-
-
-def _audit_entry(row: tuple[Any, ...]) -> AuditEntry:
-    row_id, at, webhook, webhook_kind, identifier, identifier_kind, allow, code = row[:8]
-    provider, source, request_id, latency_ms, mode, would_allow, rules, user = row[8:16]
-    email, detail = row[16:]
-    failed = tuple(
-        FailedRule(code=r["code"], message=r["message"], observed=r.get("observed"))
-        for r in (json.loads(rules) if rules else ())
-    )
-    return AuditEntry(
-        at=at,
-        webhook=webhook,
-        webhook_kind=webhook_kind,
-        identifier=identifier,
-        identifier_kind=identifier_kind,
-        allow=bool(allow),
-        code=code,
-        provider=provider,
-        source=source,
-        request_id=request_id,
-        latency_ms=latency_ms,
-        mode=mode,
-        would_allow=None if would_allow is None else bool(would_allow),
-        failed_rules=failed,
-        user=user,
-        email=email,
-        detail=json.loads(detail) if detail else None,
-        id=int(row_id),
-    )
 
 
 def unix_now() -> float:
