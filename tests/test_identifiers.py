@@ -137,7 +137,9 @@ def test_kinds_not_accepted_are_refused(value: str, accepted: frozenset[Identifi
 # Near-misses: identifier alphabets mixed with filter metacharacters, so shapes are often hit.
 NEAR = "ABCDEFQX0123456789abcdef-:+/=_ ;,'\"()*&|!<>\\"
 CANDIDATES = st.one_of(
-    st.text(max_size=100),
+    st.text(
+        st.integers(0, 0x10FFFF).filter(lambda c: not 0xD800 <= c <= 0xDFFF).map(chr), max_size=100
+    ),
     st.text(alphabet=NEAR, min_size=6, max_size=70),
     st.text(alphabet="ABCDEF0123456789", min_size=8, max_size=45),
 )
