@@ -32,9 +32,13 @@ class ConnectorError(Exception):
     status = 400
     code = "bad-request"
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, detail: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.detail = detail or {}
+        """Extra log fields (never echoed to the caller); attacker-chosen values come cut short."""
         if code is not None:
             self.code = code
 
@@ -117,6 +121,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             status=exc.status,
             code=exc.code,
             reason=exc.message,
+            **exc.detail,
         )
         return error_response(exc.status, exc.code, exc.message)
     except web.HTTPException as exc:

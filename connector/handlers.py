@@ -80,7 +80,10 @@ def _find_webhook(request: web.Request) -> WebhookRuntime:
         raise UnknownWebhook(f"missing {ID_HEADER} header")
     runtime = hooks.get(webhook_id)
     if runtime is None:
-        raise UnknownWebhook("no webhook with this id is served on this path")
+        raise UnknownWebhook(
+            "no webhook with this id is served on this path",
+            detail={"webhook_id": webhook_id[:MAX_LOGGED_IDENTIFIER]},
+        )
     return runtime
 
 

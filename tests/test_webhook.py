@@ -190,6 +190,19 @@ async def test_unknown_webhook_id_is_refused(
     assert answer["error"]["code"] == "unknown-webhook"
 
 
+async def test_unknown_webhook_id_is_logged_cut_short(app_client: AppClient) -> None:
+    """An unknown id is attacker-chosen: the rejection logs at most its first 64 characters."""
+    client = await app_client()
+    body = enrich("C02TEST00001")
+    chosen = "x" * 60 + "<tail-never-logged>" + "y" * 300
+    with capture_logs() as logs:
+        status, _answer = await post(client, PEOPLE, body, signed(body, webhook_id=chosen))
+    assert status == 401
+    [rejected] = [e for e in logs if e["event"] == "request.rejected"]
+    assert rejected["webhook_id"] == chosen[:64]
+    assert "tail-never-logged" not in json.dumps(logs)
+
+
 async def test_unknown_id_signed_with_empty_key_is_refused(app_client: AppClient) -> None:
     """An unknown id is never checked against an empty key (a ca.json-style signature)."""
     client = await app_client()
