@@ -98,6 +98,21 @@ class _SqliteConnection:
         return [tuple(r) for r in rows]
 
 
+async def _connect_sqlite(path: Path) -> aiosqlite.Connection:
+    """Open a connection; if we are cancelled meanwhile, wait for it and close it.
+
+    aiosqlite opens the file on its own thread: abandoning that await would leave a thread
+    whose result lands on a closed event loop, and a connection nobody closes.
+    """
+    pending = asyncio.ensure_future(aiosqlite.connect(path, isolation_level=None))
+    try:
+        return await asyncio.shield(pending)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await (await pending).close()
+        raise
+
+
 class SqliteDriver:
     """One writer and one reader connection to a WAL-mode file: reads never wait for a sync."""
 
@@ -116,7 +131,7 @@ class SqliteDriver:
             with _translated("sqlite"):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 for _ in range(2):
-                    opened.append(await aiosqlite.connect(path, isolation_level=None))
+                    opened.append(await _connect_sqlite(path))
                 for conn in opened:
                     await conn.execute("PRAGMA busy_timeout = 5000")
                     await conn.execute("PRAGMA foreign_keys = ON")
