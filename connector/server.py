@@ -106,7 +106,8 @@ async def drain_period(
 
 
 def serve(settings: Settings, config_dir: Path) -> None:
-    """Serve until SIGTERM or SIGINT, then answer requests under way and close providers.
+    """Serve until SIGTERM or SIGINT, then drain (`server.drain_period`), answer requests under
+    way and close providers.
 
     Raises `ListenError` (before any provider starts) when the port cannot be bound.
     """
