@@ -55,7 +55,7 @@ BUDGET = 10.0  # step-ca's webhook timeout
 def _config(folder: Path, *, tls: bool) -> dict[str, Any]:
     inventory = folder / "inventory.csv"
     inventory.write_text(f"serial,managed\n{SERIAL},true\n", encoding="utf-8")
-    server: dict[str, Any] = {"host": "127.0.0.1", "port": 0}
+    server: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "drain_period": 0}
     if tls:
         server |= {"dev_certificate": True, "dev_certificate_dir": str(folder / "tls")}
     else:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -17,13 +18,18 @@ from connector.logs import request_context
 from connector.lookup import AnswerCache, MemoryCache, ProviderChain
 from connector.observe import FanOut, StructlogHook
 from connector.persistence import PERSISTENCE, AuditHook, Persistence, persistence_ctx
+from connector.readiness import READINESS, Readiness
 from connector.settings import Settings
+from connector.watchdog import LoopWatchdog
 from providers import Provider, ProviderError, build_provider
 
 log = structlog.get_logger("connector")
 
 # Set once every provider has had its first start attempt (ready or not): tests wait on it.
 PROVIDERS_STARTED = web.AppKey("providers_started", asyncio.Event)
+# Seconds one provider (or the cache) may take to close at shutdown: a stuck close must not keep
+# a stopped replica alive until its orchestrator kills it.
+CLOSE_TIMEOUT = 5.0
 
 
 def _utcnow() -> datetime:
@@ -70,12 +76,31 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = _utcnow) -
             *(web.route("*", path, handle_webhook) for path in routes),
         ]
     )
+    app[READINESS] = Readiness()
     app[PROVIDERS_STARTED] = asyncio.Event()
     # The store first: providers in sync mode read it, and it outlives them to flush the audit.
     app.cleanup_ctx.append(persistence_ctx)
+    if settings.server.loop_stall_timeout > 0:
+        app.cleanup_ctx.append(_watchdog_ctx)
     app.cleanup_ctx.append(_providers_ctx)
-    app.on_cleanup.append(lambda _app: cache.aclose())
+    app.on_cleanup.append(lambda _app: _close("cache", cache.aclose()))
     return app
+
+
+async def _watchdog_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The event-loop watchdog runs for as long as the app (first started, last stopped)."""
+    watchdog = LoopWatchdog(app[READINESS], timeout=app[SETTINGS].server.loop_stall_timeout)
+    async with watchdog.running():
+        yield
+
+
+async def _close(what: str, closing: Coroutine[Any, Any, None]) -> None:
+    """Await one close at shutdown, for at most `CLOSE_TIMEOUT` seconds."""
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await closing
+    except TimeoutError:
+        log.warning("service.close_timeout", what=what, timeout=CLOSE_TIMEOUT)
 
 
 class ProviderKeeper:
@@ -148,5 +173,5 @@ async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     for provider in providers:
-        await provider.aclose()
+        await _close(f"provider {provider.name}", provider.aclose())
     log.info("service.stopped")

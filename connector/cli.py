@@ -91,11 +91,18 @@ async def _lookup(settings: Settings, webhook: str, identifier: str) -> Decision
         raise ConfigError(settings.source, [f"no webhook named {webhook!r} (have: {names})"])
     providers = [build_provider(name, settings.providers[name]) for name in hook.providers]
     try:
+        timeout = settings.server.provider_start_timeout
         for provider in providers:
             try:
-                await provider.start()
+                async with asyncio.timeout(timeout):
+                    await provider.start()
             except ProviderError as exc:
                 print(f"provider {provider.name} not ready: {exc.message}", file=sys.stderr)
+            except TimeoutError:
+                print(
+                    f"provider {provider.name} not ready: start did not finish within {timeout:g}s",
+                    file=sys.stderr,
+                )
         chain = ProviderChain(
             providers,
             budget=settings.server.decision_budget,

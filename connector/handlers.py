@@ -39,6 +39,7 @@ from connector.observe import (
     clip,
 )
 from connector.persistence import PERSISTENCE
+from connector.readiness import READINESS
 from connector.settings import WebhookSettings
 from connector.signing import verify_signature
 from connector.tls import peer_certificate, peer_dns_names
@@ -239,15 +240,16 @@ async def handle_healthz(_request: web.Request) -> web.Response:
 
 
 async def handle_readyz(request: web.Request) -> web.Response:
-    """Ready: every provider has loaded (inventory read, credentials accepted)."""
+    """Ready: every provider has loaded (inventory read, credentials accepted), no drain is
+    under way and the event loop keeps time; otherwise 503 and the status says why."""
     providers = request.app[PROVIDERS]
     states = {name: provider.ready for name, provider in providers.items()}
-    ready = all(states.values())
+    status = request.app[READINESS].status(providers_ready=all(states.values()))
     return web.json_response(
         {
-            "status": "ready" if ready else "not-ready",
+            "status": status,
             "providers": states,
             "store": request.app[PERSISTENCE].readiness(),
         },
-        status=200 if ready else 503,
+        status=200 if status == "ready" else 503,
     )

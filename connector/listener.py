@@ -82,8 +82,8 @@ class Connection(web.RequestHandler):
 
     @property
     def draining(self) -> bool:
-        """Whether the server is shutting down (answers then close the connection)."""
-        return self._listener.draining
+        """Whether answers close the connection: the drain period or shutdown is under way."""
+        return self._listener.draining or not self._listener.keepalive
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Register with the listener, then let aiohttp start reading."""
@@ -216,6 +216,7 @@ class Listener:
         self._evicted = 0
         self._refused = 0
         self._idle = asyncio.Event()
+        self.keepalive = True
         self.draining = False
 
     @property
@@ -262,6 +263,14 @@ class Listener:
             task = asyncio.create_task(self._accept(sock, server))
             self._accepting.add(task)
             task.add_done_callback(self._accepting.discard)
+
+    def stop_keepalive(self) -> None:
+        """Drain period: keep accepting, but answer every request with `Connection: close`.
+
+        A load balancer's pooled connections then end one by one, each right after an answer,
+        instead of being cut under a request when the listener closes.
+        """
+        self.keepalive = False
 
     async def drain(self, grace: float) -> None:
         """Stop accepting; answer requests under way, close idle connections; wait `grace` s."""

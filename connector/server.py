@@ -19,6 +19,7 @@ from aiohttp import web
 
 from connector.app import create_app
 from connector.listener import Listener, install
+from connector.readiness import READINESS
 from connector.settings import ServerSettings, Settings
 from connector.tls import CertificateReloader, CertPaths, ensure_dev_certificate, server_context
 
@@ -83,8 +84,30 @@ def make_listener(server: ServerSettings) -> Listener:
     )
 
 
+async def drain_period(
+    app: web.Application, listener: Listener, period: float, hurry: asyncio.Event
+) -> None:
+    """Step out of rotation before closing: `/readyz` answers 503 (`draining`) and every answer
+    closes its connection, while the listener still accepts and answers, for `period` seconds
+    (less once `hurry` is set). A balancer whose health check runs within the period stops
+    sending here before the port closes, so no call meets a closed port or a cut connection.
+    """
+    app[READINESS].draining = True
+    if period <= 0:
+        return
+    listener.stop_keepalive()
+    log.info("server.draining", drain_period=period, open_connections=listener.open_connections)
+    try:
+        async with asyncio.timeout(period):
+            await hurry.wait()
+    except TimeoutError:
+        return
+    log.info("server.drain_interrupted", open_connections=listener.open_connections)
+
+
 def serve(settings: Settings, config_dir: Path) -> None:
-    """Serve until SIGTERM or SIGINT, then answer requests under way and close providers.
+    """Serve until SIGTERM or SIGINT, then drain (`server.drain_period`), answer requests under
+    way and close providers.
 
     Raises `ListenError` (before any provider starts) when the port cannot be bound.
     """
@@ -108,12 +131,17 @@ def serve(settings: Settings, config_dir: Path) -> None:
 
 
 async def _until_signal(app: web.Application, listener: Listener, settings: Settings) -> None:
-    stop = asyncio.Event()
+    stop, hurry = asyncio.Event(), asyncio.Event()
+
+    def on_signal() -> None:
+        # The first signal starts the drain period; a second one (an impatient Ctrl-C) ends it.
+        (hurry if stop.is_set() else stop).set()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal)
     try:
-        async with running(app, listener, settings):
+        async with running(app, listener, settings, hurry=hurry):
             await stop.wait()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -122,9 +150,17 @@ async def _until_signal(app: web.Application, listener: Listener, settings: Sett
 
 @contextlib.asynccontextmanager
 async def running(
-    app: web.Application, listener: Listener, settings: Settings
+    app: web.Application,
+    listener: Listener,
+    settings: Settings,
+    *,
+    hurry: asyncio.Event | None = None,
 ) -> AsyncIterator[None]:
-    """Serve `app` on the bound `listener`; on exit drain connections, then clean the app up."""
+    """Serve `app` on the bound `listener`; on exit drain, close the listener once requests
+    under way are answered, then clean the app up.
+
+    The drain period (`server.drain_period`) comes first and ends early when `hurry` is set.
+    """
     install(app)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=FINAL_GRACE)
     await runner.setup()
@@ -143,6 +179,7 @@ async def running(
             webhooks={h.name: h.path for h in settings.webhooks},
         )
         yield
+        await drain_period(app, listener, server.drain_period, hurry or asyncio.Event())
         log.info("server.stopping", open_connections=listener.open_connections)
         await listener.drain(server.shutdown_timeout)
     finally:

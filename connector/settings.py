@@ -59,6 +59,11 @@ class ServerSettings(_Frozen):
     keepalive_timeout: float = Field(default=15.0, gt=0, le=3600)
     max_connections: int = Field(default=512, ge=1, le=1_000_000)
     provider_start_timeout: float = Field(default=30.0, gt=0, le=3600)
+    # SIGTERM first reports not ready and closes each connection after its answer, for this
+    # long, so a load balancer's health check takes the replica out before its port closes.
+    drain_period: float = Field(default=5.0, ge=0, le=300)
+    # A separate thread reports an event loop that has not run for this long (0: no watchdog).
+    loop_stall_timeout: float = Field(default=2.0, ge=0, le=60)
 
     @model_validator(mode="after")
     def _one_way_to_listen(self) -> ServerSettings:

@@ -184,6 +184,7 @@ class Lab:
             "tls_key": str(self.connector_dir / "tls.key"),
             "client_ca": str(self.ca.root),
             "client_dns_names": ["localhost"],
+            "drain_period": 0,  # one connector and no load balancer: nothing to step out of
         }
         return {
             "server": server,

@@ -178,6 +178,7 @@ def _write(tmp_path: Path, inventory: Path, port: int = 8443) -> Path:
 [server]
 plain_http = true
 port = {port}
+drain_period = 0
 
 [logging]
 format = "json"

@@ -220,6 +220,7 @@ def _start_server(folder: Path) -> Server:
         .replace("port = 8443", f"port = {port}")
         .replace("dev_certificate = true", 'dev_certificate = true\ndev_certificate_dir = "tls"')
         .replace('format = "auto"', 'format = "json"')
+        .replace("[server]\n", "[server]\ndrain_period = 0\n")
     )
     config = folder / "connector.toml"
     config.write_text(text, encoding="utf-8")

@@ -40,7 +40,9 @@ async def serve(inventory: Path) -> AsyncIterator[Serve]:
     async with contextlib.AsyncExitStack() as stack:
 
         async def start(context: ssl.SSLContext | None = None, **server: Any) -> Served:
-            settings = make_settings(config(inventory, server={"port": 0, **server}))
+            settings = make_settings(
+                config(inventory, server={"port": 0, "drain_period": 0, **server})
+            )
             listener = make_listener(settings.server)
             listener.bind()
             if context is not None:

@@ -320,3 +320,25 @@ async def test_a_provider_gets_only_what_is_left_of_the_budget() -> None:
     assert 0.1 < float(left[1]) < 0.3
     timeouts = [e for e in logs if e["event"] == "provider.lookup_failed"]
     assert [(e["provider"], e["outcome"]) for e in timeouts] == [("intune", "timeout")]
+
+
+class StuckStore(MemoryCache):
+    """A cache store whose writes never finish (a shared store that stopped answering)."""
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_stuck_cache_write_costs_the_entry_not_the_answer() -> None:
+    """A cache write that hangs is cut at the decision budget: the answer found is returned and
+    `lookup.cache_write_timeout` says why it was not cached."""
+    cache = AnswerCache(StuckStore(100), found_ttl=300, not_found_ttl=60)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with capture_logs() as logs:
+        result = await _chain([_remote("jamf", "C02A00000001")], cache, budget=0.3).lookup(MAC)
+    assert result.record is not None
+    assert result.failures == ()
+    assert loop.time() - started < 1.0  # within the budget (and its scheduling), not forever
+    [stuck] = [e for e in logs if e["event"] == "lookup.cache_write_timeout"]
+    assert (stuck["provider"], stuck["log_level"]) == ("jamf", "warning")

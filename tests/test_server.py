@@ -29,6 +29,7 @@ plain_http = true
 host = "127.0.0.1"
 port = {port}
 shutdown_timeout = 5
+drain_period = {drain_period}
 {extra}
 
 [logging]
@@ -81,11 +82,13 @@ def _free_port() -> int:
         return port
 
 
-def _launch(folder: Path, port: int, extra: str = "") -> Process:
+def _launch(folder: Path, port: int, extra: str = "", drain_period: float = 0) -> Process:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "inventory.csv").write_text(INVENTORY_CSV, encoding="utf-8")
     config = folder / "connector.toml"
-    text = CONFIG.format(port=port, extra=extra, hook_id=ENRICH_ID, secret=SECRET)
+    text = CONFIG.format(
+        port=port, extra=extra, drain_period=drain_period, hook_id=ENRICH_ID, secret=SECRET
+    )
     config.write_text(text, encoding="utf-8")
     log = folder / "server.log"
     with log.open("wb") as sink:
@@ -115,11 +118,12 @@ def _wait_ready(server: Process) -> None:
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Any]:
-    """Start `serve` with extra `[server]` lines; stopped (SIGTERM) after the test."""
+    """Start `serve` with extra `[server]` lines (no drain period unless given); stopped
+    (SIGTERM) after the test."""
     started: list[Process] = []
 
-    def start(extra: str = "") -> Process:
-        server = _launch(tmp_path / f"serve{len(started)}", _free_port(), extra)
+    def start(extra: str = "", *, drain_period: float = 0) -> Process:
+        server = _launch(tmp_path / f"serve{len(started)}", _free_port(), extra, drain_period)
         started.append(server)
         _wait_ready(server)
         return server
@@ -169,6 +173,77 @@ def test_sigterm_answers_a_request_whose_body_is_still_arriving(serve: Any) -> N
     events = [e["event"] for e in server.events()]
     assert events.index("server.stopping") < events.index("webhook.decision")
     assert events.index("webhook.decision") < events.index("service.stopped")
+    assert "server.draining" not in events  # drain_period = 0: the listener closes at once
+
+
+def _one_answer(sock: socket.socket) -> tuple[bytes, dict[str, str], bytes]:
+    """Read one HTTP/1.1 answer (with a Content-Length) from a connection that stays open."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed before an answer"
+        data += chunk
+    head, _, payload = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    while len(payload) < int(headers["content-length"]):
+        payload += sock.recv(65536)
+    return status_line.encode(), headers, payload
+
+
+def _readyz(port: int) -> tuple[int, str]:
+    response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+    return response.status_code, response.json()["status"]
+
+
+def _wait_for(condition: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_sigterm_first_reports_draining_and_closes_connections_after_answers(serve: Any) -> None:
+    """For the drain period after SIGTERM, /readyz says draining, new and reused connections are
+    answered with `Connection: close`, and only then the port closes and the process exits 0."""
+    server = serve(drain_period=2)
+    body = enrich("C02TEST00001", now=datetime.now(UTC))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as kept:
+        kept.sendall(_head(body) + body)
+        status, headers, _ = _one_answer(kept)
+        assert (status, headers.get("connection")) == (b"HTTP/1.1 200 OK", None)  # keep-alive
+        server.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        _wait_for(lambda: _readyz(server.port) == (503, "draining"), timeout=1.5)
+        fresh = httpx.post(
+            f"http://127.0.0.1:{server.port}{PEOPLE}", content=body, headers=signed(body)
+        )
+        assert (fresh.status_code, fresh.headers["connection"]) == (200, "close")
+        kept.sendall(_head(body) + body)  # the pooled connection: answered, then closed
+        status, headers, payload = _one_answer(kept)
+        assert (status, headers["connection"]) == (b"HTTP/1.1 200 OK", "close")
+        assert json.loads(payload)["allow"] is True
+        assert kept.recv(1) == b""
+    assert server.process.wait(timeout=10) == 0
+    assert time.monotonic() - signalled >= 2  # the port stayed open for the whole period
+    events = server.events()
+    names = [e["event"] for e in events]
+    [draining] = [e for e in events if e["event"] == "server.draining"]
+    assert draining["drain_period"] == 2
+    assert names.index("server.draining") < names.index("server.stopping")
+    assert names.count("webhook.decision") == 3
+    assert names.index("server.stopping") < names.index("service.stopped")
+
+
+def test_a_second_signal_ends_the_drain_period(serve: Any) -> None:
+    """A second SIGTERM (or Ctrl-C) during the drain period closes the listener at once."""
+    server = serve(drain_period=60)
+    server.process.send_signal(signal.SIGTERM)
+    _wait_for(lambda: _readyz(server.port) == (503, "draining"), timeout=1.5)
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=10) == 0
+    names = [e["event"] for e in server.events()]
+    assert names.index("server.drain_interrupted") < names.index("server.stopping")
 
 
 def test_every_log_line_is_json_even_for_garbage_and_dropped_clients(serve: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ from structlog.testing import capture_logs
 
 from connector import create_app
 from connector.app import PROVIDERS_STARTED, ProviderKeeper
+from connector.cli import main
+from posture_lab import toml_document
 from providers import ProviderError
 from providers.base import DeviceRecord
 from providers.identifiers import DeviceIdentifier
@@ -156,3 +159,22 @@ async def test_a_hanging_start_is_bounded_and_does_not_delay_the_others() -> Non
         await _until_ready(keeper, hanging, quick)
     errors = {e["provider"]: e["error"] for e in logs if e["event"] == "provider.not_ready"}
     assert errors == {"hanging": "start did not finish within 0.2s", "quick": "not yet"}
+
+
+async def test_cli_lookup_gives_a_hanging_start_only_provider_start_timeout(
+    fake: FakeJamf, jamf_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lookup` waits `provider_start_timeout` for a start that hangs, says so, then decides."""
+    fake.inject("slow", path=TOKEN_PATH, delay=5.0)  # the start's token request only
+    mapping = _jamf_config(jamf_url, ("jamf",), tmp_path)
+    mapping["server"]["provider_start_timeout"] = 0.3
+    path = tmp_path / "connector.toml"
+    path.write_text(toml_document(mapping), encoding="utf-8")
+    args = ["lookup", "--config", str(path), "--webhook", "people", "C02FK3Q7MD6T"]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    exit_code = await asyncio.to_thread(main, args)
+    assert loop.time() - started < 4  # not the 5 s the hanging start would have taken
+    out, err = capsys.readouterr()
+    assert "provider jamf not ready: start did not finish within 0.3s" in err
+    assert (exit_code, json.loads(out)["allow"]) == (0, True)

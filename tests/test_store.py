@@ -20,6 +20,7 @@ from connector.store import (
     SyncState,
     open_store,
 )
+from tests.conftest import _fresh_postgres
 
 
 async def _payload(store: Store, provider: str, key: str) -> tuple[int, bytes] | None:
@@ -181,3 +182,17 @@ async def test_unreachable_postgres_is_a_clear_store_error() -> None:
     assert "hunter2" not in str(caught.value)
     assert "hunter2" not in repr(settings)
     assert settings.redacted == "postgresql://u@127.0.0.1:9/nowhere"
+
+
+async def test_waiting_for_a_pooled_postgres_connection_is_bounded(postgres_url: str) -> None:
+    """With every pooled connection busy, a query fails after the store timeout, never hangs."""
+    url = await _fresh_postgres(postgres_url)
+    store = await open_store(StoreSettings(backend="postgresql", url=url, pool_size=1, timeout=0.3))
+    try:
+        async with store._driver.reader():  # holds the pool's only connection
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(StoreError, match="TimeoutError"):
+                await store.find_device("jamf", "serial:C02BUSY")
+            assert asyncio.get_running_loop().time() - started < 5
+    finally:
+        await store.aclose()

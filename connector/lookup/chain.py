@@ -153,8 +153,24 @@ class ProviderChain:
                 provider, f"internal error ({type(exc).__name__})", "error", started
             )
         if cache is not None:
-            await cache.put(provider.name, identifier, record)
+            await self._remember(cache, provider, identifier, record, deadline)
         return self._observed(provider, _Answer(record, cached=False), started)
+
+    async def _remember(
+        self,
+        cache: AnswerCache,
+        provider: Provider,
+        identifier: DeviceIdentifier,
+        record: DeviceRecord | None,
+        deadline: float,
+    ) -> None:
+        """Cache an answer within what is left of the deadline: a slow cache store costs the
+        cache entry, never the answer already in hand, nor time past the budget."""
+        try:
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
+                await cache.put(provider.name, identifier, record)
+        except TimeoutError:
+            log.warning("lookup.cache_write_timeout", provider=provider.name)
 
     def _observed(self, provider: Provider, answer: _Answer, started: float) -> _Answer:
         found = answer.record is not None

@@ -216,8 +216,10 @@ class _PostgresConnection:
 class PostgresDriver:
     """An asyncpg pool; every command has a timeout, so a stuck database cannot hang a call."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float) -> None:
         self._pool = pool
+        # Waiting for a free pooled connection is bounded too (asyncpg waits forever by default).
+        self._acquire_timeout = acquire_timeout
 
     @classmethod
     async def open(cls, dsn: str, *, pool_size: int, statement_timeout: float) -> PostgresDriver:
@@ -230,7 +232,7 @@ class PostgresDriver:
                 timeout=statement_timeout,
                 command_timeout=statement_timeout,
             )
-        return cls(pool)
+        return cls(pool, acquire_timeout=statement_timeout)
 
     @property
     def dialect(self) -> Dialect:
@@ -241,14 +243,17 @@ class PostgresDriver:
     async def transaction(self) -> AsyncIterator[Connection]:
         """A pooled connection inside a transaction."""
         with _translated("postgresql"):
-            async with self._pool.acquire() as conn, conn.transaction():
+            async with (
+                self._pool.acquire(timeout=self._acquire_timeout) as conn,
+                conn.transaction(),
+            ):
                 yield _PostgresConnection(conn)
 
     @contextlib.asynccontextmanager
     async def reader(self) -> AsyncIterator[Connection]:
         """A pooled connection in autocommit mode."""
         with _translated("postgresql"):
-            async with self._pool.acquire() as conn:
+            async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
                 yield _PostgresConnection(conn)
 
     async def aclose(self) -> None:
