@@ -74,7 +74,15 @@ class Persistence:
             raise TypeError(f"provider {name} cannot list devices, so it cannot sync")
         self._modes[name] = options.mode
         self.syncers.append(
-            Syncer(name, live, options, self.store, replica=self.replica, encode=encode_answer)
+            Syncer(
+                name,
+                live,
+                options,
+                self.store,
+                replica=self.replica,
+                encode=encode_answer,
+                lease_ttl=self.settings.store.sync_lease_ttl,
+            )
         )
         return SyncedProvider(name, options, self.store, decode=decode_answer, live=live)
 

@@ -161,6 +161,7 @@ async def test_a_hanging_start_is_bounded_and_does_not_delay_the_others() -> Non
     assert errors == {"hanging": "start did not finish within 0.2s", "quick": "not yet"}
 
 
+@pytest.mark.usefixtures("restore_logging")  # `lookup` configures logging for the process
 async def test_cli_lookup_gives_a_hanging_start_only_provider_start_timeout(
     fake: FakeJamf, jamf_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

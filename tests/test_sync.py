@@ -195,6 +195,27 @@ async def test_a_leader_that_lost_its_lease_does_not_commit(store: Store) -> Non
     assert await store.current_generation("jamf") is None
 
 
+async def test_a_slow_listing_of_few_devices_keeps_its_lease(store: Store) -> None:
+    """A whole listing that outlasts the lease ttl (far fewer devices than a batch) renews the
+    lease as it goes: no other replica can take the sync over, and it commits."""
+
+    class SlowListing:
+        async def iter_devices(self) -> AsyncIterator[DeviceRecord]:
+            for i in range(8):
+                await asyncio.sleep(0.1)
+                yield device(f"C02S{i}")
+
+    leader = asyncio.create_task(syncer(store, SlowListing(), "a", lease_ttl=0.3).sync_if_due())
+    taken = False
+    while not leader.done():
+        await asyncio.sleep(0.05)
+        taken = taken or await store.acquire_lease("sync:jamf", "b", 30)
+    assert not taken
+    done = await leader
+    assert done is not None
+    assert done.devices == 8
+
+
 async def test_synced_provider_fails_closed_until_a_sync_and_when_stale(store: Store) -> None:
     """mode = "sync": not ready before the first sync and after max_staleness."""
     clock = Clock()

@@ -30,6 +30,12 @@ class StoreSettings(BaseModel):
     url: Secret | None = Field(default=None, description="postgresql://user:pass@host/db")
     pool_size: int = Field(default=10, ge=1, le=100)
     timeout: float = Field(default=2.0, gt=0, le=30, description="seconds per statement")
+    sync_lease_ttl: float = Field(
+        default=30.0,
+        ge=3,
+        le=3600,
+        description="seconds a dead sync leader holds the lease before another replica takes over",
+    )
     audit_retention_days: int = Field(
         default=400, ge=0, description="days a decision is kept in the audit log (0: forever)"
     )

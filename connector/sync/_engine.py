@@ -26,7 +26,7 @@ from providers.sync_options import SyncOptions
 log = structlog.get_logger("connector.sync")
 
 BATCH = 500
-"""Devices written per transaction (and per lease renewal)."""
+"""Devices written per transaction (and per lease renewal; a third of the lease ttl at most)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +163,13 @@ class Syncer:
         return current
 
     async def _copy_all(self, generation: int) -> None:
+        # Flush by size or by time: a slow listing of few devices must renew its lease too.
         batch: list[StoredDevice] = []
+        flushed = time.monotonic()
         async for record in self._lister.iter_devices():
             batch.append(self._stored(record))
-            if len(batch) >= BATCH:
+            if len(batch) >= BATCH or time.monotonic() - flushed >= self._lease_ttl / 3:
+                flushed = time.monotonic()
                 await self._flush(generation, batch)
                 batch = []
         await self._flush(generation, batch)

@@ -96,6 +96,12 @@ class Replica(LoggedProcess):
             cwd=self.config.parent,
         )
 
+    @property
+    def pid(self) -> int:
+        """The running process's id (a store lease names its holder by it)."""
+        assert self._process is not None
+        return self._process.pid
+
     def send(self, signum: signal.Signals) -> None:
         """Send `signum` (SIGTERM, SIGSTOP, SIGCONT) to the running process."""
         assert self._process is not None

@@ -9,16 +9,12 @@ a balancer's retry shows as a second replica tried within one line.
 
 from __future__ import annotations
 
-import json
-import shutil
 import signal
-import ssl
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,21 +22,15 @@ import pytest
 from posture_lab import Lab, write_inventory
 from posture_lab.devicesim import SimulatedDevice
 from tests.e2e.balancers import (
-    REPLICAS,
     Attempt,
-    Balancer,
-    Haproxy,
-    Nginx,
     Outcome,
-    Replica,
     call_through,
     client_context,
     enrol_many,
-    free_port,
     percentile,
     replica_document,
 )
-from tests.e2e.conftest import skip_or_fail
+from tests.e2e.rig import Rig, balanced_replicas
 
 pytestmark = pytest.mark.e2e
 
@@ -49,50 +39,13 @@ DRAIN_PERIOD = 5.0  # the default of server.drain_period
 SHUTDOWN_TIMEOUT = 10.0
 
 
-@dataclass(frozen=True)
-class Rig:
-    """A balancer, its replicas and the provisioner whose webhooks point at it."""
-
-    lab: Lab
-    balancer: Balancer
-    replicas: list[Replica]
-    provisioner: str
-    serials: list[str]
-    client: ssl.SSLContext
-
-
-def _binary(kind: str) -> None:
-    if shutil.which(kind) is None and not Path(f"/usr/sbin/{kind}").exists():
-        skip_or_fail(f"{kind} is not installed (scripts/test installs it as root with apt-get)")
-
-
-def _client_cn(lab: Lab) -> str:
-    """The subject step-ca's client certificate carries (ca.json `commonName`)."""
-    config = json.loads(lab.ca.config.read_text(encoding="utf-8"))
-    return str(config.get("commonName") or "Step Online CA")
-
-
 @pytest.fixture(scope="module", params=["nginx", "haproxy"])
 def rig(
     request: pytest.FixtureRequest, lab: Lab, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Rig]:
     """Provisioner `lb-<kind>` on the session's step-ca, three replicas, the balancer."""
     kind: str = request.param
-    _binary(kind)
     directory = tmp_path_factory.mktemp(kind)
-    port = free_port()
-    provisioner = f"lb-{kind}"
-    lab.ca.add_acme_provisioner(
-        provisioner,
-        attestation_roots=lab.directory / "attestation-root.pem",
-        template=lab.options.template,
-    )
-    hooks = {
-        name: lab.ca.add_webhook(
-            provisioner, name, url=f"https://127.0.0.1:{port}/webhooks/{name}", kind=hook_kind
-        )
-        for name, hook_kind in (("people", "ENRICHING"), ("gate", "AUTHORIZING"))
-    }
     serials = [SimulatedDevice.generate().serial for _ in range(DEVICES)]
     inventory = directory / "inventory.json"
     write_inventory(
@@ -102,55 +55,15 @@ def rig(
             for i, s in enumerate(serials)
         ],
     )
-    replicas = [
-        Replica(
-            f"c{i}",
-            directory / f"c{i}",
-            replica_document(free_port(), inventory, hooks),
-            ca_file=lab.ca.root,
-        )
-        for i in range(1, REPLICAS + 1)
-    ]
-    tls, client = directory / "tls", directory / "client"
-    lab.ca.issue_certificate(
-        "localhost", tls.with_suffix(".crt"), tls.with_suffix(".key"), sans=("127.0.0.1",)
-    )
-    cn = _client_cn(lab)
-    lab.ca.issue_certificate(cn, client.with_suffix(".crt"), client.with_suffix(".key"))
-    pem = directory / "tls.pem"
-    pem.write_bytes(tls.with_suffix(".crt").read_bytes() + tls.with_suffix(".key").read_bytes())
-    run = directory / "run"
-    run.mkdir()
-    values = {
-        "LISTEN": f"127.0.0.1:{port}",
-        "RUN_DIR": str(run),
-        "TLS_CERT": str(tls.with_suffix(".crt")),
-        "TLS_KEY": str(tls.with_suffix(".key")),
-        "TLS_PEM": str(pem),
-        "STEP_CA_ROOT": str(lab.ca.root),
-        "STEP_CA_CLIENT_CN": cn,
-        **{f"REPLICA_{i}": r.address for i, r in enumerate(replicas, 1)},
-    }
-    balancer: Balancer = (Nginx if kind == "nginx" else Haproxy)(directory, values, port=port)
-    context = client_context(lab.ca.root, client.with_suffix(".crt"), client.with_suffix(".key"))
-    try:
-        with ThreadPoolExecutor(REPLICAS) as pool:
-            list(pool.map(lambda r: r.start(), replicas))
-        balancer.start()
-        deadline = time.monotonic() + 15
-        while call_through(balancer, context, "/readyz") != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        yield Rig(lab, balancer, replicas, provisioner, serials, context)
-    finally:
-        balancer.stop()
-        for replica in replicas:  # SIGTERM starts the drain period, SIGINT ends it
-            if replica.running:
-                replica.send(signal.SIGCONT)
-                replica.send(signal.SIGTERM)
-                replica.send(signal.SIGINT)
-        for replica in replicas:
-            replica.stop()
+    with balanced_replicas(
+        lab,
+        directory,
+        kind,
+        provisioner=f"lb-{kind}",
+        serials=serials,
+        document=lambda port, hooks: replica_document(port, inventory, hooks),
+    ) as the_rig:
+        yield the_rig
 
 
 def _retried_by_step_ca(attempts: list[Attempt]) -> int:
