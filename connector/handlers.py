@@ -245,6 +245,7 @@ async def handle_readyz(request: web.Request) -> web.Response:
             "status": "ready" if ready else "not-ready",
             "providers": states,
             "store": request.app[PERSISTENCE].readiness(),
+            "sync": request.app[PERSISTENCE].sync_readiness(),
         },
         status=200 if ready else 503,
     )
