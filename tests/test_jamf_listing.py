@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from connector.store import Store, SyncState
 from connector.sync import PagedLister, Syncer
-from providers._listing import ListedPage
+from providers._listing import ListedPage, iterate
 from providers.base import CursorRejected, DeviceRecord, ProviderError
 from providers.jamf import JamfProvider, JamfSettings
 from providers.observe import NO_HOOKS
@@ -66,13 +66,7 @@ async def make_provider(aiohttp_server: Any, fake: FakeJamf) -> AsyncIterator[Ma
 
 async def list_all(provider: JamfProvider, cursor: str | None = None) -> list[DeviceRecord]:
     """Every record from `cursor` on, following the cursors."""
-    records: list[DeviceRecord] = []
-    while True:
-        page = await provider.list_page(cursor)
-        records += page.records
-        if page.next_cursor is None:
-            return records
-        cursor = page.next_cursor
+    return [record async for record in iterate(provider.list_page, cursor)]
 
 
 def pages(fake: FakeJamf, path: str) -> list[str]:
