@@ -117,18 +117,25 @@ class Syncer:
         """The current generation as last read."""
 
     async def run(self) -> None:
-        """Sync whenever due, forever; errors are logged (once per distinct error), never raised."""
+        """Sync whenever due, forever, once the store is migrated; never raises."""
+        await self._store.wait_ready()
         failures = 0
         while True:
-            try:
-                await self.sync_if_due()
-            except Exception as exc:  # the loop must outlive any failure
-                self._failed(exc)
-                failures += 1
-            else:
-                failures = 0
-            await self.observe()
+            failures = 0 if await self.attempt() else failures + 1
             await asyncio.sleep(self.pause(failures))
+
+    async def attempt(self) -> bool:
+        """Sync if due, log a failure (once per distinct error) and refresh `status`; False when
+        the attempt failed."""
+        try:
+            await self.sync_if_due()
+        except Exception as exc:  # the loop must outlive any failure
+            self._failed(exc)
+            succeeded = False
+        else:
+            succeeded = True
+        await self.observe()
+        return succeeded
 
     def pause(self, failures: int) -> float:
         """Seconds until the next attempt after `failures` failed ones in a row."""
