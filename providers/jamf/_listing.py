@@ -126,8 +126,10 @@ class JamfLister:
         classes = self._settings.classes
         at = Cursor(classes[0]) if cursor is None else Cursor.parse(self._name, cursor, classes)
         size = self._settings.list_page_size
+        if cursor is None:
+            self._departments = None  # a new sync reads them afresh
         async with bounded(self._name, LIST_BUDGET) as deadline:
-            if "computers" in classes and (cursor is None or self._departments is None):
+            if at.device_class == "computers" and self._departments is None:
                 self._departments = await self._read_departments(deadline)
             devices, total = await self._read(at.device_class, at.page, deadline)
             if at.total is not None and total != at.total and at.page > 0:
