@@ -251,15 +251,25 @@ class Syncer:
     async def _copy_pages(
         self, lister: PagedLister, generation: int, cursor: str | None, state: SyncState
     ) -> None:
-        while True:
-            page = await lister.list_page(cursor)
-            await self._flush(generation, [self._stored(r) for r in page.records])
-            cursor = page.next_cursor
-            self._progress = replace(state, cursor=cursor)
-            await self._store.save_sync_state(self._progress)
-            self._resumes = (cursor, 0)  # progress: the count is for failures at one cursor
-            if cursor is None:
-                return
+        """Write page after page; the next page is asked for while this one is written (one
+        request at a time still), and its cursor is saved only once this one is stored."""
+        pending: asyncio.Future[Page] = asyncio.ensure_future(lister.list_page(cursor))
+        try:
+            while True:
+                page = await pending
+                cursor = page.next_cursor
+                if cursor is not None:
+                    pending = asyncio.ensure_future(lister.list_page(cursor))
+                await self._flush(generation, [self._stored(r) for r in page.records])
+                self._progress = replace(state, cursor=cursor)
+                await self._store.save_sync_state(self._progress)
+                self._resumes = (cursor, 0)  # progress: the count is for failures at one cursor
+                if cursor is None:
+                    return
+        finally:
+            pending.cancel()  # a prefetch nobody will read; awaited so its error is not lost
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pending
 
     async def _flush(self, generation: int, batch: list[StoredDevice]) -> None:
         await self._renew()
