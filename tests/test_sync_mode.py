@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
@@ -46,19 +47,33 @@ async def readyz(client: TestClient[Any, Any]) -> tuple[int, dict[str, Any]]:
     return response.status, body
 
 
-async def test_synced_jamf_decides_from_the_store_alone(
-    aiohttp_client: Any, aiohttp_server: Any
-) -> None:
-    """Decisions in sync mode make zero upstream requests, and /readyz names the generation."""
-    fake = FakeJamf.from_file(JAMF_DEVICES)
+@pytest.fixture
+def fake() -> FakeJamf:
+    """The fake Jamf's sample inventory."""
+    return FakeJamf.from_file(JAMF_DEVICES)
+
+
+@pytest.fixture
+async def jamf_service(
+    aiohttp_client: Any, aiohttp_server: Any, fake: FakeJamf
+) -> TestClient[Any, Any]:
+    """The app with Jamf (pointed at the fake) in sync mode, after its first sync."""
     url = str((await aiohttp_server(jamf_app(fake))).make_url("")).rstrip("/")
     table = {
         "kind": "jamf",
         "url": url,
         "client_id": "posture-connector",
         "client_secret": "fake-secret",
+        "backoff": 0.01,
     }
-    client = await synced_service(aiohttp_client, "jamf", table)
+    return await synced_service(aiohttp_client, "jamf", table)
+
+
+async def test_synced_jamf_decides_from_the_store_alone(
+    jamf_service: TestClient[Any, Any], fake: FakeJamf
+) -> None:
+    """Decisions in sync mode make zero upstream requests, and /readyz names the generation."""
+    client = jamf_service
     before = len(fake.requests)
     assert (await call(client, "C02FK3Q7MD6T"))["allow"] is True
     assert (await call(client, "F17ZK8XJN72Q", path=GATE))["allow"] is True
@@ -82,20 +97,11 @@ async def test_synced_jamf_decides_from_the_store_alone(
 
 
 async def test_failed_sync_keeps_the_last_generation_and_says_so(
-    aiohttp_client: Any, aiohttp_server: Any
+    jamf_service: TestClient[Any, Any], fake: FakeJamf
 ) -> None:
     """A sync that fails keeps answering from the last good generation; /readyz shows the error
     and the log has sync.failed."""
-    fake = FakeJamf.from_file(JAMF_DEVICES)
-    url = str((await aiohttp_server(jamf_app(fake))).make_url("")).rstrip("/")
-    table = {
-        "kind": "jamf",
-        "url": url,
-        "client_id": "posture-connector",
-        "client_secret": "fake-secret",
-        "backoff": 0.01,
-    }
-    client = await synced_service(aiohttp_client, "jamf", table)
+    client = jamf_service
     _, body = await readyz(client)
     good = body["sync"]["jamf"]["generation"]
     persistence = client.app[PERSISTENCE]
