@@ -250,6 +250,7 @@ async def handle_readyz(request: web.Request) -> web.Response:
             "status": status,
             "providers": states,
             "store": request.app[PERSISTENCE].readiness(),
+            "sync": request.app[PERSISTENCE].sync_readiness(),
         },
         status=200 if status == "ready" else 503,
     )

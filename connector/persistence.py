@@ -38,7 +38,7 @@ from connector.store import (
     StoreError,
     connect_store,
 )
-from connector.sync import SyncedProvider, Syncer
+from connector.sync import SyncedProvider, Syncer, utc
 from providers.base import DeviceLister, Provider
 from providers.observe import RetryScheduled, TokenEvent, UpstreamCall
 from providers.sync_options import SyncOptions
@@ -60,6 +60,8 @@ class Persistence:
         self.audit = AuditRecorder(self.store)
         self.replica = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.syncers: list[Syncer] = []
+        self.listers: list[Provider] = []
+        """Providers only a syncer uses (``mode = "sync"``): closed here, after the syncers."""
         self.error: str | None = None
         """Why the store is not ready, when it is not."""
         self._modes: dict[str, str] = {}
@@ -84,6 +86,8 @@ class Persistence:
                 lease_ttl=self.settings.store.sync_lease_ttl,
             )
         )
+        if options.mode == "sync":
+            self.listers.append(live)
         return SyncedProvider(name, options, self.store, decode=decode_answer, live=live)
 
     def source(self, provider: str | None, cached: bool | None) -> str | None:
@@ -104,6 +108,23 @@ class Persistence:
         if self.audit.dropped:
             state["audit_dropped"] = self.audit.dropped
         return state
+
+    def sync_readiness(self) -> dict[str, object]:
+        """Each synced provider's part of `/readyz`: the generation it answers from, the last
+        complete sync and, after a failed one (the last good generation still answers), why."""
+        report: dict[str, object] = {}
+        for syncer in self.syncers:
+            status, current = syncer.status, syncer.current
+            report[syncer.name] = {
+                "mode": self._modes[syncer.name],
+                "generation": current.id if current else None,
+                "devices": current.devices if current else None,
+                "last_success": _iso(status.last_success if status else None),
+                "last_attempt": _iso(status.last_attempt if status else None),
+                "last_error": status.last_error if status else None,
+                "resume_pending": status is not None and status.building is not None,
+            }
+        return report
 
     async def keep_connected(self) -> None:
         """Connect and migrate until it works; log each state change once."""
@@ -140,6 +161,10 @@ class Persistence:
                 except StoreError as exc:
                     log.warning("audit.prune_failed", error=str(exc))
             await asyncio.sleep(PRUNE_INTERVAL)
+
+
+def _iso(timestamp: float | None) -> str | None:
+    return None if timestamp is None else utc(timestamp).isoformat().replace("+00:00", "Z")
 
 
 class AuditHook:
@@ -210,6 +235,8 @@ async def persistence_ctx(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    for lister in persistence.listers:
+        await lister.aclose()
     await persistence.audit.aclose()
     if persistence.store.ready:
         for syncer in persistence.syncers:

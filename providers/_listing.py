@@ -28,10 +28,9 @@ class ListedPage:
 
 
 async def iterate(
-    list_page: Callable[[str | None], Awaitable[ListedPage]],
+    list_page: Callable[[str | None], Awaitable[ListedPage]], cursor: str | None = None
 ) -> AsyncIterator[DeviceRecord]:
-    """Every record of every page, from the first cursor to the last page."""
-    cursor: str | None = None
+    """Every record of every page, from `cursor` (None: the first page) to the last page."""
     while True:
         page = await list_page(cursor)
         for record in page.records:

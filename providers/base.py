@@ -3,7 +3,8 @@
 Exceptions::
 
     ProviderError            any failure to answer (network, auth, upstream error, bad data)
-    └── ProviderNotReady     the provider has not loaded yet (file missing, token refused)
+    ├── ProviderNotReady     the provider has not loaded yet (file missing, token refused)
+    └── CursorRejected       a saved listing cursor cannot be continued: list from the start
 
 A provider answers `None` for "this device is not in my inventory": that is an answer, not an
 error. The chain in `connector.lookup` turns a `ProviderError` into a fail-closed deny.
@@ -30,6 +31,10 @@ class ProviderError(Exception):
 
 class ProviderNotReady(ProviderError):
     """When a provider has not (yet) loaded its inventory or credentials."""
+
+
+class CursorRejected(ProviderError):
+    """When a listing cannot resume from a saved cursor (another config, an expired page link)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,9 +161,10 @@ class Provider(Protocol):
 
 @runtime_checkable
 class DeviceLister(Protocol):
-    """A provider that can list its whole inventory (files, Jamf), for a sync mode.
+    """A provider that can list its whole inventory (files, Jamf, Intune...), for a sync mode.
 
-    Intune does not list: a tenant-wide device listing is a different job from a lookup.
+    Remote providers also list page by page, ``list_page(cursor)`` answering a
+    `providers._listing.ListedPage`, so that a sync interrupted by a failure resumes.
     """
 
     def iter_devices(self) -> AsyncIterator[DeviceRecord]:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from connector.settings import load_settings
+from connector.sync import PagedLister
 from providers import build_provider, preflight_problems
 from providers.base import DeviceLister, GroupRef, ProviderError, ProviderNotReady, UserRecord
 from providers.identifiers import DeviceIdentifier, IdentifierKind, classify
@@ -390,9 +391,10 @@ def test_missing_certificate_files_are_found_before_start(tmp_path: Path) -> Non
     ]
 
 
-def test_intune_is_not_a_device_lister() -> None:
-    """Intune looks devices up but offers no tenant-wide listing (and no raising stub)."""
-    assert not issubclass(IntuneProvider, DeviceLister)
+def test_intune_is_a_paged_device_lister() -> None:
+    """Intune lists every managed device for sync mode, page by page (see test_intune_listing)."""
+    assert issubclass(IntuneProvider, DeviceLister)
+    assert issubclass(IntuneProvider, PagedLister)
 
 
 async def test_concurrent_lookups_share_one_token_fetch(

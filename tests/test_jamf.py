@@ -860,7 +860,7 @@ def test_secret_comes_from_env_and_stays_out_of_repr(monkeypatch: pytest.MonkeyP
 
 async def test_iter_devices_lists_every_record(make_provider: MakeProvider) -> None:
     """Listing pages through computers and mobile devices."""
-    provider = await make_provider(page_size=2)
+    provider = await make_provider(list_page_size=2)
     records = [r async for r in provider.iter_devices()]
     assert sorted(r.record_id or "" for r in records) == [
         "417",

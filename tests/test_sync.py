@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 from pydantic import TypeAdapter
+from structlog.testing import capture_logs
 
 from connector.store import Store, StoreError
 from connector.sync import LeaseLost, Page, SyncedProvider, Syncer
+from connector.sync._engine import MAX_RESUMES
 from providers.base import DeviceRecord, ProviderError, ProviderNotReady
 from providers.identifiers import classify
 from providers.memory import MemoryProvider
@@ -275,3 +277,41 @@ async def test_store_outage_fails_closed_in_sync_mode(store: Store) -> None:
         await reader.lookup(classify("C02AAAAA0001"))
     with pytest.raises(StoreError):
         await store.current_generation("jamf")
+
+
+async def test_failed_sync_resumes_from_the_page_it_reached(store: Store) -> None:
+    """A listing that fails on page three continues there next time, not from the start."""
+    inventory = ListedInventory([device(f"C02R{i}") for i in range(6)])
+    inventory.fail_after_pages = 2
+    with pytest.raises(ProviderError):
+        await syncer(store, inventory).sync()
+    state = await store.load_sync_state("jamf")
+    assert (state.cursor, state.last_error) == ("4", "upstream answered 503")
+    inventory.fail_after_pages = None
+    done = await syncer(store, inventory).sync()
+    assert done.devices == 6
+    assert inventory.pages_served == 3  # pages one and two once, then page three
+
+
+async def test_resuming_at_a_cursor_that_keeps_failing_starts_over(store: Store) -> None:
+    """After MAX_RESUMES failed resumes at one cursor the listing starts from the beginning."""
+    inventory = ListedInventory([device(f"C02S{i}") for i in range(4)])
+    inventory.fail_after_pages = 1
+    leader = syncer(store, inventory)
+    for _ in range(1 + MAX_RESUMES):
+        with pytest.raises(ProviderError):
+            await leader.sync()
+        inventory.pages_served = 1  # page two fails whatever the cursor
+    stuck = (await store.load_sync_state("jamf")).building
+    inventory.fail_after_pages = None
+    with capture_logs() as logs:
+        done = await leader.sync()
+    assert done.id != stuck
+    assert done.devices == 4
+    assert "sync.restarted" in [e["event"] for e in logs]
+
+
+def test_failed_syncs_back_off_up_to_the_interval(store: Store) -> None:
+    """Retries after failures wait 10, 20, 40... seconds, never longer than sync_interval."""
+    leader = syncer(store, ListedInventory([]))
+    assert [leader.pause(n) for n in range(5)] == [10.0, 10.0, 20.0, 40.0, 60.0]

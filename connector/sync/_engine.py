@@ -6,11 +6,18 @@ A replica that dies mid-sync leaves a building generation behind: the next leade
 from the saved cursor when the provider lists page by page (`PagedLister`), and otherwise
 throws it away and starts over, since rows listed by a dead leader may describe devices that
 have since gone. Nothing but a complete listing ever becomes current.
+
+A saved cursor is given up, and the listing starts over in a new generation, when the provider
+rejects it (`CursorRejected`: another configuration, an expired page link) or when resuming
+from it failed `MAX_RESUMES` times in a row. After a failed attempt the next one waits longer
+each time (`RETRY_FIRST` doubling, at most ``sync_interval``), so an upstream that throttles or is
+down is not asked every few seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -20,13 +27,17 @@ from typing import Protocol, runtime_checkable
 import structlog
 
 from connector.store import Generation, Store, StoredDevice, StoreError, SyncState
-from providers.base import DeviceRecord, ProviderError
+from providers.base import CursorRejected, DeviceRecord, ProviderError
 from providers.sync_options import SyncOptions
 
 log = structlog.get_logger("connector.sync")
 
 BATCH = 500
 """Devices written per transaction (and per lease renewal; a third of the lease ttl at most)."""
+MAX_RESUMES = 3
+"""Failed attempts to resume from one saved cursor before the listing starts over."""
+RETRY_FIRST = 10.0
+"""Seconds before the first retry of a failed sync; doubled per further failure."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,15 +109,49 @@ class Syncer:
         self._clock = clock
         self._lease = f"sync:{name}"
         self._last_error: str | None = None
+        self._resumes: tuple[str | None, int] = (None, 0)
+        self._progress = SyncState(name)
+        self.status: SyncState | None = None
+        """The shared sync state as last read (for `/readyz`), None before the store answered."""
+        self.current: Generation | None = None
+        """The current generation as last read."""
 
     async def run(self) -> None:
-        """Sync whenever due, forever; errors are logged (once per distinct error), never raised."""
+        """Sync whenever due, forever, once the store is migrated; never raises."""
+        await self._store.wait_ready()
+        failures = 0
         while True:
-            try:
-                await self.sync_if_due()
-            except Exception as exc:  # the loop must outlive any failure
-                self._failed(exc)
-            await asyncio.sleep(min(self._options.sync_interval, self._lease_ttl / 3))
+            failures = 0 if await self.attempt() else failures + 1
+            await asyncio.sleep(self.pause(failures))
+
+    async def attempt(self) -> bool:
+        """Sync if due, log a failure (once per distinct error) and refresh `status`; False when
+        the attempt failed."""
+        try:
+            await self.sync_if_due()
+        except Exception as exc:  # the loop must outlive any failure
+            self._failed(exc)
+            succeeded = False
+        else:
+            succeeded = True
+        await self.observe()
+        return succeeded
+
+    def pause(self, failures: int) -> float:
+        """Seconds until the next attempt after `failures` failed ones in a row."""
+        tick = min(self._options.sync_interval, self._lease_ttl / 3)
+        if not failures:
+            return tick
+        backoff = RETRY_FIRST * 2.0 ** min(failures - 1, 16)
+        return min(self._options.sync_interval, max(tick, backoff))
+
+    async def observe(self) -> None:
+        """Read the shared sync state and current generation for the readiness report."""
+        try:
+            self.status = await self._store.load_sync_state(self.name)
+            self.current = await self._store.current_generation(self.name)
+        except StoreError:
+            pass  # the store's own readiness says why
 
     async def sync_if_due(self) -> Generation | None:
         """Sync now if this replica leads and the last sync is older than the interval."""
@@ -126,6 +171,14 @@ class Syncer:
         started = time.perf_counter()
         paged = isinstance(self._lister, PagedLister)
         generation, cursor = state.building, state.cursor
+        if generation is not None and paged and cursor is not None and self._stuck(cursor):
+            log.warning(
+                "sync.restarted",
+                provider=self.name,
+                generation=generation,
+                reason=f"resuming from the saved cursor failed {MAX_RESUMES} times",
+            )
+            cursor = None
         if generation is not None and not (paged and cursor is not None):
             await self._store.abort_generation(generation)
             generation, cursor = None, None
@@ -134,20 +187,34 @@ class Syncer:
             generation = await self._store.begin_generation(self.name)
         state = replace(state, building=generation, cursor=cursor, last_attempt=self._clock())
         await self._store.save_sync_state(state)
+        self._progress = state
         log.info("sync.started", provider=self.name, generation=generation, resumed=resumed)
+        self._resumes = (cursor, self._resumes[1] + 1 if self._resumes[0] == cursor else 1)
         try:
-            if isinstance(self._lister, PagedLister):
-                await self._copy_pages(self._lister, generation, cursor, state)
-            else:
-                await self._copy_all(generation)
+            try:
+                await self._copy(generation, cursor, state)
+            except CursorRejected as exc:
+                log.warning(
+                    "sync.restarted", provider=self.name, generation=generation, reason=exc.message
+                )
+                await self._store.abort_generation(generation)
+                generation = await self._store.begin_generation(self.name)
+                state = replace(state, building=generation, cursor=None)
+                await self._store.save_sync_state(state)
+                self._progress = state
+                await self._copy(generation, None, state)
             await self._renew()
             current = await self._store.commit_generation(self.name, generation)
         except LeaseLost:
             log.warning("sync.lease_lost", provider=self.name, generation=generation)
             raise
         except (ProviderError, StoreError) as exc:
-            await self._store.save_sync_state(replace(state, last_error=_reason(exc)))
+            with contextlib.suppress(StoreError):  # the state is news, not the failure itself
+                await self._store.save_sync_state(
+                    replace(self._progress, last_error=_reason(exc))  # the cursor reached
+                )
             raise
+        self._resumes = (None, 0)
         now = self._clock()
         await self._store.save_sync_state(
             SyncState(self.name, last_success=now, last_attempt=state.last_attempt)
@@ -161,6 +228,16 @@ class Syncer:
             seconds=round(time.perf_counter() - started, 2),
         )
         return current
+
+    def _stuck(self, cursor: str) -> bool:
+        """Whether resuming from `cursor` has already failed `MAX_RESUMES` times here."""
+        return self._resumes[0] == cursor and self._resumes[1] >= MAX_RESUMES
+
+    async def _copy(self, generation: int, cursor: str | None, state: SyncState) -> None:
+        if isinstance(self._lister, PagedLister):
+            await self._copy_pages(self._lister, generation, cursor, state)
+        else:
+            await self._copy_all(generation)
 
     async def _copy_all(self, generation: int) -> None:
         # Flush by size or by time: a slow listing of few devices must renew its lease too.
@@ -177,13 +254,25 @@ class Syncer:
     async def _copy_pages(
         self, lister: PagedLister, generation: int, cursor: str | None, state: SyncState
     ) -> None:
-        while True:
-            page = await lister.list_page(cursor)
-            await self._flush(generation, [self._stored(r) for r in page.records])
-            cursor = page.next_cursor
-            await self._store.save_sync_state(replace(state, cursor=cursor))
-            if cursor is None:
-                return
+        """Write page after page; the next page is asked for while this one is written (one
+        request at a time still), and its cursor is saved only once this one is stored."""
+        pending: asyncio.Future[Page] = asyncio.ensure_future(lister.list_page(cursor))
+        try:
+            while True:
+                page = await pending
+                cursor = page.next_cursor
+                if cursor is not None:
+                    pending = asyncio.ensure_future(lister.list_page(cursor))
+                await self._flush(generation, [self._stored(r) for r in page.records])
+                self._progress = replace(state, cursor=cursor)
+                await self._store.save_sync_state(self._progress)
+                self._resumes = (cursor, 0)  # progress: the count is for failures at one cursor
+                if cursor is None:
+                    return
+        finally:
+            pending.cancel()  # a prefetch nobody will read; awaited so its error is not lost
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pending
 
     async def _flush(self, generation: int, batch: list[StoredDevice]) -> None:
         await self._renew()

@@ -14,9 +14,14 @@ UDIDs: Graph blanks ``udid`` in list answers and does not document filtering on 
 identifier is answered "not in this inventory" unless ``udid_lookup = "filter"``, which tries the
 undocumented filter and trusts only devices whose ``udid`` (fetched by id) matches.
 
+Sync mode lists every managed device page by page (`list_page`, resumable from the saved
+``@odata.nextLink``), with users listed once per sync and group memberships and UDIDs asked for
+20 to a JSON ``$batch``: see `_listing` for the requests and why these.
+
 Modules: `_settings` (the config table), `_auth` (Entra tokens, certificate assertions), `_api`
 (Graph requests and paging), `_models` (the JSON read), `_mapping` (JSON to `DeviceRecord`,
-pure), `provider` (`IntuneProvider`).
+pure), `_batch` (JSON batching, throttled requests sent again), `_listing` (the paged listing),
+`provider` (`IntuneProvider`).
 """
 
 from __future__ import annotations

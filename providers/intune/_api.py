@@ -7,7 +7,7 @@ travel elsewhere) and only for a bounded number of pages: truncating a list woul
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TypeVar
 from urllib.parse import quote
 
@@ -72,6 +72,19 @@ def describe_graph_error(response: httpx.Response) -> tuple[str, str, str | None
         body = GraphErrorAnswer.model_validate_json(response.content)
     except ValidationError:
         return "unknown", f"HTTP {response.status_code} with a non-Graph body", None
+    return _described(body)
+
+
+def describe_error_document(status: int, document: object) -> tuple[str, str, str | None]:
+    """The same for an error already parsed from JSON (one answer inside a ``$batch``)."""
+    try:
+        body = GraphErrorAnswer.model_validate(document)
+    except ValidationError:
+        return "unknown", f"HTTP {status} with a non-Graph body", None
+    return _described(body)
+
+
+def _described(body: GraphErrorAnswer) -> tuple[str, str, str | None]:
     request_id = body.error.inner_error.get("request-id")
     return (
         body.error.code,
@@ -105,8 +118,10 @@ class GraphApi:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         missing_ok: bool = False,
+        none_for: Collection[int] = (),
     ) -> _M | None:
-        """GET and parse; None for a 404 when `missing_ok`, any other failure a ProviderError.
+        """GET and parse; None for a 404 when `missing_ok` (or a status in `none_for`), any
+        other failure a ProviderError.
 
         Graph's error code and message go into the error; its request id is logged at debug.
         """
@@ -119,23 +134,39 @@ class GraphApi:
             deadline=deadline,
             auth=self._auth,
         )
-        if response.status_code == 404 and missing_ok:
+        if (response.status_code == 404 and missing_ok) or response.status_code in none_for:
             return None
+        return self._parse(response, model, route)
+
+    async def post(
+        self, url: str, body: object, model: type[_M], *, route: str, deadline: float
+    ) -> _M:
+        """POST JSON (a ``$batch``) and parse the 200 answer; anything else is a ProviderError."""
+        response = await self._client.request(
+            "POST", url, route=route, json=body, deadline=deadline, auth=self._auth
+        )
+        return self._parse(response, model, route)
+
+    def _parse(self, response: httpx.Response, model: type[_M], route: str) -> _M:
         if response.status_code != 200:
-            code, message, request_id = describe_graph_error(response)
-            log.debug(
-                "provider.upstream_error",
-                provider=self._name,
-                status=response.status_code,
-                path=route,
-                code=code,
-                message=message,
-                request_id=request_id,
-            )
-            raise ProviderError(
-                self._name, f"Graph answered {response.status_code} {code}: {message}"
-            )
+            raise self.refusal(response.status_code, route, describe_graph_error(response))
         return parse_body(self._name, response.content, model, where=f"Graph {route}")
+
+    def refusal(
+        self, status: int, route: str, described: tuple[str, str, str | None]
+    ) -> ProviderError:
+        """The error for a non-200 answer: Graph's code and message (request id at debug)."""
+        code, message, request_id = described
+        log.debug(
+            "provider.upstream_error",
+            provider=self._name,
+            status=status,
+            path=route,
+            code=code,
+            message=message,
+            request_id=request_id,
+        )
+        return ProviderError(self._name, f"Graph answered {status} {code}: {message}")
 
     def _next(self, link: str) -> str:
         """Follow only links back to the configured Graph host: the token must not leak."""

@@ -132,3 +132,35 @@ class EntraDevicePage(_GraphModel):
     """``GET /devices?$filter=deviceId eq '...'``."""
 
     value: tuple[EntraDevice, ...] = ()
+
+
+# --- sync mode: bulk listings and JSON batches ---------------------------------------------------
+
+
+class UserPage(_GraphModel):
+    """A page of ``GET /users?$select=...``."""
+
+    value: tuple[GraphUser, ...] = ()
+    next_link: str | None = Field(default=None, alias="@odata.nextLink")
+
+
+class EntraDeviceList(_GraphModel):
+    """A page of ``GET /devices?$select=id,deviceId``."""
+
+    value: tuple[EntraDevice, ...] = ()
+    next_link: str | None = Field(default=None, alias="@odata.nextLink")
+
+
+class BatchItem(_GraphModel):
+    """One answer inside a ``$batch`` reply; its body is validated by whoever asked."""
+
+    id: str
+    status: int
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: object = None
+
+
+class BatchAnswer(_GraphModel):
+    """``POST /$batch``: ``{"responses": [...]}``, in any order."""
+
+    responses: tuple[BatchItem, ...] = ()

@@ -1,11 +1,12 @@
-"""`IntuneProvider`: lifecycle and the lookup flow (device, then user, groups and UDID at once)."""
+"""`IntuneProvider`: lifecycle, the lookup flow (device, then user, groups and UDID at once) and
+the paged listing for sync mode (`_listing`)."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -13,12 +14,14 @@ import httpx
 import structlog
 
 from providers._http import UpstreamClient, bounded, starting
+from providers._listing import ListedPage, iterate
 from providers._records import newest, text
 from providers.base import DeviceRecord, ProviderError
 from providers.identifiers import DeviceIdentifier, IdentifierKind
 from providers.intune import _mapping as mapping
 from providers.intune._api import GraphApi
 from providers.intune._auth import IntuneTokens
+from providers.intune._listing import IntuneLister
 from providers.intune._models import DirectoryGroup, GraphUser, ManagedDevice
 from providers.intune._settings import IntuneSettings
 from providers.observe import NO_HOOKS, ProviderHook
@@ -60,6 +63,7 @@ class IntuneProvider:
             name, settings, self._login, on_state=self._set_ready, hooks=hooks, clock=clock, now=now
         )
         self._api = GraphApi(name, self._graph, self._tokens.cache, base)
+        self._lister = IntuneLister(name, settings, self._api, base)
         self._ready = False
 
     @property
@@ -205,6 +209,16 @@ class IntuneProvider:
         return await self._api.groups(
             "devices", object_id, deadline, max_pages=self._settings.max_group_pages
         )
+
+    # --- bulk listing (DeviceLister, PagedLister) ----------------------------------------------
+
+    async def list_page(self, cursor: str | None) -> ListedPage:
+        """One page of every managed device, enriched in bulk; resumable from `cursor`."""
+        return await self._lister.list_page(cursor)
+
+    def iter_devices(self) -> AsyncIterator[DeviceRecord]:
+        """Every managed device, page by page (`DeviceLister`)."""
+        return iterate(self.list_page)
 
 
 async def _all(*calls: Awaitable[_T]) -> list[_T]:

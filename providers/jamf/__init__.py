@@ -12,8 +12,12 @@ fresh one. When a Pro API collection is missing (404) and `classic_fallback` is 
 class switches to the Classic API (``/JSSResource``) for the life of the provider. Every
 failure becomes `ProviderError`, which the chain turns into a fail-closed deny.
 
+Sync mode lists every device page by page, sorted by id, with all departments read once per
+sync (`list_page`, resumable from the saved cursor; see `_listing`).
+
 Modules: `_settings` (the config table), `_auth` (tokens), `_api` (typed requests), `_models`
-(the JSON read), `_mapping` (JSON to `DeviceRecord`, pure), `provider` (`JamfProvider`).
+(the JSON read), `_mapping` (JSON to `DeviceRecord`, pure), `_listing` (the paged listing),
+`provider` (`JamfProvider`).
 """
 
 from __future__ import annotations

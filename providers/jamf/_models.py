@@ -157,6 +157,10 @@ class Department(_Lenient):
     name: str | None = None
 
 
+DepartmentResults = SearchResults[Department]
+"""Answer of ``GET /api/v1/departments`` (every department, paged)."""
+
+
 # --- Classic API (/JSSResource, Accept: application/json) ----------------------------------------
 
 

@@ -33,6 +33,9 @@ class JamfSettings(UpstreamSettings):
     token_margin: float = Field(default=30.0, ge=0, description="renew this long before expiry")
     department_ttl: float = Field(default=3600.0, ge=0, description="seconds a name is cached")
     page_size: int = Field(default=100, ge=1, le=2000)
+    list_page_size: int = Field(
+        default=500, ge=1, le=2000, description="devices per request when a sync lists Jamf"
+    )
 
     @field_validator("url")
     @classmethod

@@ -14,6 +14,7 @@ from cachetools import TTLCache
 
 from providers._coalesce import Coalescer
 from providers._http import UpstreamClient, bounded, starting
+from providers._listing import ListedPage, iterate
 from providers._records import newest
 from providers.base import DeviceRecord, ProviderError
 from providers.identifiers import DeviceIdentifier, IdentifierKind
@@ -27,6 +28,7 @@ from providers.jamf._api import (
     computers_path,
 )
 from providers.jamf._auth import JamfTokens
+from providers.jamf._listing import JamfLister
 from providers.jamf._settings import DeviceClass, JamfSettings
 from providers.observe import NO_HOOKS, ProviderHook
 
@@ -75,6 +77,9 @@ class JamfProvider:
         self._version_lock = asyncio.Lock()
         self._classic: set[DeviceClass] = set()
         self._ready = False
+        self._lister = JamfLister(
+            name, settings, self._api, version=self._computers_version, department=self._department
+        )
 
     @property
     def name(self) -> str:
@@ -283,44 +288,12 @@ class JamfProvider:
         mobile = await self._api.classic_mobile(by, value, deadline)
         return [] if mobile is None else [mapping.classic_mobile_record(self._name, mobile)]
 
-    # --- bulk listing (DeviceLister) ------------------------------------------------------------
+    # --- bulk listing (DeviceLister, PagedLister) ----------------------------------------------
 
-    async def iter_devices(self) -> AsyncIterator[DeviceRecord]:
+    async def list_page(self, cursor: str | None) -> ListedPage:
+        """One page of the whole inventory, resumable from `cursor` (see `_listing`)."""
+        return await self._lister.list_page(cursor)
+
+    def iter_devices(self) -> AsyncIterator[DeviceRecord]:
         """Every computer and mobile device, page by page (Pro API only)."""
-        for cls in self._settings.classes:
-            for number in range(1_000_000):
-                async with bounded(self._name, self._settings.budget) as deadline:
-                    records = await self._list_page(cls, number, deadline)
-                for record in records:
-                    yield record
-                if len(records) < self._settings.page_size:
-                    break
-
-    async def _list_page(
-        self, cls: DeviceClass, number: int, deadline: float
-    ) -> list[DeviceRecord]:
-        size = self._settings.page_size
-        if cls == "computers":
-            version = await self._computers_version(deadline)
-            if version is None:
-                raise ProviderError(self._name, "listing needs the Jamf Pro API")
-            computers = await self._api.page(
-                computers_path(version),
-                m.ComputerResults,
-                COMPUTER_SECTIONS,
-                number,
-                deadline,
-                privilege="Read Computers",
-                page_size=size,
-            )
-            return await self._computer_records(computers, deadline)
-        mobiles = await self._api.page(
-            MOBILE_DETAIL_PATH,
-            m.MobileResults,
-            MOBILE_SECTIONS,
-            number,
-            deadline,
-            privilege="Read Mobile Devices",
-            page_size=size,
-        )
-        return [mapping.mobile_record(self._name, d) for d in mobiles]
+        return iterate(self.list_page)

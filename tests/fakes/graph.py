@@ -14,6 +14,12 @@ managed devices and groups alike. A `Fault` can carry a non-Graph `body` (HTML, 
 shape, a false gzip encoding). `requests` logs every call and `token_fetches` counts token
 requests, faulted ones included.
 
+For sync mode it lists users and Entra devices (``GET /users``, ``GET /devices`` without a filter,
+paged) and answers JSON batches (``POST /$batch``, at most 20 requests): each request of a batch
+goes through the same switches and log as a direct one (marked `RecordedRequest.batched`), so a
+queued 429 lands inside the batch answer with its ``Retry-After``, as Graph throttles them one by
+one. `FakeGraph.generated` builds a large tenant.
+
 Run on its own::
 
     python -m tests.fakes.graph --port 8081 --devices tests/fakes/graph_devices.json
@@ -30,11 +36,12 @@ import secrets
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from cryptography import x509
@@ -84,12 +91,14 @@ class Fault:
         path: Substring of the request path this fault waits for ("" = any request).
         body: ``graph`` (a Graph error body), ``html`` (a proxy's page), ``malformed`` (cut
             JSON), ``wrongshape`` (JSON of another shape) or ``badgzip`` (says gzip, is not).
+        skip: How many matching requests to let through first.
     """
 
     status: int
     retry_after: str | None = None
     path: str = ""
     body: FaultBody = "graph"
+    skip: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +111,8 @@ class RecordedRequest:
         query: Query parameters (last value wins).
         consistency_level: The ``ConsistencyLevel`` header, if sent.
         status: What the fake answered.
+        batched: Whether it arrived inside a ``$batch`` (not as an HTTP request of its own).
+        at: When it arrived (``time.monotonic()``).
     """
 
     method: str
@@ -109,6 +120,8 @@ class RecordedRequest:
     query: dict[str, str]
     consistency_level: str | None
     status: int
+    batched: bool = False
+    at: float = 0.0
 
 
 @dataclass
@@ -137,6 +150,63 @@ class FakeGraph:
     valid_tokens: set[str] = field(default_factory=set)
 
     @classmethod
+    def generated(cls, devices: int, *, users: int, groups: int, tenant_id: str) -> FakeGraph:
+        """A synthetic tenant: device n belongs to user n % users, user u to groups u % groups
+        and (u + 1) % groups, each device registered in Entra and in group n % groups."""
+        group_ids = [f"00000000-0000-4000-a000-{g:012x}" for g in range(groups)]
+        user_ids = [f"00000000-0000-4000-b000-{u:012x}" for u in range(users)]
+        fake = cls(tenant_id=tenant_id)
+        fake.groups = [{"id": g, "displayName": f"Group {n}"} for n, g in enumerate(group_ids)]
+        fake.users = [
+            {
+                "id": uid,
+                "displayName": f"User {u}",
+                "userPrincipalName": f"user{u}@example.com",
+                "mail": f"user{u}@example.com",
+                "department": f"Department {u % 7}",
+                "jobTitle": "Engineer",
+            }
+            for u, uid in enumerate(user_ids)
+        ]
+        for u, uid in enumerate(user_ids):
+            fake.memberships[uid] = sorted({group_ids[u % groups], group_ids[(u + 1) % groups]})
+        for n in range(devices):
+            entra = f"00000000-0000-4000-c000-{n:012x}"
+            owner = n % users if users else None
+            fake.managed_devices.append(
+                {
+                    "id": f"00000000-0000-4000-d000-{n:012x}",
+                    "userId": user_ids[owner] if owner is not None else "",
+                    "deviceName": f"iPhone {n}",
+                    "serialNumber": f"F2{n:010d}",
+                    "udid": f"00008110-{n:016X}",
+                    "operatingSystem": "iOS",
+                    "osVersion": "18.3.1",
+                    "model": "iPhone 15 Pro",
+                    "complianceState": "compliant",
+                    "managementAgent": "mdm",
+                    "managedDeviceOwnerType": "company",
+                    "lastSyncDateTime": "2025-03-14T09:20:55Z",
+                    "azureADDeviceId": entra,
+                    "userPrincipalName": f"user{owner}@example.com" if owner is not None else "",
+                    "isSupervised": True,
+                    "jailBroken": "False",
+                }
+            )
+            object_id = f"00000000-0000-4000-e000-{n:012x}"
+            fake.entra_devices.append({"id": object_id, "deviceId": entra})
+            fake.memberships[object_id] = [group_ids[n % groups]] if groups else []
+        return fake
+
+    def http_requests(self, fragment: str = "") -> list[RecordedRequest]:
+        """Graph requests that were HTTP requests of their own (batches count once)."""
+        return [r for r in self.graph_requests(fragment) if not r.batched]
+
+    def batched(self, fragment: str = "") -> list[RecordedRequest]:
+        """Graph requests that arrived inside a ``$batch``."""
+        return [r for r in self.graph_requests(fragment) if r.batched]
+
+    @classmethod
     def from_document(cls, document: dict[str, Any]) -> FakeGraph:
         """Build from the JSON layout of ``graph_devices.json``."""
         return cls(
@@ -163,15 +233,21 @@ class FakeGraph:
         return [r for r in self.requests if r.path.startswith("/v1.0/") and fragment in r.path]
 
     def take_fault(self, path: str) -> Fault | None:
-        """Pop the first queued fault that applies to `path`."""
-        for fault in self.faults:
+        """Pop the first queued fault that applies to `path` (or count down its `skip`)."""
+        for position, fault in enumerate(self.faults):
             if fault.path in path:
-                self.faults.remove(fault)
+                if fault.skip:
+                    self.faults[position] = replace(fault, skip=fault.skip - 1)
+                    return None
+                del self.faults[position]
                 return fault
         return None
 
 
 FAKE_KEY: web.AppKey[FakeGraph] = web.AppKey("fake_graph", FakeGraph)
+BATCHED_HEADER = "X-Fake-Batched"
+"""Marks the fake's own loopback requests that answer one request of a ``$batch``."""
+MAX_BATCH = 20
 
 
 def graph_error(status: int, message: str, code: str | None = None) -> web.Response:
@@ -217,6 +293,7 @@ async def _switches(request: web.Request, handler: Handler) -> web.StreamRespons
     is_graph = request.path.startswith("/v1.0/")
     if request.path.endswith("/oauth2/v2.0/token"):
         fake.token_fetches += 1
+    arrived = time.monotonic()
     response = await _switched(request, handler, fake, is_graph=is_graph)
     fake.requests.append(
         RecordedRequest(
@@ -225,6 +302,8 @@ async def _switches(request: web.Request, handler: Handler) -> web.StreamRespons
             query=dict(request.query),
             consistency_level=request.headers.get("ConsistencyLevel"),
             status=response.status,
+            batched=request.headers.get(BATCHED_HEADER) == "1",
+            at=arrived,
         )
     )
     return response
@@ -483,8 +562,10 @@ async def user(request: web.Request) -> web.Response:
 
 
 async def devices(request: web.Request) -> web.Response:
-    """Entra devices, ``$filter=deviceId eq '...'``."""
+    """Entra devices, ``$filter=deviceId eq '...'``; without a filter every device, paged."""
     fake = request.app[FAKE_KEY]
+    if "$filter" not in request.query:
+        return _listing(request, fake, fake.entra_devices, "devices")
     parsed = _parse_filter(request.query.get("$filter"), ("deviceId",))
     if isinstance(parsed, web.Response):
         return parsed
@@ -536,6 +617,71 @@ async def member_of(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+def _listing(
+    request: web.Request, fake: FakeGraph, items: list[dict[str, Any]], entity: str
+) -> web.Response:
+    """A paged collection answer with ``$select`` applied."""
+    rows = [_select(item, request.query.get("$select")) for item in items]
+    page = _page(request, fake, rows)
+    if isinstance(page, web.Response):
+        return page
+    body: dict[str, Any] = {
+        "@odata.context": f"{request.url.origin()}/v1.0/$metadata#{entity}",
+        "value": page[0],
+    }
+    if page[1] is not None:
+        body["@odata.nextLink"] = page[1]
+    return web.json_response(body)
+
+
+async def users(request: web.Request) -> web.Response:
+    """``GET /users``: every user, paged; without ``$select`` only the default properties."""
+    fake = request.app[FAKE_KEY]
+    select = request.query.get("$select") or ",".join(_USER_DEFAULT)
+    return _listing(request, fake, [_select(u, select) for u in fake.users], "users")
+
+
+async def batch(request: web.Request) -> web.Response:
+    """``POST /$batch``: each request answered by the fake itself, concurrently, in one reply."""
+    try:
+        document = await request.json()
+    except ValueError:
+        document = None
+    requests = document.get("requests") if isinstance(document, dict) else None
+    if not isinstance(requests, list):
+        return graph_error(400, "Invalid batch payload.", code="BadRequest")
+    if len(requests) > MAX_BATCH:
+        return graph_error(400, f"The batch holds more than {MAX_BATCH} requests.")
+    ids = [str(r.get("id")) for r in requests]
+    if len(set(ids)) != len(ids):
+        return graph_error(400, "Batch request ids must be unique.", code="BadRequest")
+    origin = request.url.origin()
+    headers = {"Authorization": request.headers.get("Authorization", ""), BATCHED_HEADER: "1"}
+    async with aiohttp.ClientSession() as session:
+        answers = await asyncio.gather(*(_one(session, origin, headers, r) for r in requests))
+    return web.json_response({"responses": answers})
+
+
+async def _one(
+    session: aiohttp.ClientSession, origin: URL, headers: dict[str, str], item: dict[str, Any]
+) -> dict[str, Any]:
+    url = str(item.get("url", ""))
+    target = URL(f"{origin}/v1.0/{url.lstrip('/')}", encoded=True)
+    sent = {**headers, **{str(k): str(v) for k, v in (item.get("headers") or {}).items()}}
+    async with session.request(str(item.get("method", "GET")), target, headers=sent) as answer:
+        try:
+            body = await answer.json(content_type=None)
+        except ValueError:
+            body = None
+        kept = {k: v for k, v in answer.headers.items() if k.lower() in ("retry-after",)}
+        return {
+            "id": str(item.get("id")),
+            "status": answer.status,
+            "headers": {"Content-Type": "application/json", **kept},
+            "body": body,
+        }
+
+
 def create_app(fake: FakeGraph) -> web.Application:
     """The fake's aiohttp application (token endpoint and Graph on one origin)."""
     app = web.Application(middlewares=[_switches])
@@ -551,6 +697,8 @@ def create_app(fake: FakeGraph) -> web.Application:
                 member_of,
             ),
             web.get("/v1.0/users/{id}", user),
+            web.get("/v1.0/users", users),
+            web.post("/v1.0/$batch", batch),
         ]
     )
     return app

@@ -10,13 +10,19 @@ Endpoints::
     POST /api/v1/auth/keep-alive, /invalidate-token  GET /api/v1/auth
     GET  /api/{v1,v2,v3,v4}/computers-inventory      section, page, page-size, filter (RSQL)
     GET  /api/v2/mobile-devices/detail               same parameters, flat filter fields
-    GET  /api/v1/departments/{id}
+    GET  /api/v1/departments/{id}, /api/v1/departments              one, or every page (sync)
     GET  /JSSResource/computers/{serialnumber,udid}/{value}     Classic API (JSON or XML)
     GET  /JSSResource/mobiledevices/{serialnumber,udid}/{value}
 
-Run it on its own to try a config without Jamf::
+Collections honour ``sort`` on their id (``id:asc``, ``mobileDeviceId:asc``) as a sync pages
+them; the sorted order and one-clause ``==`` filters are cached (like a database index) so that
+`FakeJamf.generated` inventories of 100,000 devices answer quickly.
+
+Run it on its own to try a config without Jamf, or with a generated inventory and latency for a
+benchmark (``--port 0`` prints the port it took; ``GET /fake/stats`` reports requests)::
 
     python -m tests.fakes.jamf --port 9443 --devices tests/fakes/jamf_devices.json
+    python -m tests.fakes.jamf --port 0 --computers 100000 --latency 0.05
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -98,6 +104,10 @@ COMPUTER_FILTER_FIELDS = frozenset(
         "userAndLocation.username",
     }
 )
+COMPUTER_SORT_FIELDS = frozenset({"id", "general.name", "udid", "hardware.serialNumber"})
+MOBILE_SORT_FIELDS = {"mobileDeviceId": "mobileDeviceId", "displayName": "general.displayName"}
+STATS_PATH = "/fake/"
+"""Observation endpoints of the fake itself: never logged, faulted or authenticated."""
 _CLAUSE = re.compile(r"""^\s*([A-Za-z.]+)\s*(==|!=)\s*(?:"([^"]*)"|'([^']*)'|([^"';,]*))\s*$""")
 
 
@@ -111,6 +121,7 @@ class Fault:
         times: How many requests it affects; None until `clear_faults`.
         retry_after: `Retry-After` header value for 429/503.
         delay: Seconds to wait first (for "slow").
+        when: Query parameters the request must carry (``{"page": "1"}``), if any.
     """
 
     kind: FaultKind
@@ -118,9 +129,12 @@ class Fault:
     times: int | None = 1
     retry_after: str | None = None
     delay: float = 0.0
+    when: dict[str, str] | None = None
 
-    def matches(self, path: str) -> bool:
-        """Whether this fault applies to a request for `path`."""
+    def matches(self, path: str, query: Mapping[str, str] | None = None) -> bool:
+        """Whether this fault applies to a request for `path` with `query`."""
+        if self.when and any((query or {}).get(k) != v for k, v in self.when.items()):
+            return False
         if self.path is None:
             return path not in TOKEN_PATHS
         return path.startswith(self.path)
@@ -168,6 +182,24 @@ class FakeJamf:
     tokens: dict[str, float] = field(default_factory=dict)
     in_flight: int = 0
     max_in_flight: int = 0
+    _orders: dict[tuple[str, int], tuple[tuple[int, ...], list[dict[str, Any]]]] = field(
+        default_factory=dict, repr=False
+    )
+    _indexes: dict[tuple[str, int], tuple[tuple[int, ...], dict[str, list[Any]]]] = field(
+        default_factory=dict, repr=False
+    )
+
+    @classmethod
+    def generated(
+        cls, computers: int, mobiles: int = 0, *, departments: int = 20, **kwargs: Any
+    ) -> FakeJamf:
+        """A synthetic inventory: every section filled, departments by id, ids ascending."""
+        return cls(
+            computers=[generated_computer(i, departments) for i in range(computers)],
+            mobile_devices=[generated_mobile(i, departments) for i in range(mobiles)],
+            departments={str(d + 1): f"Department {d + 1}" for d in range(departments)},
+            **kwargs,
+        )
 
     @classmethod
     def from_document(cls, document: dict[str, Any], **kwargs: Any) -> FakeJamf:
@@ -194,9 +226,10 @@ class FakeJamf:
         times: int | None = 1,
         retry_after: str | None = None,
         delay: float = 0.0,
+        when: dict[str, str] | None = None,
     ) -> None:
         """Queue a fault; faults apply in the order injected."""
-        self.faults.append(Fault(kind, path, times, retry_after, delay))
+        self.faults.append(Fault(kind, path, times, retry_after, delay, when))
 
     def clear_faults(self) -> None:
         """Stop every injected fault."""
@@ -223,9 +256,47 @@ class FakeJamf:
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _take_fault(self, path: str) -> Fault | None:
+    def sorted_by(
+        self, records: list[dict[str, Any]], dotted: str, *, numeric: bool
+    ) -> list[dict[str, Any]]:
+        """`records` in ascending order of `dotted`, cached until the list's members change."""
+        fingerprint = tuple(map(id, records))
+        key = (dotted, id(records))
+        cached = self._orders.get(key)
+        if cached is None or cached[0] != fingerprint:
+            cached = (fingerprint, sorted(records, key=_sort_key(dotted, numeric=numeric)))
+            self._orders[key] = cached
+        return cached[1]
+
+    def matching(
+        self, records: list[dict[str, Any]], dotted: str, value: str
+    ) -> list[dict[str, Any]]:
+        """Records whose `dotted` field equals `value` (case-insensitive), by a cached index."""
+        fingerprint = tuple(map(id, records))
+        key = (dotted, id(records))
+        cached = self._indexes.get(key)
+        if cached is None or cached[0] != fingerprint:
+            index: dict[str, list[Any]] = {}
+            for record in records:
+                index.setdefault(_as_text(_lookup(record, dotted)).casefold(), []).append(record)
+            cached = (fingerprint, index)
+            self._indexes[key] = cached
+        return list(cached[1].get(value.casefold(), []))
+
+    def stats(self) -> dict[str, Any]:
+        """Requests answered (per path), and the most ever in flight at once."""
+        by_path: dict[str, int] = {}
+        for request in self.requests:
+            by_path[request.path] = by_path.get(request.path, 0) + 1
+        return {
+            "requests": len(self.requests),
+            "by_path": by_path,
+            "max_in_flight": self.max_in_flight,
+        }
+
+    def _take_fault(self, path: str, query: Mapping[str, str] | None = None) -> Fault | None:
         for fault in self.faults:
-            if fault.matches(path):
+            if fault.matches(path, query):
                 if fault.times is not None:
                     fault.times -= 1
                     if fault.times <= 0:
@@ -309,6 +380,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Log every request, track concurrency, apply faults, check bearer tokens."""
     fake = request.app[FAKE]
+    if request.path.startswith(STATS_PATH):
+        return await handler(request)
     fake.in_flight += 1
     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
     status = 500
@@ -330,7 +403,7 @@ async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 async def _dispatch(fake: FakeJamf, request: web.Request, handler: Handler) -> web.StreamResponse:
-    fault = fake._take_fault(request.path)
+    fault = fake._take_fault(request.path, request.query)
     if fault is not None:
         if fault.delay:
             await asyncio.sleep(fault.delay)
@@ -435,6 +508,18 @@ def _as_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _sort_key(dotted: str, *, numeric: bool) -> Callable[[dict[str, Any]], Any]:
+    """Text sorts ignore case; id sorts are numeric (Jamf ids are numbers written as strings)."""
+
+    def key(record: dict[str, Any]) -> Any:
+        value = _as_text(_lookup(record, dotted))
+        if numeric:
+            return (0, int(value), "") if value.isdigit() else (1, 0, value)
+        return value.casefold()
+
+    return key
+
+
 def _rsql(expression: str, fields: dict[str, str]) -> Callable[[dict[str, Any]], bool] | str:
     """Compile ``field=="value"`` clauses joined by ``;``; an error message when invalid."""
     tests: list[tuple[str, str, str]] = []
@@ -460,10 +545,11 @@ def _rsql(expression: str, fields: dict[str, str]) -> Callable[[dict[str, Any]],
 
 def _page(
     request: web.Request,
-    records: Iterable[dict[str, Any]],
+    records: list[dict[str, Any]],
     *,
     sections: dict[str, str],
     fields: dict[str, str],
+    sorts: dict[str, str],
     default_sort: str,
     render: Callable[[dict[str, Any], set[str]], dict[str, Any]],
 ) -> web.Response:
@@ -476,18 +562,41 @@ def _page(
         size = int(request.query.get("page-size", "100"))
     except ValueError:
         return _api_error(400, "INVALID_PARAMETER", "page")
-    matches = list(records)
-    if "filter" in request.query and not request.app[FAKE].ignore_filter:
+    name, _, direction = request.query.get("sort", default_sort).partition(":")
+    if name not in sorts or direction not in ("", "asc", "desc"):
+        return _api_error(400, "INVALID_SORT", name)
+    fake = request.app[FAKE]
+    dotted = sorts[name]
+    numeric = dotted in ("id", "mobileDeviceId")
+    if "filter" in request.query and not fake.ignore_filter:
         predicate = _rsql(request.query["filter"], fields)
         if isinstance(predicate, str):
             return _api_error(400, "INVALID_RSQL_FILTER", predicate)
-        matches = [r for r in matches if predicate(r)]
-    matches.sort(key=lambda r: _as_text(_lookup(r, default_sort)).casefold())
+        single = _single_equality(request.query["filter"], fields)
+        found = (
+            fake.matching(records, *single)
+            if single is not None
+            else [r for r in records if predicate(r)]
+        )
+        matches = sorted(found, key=_sort_key(dotted, numeric=numeric))
+    else:
+        matches = fake.sorted_by(records, dotted, numeric=numeric)
+    if direction == "desc":
+        matches = matches[::-1]
     chosen = matches[page * size : (page + 1) * size]
     keys = {sections[s] for s in wanted}
     return web.json_response(
         {"totalCount": len(matches), "results": [render(r, keys) for r in chosen]}
     )
+
+
+def _single_equality(expression: str, fields: dict[str, str]) -> tuple[str, str] | None:
+    """``field=="value"`` alone: (record path, value), answered from an index."""
+    match = _CLAUSE.match(expression)
+    if match is None or match.group(2) != "==" or ";" in expression or " and " in expression:
+        return None
+    value = next(g for g in match.group(3, 4, 5) if g is not None)
+    return fields[match.group(1)], value
 
 
 def _render_computer(version: str) -> Callable[[dict[str, Any], set[str]], dict[str, Any]]:
@@ -528,7 +637,8 @@ async def computers_inventory(request: web.Request) -> web.Response:
         fake.computers,
         sections=COMPUTER_SECTIONS,
         fields=fields,
-        default_sort="general.name",
+        sorts={f: f for f in COMPUTER_SORT_FIELDS},
+        default_sort="general.name:asc",
         render=_render_computer(version),
     )
 
@@ -543,7 +653,8 @@ async def mobile_detail(request: web.Request) -> web.Response:
         fake.mobile_devices,
         sections=MOBILE_SECTIONS,
         fields=MOBILE_FILTER_FIELDS,
-        default_sort="general.displayName",
+        sorts=MOBILE_SORT_FIELDS,
+        default_sort="displayName:asc",
         render=_render_mobile,
     )
 
@@ -555,6 +666,104 @@ async def department(request: web.Request) -> web.Response:
     if dept_id not in fake.departments:
         return _api_error(404, "INVALID_ID", f"Department with id {dept_id} not found")
     return web.json_response({"id": dept_id, "name": fake.departments[dept_id]})
+
+
+async def departments(request: web.Request) -> web.Response:
+    """``GET /api/v1/departments``: every department, paged, sorted by id."""
+    fake = request.app[FAKE]
+    try:
+        page = int(request.query.get("page", "0"))
+        size = int(request.query.get("page-size", "100"))
+    except ValueError:
+        return _api_error(400, "INVALID_PARAMETER", "page")
+    rows = [{"id": i, "name": n} for i, n in fake.departments.items()]
+    ordered = sorted(rows, key=_sort_key("id", numeric=True))
+    chosen = ordered[page * size : (page + 1) * size]
+    return web.json_response({"totalCount": len(ordered), "results": chosen})
+
+
+async def stats(request: web.Request) -> web.Response:
+    """``GET /fake/stats``: what the fake has answered (for a benchmark in another process)."""
+    return web.json_response(request.app[FAKE].stats())
+
+
+async def reset_stats(request: web.Request) -> web.Response:
+    """``POST /fake/reset``: forget the request log and the in-flight high-water mark."""
+    fake = request.app[FAKE]
+    fake.requests.clear()
+    fake.max_in_flight = fake.in_flight
+    return web.Response(status=204)
+
+
+# --- generated inventories ----------------------------------------------------------------------
+
+
+def generated_computer(number: int, departments: int) -> dict[str, Any]:
+    """Mac number `number` of a synthetic inventory: every section the provider reads, filled."""
+    serial = f"C0{number:010d}"
+    udid = f"{number:08X}-0000-4000-8000-{number:012X}"
+    return {
+        "id": str(number + 1),
+        "udid": udid,
+        "general": {
+            "name": f"MAC-{number:07d}",
+            "platform": "Mac",
+            "managementId": udid.lower(),
+            "remoteManagement": {"managed": number % 50 != 0, "managementUsername": "jamfmgmt"},
+            "supervised": True,
+            "lastContactTime": "2025-03-14T09:26:41.207Z",
+            "reportDate": "2025-03-14T08:59:03.118Z",
+            "lastReportedIp": "10.1.2.3",
+        },
+        "hardware": {
+            "make": "Apple",
+            "model": "MacBook Pro (14-inch, 2023)",
+            "modelIdentifier": "Mac14,9",
+            "serialNumber": serial,
+            "appleSilicon": True,
+        },
+        "operatingSystem": {"name": "macOS", "version": "15.3.2", "build": "24D81"},
+        "userAndLocation": {
+            "username": f"user{number}",
+            "realname": f"User {number}",
+            "email": f"user{number}@example.com",
+            "position": "Engineer",
+            "departmentId": str(number % departments + 1) if departments else "",
+        },
+        "groupMemberships": [
+            {"groupId": "1", "groupName": "All Managed Clients", "smartGroup": True},
+            {
+                "groupId": str(100 + number % 25),
+                "groupName": f"Team {number % 25}",
+                "smartGroup": False,
+            },
+        ],
+    }
+
+
+def generated_mobile(number: int, departments: int) -> dict[str, Any]:
+    """iPhone number `number` of a synthetic inventory."""
+    department = number % departments + 1 if departments else 0
+    return {
+        "mobileDeviceId": str(number + 1),
+        "deviceType": "iOS",
+        "general": {
+            "udid": f"00008110-{number:016X}",
+            "displayName": f"iPhone {number:07d}",
+            "managed": True,
+            "supervised": True,
+            "osVersion": "18.3.1",
+            "lastInventoryUpdateDate": "2025-03-14T07:12:09.441Z",
+        },
+        "hardware": {"serialNumber": f"F1{number:010d}", "model": "iPhone 15 Pro"},
+        "userAndLocation": {
+            "username": f"user{number}",
+            "realName": f"User {number}",
+            "emailAddress": f"user{number}@example.com",
+            "department": f"Department {department}" if department else "",
+        },
+        "groups": [{"groupId": "12", "groupName": "Corporate iPhones", "smart": True}],
+    }
 
 
 # --- Classic API --------------------------------------------------------------------------------
@@ -695,6 +904,9 @@ def create_app(fake: FakeJamf) -> web.Application:
             web.get(r"/api/{version:v\d}/computers-inventory", computers_inventory),
             web.get("/api/v2/mobile-devices/detail", mobile_detail),
             web.get("/api/v1/departments/{id}", department),
+            web.get("/api/v1/departments", departments),
+            web.get("/fake/stats", stats),
+            web.post("/fake/reset", reset_stats),
             web.get(r"/JSSResource/computers/{by:serialnumber|udid}/{value}", classic_computer),
             web.get(r"/JSSResource/mobiledevices/{by:serialnumber|udid}/{value}", classic_mobile),
         ]
@@ -707,28 +919,48 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m tests.fakes.jamf", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--port", type=int, default=9443)
+    parser.add_argument("--port", type=int, default=9443, help="0: any free port (printed)")
     parser.add_argument(
         "--devices", type=Path, default=Path(__file__).with_name("jamf_devices.json")
     )
+    parser.add_argument("--computers", type=int, default=0, help="generate this many Macs")
+    parser.add_argument("--mobiles", type=int, default=0, help="generate this many iPhones")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
     parser.add_argument("--client-id", default="posture-connector")
     parser.add_argument("--client-secret", default="fake-secret")
     parser.add_argument("--username", default="api-reader")
     parser.add_argument("--password", default="fake-password")
     parser.add_argument("--token-lifetime", type=float, default=599.0)
     args = parser.parse_args(argv)
-    fake = FakeJamf.from_file(
-        args.devices,
-        clients={args.client_id: args.client_secret},
-        users={args.username: args.password},
-        token_lifetime=args.token_lifetime,
-    )
+    options: dict[str, Any] = {
+        "clients": {args.client_id: args.client_secret},
+        "users": {args.username: args.password},
+        "token_lifetime": args.token_lifetime,
+    }
+    if args.computers or args.mobiles:
+        fake = FakeJamf.generated(args.computers, args.mobiles, **options)
+    else:
+        fake = FakeJamf.from_file(args.devices, **options)
+    if args.latency:
+        fake.inject("slow", times=None, delay=args.latency)
+    asyncio.run(_serve(fake, args.port, args.client_id))
+
+
+async def _serve(fake: FakeJamf, port: int, client_id: str) -> None:
+    runner = web.AppRunner(create_app(fake), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    bound = runner.addresses[0][1]
     print(
-        f"fake Jamf Pro on http://127.0.0.1:{args.port} with {len(fake.computers)} computers and "
-        f"{len(fake.mobile_devices)} mobile devices (client id {args.client_id!r})",
+        f"fake Jamf Pro on http://127.0.0.1:{bound} with {len(fake.computers)} computers and "
+        f"{len(fake.mobile_devices)} mobile devices (client id {client_id!r})",
         flush=True,
     )
-    web.run_app(create_app(fake), host="127.0.0.1", port=args.port, print=None)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
 
 
 if __name__ == "__main__":
