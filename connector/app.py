@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
@@ -15,10 +16,14 @@ from connector.handlers import handle_healthz, handle_readyz, handle_webhook
 from connector.keys import CLOCK, HOOKS, PROVIDERS, ROUTES, SETTINGS, WebhookRuntime
 from connector.logs import request_context
 from connector.lookup import AnswerCache, MemoryCache, ProviderChain
+from connector.observability import Observability
 from connector.observe import FanOut, StructlogHook
 from connector.persistence import PERSISTENCE, AuditHook, Persistence, persistence_ctx
 from connector.settings import Settings
 from providers import Provider, ProviderError, build_provider
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = structlog.get_logger("connector")
 
@@ -30,14 +35,23 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def create_app(settings: Settings, *, clock: Callable[[], datetime] = _utcnow) -> web.Application:
-    """Build the web application for `settings`; providers start with the app."""
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = _utcnow,
+    span_exporter: SpanExporter | None = None,
+) -> web.Application:
+    """Build the web application for `settings`; providers start with the app.
+
+    `span_exporter` turns tracing on with that exporter (tests use the in-memory one).
+    """
     app = web.Application(
         middlewares=[request_context, error_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
     persistence = Persistence(settings)
-    hooks = FanOut([StructlogHook(), AuditHook(persistence)])
+    observability = Observability(settings, span_exporter=span_exporter)
+    hooks = FanOut([StructlogHook(), AuditHook(persistence), *observability.hooks])
     providers: dict[str, Provider] = {
         name: persistence.wrap(name, build_provider(name, config, hooks=hooks))
         for name, config in settings.providers.items()
@@ -75,6 +89,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = _utcnow) -
     app.cleanup_ctx.append(persistence_ctx)
     app.cleanup_ctx.append(_providers_ctx)
     app.on_cleanup.append(lambda _app: cache.aclose())
+    observability.install(app)
     return app
 
 

@@ -18,6 +18,7 @@ import structlog
 from aiohttp import web
 
 from connector.app import create_app
+from connector.keys import SERVICE_LISTENER
 from connector.listener import Listener, install
 from connector.settings import ServerSettings, Settings
 from connector.tls import CertificateReloader, CertPaths, ensure_dev_certificate, server_context
@@ -126,6 +127,7 @@ async def running(
 ) -> AsyncIterator[None]:
     """Serve `app` on the bound `listener`; on exit drain connections, then clean the app up."""
     install(app)
+    app[SERVICE_LISTENER] = listener  # its connection counts reach /metrics
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=FINAL_GRACE)
     await runner.setup()
     try:
