@@ -76,10 +76,11 @@ def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     values = {"$__rate_interval": "5m", "$webhook": ".*", "$provider": ".*", "$instance": ".*"}
     rules = []
     for index, query in enumerate(_queries()):
+        expr = query
         for variable, value in values.items():
-            query = query.replace(variable, value)
-        assert "$" not in query, query
-        rules.append({"record": f"dashboard:query_{index}", "expr": query})
+            expr = expr.replace(variable, value)
+        assert "$" not in expr, expr
+        rules.append({"record": f"dashboard:query_{index}", "expr": expr})
     path = tmp_path / "dashboard-rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     result = run_promtool("check", "rules", str(path))
