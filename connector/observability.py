@@ -75,7 +75,7 @@ class Observability:
         if self.tracing is not None:
             # Outside the error middleware: a refusal is reported while the call's span is open.
             at = list(app.middlewares).index(error_middleware)
-            app.middlewares.insert(at, self.tracing.middleware(app))  # type: ignore[arg-type] # a @web.middleware function
+            app.middlewares.insert(at, self.tracing.middleware(app))
             app.cleanup_ctx.append(self.tracing.ctx)
         if sides:
             app.cleanup_ctx.append(
