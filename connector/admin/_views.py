@@ -17,6 +17,8 @@ from aiohttp import web
 
 from connector.admin import _pages as pages
 from connector.admin._auth import COOKIE, Lock, peer, same_origin
+from connector.admin._layout import Chrome, login_page
+from connector.admin._try import try_page
 from connector.decision import decide
 from connector.keys import CLOCK, PROVIDERS, ROUTES, SETTINGS, WebhookRuntime
 from connector.models import AttestationData, WebhookRequest
@@ -44,8 +46,8 @@ def _version() -> str:
         return "unknown"
 
 
-def _chrome(main: web.Application) -> pages.Chrome:
-    return pages.Chrome(_version(), main[PERSISTENCE].replica, time.time())
+def _chrome(main: web.Application) -> Chrome:
+    return Chrome(_version(), main[PERSISTENCE].replica, time.time())
 
 
 def _webhooks(main: web.Application) -> dict[str, WebhookRuntime]:
@@ -54,7 +56,7 @@ def _webhooks(main: web.Application) -> dict[str, WebhookRuntime]:
 
 async def login_form(_request: web.Request) -> web.Response:
     """``GET /login``."""
-    return web.Response(text=pages.login_page(failed=False), content_type=HTML)
+    return web.Response(text=login_page(failed=False), content_type=HTML)
 
 
 async def login(request: web.Request) -> web.Response:
@@ -66,7 +68,7 @@ async def login(request: web.Request) -> web.Response:
     lock = request.app[LOCK]
     if not isinstance(given, str) or not lock.token_matches(given):
         log.warning("admin.login_failed", peer=peer(request))
-        return web.Response(text=pages.login_page(failed=True), content_type=HTML, status=401)
+        return web.Response(text=login_page(failed=True), content_type=HTML, status=401)
     log.info("admin.login", peer=peer(request))
     response = web.HTTPSeeOther("/")
     response.set_cookie(
@@ -159,7 +161,7 @@ async def try_device(request: web.Request) -> web.Response:
                 timestamp=now, attestationData=AttestationData(permanentIdentifier=identifier)
             )
             decision = await decide(runtime.settings, payload, runtime.chain, now=now)
-    text = pages.try_page(
+    text = try_page(
         _chrome(main),
         webhooks=names,
         webhook=name,
