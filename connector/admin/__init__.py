@@ -24,7 +24,7 @@ SECURITY_HEADERS = {
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer would make a form post's Origin "null"
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }

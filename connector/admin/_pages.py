@@ -37,7 +37,7 @@ def _providerstable(providers: Sequence[ProviderStatus], now: float) -> Html:
         last_lookup = (
             join(
                 activity.lookup_outcome or "",
-                f" in {activity.lookup_seconds * 1000:.0f} ms ",
+                f" in {activity.lookup_seconds * 1000:.1f} ms ",
                 el("br"),
                 when(activity.lookup_at, now),
             )
@@ -60,7 +60,7 @@ def _providerstable(providers: Sequence[ProviderStatus], now: float) -> Html:
                 el("td", badge(p.ready, "ready", "not ready")),
                 el("td", "—" if p.devices is None else f"{p.devices:,}", class_="num"),
                 el("td", sync),
-                el("td", when(activity.upstream_ok_at, now)),
+                el("td", when(activity.upstream_ok_at, now) if activity.upstream_ok_at else "—"),
                 el("td", upstream_error),
                 el("td", last_lookup),
                 el("td", failure),
