@@ -12,7 +12,7 @@ import re
 import ssl
 
 from connector.policy import check_policy
-from connector.settings import Settings
+from connector.settings import Settings, is_loopback, split_listen
 from providers import IdentifierKind, preflight_problems
 
 
@@ -88,7 +88,21 @@ def config_warnings(settings: Settings) -> list[str]:
         else:
             first_with[key] = index
     warnings.extend(mac_udid_warnings(settings))
+    warnings.extend(exposed_admin_warnings(settings))
     return warnings
+
+
+def exposed_admin_warnings(settings: Settings) -> list[str]:
+    """The admin page is plain HTTP: listening beyond loopback sends its token in the clear."""
+    admin = settings.admin
+    if not admin.enabled or is_loopback(split_listen(admin.listen)[0]):
+        return []
+    return [
+        f"{settings.source}: admin.listen: {admin.listen} is reachable from other machines, "
+        "and the admin page is plain HTTP (its token and session cookie travel unencrypted); "
+        "keep it on 127.0.0.1 and reach it through an SSH tunnel or kubectl port-forward, or "
+        "put a TLS proxy in front"
+    ]
 
 
 def mac_udid_warnings(settings: Settings) -> list[str]:

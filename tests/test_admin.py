@@ -11,6 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from connector.admin._auth import Lock
+from connector.checks import config_warnings
 from connector.persistence import PERSISTENCE
 from connector.settings import ConfigError
 from connector.sidecars import SIDE_LISTENERS
@@ -242,3 +243,23 @@ async def test_a_store_that_cannot_open_is_shown_not_hidden(
         page = (await client.get("/")).text
     assert "The audit log cannot be read:" in page
     assert 'badge bad">not ready</span>' in page
+
+
+@pytest.mark.parametrize(
+    ("listen", "warned"),
+    [
+        ("127.0.0.1:8444", False),
+        ("localhost:8444", False),
+        ("[::1]:8444", False),
+        ("0.0.0.0:8444", True),
+    ],
+    ids=["ipv4-loopback", "localhost", "ipv6-loopback", "any"],
+)
+def test_an_admin_page_beyond_loopback_is_warned_about(
+    inventory: Path, listen: str, warned: bool
+) -> None:
+    """check-config warns when the plain-HTTP admin page listens beyond loopback."""
+    settings = make_settings(admin_config(inventory, listen=listen))
+    warnings = [w for w in config_warnings(settings) if "admin.listen" in w]
+    assert bool(warnings) is warned
+    assert all(TOKEN not in w for w in warnings)
