@@ -14,7 +14,6 @@ metric; names and labels are a public interface.
 
 from __future__ import annotations
 
-import importlib.metadata
 import platform
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from connector.observe import DecisionEvent, LookupEvent
 from connector.persistence import PERSISTENCE
 from connector.settings import Settings
 from connector.sidecars import SIDE_LISTENERS
-from connector.status import ACTIVITY, Snapshot, snapshot
+from connector.status import ACTIVITY, Snapshot, connector_version, snapshot
 from providers.observe import RetryScheduled, TokenEvent, UpstreamCall
 
 del GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR  # the global ones: never used here
@@ -54,13 +53,6 @@ SIGNATURE_SCHEME = "hmac-sha256"
 OUTCOMES = ("found", "not_found", "error", "timeout")
 
 P = "posture_connector_"
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("posture-connector")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a checkout
-        return "unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +93,13 @@ class _StateCollector:
             labels=["version", "python", "step_ca_tested", "signature"],
         )
         build.add_metric(
-            [_version(), platform.python_version(), STEP_CA_TESTED, SIGNATURE_SCHEME], 1
+            [
+                connector_version(),
+                platform.python_version(),
+                STEP_CA_TESTED,
+                SIGNATURE_SCHEME,
+            ],
+            1,
         )
         yield build
         hooks = GaugeMetricFamily(

@@ -10,6 +10,7 @@ does not answer leaves those fields empty rather than holding up a scrape or a p
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,15 @@ from connector.sync import SyncedProvider
 from providers.base import Provider
 from providers.observe import RetryScheduled, TokenEvent, UpstreamCall
 from providers.sync_options import SyncOptions
+
+
+def connector_version() -> str:
+    """The installed posture-connector version (for build_info, traces and the admin page)."""
+    try:
+        return importlib.metadata.version("posture-connector")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a checkout
+        return "unknown"
+
 
 STORE_READ_TIMEOUT = 2.0
 """Seconds a snapshot waits for the store before leaving its fields empty."""

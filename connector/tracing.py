@@ -23,7 +23,6 @@ is queued, when the app stops.
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
@@ -46,6 +45,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from connector.keys import ROUTES
 from connector.observe import DecisionEvent, LookupEvent
 from connector.settings import TracingSettings
+from connector.status import connector_version
 from providers.observe import RetryScheduled, TokenEvent, UpstreamCall
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -72,19 +72,12 @@ _CALL: ContextVar[_Call | None] = ContextVar("posture_traced_call", default=None
 """The call whose span is open in this context (a key, like the log context's)."""
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("posture-connector")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a checkout
-        return "unknown"
-
-
 class Tracing:
     """The app's tracer and the `Hook` that turns events into spans."""
 
     def __init__(self, settings: TracingSettings, *, exporter: SpanExporter | None = None) -> None:
         resource = Resource.create(
-            {"service.name": settings.service_name, "service.version": _version()}
+            {"service.name": settings.service_name, "service.version": connector_version()}
         )
         self.provider = TracerProvider(
             resource=resource,
@@ -103,7 +96,7 @@ class Tracing:
             self.provider.add_span_processor(BatchSpanProcessor(otlp))
         else:  # tests: every span is handed over when it ends
             self.provider.add_span_processor(SimpleSpanProcessor(exporter))
-        self._tracer = self.provider.get_tracer("posture-connector", _version())
+        self._tracer = self.provider.get_tracer("posture-connector", connector_version())
         self._propagator = TraceContextTextMapPropagator()
 
     # --- the call's span --------------------------------------------------------------------

@@ -7,7 +7,6 @@ bounded in time and a store that cannot answer is shown as such, never as an emp
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import importlib.resources
 import time
 from collections import Counter
@@ -23,7 +22,7 @@ from connector.decision import decide
 from connector.keys import CLOCK, PROVIDERS, ROUTES, SETTINGS, WebhookRuntime
 from connector.models import AttestationData, WebhookRequest
 from connector.persistence import PERSISTENCE
-from connector.status import ACTIVITY, snapshot
+from connector.status import ACTIVITY, connector_version, snapshot
 from connector.store import AuditEntry, AuditQuery, StoreError
 
 log = structlog.get_logger("connector.admin")
@@ -39,15 +38,8 @@ MAX_IDENTIFIER = 256
 HTML = "text/html"
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("posture-connector")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a checkout
-        return "unknown"
-
-
 def _chrome(main: web.Application) -> Chrome:
-    return Chrome(_version(), main[PERSISTENCE].replica, time.time())
+    return Chrome(connector_version(), main[PERSISTENCE].replica, time.time())
 
 
 def _webhooks(main: web.Application) -> dict[str, WebhookRuntime]:
