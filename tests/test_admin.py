@@ -122,6 +122,11 @@ async def test_a_cross_site_form_post_is_refused(aiohttp_client: Any, inventory:
         )
     assert response.status_code == 403
     assert "set-cookie" not in response.headers
+    async with httpx.AsyncClient(base_url=admin.url) as client:
+        await sign_in(client)
+        away = await client.post("/logout", headers={"Origin": "null"})
+        assert away.status_code == 403
+        assert (await client.get("/")).status_code == 200  # still signed in
 
 
 def test_a_session_ends_when_it_expires_or_the_token_changes() -> None:
@@ -210,6 +215,9 @@ async def test_try_a_device_explains_every_rule_and_changes_nothing(
         in page
     )
     assert "There is no webhook with that name." in unknown.text
+    async with httpx.AsyncClient(base_url=admin.url, headers=BEARER) as client:
+        long = await client.get("/try", params={"webhook": "people", "identifier": "A" * 300})
+    assert "An identifier is at most 256 characters." in long.text
     await asyncio.sleep(0.3)  # an audit entry, had there been one, is written at once
     assert admin.app[PERSISTENCE].audit.written == before
     assert len(await store.query_decisions(AuditQuery(limit=1000))) == before
@@ -263,3 +271,19 @@ def test_an_admin_page_beyond_loopback_is_warned_about(
     warnings = [w for w in config_warnings(settings) if "admin.listen" in w]
     assert bool(warnings) is warned
     assert all(TOKEN not in w for w in warnings)
+
+
+def test_a_refused_token_is_the_providers_latest_upstream_failure() -> None:
+    """The activity record keeps a refused token (with its secret-free detail) as a failure."""
+    from connector.status import Activity  # noqa: PLC0415
+    from providers.observe import TokenEvent, UpstreamCall  # noqa: PLC0415
+
+    activity = Activity()
+    activity.upstream_call(UpstreamCall("jamf", "GET", "/api/{id}", 200, 0.01))
+    activity.token(TokenEvent("jamf", "refreshed", expires_in=60))
+    assert activity.providers["jamf"].upstream_error is None
+    activity.token(TokenEvent("jamf", "refused", detail="invalid_client"))
+    activity.upstream_call(UpstreamCall("intune", "GET", "/x", None, 1.0, error="ConnectTimeout"))
+    assert activity.providers["jamf"].upstream_error == "token refused: invalid_client"
+    assert activity.providers["jamf"].upstream_ok_at is not None
+    assert activity.providers["intune"].upstream_error == "ConnectTimeout"

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp.test_utils import TestClient
+from structlog.testing import capture_logs
 
 from connector import create_app
 from connector.app import PROVIDERS_STARTED
@@ -371,3 +372,26 @@ async def _until(condition: Any, within: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+async def test_a_metrics_port_that_cannot_be_bound_leaves_the_service_running(
+    aiohttp_client: Any, inventory: Path
+) -> None:
+    """A taken metrics port is one server.side_listen_failed line; webhooks are still answered."""
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = make_settings(config(inventory, metrics={"listen": f"127.0.0.1:{port}"}))
+        app = create_app(settings, clock=lambda: FIXED_NOW)
+        with capture_logs() as logs:
+            client = await aiohttp_client(app)
+            await app[PROVIDERS_STARTED].wait()
+        assert (await post(client, "C02TEST00001"))["allow"] is True
+    failed = [e for e in logs if e["event"] == "server.side_listen_failed"]
+    assert len(failed) == 1
+    assert failed[0]["listener"] == "metrics"
+    assert failed[0]["port"] == port
+    assert "metrics" not in app[SIDE_LISTENERS]

@@ -247,3 +247,63 @@ def test_bad_tracing_settings_are_refused(inventory: Path, tracing: dict[str, An
     with pytest.raises(ConfigError) as caught:
         make_settings(config(inventory, tracing=tracing))
     assert caught.value.problems[0].startswith("<test>: tracing.")
+
+
+async def test_a_shadow_decision_carries_the_policys_own_verdict(
+    aiohttp_client: Any, inventory: Path
+) -> None:
+    """In shadow mode the span says step-ca got an allow and what the policy would have said."""
+    hooks = [webhook(policy={"managed": True}, mode="shadow"), webhook("gate", "AUTHORIZING")]
+    client, exporter = await traced(aiohttp_client, config(inventory, webhooks=hooks))
+    await call(client, "C02TEST00002")
+    root = dict(by_name(exporter.get_finished_spans())["POST /webhooks/people"].attributes or {})
+    assert root["posture.decision.allow"] is True
+    assert root["posture.decision.shadow"] is True
+    assert root["posture.decision.would_allow"] is False
+    assert root["posture.decision.code"] == "device-unmanaged"
+
+
+def test_events_outside_a_call_open_no_span(inventory: Path) -> None:
+    """Background work (syncs, provider starts) reports events but opens no span."""
+    from connector.observe import DecisionEvent, LookupEvent  # noqa: PLC0415
+    from providers.observe import RetryScheduled, TokenEvent, UpstreamCall  # noqa: PLC0415
+
+    exporter = InMemorySpanExporter()
+    tracing = Observability(make_settings(config(inventory)), span_exporter=exporter).tracing
+    assert tracing is not None
+    tracing.upstream_call(UpstreamCall("jamf", "GET", "/api/{id}", 200, 0.01))
+    tracing.retry(RetryScheduled("jamf", "/api/{id}", 1, 0.1, "status 503"))
+    tracing.token(TokenEvent("jamf", "refreshed", expires_in=60))
+    tracing.lookup(LookupEvent("jamf", found=True, outcome="found", latency=0.01))
+    tracing.decision(DecisionEvent("people", "ENRICHING", None, None, True, None, None, None, 0.1))
+    tracing.request_rejected(401, "signature-invalid")
+    tracing.provider.force_flush()
+    assert exporter.get_finished_spans() == ()
+
+
+async def test_a_token_fetched_during_a_lookup_is_an_event_and_a_span(
+    aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    """A token refreshed inside a lookup shows as a lookup event and its own CLIENT span."""
+    fake = FakeJamf.from_file(DEVICES)
+    server = await aiohttp_server(fake_jamf_app(fake))
+    jamf = {
+        "kind": "jamf",
+        "url": str(server.make_url("")).rstrip("/"),
+        "client_id": "posture-connector",
+        "client_secret": "fake-secret",
+        "backoff": 0.01,
+    }
+    mapping = config(
+        Path("unused.csv"), providers={"jamf": jamf}, webhooks=[webhook(providers=("jamf",))]
+    )
+    client, exporter = await traced(aiohttp_client, mapping)
+    fake.expire_tokens()
+    assert (await call(client, MAC)).status == 200
+    spans = exporter.get_finished_spans()
+    lookup = by_name(spans)["lookup jamf"]
+    assert "token.refreshed" in [e.name for e in lookup.events]
+    routes = [
+        dict(s.attributes or {}).get("url.template") for s in spans if s.kind is SpanKind.CLIENT
+    ]
+    assert any("token" in str(r) for r in routes)
