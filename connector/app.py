@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
@@ -16,12 +16,16 @@ from connector.handlers import handle_healthz, handle_readyz, handle_webhook
 from connector.keys import CLOCK, HOOKS, PROVIDERS, ROUTES, SETTINGS, WebhookRuntime
 from connector.logs import request_context
 from connector.lookup import AnswerCache, MemoryCache, ProviderChain
+from connector.observability import Observability
 from connector.observe import FanOut, StructlogHook
 from connector.persistence import PERSISTENCE, AuditHook, Persistence, persistence_ctx
 from connector.readiness import READINESS, Readiness
 from connector.settings import Settings
 from connector.watchdog import LoopWatchdog
 from providers import Provider, ProviderError, build_provider
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = structlog.get_logger("connector")
 
@@ -36,14 +40,23 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def create_app(settings: Settings, *, clock: Callable[[], datetime] = _utcnow) -> web.Application:
-    """Build the web application for `settings`; providers start with the app."""
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = _utcnow,
+    span_exporter: SpanExporter | None = None,
+) -> web.Application:
+    """Build the web application for `settings`; providers start with the app.
+
+    `span_exporter` turns tracing on with that exporter (tests use the in-memory one).
+    """
     app = web.Application(
         middlewares=[request_context, error_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
     persistence = Persistence(settings)
-    hooks = FanOut([StructlogHook(), AuditHook(persistence)])
+    observability = Observability(settings, span_exporter=span_exporter)
+    hooks = FanOut([StructlogHook(), AuditHook(persistence), *observability.hooks])
     providers: dict[str, Provider] = {
         name: persistence.wrap(name, build_provider(name, config, hooks=hooks))
         for name, config in settings.providers.items()
@@ -84,6 +97,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = _utcnow) -
         app.cleanup_ctx.append(_watchdog_ctx)
     app.cleanup_ctx.append(_providers_ctx)
     app.on_cleanup.append(lambda _app: _close("cache", cache.aclose()))
+    observability.install(app)
     return app
 
 

@@ -12,7 +12,7 @@ import re
 import ssl
 
 from connector.policy import check_policy
-from connector.settings import Settings
+from connector.settings import Settings, is_loopback, split_listen
 from providers import IdentifierKind, preflight_problems
 
 
@@ -90,6 +90,7 @@ def config_warnings(settings: Settings) -> list[str]:
     warnings.extend(mac_udid_warnings(settings))
     warnings.extend(budget_warnings(settings))
     warnings.extend(shadow_warnings(settings))
+    warnings.extend(exposed_admin_warnings(settings))
     return warnings
 
 
@@ -127,6 +128,19 @@ def shadow_warnings(settings: Settings) -> list[str]:
         "once the audit shows no unexpected would-be denials"
         for index, hook in enumerate(settings.webhooks)
         if hook.mode == "shadow"
+    ]
+
+
+def exposed_admin_warnings(settings: Settings) -> list[str]:
+    """The admin page is plain HTTP: listening beyond loopback sends its token in the clear."""
+    admin = settings.admin
+    if not admin.enabled or is_loopback(split_listen(admin.listen)[0]):
+        return []
+    return [
+        f"{settings.source}: admin.listen: {admin.listen} is reachable from other machines, "
+        "and the admin page is plain HTTP (its token and session cookie travel unencrypted); "
+        "keep it on 127.0.0.1 and reach it through an SSH tunnel or kubectl port-forward, or "
+        "put a TLS proxy in front"
     ]
 
 

@@ -100,6 +100,9 @@ class PayloadError(ConnectorError):
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+OnRejected = Callable[[int, str], None]
+ON_REJECTED: web.AppKey[OnRejected] = web.AppKey("on_rejected")
+"""Optional: told (status, code) of every refusal the middleware answers (metrics, traces)."""
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -123,13 +126,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             reason=exc.message,
             **exc.detail,
         )
+        _rejected(request, exc.status, exc.code)
         return error_response(exc.status, exc.code, exc.message)
     except web.HTTPException as exc:
         if exc.status == 405:
+            _rejected(request, 405, MethodNotAllowed.code)
             return error_response(405, MethodNotAllowed.code, "only POST is accepted")
         if exc.status == 404:
+            _rejected(request, 404, "not-found")
             return error_response(404, "not-found", "no webhook is served on this path")
         raise
     except Exception:
         log.exception("request.failed", path=request.path)
+        _rejected(request, 500, "internal-error")
         return error_response(500, "internal-error", "internal error; see the connector's log")
+
+
+def _rejected(request: web.Request, status: int, code: str) -> None:
+    listener = request.app.get(ON_REJECTED)
+    if listener is not None:
+        listener(status, code)

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from aiohttp import web
 
+from connector.listener import Listener
 from connector.lookup import ProviderChain
 from connector.observe import Hook
 from connector.settings import Settings, WebhookSettings
@@ -33,3 +34,5 @@ ROUTES = web.AppKey("routes", dict[str, dict[str, WebhookRuntime]])
 HOOKS: web.AppKey[Hook] = web.AppKey("hooks")
 Clock = Callable[[], datetime]
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+SERVICE_LISTENER = web.AppKey("service_listener", Listener)
+"""The webhook listener, set by `server.running` (absent when a test serves the app itself)."""

@@ -215,6 +215,10 @@ class Listener:
         self._connections: dict[Connection, None] = {}
         self._evicted = 0
         self._refused = 0
+        self.evicted_total = 0
+        """Connections closed to make room at the cap, since start (for metrics)."""
+        self.refused_total = 0
+        """Connections refused at the cap, since start (for metrics)."""
         self._idle = asyncio.Event()
         self.keepalive = True
         self.draining = False
@@ -350,15 +354,18 @@ class Listener:
             del self._handshakes[victim]
             victim.cancel()
             self._evicted += 1
+            self.evicted_total += 1
             return True
         unproven = next((c for c in self._connections if c.unproven), None)
         if unproven is not None:
             del self._connections[unproven]
             unproven.force_close()
             self._evicted += 1
+            self.evicted_total += 1
             return True
         sock.close()
         self._refused += 1
+        self.refused_total += 1
         return False
 
     def _connection(self, server: web.Server) -> Connection:

@@ -18,6 +18,7 @@ import structlog
 from aiohttp import web
 
 from connector.app import create_app
+from connector.keys import SERVICE_LISTENER
 from connector.listener import Listener, install
 from connector.readiness import READINESS
 from connector.settings import ServerSettings, Settings
@@ -162,6 +163,7 @@ async def running(
     The drain period (`server.drain_period`) comes first and ends early when `hurry` is set.
     """
     install(app)
+    app[SERVICE_LISTENER] = listener  # its connection counts reach /metrics
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=FINAL_GRACE)
     await runner.setup()
     try:

@@ -6,6 +6,8 @@ never echoed, so a mistyped secret cannot leak into a terminal or a log.
 
 from __future__ import annotations
 
+import importlib.util
+import ipaddress
 import tomllib
 from functools import cached_property
 from pathlib import Path
@@ -162,6 +164,86 @@ class WebhookSettings(_Frozen):
         return decode_secret(raw) if raw else b""
 
 
+METRICS_PATH = "/metrics"
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``host:port`` (IPv6 in brackets: ``[::1]:9464``) as a pair; raises `ValueError`."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:9464 or [::1]:9464)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{value!r}: write an IPv6 address in brackets, e.g. [::1]:9464")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine only (``localhost`` or a loopback address)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class MetricsSettings(_Frozen):
+    """``[metrics]``: Prometheus metrics at ``/metrics``, on the service port or their own."""
+
+    enabled: bool = True
+    # "service": on the webhook listener (and its TLS); "host:port": a plain-HTTP listener.
+    listen: str = "service"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value != "service":
+            split_listen(value)
+        return value
+
+
+class TracingSettings(_Frozen):
+    """``[tracing]``: OpenTelemetry spans sent over OTLP/HTTP; off unless enabled."""
+
+    enabled: bool = False
+    endpoint: str = Field(default="http://127.0.0.1:4318/v1/traces", pattern=r"^https?://")
+    # Sent with every export (a collector's API key): secrets, never logged.
+    headers: dict[str, Secret] = Field(default_factory=dict)
+    service_name: str = Field(default="posture-connector", min_length=1, max_length=128)
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    timeout: float = Field(default=5.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _installed(self) -> TracingSettings:
+        if self.enabled and importlib.util.find_spec("opentelemetry.sdk") is None:
+            raise ValueError("tracing needs: pip install 'posture-connector[tracing]'")
+        return self
+
+
+class AdminSettings(_Frozen):
+    """``[admin]``: the read-only admin page on its own plain-HTTP listener; off by default."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:8444"
+    token: Secret | None = None
+    recent_decisions: int = Field(default=50, ge=1, le=1000)
+    session_hours: float = Field(default=8.0, gt=0, le=168)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _token(self) -> AdminSettings:
+        if self.enabled and (self.token is None or len(self.token.get_secret_value()) < 16):
+            raise ValueError("enabled = true needs a token of at least 16 characters")
+        return self
+
+
 class Settings(_Frozen):
     """The whole configuration file."""
 
@@ -175,6 +257,9 @@ class Settings(_Frozen):
         Field(min_length=1)
     )
     webhooks: tuple[WebhookSettings, ...] = Field(min_length=1)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
     source: str = Field(default="<memory>", exclude=True)
 
     @model_validator(mode="after")
@@ -202,6 +287,14 @@ class Settings(_Frozen):
                 problems.append(f"{where}.providers: unknown provider(s) {', '.join(missing)}")
             if hook.require_client_cert and self.server.client_ca is None:
                 problems.append(f"{where}.require_client_cert: needs server.client_ca")
+            if (
+                hook.path == METRICS_PATH
+                and self.metrics.enabled
+                and self.metrics.listen == "service"
+            ):
+                problems.append(
+                    f'{where}.path: {METRICS_PATH} is served by [metrics] listen = "service"'
+                )
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -86,6 +86,8 @@ class ProviderChain:
         self._hooks = hooks
         self._coalesce = any(p.cacheable for p in self._providers)
         self._inflight: dict[str, asyncio.Task[LookupResult]] = {}
+        self.coalesced = 0
+        """Lookups that waited for a run already under way, since start (for metrics)."""
 
     async def lookup(self, identifier: DeviceIdentifier) -> LookupResult:
         """The first provider's match; concurrent callers for one identifier share the work."""
@@ -97,6 +99,8 @@ class ProviderChain:
             task = asyncio.create_task(self._ask_all(identifier))
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._forget(key, done))
+        else:
+            self.coalesced += 1
         # Shielded: one caller giving up must not cancel the lookup the others wait for (its
         # answers still reach the cache).
         return await asyncio.shield(task)

@@ -77,6 +77,8 @@ class FileProvider:
         self._started = False
         self._lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
+        self.loaded_at: float | None = None
+        """Unix time the current inventory was loaded (for metrics and the admin page)."""
 
     @property
     def name(self) -> str:
@@ -189,6 +191,7 @@ class FileProvider:
             return False
         self._index = index  # one reference swap: a lookup sees the old or the new index
         self._loaded = stamp
+        self.loaded_at = time.time()
         self._failed = None
         self._logged_error = None
         log.info("provider.loaded", provider=self._name, path=str(path), devices=index.devices)

@@ -1,0 +1,376 @@
+"""Prometheus metrics: a `Hook` that counts events, and state read at scrape time.
+
+Each app has its own `CollectorRegistry` (no global state: two apps in one process, as in the
+tests, never share a counter). Events (decisions, lookups, upstream calls, retries, tokens,
+refused requests) increment counters and histograms as they happen; readiness, devices held,
+the last load or sync, the store and the connection counts are read when ``/metrics`` is
+scraped (`Reading`).
+
+Labels carry only names from the configuration (webhooks, providers, rules), reason codes,
+outcomes, status classes and route templates: never an identifier, a user, a secret or a
+request id, so their cardinality is bounded by the config and the code. The README lists every
+metric; names and labels are a public interface.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from connector.keys import PROVIDERS, ROUTES, SERVICE_LISTENER, SETTINGS
+from connector.listener import Listener
+from connector.observe import DecisionEvent, LookupEvent
+from connector.persistence import PERSISTENCE
+from connector.settings import Settings
+from connector.sidecars import SIDE_LISTENERS
+from connector.status import ACTIVITY, Snapshot, connector_version, snapshot
+from providers.observe import RetryScheduled, TokenEvent, UpstreamCall
+
+del GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR  # the global ones: never used here
+
+SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+"""The OpenTelemetry HTTP semantic conventions' duration buckets, in seconds."""
+STEP_CA_TESTED = "v0.30.2"
+"""The step-ca release the wire format was verified against (scripts/step-versions.env)."""
+SIGNATURE_SCHEME = "hmac-sha256"
+"""How step-ca signs webhook bodies (``X-Smallstep-Signature``)."""
+OUTCOMES = ("found", "not_found", "error", "timeout")
+
+P = "posture_connector_"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What a scrape reports besides the event counters.
+
+    Attributes:
+        snapshot: Providers and store now.
+        listeners: Listener name (``service``, ``metrics``, ``admin``) to the listener.
+        coalesced: Webhook name to lookups that waited for a run already under way.
+    """
+
+    snapshot: Snapshot
+    listeners: Mapping[str, Listener] = field(default_factory=dict)
+    coalesced: Mapping[str, int] = field(default_factory=dict)
+
+
+class _StateCollector:
+    """Turns the latest `Reading` into gauge and counter families at collection time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.reading: Reading | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        """The families without samples (so registering does not collect)."""
+        return list(self._families(None))
+
+    def collect(self) -> Iterable[Metric]:
+        """The families for the latest reading."""
+        return list(self._families(self.reading))
+
+    def _families(self, reading: Reading | None) -> Iterator[Metric]:
+        settings = self._settings
+        build = GaugeMetricFamily(
+            P + "build_info",
+            "The connector's version, Python and the step-ca protocol it speaks (always 1).",
+            labels=["version", "python", "step_ca_tested", "signature"],
+        )
+        build.add_metric(
+            [
+                connector_version(),
+                platform.python_version(),
+                STEP_CA_TESTED,
+                SIGNATURE_SCHEME,
+            ],
+            1,
+        )
+        yield build
+        hooks = GaugeMetricFamily(
+            P + "webhook_info",
+            "Each configured webhook with its kind and mode (always 1).",
+            labels=["webhook", "kind", "mode"],
+        )
+        for hook in settings.webhooks:
+            hooks.add_metric([hook.name, hook.kind, hook.mode], 1)
+        yield hooks
+        ready = GaugeMetricFamily(
+            P + "ready", "1 when every provider is ready (what /readyz answers), else 0."
+        )
+        p_ready = GaugeMetricFamily(
+            P + "provider_ready", "1 when the provider answers lookups.", labels=["provider"]
+        )
+        p_info = GaugeMetricFamily(
+            P + "provider_info",
+            "Each provider with its kind and mode (always 1).",
+            labels=["provider", "kind", "mode"],
+        )
+        devices = GaugeMetricFamily(
+            P + "provider_devices",
+            "Devices held: a file's inventory, or the current synced generation.",
+            labels=["provider"],
+        )
+        loaded = GaugeMetricFamily(
+            P + "provider_last_load_timestamp_seconds",
+            "Unix time of the last successful load (files) or completed sync (store).",
+            labels=["provider"],
+        )
+        generation = GaugeMetricFamily(
+            P + "provider_sync_generation",
+            "Id of the synced generation decisions read.",
+            labels=["provider"],
+        )
+        upstream_ok = GaugeMetricFamily(
+            P + "upstream_last_success_timestamp_seconds",
+            "Unix time of the provider's last successful answer from its upstream API.",
+            labels=["provider"],
+        )
+        store_ready = GaugeMetricFamily(P + "store_ready", "1 when the store is usable.")
+        written = CounterMetricFamily(
+            P + "audit_entries_written", "Audit log entries written since start."
+        )
+        dropped = CounterMetricFamily(
+            P + "audit_entries_dropped", "Audit log entries lost (queue full) since start."
+        )
+        coalesced = CounterMetricFamily(
+            P + "cache_coalesced_waits",
+            "Lookups that waited for the same identifier's lookup already under way.",
+            labels=["webhook"],
+        )
+        open_ = GaugeMetricFamily(
+            P + "connections_open",
+            "Accepted connections not yet closed.",
+            labels=["listener"],
+        )
+        refused = CounterMetricFamily(
+            P + "connections_refused",
+            "Connections refused at server.max_connections.",
+            labels=["listener"],
+        )
+        evicted = CounterMetricFamily(
+            P + "connections_evicted",
+            "Connections without a request closed to make room at server.max_connections.",
+            labels=["listener"],
+        )
+        if reading is not None:
+            snap = reading.snapshot
+            ready.add_metric([], int(snap.ready))
+            for p in snap.providers:
+                p_ready.add_metric([p.name], int(p.ready))
+                p_info.add_metric([p.name, p.kind, p.mode], 1)
+                if p.devices is not None:
+                    devices.add_metric([p.name], p.devices)
+                if p.loaded_at is not None:
+                    loaded.add_metric([p.name], p.loaded_at)
+                if p.generation is not None:
+                    generation.add_metric([p.name], p.generation)
+                if p.activity.upstream_ok_at is not None:
+                    upstream_ok.add_metric([p.name], p.activity.upstream_ok_at)
+            store_ready.add_metric([], int(snap.store.ready))
+            written.add_metric([], snap.store.audit_written)
+            dropped.add_metric([], snap.store.audit_dropped)
+            for webhook, count in reading.coalesced.items():
+                coalesced.add_metric([webhook], count)
+            for name, listener in reading.listeners.items():
+                open_.add_metric([name], listener.open_connections)
+                refused.add_metric([name], listener.refused_total)
+                evicted.add_metric([name], listener.evicted_total)
+        yield from (ready, p_ready, p_info, devices, loaded, generation, upstream_ok)
+        yield from (store_ready, written, dropped, coalesced, open_, refused, evicted)
+
+
+class Metrics:
+    """The app's metrics: a `Hook` for events plus the state read at each scrape."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.registry = registry = CollectorRegistry()
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        self._state = _StateCollector(settings)
+        registry.register(self._state)
+        self._cacheable: frozenset[str] = frozenset()
+
+        def counter(name: str, doc: str, labels: list[str]) -> Counter:
+            return Counter(P + name, doc, labels, registry=registry)
+
+        def histogram(name: str, doc: str, labels: list[str]) -> Histogram:
+            return Histogram(P + name, doc, labels, registry=registry, buckets=SECONDS_BUCKETS)
+
+        self.decisions = counter(
+            "decisions",
+            "Answers to verified webhook calls (allow is what step-ca got; code: the deny's "
+            "reason code, empty for an allow).",
+            ["webhook", "kind", "allow", "code"],
+        )
+        self.shadow_denials = counter(
+            "shadow_denials",
+            "Denials a webhook in shadow mode would have answered (step-ca got an allow).",
+            ["webhook", "kind", "code"],
+        )
+        self.rule_failures = counter(
+            "policy_rule_failures",
+            "Policy rules that refused a device (several per denial when report = all).",
+            ["webhook", "rule", "code"],
+        )
+        self.decision_seconds = histogram(
+            "decision_duration_seconds",
+            "Seconds from a webhook call's handling to its answer.",
+            ["webhook"],
+        )
+        self.rejected = counter(
+            "requests_rejected",
+            "Requests refused before any decision (signature, credentials, payload...).",
+            ["status", "code"],
+        )
+        self.lookups = counter(
+            "provider_lookups",
+            "Provider answers inside lookups, by outcome.",
+            ["provider", "outcome"],
+        )
+        self.lookup_seconds = histogram(
+            "provider_lookup_duration_seconds",
+            "Seconds one provider took to answer a lookup (cache included).",
+            ["provider"],
+        )
+        self.cache_hits = counter(
+            "cache_hits", "Lookups answered from the lookup cache.", ["provider"]
+        )
+        self.cache_misses = counter(
+            "cache_misses",
+            "Lookups of a cacheable provider the cache could not answer (asked upstream).",
+            ["provider"],
+        )
+        self.upstream = counter(
+            "upstream_requests",
+            "HTTP exchanges with inventory APIs (each attempt), by status class (error: none).",
+            ["provider", "route", "status_class"],
+        )
+        self.upstream_seconds = histogram(
+            "upstream_request_duration_seconds",
+            "Seconds per HTTP exchange with an inventory API.",
+            ["provider"],
+        )
+        self.retries = counter(
+            "upstream_retries", "Failed upstream attempts that were retried.", ["provider"]
+        )
+        self.rate_limited = counter(
+            "upstream_rate_limit_waits",
+            "Retries that waited for the upstream's Retry-After.",
+            ["provider"],
+        )
+        self.rate_limit_seconds = counter(
+            "upstream_rate_limit_wait_seconds",
+            "Seconds spent waiting for upstream Retry-After.",
+            ["provider"],
+        )
+        self.tokens = counter(
+            "token_refreshes",
+            "Bearer tokens fetched (refreshed) or refused by the upstream.",
+            ["provider", "outcome"],
+        )
+        for name in settings.providers:
+            for outcome in OUTCOMES:
+                self.lookups.labels(name, outcome)
+        for hook in settings.webhooks:
+            self.decision_seconds.labels(hook.name)
+
+    def cacheable(self, providers: Iterable[str]) -> None:
+        """Name the providers whose answers the lookup cache keeps (for `cache_misses`)."""
+        self._cacheable = frozenset(providers)
+        for name in self._cacheable:
+            self.cache_hits.labels(name)
+            self.cache_misses.labels(name)
+
+    # --- Hook -------------------------------------------------------------------------------
+
+    def decision(self, event: DecisionEvent) -> None:
+        """Count the answer, its failing rules, and a shadow webhook's would-be denial."""
+        code = "" if event.allow else event.code or "denied"
+        self.decisions.labels(event.webhook, event.kind, str(event.allow).lower(), code).inc()
+        if event.shadow and event.would_allow is False:
+            self.shadow_denials.labels(event.webhook, event.kind, event.code or "denied").inc()
+        for rule in event.failed_rules:
+            self.rule_failures.labels(event.webhook, rule.rule, rule.code or "").inc()
+        self.decision_seconds.labels(event.webhook).observe(event.latency)
+
+    def lookup(self, event: LookupEvent) -> None:
+        """Count the outcome and the cache's part in it."""
+        self.lookups.labels(event.provider, event.outcome).inc()
+        self.lookup_seconds.labels(event.provider).observe(event.latency)
+        if event.cached:
+            self.cache_hits.labels(event.provider).inc()
+        elif event.provider in self._cacheable and event.outcome != "timeout":
+            self.cache_misses.labels(event.provider).inc()
+
+    def upstream_call(self, event: UpstreamCall) -> None:
+        """Count the exchange by status class and observe its duration."""
+        status = "error" if event.status is None else f"{event.status // 100}xx"
+        self.upstream.labels(event.provider, event.route, status).inc()
+        self.upstream_seconds.labels(event.provider).observe(event.seconds)
+
+    def retry(self, event: RetryScheduled) -> None:
+        """Count the retry, and a Retry-After wait with its seconds."""
+        self.retries.labels(event.provider).inc()
+        if event.rate_limited:
+            self.rate_limited.labels(event.provider).inc()
+            self.rate_limit_seconds.labels(event.provider).inc(event.wait)
+
+    def token(self, event: TokenEvent) -> None:
+        """Count the refresh or refusal."""
+        self.tokens.labels(event.provider, event.outcome).inc()
+
+    def request_rejected(self, status: int, code: str) -> None:
+        """A refusal the error middleware answered (`connector.errors.ON_REJECTED`)."""
+        self.rejected.labels(str(status), code).inc()
+
+    # --- exposition -------------------------------------------------------------------------
+
+    def exposition(self, reading: Reading, accept: str) -> tuple[bytes, str]:
+        """The registry in the format `accept` asks for (Prometheus text by default)."""
+        self._state.reading = reading
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+def metrics_handler(
+    app: web.Application,
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``GET /metrics`` for `app`, served by `app` itself or by a listener of its own."""
+
+    async def handle(request: web.Request) -> web.Response:
+        providers = app[PROVIDERS]
+        snap = await snapshot(app[SETTINGS], providers, app[PERSISTENCE], app[ACTIVITY])
+        side = app[SIDE_LISTENERS]
+        listeners = dict(side)
+        service = app.get(SERVICE_LISTENER)
+        if service is not None:
+            listeners["service"] = service
+        coalesced: dict[str, int] = {}
+        for runtimes in app[ROUTES].values():
+            for runtime in runtimes.values():
+                coalesced[runtime.settings.name] = runtime.chain.coalesced
+        reading = Reading(snap, listeners, coalesced)
+        body, content_type = app[METRICS].exposition(reading, request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    return handle
