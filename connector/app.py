@@ -56,7 +56,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = _utcnow) -
             on_failure=hook.on_provider_failure,
             hooks=hooks,
         )
-        routes.setdefault(hook.path, {})[hook.id] = WebhookRuntime(hook, chain)
+        for webhook_id in hook.ids:  # two during a secret rotation
+            routes.setdefault(hook.path, {})[webhook_id] = WebhookRuntime(hook, chain)
     app[SETTINGS] = settings
     app[PROVIDERS] = providers
     app[HOOKS] = hooks

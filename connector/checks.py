@@ -65,28 +65,45 @@ def config_warnings(settings: Settings) -> list[str]:
     src = settings.source
     warnings: list[str] = []
     for index, hook in enumerate(settings.webhooks):
-        if not _STEP_CA_ID.fullmatch(hook.id):
-            warnings.append(
-                f"{src}: webhooks[{index}].id: not a UUID as step-ca writes it (lowercase, "
-                "8-4-4-4-12 hex); step-ca sends the id that `step ca provisioner webhook add` "
-                "printed, so a call with this id can only come from a hand-written ca.json"
-            )
-    first_with: dict[bytes, int] = {}
+        for id_key, webhook_id in zip(("id", "next_id"), hook.ids, strict=False):
+            if not _STEP_CA_ID.fullmatch(webhook_id):
+                warnings.append(
+                    f"{src}: webhooks[{index}].{id_key}: not a UUID as step-ca writes it "
+                    "(lowercase, 8-4-4-4-12 hex); step-ca sends the id that `step ca provisioner "
+                    "webhook add` printed, so a call with this id can only come from a "
+                    "hand-written ca.json"
+                )
+    first_with: dict[bytes, tuple[int, str]] = {}
     for index, hook in enumerate(settings.webhooks):
-        key = hook.hmac_key
-        if not key:  # ca.json webhooks all sign with the empty key; mTLS guards them
-            continue
-        if key in first_with:
-            other = first_with[key]
+        for label, key in hook.hmac_keys:
+            if not key:  # ca.json webhooks all sign with the empty key; mTLS guards them
+                continue
+            name = "secret" if label == "current" else "next_secret"
+            if key not in first_with:
+                first_with[key] = (index, name)
+                continue
+            other, other_name = first_with[key]
+            if other == index:
+                warnings.append(
+                    f"{src}: webhooks[{index}].next_secret: the same as its secret, so nothing "
+                    "rotates; give it the secret step-ca printed for the new webhook"
+                )
+                continue
             warnings.append(
-                f"{src}: webhooks[{index}].secret: the same secret as webhooks[{other}] "
-                f"({settings.webhooks[other].name}); step-ca signs only the body, so a body "
+                f"{src}: webhooks[{index}].{name}: the same secret as webhooks[{other}]"
+                + ("" if other_name == "secret" else f".{other_name}")
+                + f" ({settings.webhooks[other].name}); step-ca signs only the body, so a body "
                 "signed for one is accepted by the other (an ENRICHING body replayed to the "
                 "AUTHORIZING path with the other id passes); give each webhook the secret "
                 "step-ca generated for it"
             )
-        else:
-            first_with[key] = index
+    warnings.extend(
+        f"{src}: webhooks[{index}].next_secret: a secret rotation is open, calls signed with "
+        "either secret are accepted; once step-ca signs with the new one (decisions log "
+        "secret=next), move next_id and next_secret to id and secret and remove them"
+        for index, hook in enumerate(settings.webhooks)
+        if hook.next_secret is not None
+    )
     warnings.extend(mac_udid_warnings(settings))
     return warnings
 
