@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import io
 import sys
 from pathlib import Path
 
-from connector.checks import config_warnings
+from connector.checks import CheckResult, config_warnings, online_checks
 from connector.cli._common import (
     CONFIG_HELP,
+    EXIT_FAILED,
     EXIT_OK,
     Subparsers,
     command,
     load_checked,
 )
+from connector.logs import configure_logging
 from connector.settings import Settings
+
+MARKS = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
 
 
 def config_path(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path:
@@ -51,7 +57,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print("\n".join(summary(path, settings)))
     for warning in config_warnings(settings):
         print(f"warning: {warning}", file=sys.stderr)
-    return EXIT_OK
+    if not args.online:
+        return EXIT_OK
+    # Providers log what goes wrong; here each result carries its message, so the log goes nowhere.
+    configure_logging("error", "json", stream=io.StringIO())
+    results = asyncio.run(online_checks(settings))
+    print("\n".join(online_report(results)))
+    return EXIT_FAILED if any(r.status == "fail" for r in results) else EXIT_OK
+
+
+def online_report(results: list[CheckResult]) -> list[str]:
+    """One line per online check, its verdict first."""
+    return ["online checks:", *(f"  {MARKS[r.status]}  {r.subject}: {r.detail}" for r in results)]
 
 
 def add_check_command(sub: Subparsers) -> None:
@@ -65,9 +82,12 @@ def add_check_command(sub: Subparsers) -> None:
         "key path, and exit 2. Warnings (the config works, but e.g. two webhooks share a "
         "secret or an id is not a step-ca UUID) go to stderr as 'warning: ...' and still exit 0.",
         examples="  posture-connector check-config --config /etc/posture-connector/config.toml\n"
-        "  posture-connector check-config /etc/posture-connector/config.toml   # older form",
-        exits="  0  the config is valid (warnings may have been printed)\n"
-        "  2  the config has problems (listed on stderr)",
+        "  posture-connector check-config /etc/posture-connector/config.toml   # older form\n"
+        "  posture-connector check-config --config config.toml --online",
+        exits="  0  the config is valid (warnings may have been printed); with --online, every "
+        "online check passed or warned\n"
+        "  2  the config has problems (listed on stderr); online checks do not run then\n"
+        "  3  --online: at least one check failed (FAIL lines on stdout)",
     )
     check.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP)
     check.add_argument(
@@ -76,5 +96,12 @@ def add_check_command(sub: Subparsers) -> None:
         type=Path,
         metavar="FILE",
         help="the same as --config FILE (the positional form of earlier releases)",
+    )
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also start every provider (credentials, permissions, one harmless lookup; an "
+        "inventory file loaded row by row), read the TLS certificate and judge each webhook's "
+        "id and secret; needs the network the service has",
     )
     check.set_defaults(func=cmd_check_config, parser=check)
