@@ -22,6 +22,7 @@ from connector.cli._common import (
     EXIT_FAILED,
     EXIT_OK,
 )
+from connector.cli._init import add_init_command
 from connector.cli._lookup import add_lookup_command
 from connector.cli._send import add_send_command
 from connector.cli._service import add_service_commands
@@ -39,6 +40,7 @@ __all__ = [
 
 EPILOG = """\
 examples:
+  posture-connector init --config config.toml --url https://connector.example.com:8443
   posture-connector check-config --config config.toml
   posture-connector serve --config config.toml
   posture-connector lookup --config config.toml --webhook people C02FK3Q7MD6T
@@ -72,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_init_command(sub)
     add_service_commands(sub)
     add_check_command(sub)
     add_lookup_command(sub)
