@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from datetime import UTC, datetime
 
 import structlog
@@ -87,7 +87,7 @@ class ProviderKeeper:
     no traffic (and so no lookups) to a not-ready pod.
     """
 
-    def __init__(self, providers: list[Provider], *, timeout: float, interval: float) -> None:
+    def __init__(self, providers: Collection[Provider], *, timeout: float, interval: float) -> None:
         self._providers = providers
         self._timeout = timeout
         self._interval = interval
@@ -135,7 +135,7 @@ class ProviderKeeper:
 async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
     """Start providers in the background (the port opens at once; `/readyz` says when they are
     ready); on shutdown stop the retries and close them."""
-    providers = list(app[PROVIDERS].values())
+    providers = app[PROVIDERS].values()  # a live view: a config reload swaps providers in
     server = app[SETTINGS].server
     keeper = ProviderKeeper(
         providers, timeout=server.provider_start_timeout, interval=server.provider_retry_interval
@@ -148,6 +148,6 @@ async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    for provider in providers:
+    for provider in list(providers):
         await provider.aclose()
     log.info("service.stopped")

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from connector.app import create_app
 from connector.listener import Listener, install
+from connector.reload import reload_on_sighup
 from connector.settings import ServerSettings, Settings
 from connector.tls import CertificateReloader, CertPaths, ensure_dev_certificate, server_context
 
@@ -83,8 +84,9 @@ def make_listener(server: ServerSettings) -> Listener:
     )
 
 
-def serve(settings: Settings, config_dir: Path) -> None:
+def serve(settings: Settings, config_dir: Path, *, config_path: Path | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then answer requests under way and close providers.
+    With `config_path`, SIGHUP reloads it (`connector.reload`).
 
     Raises `ListenError` (before any provider starts) when the port cannot be bound.
     """
@@ -97,11 +99,14 @@ def serve(settings: Settings, config_dir: Path) -> None:
     try:
         tls = build_tls(settings, config_dir)
         app = create_app(settings)
+        reloader = None
         if tls is not None:
             context, paths = tls
             listener.use_tls(context)
             reloader = CertificateReloader(context, paths, server.cert_reload_interval)
             app.cleanup_ctx.append(reloader.ctx)
+        if config_path is not None:
+            reload_on_sighup(app, settings, config_path, certificates=reloader)
         asyncio.run(_until_signal(app, listener, settings))
     finally:
         listener.close()
