@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("restore_logging")
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 QUICKSTART = EXAMPLES / "quickstart.toml"
-COMMANDS = ["serve", "check-config", "lookup", "healthcheck", "audit", "send"]
+COMMANDS = ["init", "serve", "check-config", "lookup", "healthcheck", "audit", "send"]
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -56,7 +56,9 @@ def test_every_flag_is_explained(name: str) -> None:
         assert action.help, f"{name}: {action.option_strings or action.dest}"
 
 
-@pytest.mark.parametrize("name", ["serve", "check-config", "lookup", "healthcheck", "audit"])
+@pytest.mark.parametrize(
+    "name", ["init", "serve", "check-config", "lookup", "healthcheck", "audit"]
+)
 def test_config_is_the_same_flag_everywhere(name: str) -> None:
     """Every command that reads a config takes it as `--config FILE` with the same help text."""
     parser = _subparsers(build_parser())[name]

@@ -323,3 +323,22 @@ def test_plan_lists_what_needs_a_restart(inventory: Path) -> None:
         "webhooks[0].path (/new is not served yet)",
     )
     assert plan.problems == ("providers.jamf: a new provider in a sync mode needs a restart",)
+
+
+def test_plan_keeps_a_synced_provider_until_a_restart(inventory: Path) -> None:
+    """A provider in a sync mode that changed or was removed keeps running as it is (its syncer
+    belongs to the store) and is listed as needing a restart."""
+    jamf = {
+        "kind": "jamf",
+        "url": "https://jamf.example.com",
+        "client_id": "a",
+        "client_secret": "b",
+        "mode": "sync",
+    }
+    csv = {"kind": "csv", "path": str(inventory)}
+    current = _settings(inventory, providers={"inventory": csv, "jamf": jamf, "gone": jamf})
+    new = _settings(inventory, providers={"inventory": csv, "jamf": {**jamf, "budget": 2.0}})
+    plan = plan_reload(current, current, new, frozenset({"/webhooks/people", "/webhooks/gate"}))
+    assert (plan.build, plan.drop, plan.problems) == ((), (), ())
+    assert set(plan.keep) == {"inventory", "jamf", "gone"}
+    assert plan.restart_required == ("providers.jamf", "providers.gone (removed)")
