@@ -67,10 +67,13 @@ class ReloadPlan:
 
 
 def plan_reload(
-    started: Settings, current: Settings, new: Settings, served: frozenset[str]
+    started: Settings,
+    running: Mapping[str, ProviderSettings],
+    new: Settings,
+    served: frozenset[str],
 ) -> ReloadPlan:
     """Compare `new` with the settings the process `started` with (restart-only sections) and
-    the `current` live ones; `served` are the paths the router knows."""
+    the tables of the providers `running` now; `served` are the paths the router knows."""
     restart: list[str] = []
     for section in RESTART_SECTIONS:
         before, after = getattr(started, section), getattr(new, section)
@@ -88,7 +91,7 @@ def plan_reload(
     keep: list[str] = []
     problems: list[str] = []
     for name, table in new.providers.items():
-        old = current.providers.get(name)
+        old = running.get(name)
         if old == table:
             keep.append(name)
         elif not (_synced(old) or _synced(table)):
@@ -99,7 +102,7 @@ def plan_reload(
             keep.append(name)  # its syncer runs with the store: the old one serves until then
             restart.append(f"providers.{name}")
     drop = []
-    for name, table in current.providers.items():
+    for name, table in running.items():
         if name in new.providers:
             continue
         if _synced(table):
@@ -128,7 +131,7 @@ class ConfigReloader:
     ) -> None:
         self._app = app
         self._started = settings
-        self._current = settings
+        self._tables: dict[str, ProviderSettings] = dict(settings.providers)  # what runs
         self._path = config_path
         self._certificates = certificates
         routes = app[ROUTES]
@@ -151,7 +154,7 @@ class ConfigReloader:
                 new, problems = None, exc.problems
             if new is None or problems:
                 return self._refuse(problems)
-            plan = plan_reload(self._started, self._current, new, self._served)
+            plan = plan_reload(self._started, self._tables, new, self._served)
             if plan.problems:
                 return self._refuse(list(plan.problems))
             built = await self._start(new, plan.build)
@@ -222,7 +225,11 @@ class ConfigReloader:
         running.update(providers)
         self._app[ROUTES].clear()
         self._app[ROUTES].update(routes)
-        self._current = new
+        # A kept provider runs with the table it started with (a synced one may differ).
+        self._tables = {
+            **{name: self._tables[name] for name in plan.keep},
+            **{name: new.providers[name] for name in built},
+        }
         self._retire(retired, old_caches)
         log.info(
             "config.reloaded",

@@ -292,7 +292,9 @@ def test_plan_keeps_unchanged_providers_and_rebuilds_changed_ones(inventory: Pat
     base = {"inventory": {"kind": "csv", "path": str(inventory), "reload_interval": 0}}
     current = _settings(inventory, providers={**base, "old": other})
     new = _settings(inventory, providers={**base, "fresh": other})
-    plan = plan_reload(current, current, new, frozenset({"/webhooks/people", "/webhooks/gate"}))
+    plan = plan_reload(
+        current, current.providers, new, frozenset({"/webhooks/people", "/webhooks/gate"})
+    )
     assert (plan.keep, plan.build, plan.drop) == (("inventory",), ("fresh",), ("old",))
     assert plan.restart_required == ()
 
@@ -315,7 +317,7 @@ def test_plan_lists_what_needs_a_restart(inventory: Path) -> None:
         webhooks=[webhook("people", path="/new")],
         providers={"inventory": {"kind": "csv", "path": str(inventory)}, "jamf": jamf},
     )
-    plan = plan_reload(started, started, new, frozenset({"/webhooks/people"}))
+    plan = plan_reload(started, started.providers, new, frozenset({"/webhooks/people"}))
     assert plan.restart_required == (
         "server.port",
         "server.read_timeout",
@@ -338,7 +340,9 @@ def test_plan_keeps_a_synced_provider_until_a_restart(inventory: Path) -> None:
     csv = {"kind": "csv", "path": str(inventory)}
     current = _settings(inventory, providers={"inventory": csv, "jamf": jamf, "gone": jamf})
     new = _settings(inventory, providers={"inventory": csv, "jamf": {**jamf, "budget": 2.0}})
-    plan = plan_reload(current, current, new, frozenset({"/webhooks/people", "/webhooks/gate"}))
+    plan = plan_reload(
+        current, current.providers, new, frozenset({"/webhooks/people", "/webhooks/gate"})
+    )
     assert (plan.build, plan.drop, plan.problems) == ((), (), ())
     assert set(plan.keep) == {"inventory", "jamf", "gone"}
     assert plan.restart_required == ("providers.jamf", "providers.gone (removed)")
