@@ -14,6 +14,11 @@ from pathlib import Path
 import pytest
 
 from connector.cli import EXIT_BROKEN_PIPE, EXIT_CONFIG, EXIT_DENY, EXIT_OK, build_parser, main
+from connector.cli._lookup import explain_text
+from connector.decision import Decision
+from connector.policy import RuleOutcome
+from connector.settings import WebhookSettings
+from providers.base import DeviceRecord
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
 
@@ -190,3 +195,46 @@ def test_a_closed_pipe_exits_141_without_a_traceback(tmp_path: Path, command: st
         args = ["audit", "--config", str(path)]
     result = _closed_pipe_run(*args)
     assert (result.returncode, result.stderr) == (EXIT_BROKEN_PIPE, b"")
+
+
+def test_the_readme_explain_example_is_what_lookup_prints() -> None:
+    """The README's `lookup` example is the text `explain_text` renders for that decision."""
+    message = "inventory jamf does not report the device's compliance state"
+    outcomes = (
+        RuleOutcome("managed", True, None, "device is managed", "true"),
+        RuleOutcome("compliance", False, "attribute-unreported", message, None),
+        RuleOutcome(
+            "min_os_version",
+            False,
+            "os-version-too-old",
+            "macOS 15.0 is older than the required 15.0.1",
+            "macOS 15.0",
+        ),
+        RuleOutcome(
+            "groups.none_of",
+            False,
+            "group-forbidden",
+            "device is in forbidden groups: Quarantine",
+            "Engineering, Quarantine",
+        ),
+    )
+    decision = Decision(
+        allow=False,
+        code="attribute-unreported",
+        message=message,
+        identifier="C02FK3Q7MD6T",
+        kind="serial",
+        record=DeviceRecord(provider="jamf"),
+        outcomes=outcomes,
+    )
+    hook = WebhookSettings(
+        name="people",
+        kind="ENRICHING",
+        path="/webhooks/people",
+        id="3f1b2c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+        secret="c2VjcmV0",
+        providers=("jamf",),
+    )
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = readme[readme.index("C02FK3Q7MD6T (serial), webhook people (ENRICHING): deny") :]
+    assert "\n".join(explain_text(decision, hook)) == example[: example.index("\n```")]
