@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -75,7 +75,8 @@ def create_app(
             on_failure=hook.on_provider_failure,
             hooks=hooks,
         )
-        routes.setdefault(hook.path, {})[hook.id] = WebhookRuntime(hook, chain)
+        for webhook_id in hook.ids:  # two during a secret rotation
+            routes.setdefault(hook.path, {})[webhook_id] = WebhookRuntime(hook, chain)
     app[SETTINGS] = settings
     app[PROVIDERS] = providers
     app[HOOKS] = hooks
@@ -125,7 +126,7 @@ class ProviderKeeper:
     no traffic (and so no lookups) to a not-ready pod.
     """
 
-    def __init__(self, providers: list[Provider], *, timeout: float, interval: float) -> None:
+    def __init__(self, providers: Collection[Provider], *, timeout: float, interval: float) -> None:
         self._providers = providers
         self._timeout = timeout
         self._interval = interval
@@ -173,7 +174,7 @@ class ProviderKeeper:
 async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
     """Start providers in the background (the port opens at once; `/readyz` says when they are
     ready); on shutdown stop the retries and close them."""
-    providers = list(app[PROVIDERS].values())
+    providers = app[PROVIDERS].values()  # a live view: a config reload swaps providers in
     server = app[SETTINGS].server
     keeper = ProviderKeeper(
         providers, timeout=server.provider_start_timeout, interval=server.provider_retry_interval
@@ -186,6 +187,6 @@ async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    for provider in providers:
+    for provider in list(providers):
         await _close(f"provider {provider.name}", provider.aclose())
     log.info("service.stopped")

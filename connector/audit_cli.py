@@ -26,7 +26,11 @@ examples:
   posture-connector audit --config posture.toml --since 24h --denied
   posture-connector audit --config posture.toml --code device-unmanaged --json
 
-exit codes: 0 listed (possibly nothing), 2 configuration error, 3 the store cannot be read
+exit codes:
+  0    listed (possibly nothing)
+  2    configuration error
+  3    the store cannot be read
+  141  stdout was closed early (e.g. piped into head)
 """
 
 
@@ -35,7 +39,13 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = "Query the decision audit log (newest first)."
     parser.epilog = EXAMPLES
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--config", type=Path, required=True, help="the service's config file")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the connector's config file (TOML); relative paths in it are relative to it",
+    )
     parser.add_argument("--identifier", help="serial or UDID (case-insensitive)")
     parser.add_argument(
         "--since", type=_moment, help='a span back from now ("24h", "7d") or an ISO 8601 time'

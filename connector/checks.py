@@ -2,18 +2,35 @@
 
 `serve` refuses to start on any of these; `check-config` lists them all.
 
+`check-config --online` adds `online_checks`: it starts every provider (credentials, permissions,
+an inventory file loaded row by row) and reads the TLS files, as `serve` would at start.
+
 Warnings (`config_warnings`) stop neither: `check-config` prints them and still exits 0, `serve`
 logs each once as `config.warning`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import ssl
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from cryptography import x509
 
 from connector.policy import check_policy
 from connector.settings import Settings, is_loopback, split_listen
-from providers import IdentifierKind, preflight_problems
+from providers import (
+    IdentifierKind,
+    ProviderError,
+    ProviderSettings,
+    build_provider,
+    classify,
+    preflight_problems,
+)
 
 
 def preflight(settings: Settings) -> list[str]:
@@ -65,28 +82,45 @@ def config_warnings(settings: Settings) -> list[str]:
     src = settings.source
     warnings: list[str] = []
     for index, hook in enumerate(settings.webhooks):
-        if not _STEP_CA_ID.fullmatch(hook.id):
-            warnings.append(
-                f"{src}: webhooks[{index}].id: not a UUID as step-ca writes it (lowercase, "
-                "8-4-4-4-12 hex); step-ca sends the id that `step ca provisioner webhook add` "
-                "printed, so a call with this id can only come from a hand-written ca.json"
-            )
-    first_with: dict[bytes, int] = {}
+        for id_key, webhook_id in zip(("id", "next_id"), hook.ids, strict=False):
+            if not _STEP_CA_ID.fullmatch(webhook_id):
+                warnings.append(
+                    f"{src}: webhooks[{index}].{id_key}: not a UUID as step-ca writes it "
+                    "(lowercase, 8-4-4-4-12 hex); step-ca sends the id that `step ca provisioner "
+                    "webhook add` printed, so a call with this id can only come from a "
+                    "hand-written ca.json"
+                )
+    first_with: dict[bytes, tuple[int, str]] = {}
     for index, hook in enumerate(settings.webhooks):
-        key = hook.hmac_key
-        if not key:  # ca.json webhooks all sign with the empty key; mTLS guards them
-            continue
-        if key in first_with:
-            other = first_with[key]
+        for label, key in hook.hmac_keys:
+            if not key:  # ca.json webhooks all sign with the empty key; mTLS guards them
+                continue
+            name = "secret" if label == "current" else "next_secret"
+            if key not in first_with:
+                first_with[key] = (index, name)
+                continue
+            other, other_name = first_with[key]
+            if other == index:
+                warnings.append(
+                    f"{src}: webhooks[{index}].next_secret: the same as its secret, so nothing "
+                    "rotates; give it the secret step-ca printed for the new webhook"
+                )
+                continue
             warnings.append(
-                f"{src}: webhooks[{index}].secret: the same secret as webhooks[{other}] "
-                f"({settings.webhooks[other].name}); step-ca signs only the body, so a body "
+                f"{src}: webhooks[{index}].{name}: the same secret as webhooks[{other}]"
+                + ("" if other_name == "secret" else f".{other_name}")
+                + f" ({settings.webhooks[other].name}); step-ca signs only the body, so a body "
                 "signed for one is accepted by the other (an ENRICHING body replayed to the "
                 "AUTHORIZING path with the other id passes); give each webhook the secret "
                 "step-ca generated for it"
             )
-        else:
-            first_with[key] = index
+    warnings.extend(
+        f"{src}: webhooks[{index}].next_secret: a secret rotation is open, calls signed with "
+        "either secret are accepted; once step-ca signs with the new one (decisions log "
+        "secret=next), move next_id and next_secret to id and secret and remove them"
+        for index, hook in enumerate(settings.webhooks)
+        if hook.next_secret is not None
+    )
     warnings.extend(mac_udid_warnings(settings))
     warnings.extend(budget_warnings(settings))
     warnings.extend(shadow_warnings(settings))
@@ -169,3 +203,127 @@ def mac_udid_warnings(settings: Settings) -> list[str]:
             "the Macs' provisioning UDIDs in a CSV or JSON inventory"
         )
     return warnings
+
+
+# --- online: what can be checked from here, by starting things -----------------------------
+
+PROBE_SERIAL = "ZZPOSTURECHK0"
+"""A serial-shaped identifier no device has: the harmless lookup each provider is asked."""
+EXPIRY_WARNING = timedelta(hours=8)
+"""A TLS certificate closer than this to its end is a warning (the guide renews at 8 h left)."""
+STEP_CA_SECRET_BYTES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One online check.
+
+    Attributes:
+        subject: What was checked (``provider jamf``, ``tls server.tls_cert``, ``webhook gate``).
+        status: ``ok``, ``warn`` (works, but look at it) or ``fail``.
+        detail: What was seen; a vendor's own error text for a provider; never a secret.
+    """
+
+    subject: str
+    status: Literal["ok", "warn", "fail"]
+    detail: str
+
+
+async def online_checks(settings: Settings, *, now: datetime | None = None) -> list[CheckResult]:
+    """Start every provider (token, then one harmless lookup; files are loaded row by row), read
+    the TLS files, and judge each webhook's id and secret against what step-ca generates."""
+    limit = settings.server.provider_start_timeout + settings.server.decision_budget
+    providers = await asyncio.gather(
+        *(check_provider(name, table, limit=limit) for name, table in settings.providers.items())
+    )
+    return [*tls_checks(settings, now or datetime.now(UTC)), *providers, *webhook_checks(settings)]
+
+
+async def check_provider(name: str, table: ProviderSettings, *, limit: float) -> CheckResult:
+    """Start the provider and ask it for `PROBE_SERIAL`; its error text on failure."""
+    subject = f"provider {name}"
+    provider = build_provider(name, table)
+    try:
+        async with asyncio.timeout(limit):
+            await provider.start()
+            await provider.lookup(classify(PROBE_SERIAL, frozenset({IdentifierKind.SERIAL})))
+    except ProviderError as exc:
+        return CheckResult(subject, "fail", exc.message)
+    except TimeoutError:
+        return CheckResult(subject, "fail", f"no answer within {limit:g}s")
+    finally:
+        await provider.aclose()
+    devices = getattr(provider, "device_count", None)
+    loaded = f"loaded {devices} devices, " if isinstance(devices, int) else ""
+    return CheckResult(subject, "ok", f"{table.kind}: {loaded}started and answered a lookup")
+
+
+def tls_checks(settings: Settings, now: datetime) -> list[CheckResult]:
+    """The listener's certificate (names, validity) and the client CA bundle."""
+    server = settings.server
+    results: list[CheckResult] = []
+    if server.plain_http:
+        results.append(CheckResult("tls", "ok", "plain_http: a proxy in front terminates TLS"))
+    elif server.tls_cert is None:
+        results.append(
+            CheckResult("tls", "warn", "dev_certificate: self-signed, not for production")
+        )
+    else:
+        results.append(_certificate("tls server.tls_cert", server.tls_cert, now))
+    if server.client_ca is not None:
+        try:
+            roots = x509.load_pem_x509_certificates(server.client_ca.read_bytes())
+        except (OSError, ValueError) as exc:
+            results.append(CheckResult("tls server.client_ca", "fail", _why(exc)))
+        else:
+            names = ", ".join(c.subject.rfc4514_string() for c in roots)
+            results.append(CheckResult("tls server.client_ca", "ok", f"trusts {names}"))
+    return results
+
+
+def _certificate(subject: str, path: Path, now: datetime) -> CheckResult:
+    try:
+        cert = x509.load_pem_x509_certificates(path.read_bytes())[0]
+    except (OSError, ValueError) as exc:
+        return CheckResult(subject, "fail", _why(exc))
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = ", ".join(str(n.value) for n in san)
+    except x509.ExtensionNotFound:
+        names = cert.subject.rfc4514_string()
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if now < start:
+        return CheckResult(subject, "fail", f"{names}: not valid before {start.isoformat()}")
+    if now >= end:
+        return CheckResult(subject, "fail", f"{names}: expired {end.isoformat()}")
+    left = end - now
+    detail = f"{names}, valid until {end.isoformat()} ({left.total_seconds() / 3600:.1f} h left)"
+    if left < EXPIRY_WARNING:
+        return CheckResult(subject, "warn", f"{detail}; is its renewal running?")
+    return CheckResult(subject, "ok", detail)
+
+
+def webhook_checks(settings: Settings) -> list[CheckResult]:
+    """Whether each webhook's id and secret look like what `step ca provisioner webhook add`
+    prints: a lowercase UUID and the base64 of 64 random bytes."""
+    results: list[CheckResult] = []
+    for hook in settings.webhooks:
+        subject = f"webhook {hook.name}"
+        odd = [i for i in hook.ids if not _STEP_CA_ID.fullmatch(i)]
+        if odd:
+            results.append(CheckResult(subject, "warn", f"id {odd[0]!r} is not a step-ca UUID"))
+            continue
+        lengths = {len(key) for _label, key in hook.hmac_keys}
+        if lengths == {0}:
+            detail = "empty key (a ca.json webhook); step-ca's client certificate is required"
+            results.append(CheckResult(subject, "ok", detail))
+        elif lengths != {STEP_CA_SECRET_BYTES}:
+            detail = (
+                f"the secret decodes to {' and '.join(map(str, sorted(lengths)))} bytes; "
+                f"step-ca's are "
+                f"{STEP_CA_SECRET_BYTES}: is it the Secret step-ca printed for this webhook?"
+            )
+            results.append(CheckResult(subject, "warn", detail))
+        else:
+            results.append(CheckResult(subject, "ok", "id and secret look like step-ca's"))
+    return results

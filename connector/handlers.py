@@ -106,8 +106,12 @@ def _check_signature(request: web.Request, body: bytes, hook: WebhookSettings) -
     header = request.headers.get(SIGNATURE_HEADER)
     if header is None:
         raise SignatureError(f"missing {SIGNATURE_HEADER} header", code="signature-missing")
-    if not verify_signature(body, header, hook.hmac_key):
+    # Every key is checked (constant time each); during a rotation the log says which matched.
+    matched = [label for label, key in hook.hmac_keys if verify_signature(body, header, key)]
+    if not matched:
         raise SignatureError("signature does not match the body and the webhook secret")
+    if hook.next_secret is not None:
+        structlog.contextvars.bind_contextvars(secret=matched[0])
 
 
 def _authorization(request: web.Request) -> bytes:

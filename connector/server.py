@@ -21,6 +21,7 @@ from connector.app import create_app
 from connector.keys import SERVICE_LISTENER
 from connector.listener import Listener, install
 from connector.readiness import READINESS
+from connector.reload import reload_on_sighup
 from connector.settings import ServerSettings, Settings
 from connector.tls import CertificateReloader, CertPaths, ensure_dev_certificate, server_context
 
@@ -106,9 +107,9 @@ async def drain_period(
     log.info("server.drain_interrupted", open_connections=listener.open_connections)
 
 
-def serve(settings: Settings, config_dir: Path) -> None:
+def serve(settings: Settings, config_dir: Path, *, config_path: Path | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then drain (`server.drain_period`), answer requests under
-    way and close providers.
+    way and close providers. With `config_path`, SIGHUP reloads it (`connector.reload`).
 
     Raises `ListenError` (before any provider starts) when the port cannot be bound.
     """
@@ -121,11 +122,14 @@ def serve(settings: Settings, config_dir: Path) -> None:
     try:
         tls = build_tls(settings, config_dir)
         app = create_app(settings)
+        reloader = None
         if tls is not None:
             context, paths = tls
             listener.use_tls(context)
             reloader = CertificateReloader(context, paths, server.cert_reload_interval)
             app.cleanup_ctx.append(reloader.ctx)
+        if config_path is not None:
+            reload_on_sighup(app, settings, config_path, certificates=reloader)
         asyncio.run(_until_signal(app, listener, settings))
     finally:
         listener.close()

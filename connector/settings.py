@@ -117,6 +117,9 @@ class WebhookSettings(_Frozen):
     path: str = Field(pattern=r"^/[A-Za-z0-9._~/-]*$")
     id: str = Field(min_length=1, max_length=128)
     secret: Secret
+    # A rotation window: step-ca's next id and secret, accepted beside the current ones.
+    next_id: str | None = Field(default=None, min_length=1, max_length=128)
+    next_secret: Secret | None = None
     bearer_token: Secret | None = None
     basic_auth: BasicAuth | None = None
     require_client_cert: bool = False
@@ -138,9 +141,11 @@ class WebhookSettings(_Frozen):
             raise ValueError(f"{value} is reserved for health checks")
         return value
 
-    @field_validator("secret")
+    @field_validator("secret", "next_secret")
     @classmethod
     def _base64(cls, value: Any) -> Any:
+        if value is None:
+            return value
         raw = value.get_secret_value()
         if raw:
             decode_secret(raw)
@@ -155,6 +160,10 @@ class WebhookSettings(_Frozen):
             )
         if self.bearer_token is not None and self.basic_auth is not None:
             raise ValueError("bearer_token and basic_auth exclude each other (step-ca sends one)")
+        if self.next_secret is not None and not self.next_secret.get_secret_value():
+            raise ValueError("next_secret is empty: remove it, or give the new secret")
+        if self.next_id is not None and self.next_secret is None:
+            raise ValueError("next_id needs next_secret (step-ca makes a new secret with a new id)")
         return self
 
     @cached_property
@@ -162,6 +171,23 @@ class WebhookSettings(_Frozen):
         """The decoded HMAC key (empty for ca.json-only webhooks), decoded once, not per call."""
         raw = self.secret.get_secret_value()
         return decode_secret(raw) if raw else b""
+
+    @cached_property
+    def hmac_keys(self) -> tuple[tuple[str, bytes], ...]:
+        """Every accepted key with its label: ``current``, then ``next`` during a rotation."""
+        if self.next_secret is None:
+            return (("current", self.hmac_key),)
+        return (
+            ("current", self.hmac_key),
+            ("next", decode_secret(self.next_secret.get_secret_value())),
+        )
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """The ids step-ca may send for this webhook: its id, and `next_id` during a rotation."""
+        if self.next_id is None or self.next_id == self.id:
+            return (self.id,)
+        return (self.id, self.next_id)
 
 
 METRICS_PATH = "/metrics"
@@ -276,12 +302,13 @@ class Settings(_Frozen):
                     f"{where}.name: {hook.name!r} is already used by webhooks[{names[hook.name]}]"
                 )
             names.setdefault(hook.name, index)
-            if (hook.path, hook.id) in routes:
-                problems.append(
-                    f"{where}.id: webhooks[{routes[hook.path, hook.id]}] already serves "
-                    f"this id on {hook.path}"
-                )
-            routes.setdefault((hook.path, hook.id), index)
+            for key, webhook_id in zip(("id", "next_id"), hook.ids, strict=False):
+                if (hook.path, webhook_id) in routes:
+                    problems.append(
+                        f"{where}.{key}: webhooks[{routes[hook.path, webhook_id]}] already serves "
+                        f"this id on {hook.path}"
+                    )
+                routes.setdefault((hook.path, webhook_id), index)
             missing = [p for p in hook.providers if p not in self.providers]
             if missing:
                 problems.append(f"{where}.providers: unknown provider(s) {', '.join(missing)}")

@@ -6,7 +6,9 @@ import contextlib
 import importlib.util
 import json
 import os
+import signal
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,20 @@ class ConnectorProcess(LoggedProcess):
             timeout=timeout,
             cwd=self.config.parent,
         )
+
+    def reload(self, *, timeout: float = 30.0) -> dict[str, Any]:
+        """SIGHUP, then the `config.reloaded` or `config.reload_failed` event it led to."""
+        if self._process is None:
+            raise LabError("the connector is not running")
+        since = self.log_offset()
+        self._process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.events(since):
+                if event.get("event") in ("config.reloaded", "config.reload_failed"):
+                    return event
+            time.sleep(0.05)
+        raise LabError(f"the connector did not reload within {timeout:g}s")
 
     def events(self, since: int = 0) -> list[dict[str, Any]]:
         """The structured log events written after byte offset `since`."""

@@ -34,6 +34,7 @@ async def lookup(
     process = await asyncio.create_subprocess_exec(
         str(cli),
         "lookup",
+        "--json",
         "--config",
         str(config),
         "--webhook",

@@ -95,6 +95,7 @@ async def cli_lookup(
     process = await asyncio.create_subprocess_exec(
         str(cli),
         "lookup",
+        "--json",
         "--config",
         str(config_path),
         "--webhook",

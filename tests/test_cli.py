@@ -117,7 +117,7 @@ def test_lookup_explains_the_decision(
     exit_code: int,
 ) -> None:
     """`lookup` prints the decision as JSON with each rule's verdict; exit 0 allows, 1 denies."""
-    args = ["lookup", "--config", str(QUICKSTART), "--webhook", webhook, identifier]
+    args = ["lookup", "--json", "--config", str(QUICKSTART), "--webhook", webhook, identifier]
     assert main(args) == exit_code
     decision = json.loads(capsys.readouterr().out)
     assert decision["identifier"] == identifier
@@ -133,7 +133,7 @@ def test_lookup_explains_the_decision(
 
 def test_lookup_enriching_shows_the_data(capsys: pytest.CaptureFixture[str]) -> None:
     """An ENRICHING allow shows the data step-ca would put into the certificate template."""
-    args = ["lookup", "--config", str(QUICKSTART), "--webhook", "people", "C02QUICK0001"]
+    args = ["lookup", "--json", "--config", str(QUICKSTART), "--webhook", "people", "C02QUICK0001"]
     assert main(args) == EXIT_OK
     data = json.loads(capsys.readouterr().out)["reply"]["data"]
     assert data["provider"] == "inventory"
@@ -154,7 +154,7 @@ def test_lookup_explains_each_rule_with_the_value_it_saw(
     )
     path = tmp_path / "connector.toml"
     path.write_text(text, encoding="utf-8")
-    args = ["lookup", "--config", str(path), "--webhook", "people", "C02QUICK0001"]
+    args = ["lookup", "--json", "--config", str(path), "--webhook", "people", "C02QUICK0001"]
     assert main(args) == EXIT_DENY
     decision = json.loads(capsys.readouterr().out)
     assert decision["rules"] == [

@@ -1174,6 +1174,7 @@ async def test_cli_lookup_with_example_config(tmp_path: Path, jamf_url: str) -> 
         process = await asyncio.create_subprocess_exec(
             str(cli),
             "lookup",
+            "--json",
             "--config",
             str(config_path),
             "--webhook",

@@ -171,7 +171,7 @@ async def test_cli_lookup_gives_a_hanging_start_only_provider_start_timeout(
     mapping["server"]["provider_start_timeout"] = 0.3
     path = tmp_path / "connector.toml"
     path.write_text(toml_document(mapping), encoding="utf-8")
-    args = ["lookup", "--config", str(path), "--webhook", "people", "C02FK3Q7MD6T"]
+    args = ["lookup", "--config", str(path), "--webhook", "people", "C02FK3Q7MD6T", "--json"]
     loop = asyncio.get_running_loop()
     started = loop.time()
     exit_code = await asyncio.to_thread(main, args)

@@ -1,0 +1,304 @@
+"""Reload on SIGHUP: re-read and validate the config and the TLS files, swap in what can change
+while the service runs, and say which changes wait for a restart.
+
+Live (swapped in one step, between two requests): every ``[[webhooks]]`` entry on a path the
+service already serves (ids, secrets and rotations, credentials, policies, enrichment, provider
+lists), ``[providers.*]`` in ``mode = "live"`` (a changed table is built and started before the
+swap; unchanged ones keep running, with their tokens and loaded files), and ``[cache]`` (a fresh
+cache). The TLS certificate files are re-read as the periodic check does.
+
+After a restart only: ``[server]`` (the listening socket, TLS settings, timeouts), ``[logging]``,
+``[store]``, a webhook on a path not served yet (the router is fixed at start), and providers
+in a sync mode (their syncers belong to the store). The reload still applies everything else
+and lists these as ``restart_required`` in `config.reloaded`.
+
+A config that fails validation, or a changed provider that does not start, is refused whole
+(`config.reload_failed` with the problems) and the running config keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from connector.checks import preflight
+from connector.keys import HOOKS, PROVIDERS, ROUTES, WebhookRuntime
+from connector.lookup import AnswerCache, MemoryCache, ProviderChain
+from connector.settings import ConfigError, Settings, load_settings
+from connector.tls import CertificateReloader
+from providers import Provider, ProviderError, ProviderSettings, build_provider
+from providers.sync_options import SyncOptions
+
+log = structlog.get_logger("connector.config")
+
+RESTART_SECTIONS = ("server", "logging", "store")
+RETIRE_GRACE = 1.0
+"""Seconds beyond the decision budget before replaced providers close (requests under way)."""
+
+
+def _synced(table: ProviderSettings | None) -> bool:
+    return isinstance(table, SyncOptions) and table.mode != "live"
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadPlan:
+    """What a reload does, decided from the old and new settings alone.
+
+    Attributes:
+        build: Providers to build and start anew (new, or their table changed).
+        keep: Providers whose running instance goes on serving.
+        drop: Running providers the new config no longer has (closed after the swap).
+        restart_required: Key paths whose new value only a restart applies.
+        problems: Reasons to refuse the reload.
+    """
+
+    build: tuple[str, ...]
+    keep: tuple[str, ...]
+    drop: tuple[str, ...]
+    restart_required: tuple[str, ...]
+    problems: tuple[str, ...]
+
+
+def plan_reload(
+    started: Settings,
+    running: Mapping[str, ProviderSettings],
+    new: Settings,
+    served: frozenset[str],
+) -> ReloadPlan:
+    """Compare `new` with the settings the process `started` with (restart-only sections) and
+    the tables of the providers `running` now; `served` are the paths the router knows."""
+    restart: list[str] = []
+    for section in RESTART_SECTIONS:
+        before, after = getattr(started, section), getattr(new, section)
+        restart += [
+            f"{section}.{key}"
+            for key in type(after).model_fields
+            if getattr(before, key) != getattr(after, key)
+        ]
+    restart += [
+        f"webhooks[{index}].path ({hook.path} is not served yet)"
+        for index, hook in enumerate(new.webhooks)
+        if hook.path not in served
+    ]
+    build: list[str] = []
+    keep: list[str] = []
+    problems: list[str] = []
+    for name, table in new.providers.items():
+        old = running.get(name)
+        if old == table:
+            keep.append(name)
+        elif not (_synced(old) or _synced(table)):
+            build.append(name)
+        elif old is None:
+            problems.append(f"providers.{name}: a new provider in a sync mode needs a restart")
+        else:
+            keep.append(name)  # its syncer runs with the store: the old one serves until then
+            restart.append(f"providers.{name}")
+    drop = []
+    for name, table in running.items():
+        if name in new.providers:
+            continue
+        if _synced(table):
+            keep.append(name)
+            restart.append(f"providers.{name} (removed)")
+        else:
+            drop.append(name)
+    return ReloadPlan(tuple(build), tuple(keep), tuple(drop), tuple(restart), tuple(problems))
+
+
+class ConfigReloader:
+    """Re-reads the config file on `reload()` (SIGHUP) and swaps the live parts into the app.
+
+    The app's provider and route tables are the same dict objects before and after: a reload
+    replaces their contents in one step, so a request sees the old or the new config, never a
+    mix, and the provider keeper retries whatever providers are current.
+    """
+
+    def __init__(
+        self,
+        app: web.Application,
+        settings: Settings,
+        config_path: Path,
+        *,
+        certificates: CertificateReloader | None = None,
+    ) -> None:
+        self._app = app
+        self._started = settings
+        self._tables: dict[str, ProviderSettings] = dict(settings.providers)  # what runs
+        self._path = config_path
+        self._certificates = certificates
+        routes = app[ROUTES]
+        self._served: frozenset[str] = frozenset(routes)
+        self._lock = asyncio.Lock()
+        self._caches: list[AnswerCache] = []  # the cache in use since the last reload
+        self._retired: list[Provider] = []  # replaced, closing after the grace
+        self._old_caches: list[AnswerCache] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def reload(self) -> bool:
+        """One reload (serialised); returns whether a new config went live."""
+        async with self._lock:
+            if self._certificates is not None:
+                self._certificates.check()  # logs tls.reloaded or tls.reload_failed itself
+            try:
+                new = load_settings(self._path)
+                problems = preflight(new)
+            except ConfigError as exc:
+                new, problems = None, exc.problems
+            if new is None or problems:
+                return self._refuse(problems)
+            plan = plan_reload(self._started, self._tables, new, self._served)
+            if plan.problems:
+                return self._refuse(list(plan.problems))
+            built = await self._start(new, plan.build)
+            failed = [
+                f"providers.{name}: {why}" for name, why in built.items() if isinstance(why, str)
+            ]
+            if failed:
+                await asyncio.gather(
+                    *(p.aclose() for p in built.values() if not isinstance(p, str))
+                )
+                return self._refuse(failed)
+            self._swap(new, plan, {n: p for n, p in built.items() if not isinstance(p, str)})
+            return True
+
+    def _refuse(self, problems: list[str]) -> bool:
+        log.error("config.reload_failed", config=str(self._path), problems=problems, kept="running")
+        return False
+
+    async def _start(self, new: Settings, names: tuple[str, ...]) -> dict[str, Provider | str]:
+        """Build and start `names` concurrently: each started provider, or why it did not."""
+        limit = self._started.server.provider_start_timeout
+
+        async def start(name: str) -> Provider | str:
+            provider = build_provider(name, new.providers[name], hooks=self._app[HOOKS])
+            try:
+                async with asyncio.timeout(limit):
+                    await provider.start()
+            except ProviderError as exc:
+                why = exc.message
+            except TimeoutError:
+                why = f"start did not finish within {limit:g}s"
+            except BaseException:  # cancelled (shutdown) or a provider bug: close, pass it on
+                await provider.aclose()
+                raise
+            else:
+                return provider
+            await provider.aclose()
+            return why
+
+        results = await asyncio.gather(*(start(name) for name in names))
+        return dict(zip(names, results, strict=True))
+
+    def _swap(self, new: Settings, plan: ReloadPlan, built: Mapping[str, Provider]) -> None:
+        running = self._app[PROVIDERS]
+        providers = {**{name: running[name] for name in plan.keep}, **built}
+        cache = AnswerCache(
+            MemoryCache(new.cache.max_entries),
+            found_ttl=new.cache.found_ttl,
+            not_found_ttl=new.cache.not_found_ttl,
+        )
+        routes: dict[str, dict[str, WebhookRuntime]] = {path: {} for path in self._served}
+        for hook in new.webhooks:
+            if hook.path not in self._served:
+                continue
+            chain = ProviderChain(
+                [providers[name] for name in hook.providers],
+                cache,
+                budget=self._started.server.decision_budget,
+                on_failure=hook.on_provider_failure,
+                hooks=self._app[HOOKS],
+            )
+            for webhook_id in hook.ids:
+                routes[hook.path][webhook_id] = WebhookRuntime(hook, chain)
+        retired = [p for p in running.values() if p not in providers.values()]
+        old_caches, self._caches = self._caches, [cache]
+        # One step, no await in between: a request sees the old tables or the new ones.
+        running.clear()
+        running.update(providers)
+        self._app[ROUTES].clear()
+        self._app[ROUTES].update(routes)
+        # A kept provider runs with the table it started with (a synced one may differ).
+        self._tables = {
+            **{name: self._tables[name] for name in plan.keep},
+            **{name: new.providers[name] for name in built},
+        }
+        self._retire(retired, old_caches)
+        log.info(
+            "config.reloaded",
+            config=str(self._path),
+            webhooks=[h.name for h in new.webhooks if h.path in self._served],
+            providers_started=sorted(built),
+            providers_closed=sorted(plan.drop),
+            restart_required=list(plan.restart_required),
+            **(
+                {"message": "these changes take effect only after a restart"}
+                if plan.restart_required
+                else {}
+            ),
+        )
+
+    def _retire(self, providers: list[Provider], caches: list[AnswerCache]) -> None:
+        """Close what the swap replaced once requests that still hold it have finished."""
+        self._retired += providers
+        self._old_caches += caches
+
+        async def later() -> None:
+            await asyncio.sleep(self._started.server.decision_budget + RETIRE_GRACE)
+            await _close(providers, caches)
+            self._retired = [p for p in self._retired if p not in providers]
+            self._old_caches = [c for c in self._old_caches if c not in caches]
+
+        self._track(asyncio.create_task(later(), name="config-retire"))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_hup(self) -> None:
+        self._track(asyncio.create_task(self._reload_logged(), name="config-reload"))
+
+    async def _reload_logged(self) -> None:
+        try:
+            await self.reload()
+        except Exception:  # a bug must not end the service; the old config keeps serving
+            log.exception("config.reload_failed", config=str(self._path), kept="running")
+
+    async def ctx(self, _app: web.Application) -> AsyncIterator[None]:
+        """aiohttp cleanup context: SIGHUP reloads while the app runs."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+        yield
+        loop.remove_signal_handler(signal.SIGHUP)
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await _close(self._retired, [*self._old_caches, *self._caches])
+
+
+async def _close(providers: list[Provider], caches: list[AnswerCache]) -> None:
+    for provider in providers:
+        with contextlib.suppress(Exception):
+            await provider.aclose()
+    for cache in caches:
+        await cache.aclose()
+
+
+def reload_on_sighup(
+    app: web.Application,
+    settings: Settings,
+    config_path: Path,
+    *,
+    certificates: CertificateReloader | None = None,
+) -> None:
+    """Make SIGHUP reload `config_path` into `app` (call before the app starts)."""
+    reloader = ConfigReloader(app, settings, config_path, certificates=certificates)
+    app.cleanup_ctx.append(reloader.ctx)
