@@ -17,6 +17,8 @@ from connector.logs import request_context
 from connector.lookup import AnswerCache, MemoryCache, ProviderChain
 from connector.observe import FanOut, StructlogHook
 from connector.persistence import PERSISTENCE, AuditHook, Persistence, persistence_ctx
+from connector.scep.endpoint import handle_challenge_request
+from connector.scep.runtime import SCEP, ScepRuntime, scep_ctx
 from connector.settings import Settings
 from providers import Provider, ProviderError, build_provider
 
@@ -47,12 +49,13 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = _utcnow) -
         found_ttl=settings.cache.found_ttl,
         not_found_ttl=settings.cache.not_found_ttl,
     )
+    scep = ScepRuntime(settings, persistence.store, hooks)
     routes: dict[str, dict[str, WebhookRuntime]] = {}
     for hook in settings.webhooks:
         chain = ProviderChain(
             [providers[name] for name in hook.providers],
             cache,
-            budget=settings.server.decision_budget,
+            budget=scep.chain_budget(hook, settings.server.decision_budget),
             on_failure=hook.on_provider_failure,
             hooks=hooks,
         )
@@ -63,17 +66,20 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = _utcnow) -
     app[PERSISTENCE] = persistence
     app[ROUTES] = routes
     app[CLOCK] = clock
+    app[SCEP] = scep
     app.add_routes(
         [
             web.get("/healthz", handle_healthz, allow_head=True),
             web.get("/readyz", handle_readyz, allow_head=True),
             *(web.route("*", path, handle_webhook) for path in routes),
+            *(web.route("*", path, handle_challenge_request) for path in scep.issuers),
         ]
     )
     app[PROVIDERS_STARTED] = asyncio.Event()
     # The store first: providers in sync mode read it, and it outlives them to flush the audit.
     app.cleanup_ctx.append(persistence_ctx)
     app.cleanup_ctx.append(_providers_ctx)
+    app.cleanup_ctx.append(scep_ctx)
     app.on_cleanup.append(lambda _app: cache.aclose())
     return app
 

@@ -167,6 +167,10 @@ class WebhookSettings(_Frozen):
                 "a SCEPCHALLENGE webhook needs [webhooks.validator] "
                 '(kind = "intune" or "challenge")'
             )
+        if self.kind == "SCEPCHALLENGE" and self.mode == "shadow":
+            raise ValueError(
+                "a SCEPCHALLENGE webhook cannot run in shadow mode: it would accept any challenge"
+            )
         if self.kind == "NOTIFYING" and isinstance(self.validator, ChallengeValidatorSettings):
             raise ValueError('a NOTIFYING webhook\'s validator can only be kind = "intune"')
         if self.kind in ("ENRICHING", "AUTHORIZING") and self.validator is not None:

@@ -7,10 +7,11 @@ challenge in the CSR is good and tells NOTIFYING webhooks how the issuance ended
 through the same provider chain, policy and enrichment as an attested one.
 
 Modules: `_settings` (the validator tables), `_csr` (CSR and certificate facts, pure),
-`_validators` (Intune and one-time challenges), `_issue` (the challenge endpoint an MDM calls),
+`_validators` (Intune and one-time challenges), `_issue` (one-time challenges for an MDM),
 `_decide` (SCEPCHALLENGE: validator, then posture), `_notify` (NOTIFYING: audit, then Intune in
-the background), `_runtime` (what the app holds), `_webhook` (the handler ``handlers.py`` hands
-SCEP calls to).
+the background); and, imported by name because they need the rest of the service, `runtime`
+(what the app holds), `webhook` (what ``handlers.py`` hands verified SCEP calls to) and
+`endpoint` (the challenge URL's handler).
 
 Only the settings are imported here: ``connector.settings`` needs them while the rest of the
 package needs ``connector.settings``.
