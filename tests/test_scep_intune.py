@@ -393,3 +393,25 @@ async def test_unreadable_certificate_is_audited_but_not_reported(start: Any, in
     assert scep.calls == []
     assert entry.detail is not None
     assert entry.detail["error"] == "the certificate is not X.509 DER"
+
+
+@pytest.mark.parametrize(
+    ("identity", "expected"),
+    [("common_name", {"code": "identifier-invalid"}), ("none", None)],
+    ids=["common-name", "none"],
+)
+async def test_profile_naming_a_user_needs_identity_none(
+    start: Any, intune: Any, identity: str, expected: dict[str, str] | None
+) -> None:
+    """A profile whose CN is no device (a UPN) fails the shape check, unless identity = "none"
+    lets Intune's verdict alone decide (with on_missing_identifier = "allow")."""
+    scep = intune[1]
+    client = await start(validator={"identity": identity}, on_missing_identifier="allow")
+    upn = "anika@contoso.example"
+
+    answer = await present(client, upn, scep.issue_challenge(upn))
+
+    if expected is None:
+        assert answer == {"allow": True, "data": {}}
+    else:
+        assert answer["error"]["code"] == expected["code"]

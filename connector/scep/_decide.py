@@ -17,11 +17,8 @@ from connector.lookup import ProviderChain
 from connector.models import AttestationData, ScepChallengeRequest, WebhookRequest
 from connector.observe import MAX_LOGGED_IDENTIFIER, clip
 from connector.scep._csr import CsrError, read_csr
-from connector.scep._validators import Validator
+from connector.scep._validators import MAX_TRANSACTION_ID, Validator
 from connector.settings import WebhookSettings
-
-MAX_TRANSACTION_ID = 128
-"""Characters of a SCEP transaction id kept in the audit log (clients choose it)."""
 
 
 async def decide_challenge(

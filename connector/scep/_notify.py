@@ -20,6 +20,7 @@ from connector.models import ScepNotification
 from connector.observe import MAX_LOGGED_IDENTIFIER, clip
 from connector.scep._csr import CsrError, CsrFacts, IssuedFacts, read_certificate, read_csr
 from connector.scep._settings import IntuneValidatorSettings
+from connector.scep._validators import MAX_TRANSACTION_ID
 from connector.store import AuditEntry
 from providers.base import ProviderError
 from providers.intune import IntuneScepClient, IssuedCertificate
@@ -28,7 +29,6 @@ log = structlog.get_logger("connector.scep")
 
 MAX_ERROR = 255
 """Characters of step-ca's error description kept (Intune takes at most 255)."""
-MAX_TRANSACTION_ID = 128
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,9 @@ class IntuneValidatorSettings(_Frozen):
             service principal endpoints).
         intune_resource: The Intune API resource for the token (scope = resource + "/.default").
         caller_info: Free text Intune records as the caller (``callerInfo``).
+        identity: ``common_name``: the CSR's common name, which Intune checked against its
+            profile, names the device for the posture policy; ``none``: Intune's verdict
+            alone, and the webhook's ``on_missing_identifier`` decides (set it to allow).
         timeout: Seconds for one validation, discovery and tokens included.
         notify_timeout: Seconds a background success/failure notification may take.
     """
@@ -42,6 +45,7 @@ class IntuneValidatorSettings(_Frozen):
     provider: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     intune_resource: str = DEFAULT_INTUNE_RESOURCE
     caller_info: str = Field(default="posture-connector", min_length=1, max_length=200)
+    identity: Literal["common_name", "none"] = "common_name"
     timeout: float = Field(default=4.0, gt=0, le=6)
     notify_timeout: float = Field(default=30.0, gt=0, le=300)
 

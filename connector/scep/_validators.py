@@ -21,6 +21,7 @@ from typing import Protocol
 
 import structlog
 
+from connector.observe import MAX_LOGGED_IDENTIFIER, clip
 from connector.scep._csr import CsrFacts
 from connector.scep._settings import ChallengeValidatorSettings, IntuneValidatorSettings
 from connector.store import Store, StoreError
@@ -29,6 +30,8 @@ from providers.intune import IntuneScepClient
 
 log = structlog.get_logger("connector.scep")
 
+MAX_TRANSACTION_ID = 128
+"""Characters of a SCEP transaction id that reach a log line or the audit log (clients pick it)."""
 UNBOUND = "*"
 """The identity stored for a challenge issued without a device (``unbound = "csr"``)."""
 
@@ -85,6 +88,7 @@ class IntuneValidator:
 
     def __init__(self, client: IntuneScepClient, settings: IntuneValidatorSettings) -> None:
         self._client = client
+        self._identity = settings.identity
         self.timeout = settings.timeout
 
     async def validate(
@@ -99,7 +103,11 @@ class IntuneValidator:
                 transaction_id, csr.base64_der, budget=self.timeout
             )
         except ProviderError as exc:
-            log.warning("scep.intune_unavailable", transaction_id=transaction_id, error=exc.message)
+            log.warning(
+                "scep.intune_unavailable",
+                transaction_id=transaction_id[:MAX_TRANSACTION_ID],
+                error=exc.message,
+            )
             return refuse(
                 "intune-unavailable",
                 "Intune's SCEP validation could not be asked; try again later",
@@ -111,7 +119,8 @@ class IntuneValidator:
                 f"Intune refused the request: {verdict.code}",
                 intune_code=verdict.code,
             )
-        return Verdict(allow=True, identity=csr.common_name, detail={"intune_code": verdict.code})
+        identity = csr.common_name if self._identity == "common_name" else None
+        return Verdict(allow=True, identity=identity, detail={"intune_code": verdict.code})
 
 
 class ChallengeValidator:
@@ -151,7 +160,7 @@ class ChallengeValidator:
                 "scep.challenge_device_mismatch",
                 webhook=self._webhook,
                 bound=used.identity,
-                presented=csr.common_name,
+                presented=clip(csr.common_name, MAX_LOGGED_IDENTIFIER),
             )
             return refuse(
                 "challenge-device-mismatch",
