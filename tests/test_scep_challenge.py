@@ -372,3 +372,37 @@ async def test_two_common_names_are_refused(start: Any) -> None:
     answer = await present(client, MANAGED, challenge, csr_der=der)
 
     assert answer["error"]["code"] == "csr-invalid"
+
+
+async def test_store_failure_fails_closed_on_both_sides(start: Any, tmp_path: Path) -> None:
+    """With the challenge table gone, the MDM gets 503 and a presented challenge is denied."""
+    client = await start()
+    challenge = await challenge_for(client, serial=MANAGED)
+    with sqlite3.connect(tmp_path / "store.sqlite3") as db:
+        db.execute("DROP TABLE scep_challenges")
+
+    issued = await fetch(client, serial=MANAGED)
+    answer = await present(client, MANAGED, challenge)
+
+    assert issued.status == 503
+    assert (await issued.json())["error"]["code"] == "challenge-store-unavailable"
+    assert answer["error"]["code"] == "challenge-store-unavailable"
+
+
+async def test_challenge_url_takes_only_post(start: Any) -> None:
+    """A GET on the challenge URL is 405, whatever the credentials."""
+    client = await start()
+
+    response = await client.get(CHALLENGE_URL, headers=basic_auth(MDM_USER, MDM_PASSWORD))
+
+    assert response.status == 405
+
+
+async def test_unbound_challenge_needs_a_device_in_the_csr(start: Any) -> None:
+    """With unbound = "csr", a CSR naming no device cannot use a device-less challenge."""
+    client = await start(unbound="csr")
+    challenge = await challenge_for(client)
+
+    answer = await present(client, None, challenge)
+
+    assert answer["error"]["code"] == "csr-identity-missing"
