@@ -20,6 +20,8 @@ from connector.observability import Observability
 from connector.observe import FanOut, StructlogHook
 from connector.persistence import PERSISTENCE, AuditHook, Persistence, persistence_ctx
 from connector.readiness import READINESS, Readiness
+from connector.scep.endpoint import handle_challenge_request
+from connector.scep.runtime import SCEP, ScepRuntime, scep_ctx
 from connector.settings import Settings
 from connector.watchdog import LoopWatchdog
 from providers import Provider, ProviderError, build_provider
@@ -66,12 +68,13 @@ def create_app(
         found_ttl=settings.cache.found_ttl,
         not_found_ttl=settings.cache.not_found_ttl,
     )
+    scep = ScepRuntime(settings, persistence.store, hooks)
     routes: dict[str, dict[str, WebhookRuntime]] = {}
     for hook in settings.webhooks:
         chain = ProviderChain(
             [providers[name] for name in hook.providers],
             cache,
-            budget=settings.server.decision_budget,
+            budget=scep.chain_budget(hook, settings.server.decision_budget),
             on_failure=hook.on_provider_failure,
             hooks=hooks,
         )
@@ -83,11 +86,13 @@ def create_app(
     app[PERSISTENCE] = persistence
     app[ROUTES] = routes
     app[CLOCK] = clock
+    app[SCEP] = scep
     app.add_routes(
         [
             web.get("/healthz", handle_healthz, allow_head=True),
             web.get("/readyz", handle_readyz, allow_head=True),
             *(web.route("*", path, handle_webhook) for path in routes),
+            *(web.route("*", path, handle_challenge_request) for path in scep.issuers),
         ]
     )
     app[READINESS] = Readiness()
@@ -97,6 +102,7 @@ def create_app(
     if settings.server.loop_stall_timeout > 0:
         app.cleanup_ctx.append(_watchdog_ctx)
     app.cleanup_ctx.append(_providers_ctx)
+    app.cleanup_ctx.append(scep_ctx)
     app.on_cleanup.append(lambda _app: _close("cache", cache.aclose()))
     observability.install(app)
     return app

@@ -22,6 +22,7 @@ from typing import Literal
 from cryptography import x509
 
 from connector.policy import check_policy
+from connector.scep import SCEP_KINDS
 from connector.settings import Settings, is_loopback, split_listen
 from providers import (
     IdentifierKind,
@@ -189,8 +190,8 @@ def mac_udid_warnings(settings: Settings) -> list[str]:
     src = settings.source
     warnings: list[str] = []
     for index, hook in enumerate(settings.webhooks):
-        if IdentifierKind.UDID not in hook.identifier_kinds:
-            continue
+        if IdentifierKind.UDID not in hook.identifier_kinds or hook.kind in SCEP_KINDS:
+            continue  # SCEP devices name themselves; nothing attests a provisioning UDID
         tables = [settings.providers[name] for name in hook.providers if name in settings.providers]
         if any(getattr(type(t), "matches_mac_provisioning_udid", False) for t in tables):
             continue

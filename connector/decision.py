@@ -33,6 +33,7 @@ class Decision:
         record: The device the chain found.
         lookup: The chain's answer, when it was asked.
         outcomes: Every policy rule's verdict, when the policy ran.
+        detail: Extra facts for the audit log (a SCEP transaction id, the validator's code).
     """
 
     allow: bool
@@ -44,6 +45,7 @@ class Decision:
     record: DeviceRecord | None = None
     lookup: LookupResult | None = None
     outcomes: tuple[RuleOutcome, ...] = field(default=())
+    detail: dict[str, str] | None = None
 
     def reply(self) -> WebhookReply:
         """The JSON step-ca receives."""
@@ -88,7 +90,7 @@ async def decide(
     value = request.permanent_identifier
     if not value:
         if hook.on_missing_identifier == "allow":
-            return Decision(allow=True, data={} if hook.kind == "ENRICHING" else None)
+            return Decision(allow=True, data={} if hook.returns_data else None)
         return _deny("identifier-missing", "the request carries no attested permanent identifier")
     checked = check_identifier(hook, value)
     if isinstance(checked, Decision):
@@ -119,7 +121,7 @@ async def decide(
     if not verdict.allow:
         code, message = policy_error(verdict)
         return _deny(code, message, record=record, outcomes=verdict.outcomes, **base)
-    data = build_data(hook.enrichment, record, identifier) if hook.kind == "ENRICHING" else None
+    data = build_data(hook.enrichment, record, identifier) if hook.returns_data else None
     return Decision(allow=True, data=data, record=record, outcomes=verdict.outcomes, **base)
 
 
@@ -131,7 +133,7 @@ def shadow_reply(hook: WebhookSettings, decision: Decision) -> WebhookReply:
     """
     if decision.allow:
         return decision.reply()
-    if hook.kind != "ENRICHING":
+    if not hook.returns_data:
         return WebhookReply(allow=True)
     data: dict[str, Any] = {}
     if decision.record is not None and decision.identifier and decision.kind is not None:

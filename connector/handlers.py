@@ -12,6 +12,7 @@ import binascii
 import hmac
 import time
 from datetime import datetime
+from typing import TypeVar
 
 import structlog
 from aiohttp import web
@@ -30,7 +31,13 @@ from connector.errors import (
 )
 from connector.keys import CLOCK, HOOKS, PROVIDERS, ROUTES, SETTINGS, WebhookRuntime
 from connector.listener import request_started
-from connector.models import WebhookRequest, WireFormatError, parse_request
+from connector.models import (
+    ScepChallengeRequest,
+    ScepNotification,
+    WebhookRequest,
+    WireFormatError,
+    parse_body,
+)
 from connector.observe import (
     MAX_LOGGED_IDENTIFIER,
     MAX_LOGGED_OBSERVED,
@@ -40,6 +47,8 @@ from connector.observe import (
 )
 from connector.persistence import PERSISTENCE
 from connector.readiness import READINESS
+from connector.scep import SCEP_KINDS
+from connector.scep.webhook import BODIES, answer_scep
 from connector.settings import WebhookSettings
 from connector.signing import verify_signature
 from connector.tls import peer_certificate, peer_dns_names
@@ -144,11 +153,14 @@ def _check_credentials(request: web.Request, hook: WebhookSettings) -> None:
             raise AuthError("missing or wrong basic credentials")
 
 
-def _parse(body: bytes) -> WebhookRequest:
+_Body = TypeVar("_Body", bound=WebhookRequest | ScepChallengeRequest | ScepNotification)
+
+
+def _parse(body: bytes, model: type[_Body]) -> _Body:
     if not body.strip():
         raise PayloadError("empty body")
     try:
-        return parse_request(body)
+        return parse_body(body, model)
     except WireFormatError as exc:
         raise PayloadError(f"not a step-ca webhook request: {exc}") from None
     except ValidationError as exc:
@@ -158,8 +170,8 @@ def _parse(body: bytes) -> WebhookRequest:
         raise PayloadError(f"not a step-ca webhook request: {where}: {why}") from None
 
 
-def _check_timestamp(payload: WebhookRequest, now: datetime, skew: float) -> None:
-    drift = (now - payload.timestamp).total_seconds()
+def _check_timestamp(timestamp: datetime, now: datetime, skew: float) -> None:
+    drift = (now - timestamp).total_seconds()
     if abs(drift) > skew:
         raise PayloadError(
             f"timestamp is {abs(drift):.0f}s {'old' if drift > 0 else 'in the future'} "
@@ -182,9 +194,16 @@ async def handle_webhook(request: web.Request) -> web.Response:
     _check_client_cert(request, hook)
     _check_signature(request, body, hook)
     _check_credentials(request, hook)
-    payload = _parse(body)
     now = request.app[CLOCK]()
-    _check_timestamp(payload, now, settings.server.clock_skew)
+    if hook.kind in SCEP_KINDS:  # SCEP calls: same checks, own bodies, decided in connector.scep
+        scep = _parse(body, BODIES[hook.kind])
+        _check_timestamp(scep.timestamp, now, settings.server.clock_skew)
+        answer = await answer_scep(request, runtime, scep, now=now)
+        if answer.decision is not None:
+            _log_decision(request, hook, answer.decision, started)
+        return answer.response
+    payload = _parse(body, WebhookRequest)
+    _check_timestamp(payload.timestamp, now, settings.server.clock_skew)
     decision = await decide(hook, payload, runtime.chain, now=now)
     _log_decision(request, hook, decision, started)
     reply = shadow_reply(hook, decision) if hook.mode == "shadow" else decision.reply()
@@ -235,6 +254,7 @@ def decision_event(
         email=user.email if user else None,
         shadow=hook.mode == "shadow",
         would_allow=decision.allow if hook.mode == "shadow" else None,
+        detail=decision.detail,
     )
 
 

@@ -17,15 +17,15 @@ that could make us see another identifier than Go does (checked against Go 1.26'
   the surrogate or fails.
 - go.step.sm's `x509util.Subject` also takes a bare string as the common name.
 
-Go's encoder never writes any of these: keys are the exact struct tags, each once, and strings
-are valid UTF-8. So rather than mimic Go's quirks we refuse every body where they could matter.
-In each object whose members we read (the body, `attestationData`, `x509CertificateRequest`,
-`x509Certificate`, their `subject`) a key must be exactly a field's name or fold to none of them,
-under a fold that equates everything Go's does and a little more (the dotless i is taken as `I`:
-we err towards refusing). A key repeated in any object, a lone surrogate anywhere, invalid UTF-8,
-`NaN`/`Infinity`, or a value of another JSON type than Go writes is refused too. Snake-case names
-(`permanent_identifier`) are not read, since Go would not read them. In what remains, Go and we
-take each field from the same member and get the same string from it.
+Go's encoder never writes any of these: keys are the exact struct tags, each once, and strings are
+valid UTF-8. So rather than mimic Go's quirks we refuse every body where they could matter. In each
+object whose members we read (the body, `attestationData`, `x509CertificateRequest`,
+`x509Certificate`, their `subject`; the SCEP bodies likewise) a key must be exactly a field's name
+or fold to none of them, under a fold that equates everything Go's does and a little more (the
+dotless i is taken as `I`: we err towards refusing). A key repeated in any object, a lone surrogate
+anywhere, invalid UTF-8, `NaN`/`Infinity`, or a value of another JSON type than Go writes is
+refused too. Snake-case names (`permanent_identifier`) are not read, since Go would not read them.
+In what remains, Go and we take each field from the same member and get the same string from it.
 
 The timestamp must be the RFC 3339 string `time.Time.MarshalJSON` writes (RFC3339Nano,
 `2006-01-02T15:04:05.999999999Z07:00`: up to nine fraction digits without trailing zeros, `Z` for
@@ -38,9 +38,9 @@ import json
 import re
 from datetime import datetime
 from functools import cache
-from typing import Annotated, Any, NoReturn, get_args
+from typing import Annotated, Any, NoReturn, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictInt
 
 # Go's appendFormatRFC3339: 4-digit year, 'T', 1 to 9 fraction digits without trailing zeros (none
 # at all for a whole second), 'Z' or a ±hh:mm offset under 24 hours. ASCII digits only.
@@ -135,12 +135,60 @@ class WebhookRequest(_Wire):
         return self.attestation_data.permanent_identifier if self.attestation_data else None
 
 
+class IssuedCertificate(_Wire):
+    """`x509Certificate` on a SCEP NOTIFYING success: only the leaf's outer fields are sent."""
+
+    raw: str = Field(min_length=1)
+    not_after: GoTimestamp | None = Field(default=None, alias="notAfter")
+
+
+class ScepChallengeRequest(_Wire):
+    """The body of a SCEPCHALLENGE call (step-ca >= v0.24.2; `provisionerName` since v0.25.1).
+
+    `scepChallenge` and `scepTransactionID` are ``omitempty`` in step-ca: absent means empty.
+    """
+
+    timestamp: GoTimestamp
+    provisioner_name: str | None = Field(default=None, alias="provisionerName")
+    x509_certificate_request: CertificateRequest = Field(alias="x509CertificateRequest")
+    scep_challenge: str = Field(default="", alias="scepChallenge")
+    scep_transaction_id: str = Field(default="", alias="scepTransactionID")
+
+
+class ScepNotification(_Wire):
+    """The body of a NOTIFYING call after a SCEP issuance (step-ca >= v0.25.0).
+
+    A success carries `x509Certificate`; a failure `scepErrorDescription` and, when not zero,
+    `scepErrorCode` (``omitempty``: step-ca v0.30.2 always passes 0, so it is absent).
+    """
+
+    timestamp: GoTimestamp
+    x509_certificate_request: CertificateRequest = Field(alias="x509CertificateRequest")
+    x509_certificate: IssuedCertificate | None = Field(default=None, alias="x509Certificate")
+    scep_transaction_id: str = Field(default="", alias="scepTransactionID")
+    scep_error_code: StrictInt = Field(default=0, alias="scepErrorCode")
+    scep_error_description: str = Field(default="", alias="scepErrorDescription")
+
+    @property
+    def issued(self) -> bool:
+        """Whether step-ca reports a certificate (else a failure)."""
+        return self.x509_certificate is not None
+
+
+_Body = TypeVar("_Body", bound=_Wire)
+
+
 def parse_request(body: bytes) -> WebhookRequest:
-    """Read a body strictly (see the module docstring).
+    """Read an ENRICHING or AUTHORIZING body strictly (see the module docstring).
 
     Raises `WireFormatError` for a body Go could read differently, pydantic's `ValidationError`
     for one of the wrong shape.
     """
+    return parse_body(body, WebhookRequest)
+
+
+def parse_body(body: bytes, model: type[_Body]) -> _Body:
+    """Read a body of any webhook kind into `model`, as strictly as `parse_request`."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -153,8 +201,8 @@ def parse_request(body: bytes) -> WebhookRequest:
         raise WireFormatError("JSON nested too deeply") from None
     if _SURROGATE_ESCAPE.search(text):  # strict UTF-8 decoding already refused raw surrogates
         _check_strings(tree)
-    _check_member_names(tree)
-    return WebhookRequest.model_validate(tree)
+    _check_member_names(tree, model)
+    return model.model_validate(tree)
 
 
 def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -187,9 +235,9 @@ def _check_strings(tree: Any) -> None:
                 raise WireFormatError("a string holds a lone UTF-16 surrogate") from None
 
 
-def _check_member_names(tree: Any) -> None:
+def _check_member_names(tree: Any, root: type[_Wire]) -> None:
     """Refuse keys that Go would match to a field we read but that are not its exact name."""
-    stack: list[tuple[Any, type[_Wire], str]] = [(tree, WebhookRequest, "body")]
+    stack: list[tuple[Any, type[_Wire], str]] = [(tree, root, "body")]
     while stack:
         node, model, where = stack.pop()
         if not isinstance(node, dict):

@@ -12,7 +12,7 @@ sent the request: it is cut to `MAX_LOGGED_IDENTIFIER` characters before it reac
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -59,7 +59,7 @@ class DecisionEvent:
 
     Attributes:
         webhook: The webhook's configured name.
-        kind: ``ENRICHING`` or ``AUTHORIZING``.
+        kind: ``ENRICHING``, ``AUTHORIZING`` or ``SCEPCHALLENGE``.
         identifier: The attested identifier (an invalid one cut to `MAX_LOGGED_IDENTIFIER`).
         identifier_kind: Its shape, when it passed the check.
         allow: The answer.
@@ -74,6 +74,7 @@ class DecisionEvent:
         shadow: The webhook runs in shadow mode: `allow` is what step-ca got (always True),
             `would_allow` what the policy decided.
         would_allow: The policy's own verdict in shadow mode (None otherwise).
+        detail: Extra facts for the audit log (SCEP: transaction id, validator code).
     """
 
     webhook: str
@@ -91,6 +92,7 @@ class DecisionEvent:
     email: str | None = None
     shadow: bool = False
     would_allow: bool | None = None
+    detail: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

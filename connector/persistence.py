@@ -197,6 +197,7 @@ class AuditHook:
                 ),
                 user=event.user,
                 email=event.email,
+                detail=dict(event.detail) if event.detail else None,
             )
         )
 

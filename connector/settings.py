@@ -18,12 +18,14 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from connector.enrichment import EnrichmentSettings
 from connector.policy import PolicySettings
+from connector.scep import ChallengeValidatorSettings, IntuneValidatorSettings, ValidatorSettings
 from connector.signing import decode_secret
 from connector.store import StoreSettings
 from providers import ProviderSettings
@@ -113,7 +115,7 @@ class WebhookSettings(_Frozen):
     """One ``[[webhooks]]`` entry: a step-ca webhook served on `path`."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    kind: Literal["AUTHORIZING", "ENRICHING"]
+    kind: Literal["AUTHORIZING", "ENRICHING", "SCEPCHALLENGE", "NOTIFYING"]
     path: str = Field(pattern=r"^/[A-Za-z0-9._~/-]*$")
     id: str = Field(min_length=1, max_length=128)
     secret: Secret
@@ -123,7 +125,8 @@ class WebhookSettings(_Frozen):
     bearer_token: Secret | None = None
     basic_auth: BasicAuth | None = None
     require_client_cert: bool = False
-    providers: tuple[str, ...] = Field(min_length=1)
+    # Every kind but NOTIFYING looks devices up; `_some_providers` says so.
+    providers: tuple[str, ...] = Field(default=(), validate_default=True)
     identifier_kinds: frozenset[IdentifierKind] = frozenset(
         {IdentifierKind.SERIAL, IdentifierKind.UDID}
     )
@@ -133,6 +136,17 @@ class WebhookSettings(_Frozen):
     mode: Literal["enforce", "shadow"] = "enforce"
     policy: PolicySettings = Field(default_factory=PolicySettings)
     enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
+    # SCEPCHALLENGE: how the challenge is judged; NOTIFYING: where results also go (intune).
+    validator: ValidatorSettings | None = None
+
+    @field_validator("providers")
+    @classmethod
+    def _some_providers(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if not value and info.data.get("kind") != "NOTIFYING":
+            raise ValueError(
+                "Tuple should have at least 1 item (only a NOTIFYING webhook looks nothing up)"
+            )
+        return value
 
     @field_validator("path")
     @classmethod
@@ -164,7 +178,25 @@ class WebhookSettings(_Frozen):
             raise ValueError("next_secret is empty: remove it, or give the new secret")
         if self.next_id is not None and self.next_secret is None:
             raise ValueError("next_id needs next_secret (step-ca makes a new secret with a new id)")
+        if self.kind == "SCEPCHALLENGE" and self.validator is None:
+            raise ValueError(
+                "a SCEPCHALLENGE webhook needs [webhooks.validator] "
+                '(kind = "intune" or "challenge")'
+            )
+        if self.kind == "SCEPCHALLENGE" and self.mode == "shadow":
+            raise ValueError(
+                "a SCEPCHALLENGE webhook cannot run in shadow mode: it would accept any challenge"
+            )
+        if self.kind == "NOTIFYING" and isinstance(self.validator, ChallengeValidatorSettings):
+            raise ValueError('a NOTIFYING webhook\'s validator can only be kind = "intune"')
+        if self.kind in ("ENRICHING", "AUTHORIZING") and self.validator is not None:
+            raise ValueError("validator belongs to SCEPCHALLENGE and NOTIFYING webhooks only")
         return self
+
+    @property
+    def returns_data(self) -> bool:
+        """Whether an allow carries enrichment `data` (step-ca puts it under `.Webhooks`)."""
+        return self.kind in ("ENRICHING", "SCEPCHALLENGE")
 
     @cached_property
     def hmac_key(self) -> bytes:
@@ -322,9 +354,30 @@ class Settings(_Frozen):
                 problems.append(
                     f'{where}.path: {METRICS_PATH} is served by [metrics] listen = "service"'
                 )
+            problems += self._validator_problems(index, hook)
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _validator_problems(self, index: int, hook: WebhookSettings) -> list[str]:
+        """A validator's provider must be an Intune one; a challenge path must be its own."""
+        where, validator = f"webhooks[{index}].validator", hook.validator
+        if isinstance(validator, IntuneValidatorSettings):
+            provider = self.providers.get(validator.provider)
+            if provider is None:
+                return [f"{where}.provider: unknown provider {validator.provider}"]
+            if provider.kind != "intune":
+                return [f"{where}.provider: {validator.provider} is not kind intune"]
+        if isinstance(validator, ChallengeValidatorSettings):
+            taken = {h.path for h in self.webhooks} | RESERVED_PATHS
+            taken |= {
+                earlier.validator.path
+                for earlier in self.webhooks[:index]
+                if isinstance(earlier.validator, ChallengeValidatorSettings)
+            }
+            if validator.path in taken:
+                return [f"{where}.path: {validator.path} is already served"]
+        return []
 
 
 class ConfigError(Exception):

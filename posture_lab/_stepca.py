@@ -148,6 +148,38 @@ class StepCA(LoggedProcess):
             args.append(f"--x509-template={template}")
         self.step(*args, *self._admin())
 
+    def add_scep_provisioner(
+        self,
+        name: str,
+        *,
+        decrypter_cert: Path,
+        decrypter_key: Path,
+        challenge: str,
+        template: Path | None = None,
+    ) -> None:
+        """A SCEP provisioner with an RSA decrypter (step-ca's EC intermediate cannot decrypt).
+
+        `challenge` is a static challenge nobody is told: it closes the window before the
+        SCEPCHALLENGE webhooks are added, which then take precedence over it. Only the
+        decrypter certificate is offered to clients (``--exclude-intermediate``), so they
+        encrypt to the RSA key; AES-256-CBC content encryption.
+        """
+        args = [
+            "ca",
+            "provisioner",
+            "add",
+            name,
+            "--type=SCEP",
+            f"--challenge={challenge}",
+            f"--scep-decrypter-certificate-file={decrypter_cert}",
+            f"--scep-decrypter-key-file={decrypter_key}",
+            "--exclude-intermediate",
+            "--encryption-algorithm-identifier=2",
+        ]
+        if template is not None:
+            args.append(f"--x509-template={template}")
+        self.step(*args, *self._admin())
+
     def add_webhook(
         self, provisioner: str, name: str, *, url: str, kind: str
     ) -> WebhookCredentials:
@@ -170,9 +202,16 @@ class StepCA(LoggedProcess):
         return WebhookCredentials(name=name, id=found_id.group(1), secret=found_secret.group(1))
 
     def issue_certificate(
-        self, subject: str, cert: Path, key: Path, *, sans: Sequence[str] = ()
+        self,
+        subject: str,
+        cert: Path,
+        key: Path,
+        *,
+        sans: Sequence[str] = (),
+        key_type: str = "EC",
     ) -> None:
-        """A TLS certificate from the CA's admin (JWK) provisioner, e.g. for the connector."""
+        """A certificate from the CA's admin (JWK) provisioner, e.g. the connector's TLS one
+        (``key_type = "RSA"``: 2048 bits, e.g. a SCEP decrypter)."""
         self.step(
             "ca",
             "certificate",
@@ -183,7 +222,8 @@ class StepCA(LoggedProcess):
             f"--provisioner-password-file={self.password_file}",
             *(f"--san={s}" for s in sans),
             "--not-after=24h",
-            "--kty=EC",
+            f"--kty={key_type}",
+            *(["--size=2048"] if key_type == "RSA" else []),
             "--force",
             f"--ca-url={self.url}",
             f"--root={self.root}",

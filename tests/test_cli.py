@@ -74,7 +74,7 @@ providers = ["inventory"]
     for problem in (
         "server.colour: Extra inputs are not permitted",
         "logging.level: Input should be",
-        "webhooks[0].kind: Input should be 'AUTHORIZING' or 'ENRICHING'",
+        "webhooks[0].kind: Input should be 'AUTHORIZING', 'ENRICHING', 'SCEPCHALLENGE' or",
     ):
         assert f"  - {path}: {problem}" in err
 

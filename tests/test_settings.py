@@ -126,7 +126,8 @@ def test_all_problems_are_listed_at_once(tmp_path: Path) -> None:
     assert _problems(mapping) == [
         "cfg.toml: logging.level: Input should be 'debug', 'info', 'warning' or 'error'",
         "cfg.toml: cache.found_ttl: Input should be greater than or equal to 0",
-        "cfg.toml: webhooks[0].kind: Input should be 'AUTHORIZING' or 'ENRICHING'",
+        "cfg.toml: webhooks[0].kind: Input should be 'AUTHORIZING', 'ENRICHING', 'SCEPCHALLENGE' "
+        "or 'NOTIFYING'",
         'cfg.toml: webhooks[1].secret: expected a string, { env = "NAME" } or { file = "PATH" }',
     ]
 

@@ -21,13 +21,22 @@ Sync mode lists every managed device page by page (`list_page`, resumable from t
 Modules: `_settings` (the config table), `_auth` (Entra tokens, certificate assertions), `_api`
 (Graph requests and paging), `_models` (the JSON read), `_mapping` (JSON to `DeviceRecord`,
 pure), `_batch` (JSON batching, throttled requests sent again), `_listing` (the paged listing),
-`provider` (`IntuneProvider`).
+`provider` (`IntuneProvider`), `_scep` (`IntuneScepClient`: Intune's SCEP request
+validation service, with the same app registration).
 """
 
 from __future__ import annotations
 
 from providers.intune._api import odata_string
+from providers.intune._scep import IntuneScepClient, IssuedCertificate, ScepVerdict
 from providers.intune._settings import IntuneSettings
 from providers.intune.provider import IntuneProvider
 
-__all__ = ["IntuneProvider", "IntuneSettings", "odata_string"]
+__all__ = [
+    "IntuneProvider",
+    "IntuneScepClient",
+    "IntuneSettings",
+    "IssuedCertificate",
+    "ScepVerdict",
+    "odata_string",
+]

@@ -111,7 +111,8 @@ def describe_token_error(response: httpx.Response, *, redact: str | None = None)
 
 
 class IntuneTokens(TokenIssuer):
-    """Fetches Graph tokens from the tenant's token endpoint into `cache`."""
+    """Fetches app-only tokens from the tenant's token endpoint into `cache`: for Graph, or
+    for another resource's `scope` (the Intune API, for SCEP validation)."""
 
     def __init__(
         self,
@@ -123,19 +124,21 @@ class IntuneTokens(TokenIssuer):
         hooks: ProviderHook = NO_HOOKS,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        scope: str | None = None,
     ) -> None:
         super().__init__(name, margin=TOKEN_MARGIN, on_state=on_state, hooks=hooks, clock=clock)
         self._name = name
         self._settings = settings
         self._login = login
         self._now = now
+        self._scope = scope or settings.scope
         self._credential: CertificateCredential | None = None
 
     async def _fetch(self) -> Token:
         settings = self._settings
         form = {
             "client_id": settings.client_id,
-            "scope": settings.scope,
+            "scope": self._scope,
             "grant_type": "client_credentials",
         }
         secret = settings.client_secret.get_secret_value() if settings.client_secret else None

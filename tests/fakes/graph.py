@@ -148,6 +148,8 @@ class FakeGraph:
     requests: list[RecordedRequest] = field(default_factory=list)
     token_fetches: int = 0
     valid_tokens: set[str] = field(default_factory=set)
+    token_scopes: dict[str, str] = field(default_factory=dict)
+    """The scope each issued token was granted for (the Intune SCEP fake checks it)."""
 
     @classmethod
     def generated(cls, devices: int, *, users: int, groups: int, tenant_id: str) -> FakeGraph:
@@ -399,6 +401,7 @@ async def token(request: web.Request) -> web.Response:
         )
     value = "fake-" + secrets.token_urlsafe(24)
     fake.valid_tokens.add(value)
+    fake.token_scopes[value] = scope
     return web.json_response(
         {
             "token_type": "Bearer",

@@ -1,0 +1,108 @@
+"""What a SCEP decision reads from the CSR and the issued certificate (pure, no I/O).
+
+The identity a challenge is bound to is compared with the CSR's subject common name, read from
+the CSR's own DER (step-ca's ``raw``), the bytes step-ca signs from and Intune validates. A
+CSR with two common names is refused: Go keeps the last, other readers the first.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
+
+
+class CsrError(ValueError):
+    """When step-ca's ``raw`` is not a readable PKCS#10 request or certificate."""
+
+
+@dataclass(frozen=True, slots=True)
+class CsrFacts:
+    """The parts of a SCEP CSR a decision uses.
+
+    Attributes:
+        common_name: The subject CN, if any.
+        base64_der: The request as standard base64 of its DER (Intune's ``certificateRequest``).
+    """
+
+    common_name: str | None
+    base64_der: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedFacts:
+    """What the audit log and Intune learn about an issued certificate.
+
+    Attributes:
+        serial: Serial number, upper-case hex.
+        thumbprint: SHA-1 of the DER, upper-case hex (the Windows "thumbprint").
+        not_after: Expiry, UTC.
+        issuer: The issuer as an RFC 4514 string.
+        issuer_common_name: The issuer's CN (or the RFC 4514 string when it has none).
+        common_name: The subject CN, if any.
+    """
+
+    serial: str
+    thumbprint: str
+    not_after: datetime
+    issuer: str
+    issuer_common_name: str
+    common_name: str | None
+
+    @property
+    def expires(self) -> str:
+        """`not_after` as ISO 8601 UTC with a ``Z``."""
+        return self.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _der(raw_b64: str | None, what: str) -> bytes:
+    if not raw_b64:
+        raise CsrError(f"the request carries no {what}")
+    try:
+        return base64.b64decode(raw_b64, validate=True)
+    except binascii.Error:
+        raise CsrError(f"the {what} is not base64") from None
+
+
+def _single_cn(name: x509.Name, what: str) -> str | None:
+    values = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(values) > 1:
+        raise CsrError(f"the {what} has more than one common name")
+    value = values[0].value if values else None
+    return value if isinstance(value, str) and value else None
+
+
+def read_csr(raw_b64: str | None) -> CsrFacts:
+    """The CSR step-ca forwarded (`x509CertificateRequest.raw`); raises `CsrError`."""
+    der = _der(raw_b64, "certificate request")
+    try:
+        csr = x509.load_der_x509_csr(der)
+    except ValueError:
+        raise CsrError("the certificate request is not PKCS#10 DER") from None
+    return CsrFacts(
+        common_name=_single_cn(csr.subject, "certificate request"),
+        base64_der=base64.b64encode(der).decode("ascii"),
+    )
+
+
+def read_certificate(raw_b64: str | None) -> IssuedFacts:
+    """The certificate a NOTIFYING success reports (`x509Certificate.raw`); raises `CsrError`."""
+    der = _der(raw_b64, "certificate")
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        raise CsrError("the certificate is not X.509 DER") from None
+    issuer_cn = _single_cn(cert.issuer, "issuer")
+    return IssuedFacts(
+        serial=f"{cert.serial_number:X}",
+        thumbprint=cert.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303 - an identifier, as Windows shows it
+        not_after=cert.not_valid_after_utc.astimezone(UTC),
+        issuer=cert.issuer.rfc4514_string(),
+        issuer_common_name=issuer_cn or cert.issuer.rfc4514_string(),
+        common_name=_single_cn(cert.subject, "certificate subject"),
+    )

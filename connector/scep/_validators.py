@@ -1,0 +1,170 @@
+"""The two ways a SCEPCHALLENGE webhook judges a challenge, behind one `Validator` protocol.
+
+- `IntuneValidator`: Intune decrypts its own challenge and checks the CSR against the profile
+  it made it for (subject, SANs, key usage, expiry); only its ``Success`` passes. The identity
+  it vouches for is the CSR's common name, which Intune has just compared with the profile.
+- `ChallengeValidator`: a one-time challenge the connector handed out is used up atomically
+  (`Store.burn_challenge`: one ``UPDATE ... RETURNING``, so two replicas cannot both accept it)
+  and must be bound to the device the CSR's common name names. A challenge presented with
+  another device's CSR is used up too: it was seen by the wrong device, so it is spent.
+
+Every failure (Intune away, store away, timeout) is a deny with its own reason code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+from connector.observe import MAX_LOGGED_IDENTIFIER, clip
+from connector.scep._csr import CsrFacts
+from connector.scep._settings import ChallengeValidatorSettings, IntuneValidatorSettings
+from connector.store import Store, StoreError
+from providers.base import ProviderError
+from providers.intune import IntuneScepClient
+
+log = structlog.get_logger("connector.scep")
+
+MAX_TRANSACTION_ID = 128
+"""Characters of a SCEP transaction id that reach a log line or the audit log (clients pick it)."""
+UNBOUND = "*"
+"""The identity stored for a challenge issued without a device (``unbound = "csr"``)."""
+
+
+def challenge_digest(challenge: str) -> str:
+    """What the store keeps instead of the challenge: its SHA-256, hex."""
+    return hashlib.sha256(challenge.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def same_device(bound: str, named: str | None) -> bool:
+    """Whether the CSR names the bound device (serials and UUIDs compare without case)."""
+    return named is not None and bound.upper() == named.upper()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a validator decided about one challenge.
+
+    Attributes:
+        allow: Whether the challenge is good.
+        code: Reason code of a refusal.
+        message: What the refusal tells step-ca's log.
+        identity: The device the validation vouches for, when it knows one.
+        detail: Facts for the audit log (never the challenge).
+    """
+
+    allow: bool
+    code: str | None = None
+    message: str | None = None
+    identity: str | None = None
+    detail: Mapping[str, str] = field(default_factory=dict)
+
+
+def refuse(code: str, message: str, **detail: str) -> Verdict:
+    """A refusal."""
+    return Verdict(allow=False, code=code, message=message, detail=detail)
+
+
+class Validator(Protocol):
+    """Judges the challenge of one SCEPCHALLENGE call."""
+
+    timeout: float
+    """Seconds it may take; the provider chain gets the rest of the decision budget."""
+
+    async def validate(
+        self, challenge: str, transaction_id: str, csr: CsrFacts, *, now: float
+    ) -> Verdict:
+        """The verdict; never raises for an upstream or store failure (that is a refusal)."""
+        ...
+
+
+class IntuneValidator:
+    """Asks Intune's SCEP request validation service."""
+
+    def __init__(self, client: IntuneScepClient, settings: IntuneValidatorSettings) -> None:
+        self._client = client
+        self._identity = settings.identity
+        self.timeout = settings.timeout
+
+    async def validate(
+        self, challenge: str, transaction_id: str, csr: CsrFacts, *, now: float
+    ) -> Verdict:
+        """Intune's ``Success`` allows, any other code or failure refuses."""
+        del now
+        if not challenge:
+            return refuse("challenge-missing", "the CSR carries no challenge password")
+        try:
+            verdict = await self._client.validate(
+                transaction_id, csr.base64_der, budget=self.timeout
+            )
+        except ProviderError as exc:
+            log.warning(
+                "scep.intune_unavailable",
+                transaction_id=transaction_id[:MAX_TRANSACTION_ID],
+                error=exc.message,
+            )
+            return refuse(
+                "intune-unavailable",
+                "Intune's SCEP validation could not be asked; try again later",
+                error=exc.message,
+            )
+        if not verdict.ok:
+            return refuse(
+                "intune-refused",
+                f"Intune refused the request: {verdict.code}",
+                intune_code=verdict.code,
+            )
+        identity = csr.common_name if self._identity == "common_name" else None
+        return Verdict(allow=True, identity=identity, detail={"intune_code": verdict.code})
+
+
+class ChallengeValidator:
+    """Accepts each one-time challenge once, for the device it was issued for."""
+
+    def __init__(self, webhook: str, store: Store, settings: ChallengeValidatorSettings) -> None:
+        self._webhook = webhook
+        self._store = store
+        self.timeout = settings.timeout
+
+    async def validate(
+        self, challenge: str, transaction_id: str, csr: CsrFacts, *, now: float
+    ) -> Verdict:
+        """Use the challenge up; allow only if it was live and bound to the CSR's device."""
+        del transaction_id
+        if not challenge:
+            return refuse("challenge-missing", "the CSR carries no challenge password")
+        try:
+            async with asyncio.timeout(self.timeout):
+                used = await self._store.burn_challenge(
+                    challenge_digest(challenge), self._webhook, now
+                )
+        except (StoreError, TimeoutError) as exc:
+            reason = str(exc) or f"no answer within {self.timeout:g}s"
+            log.warning("scep.challenge_store_unavailable", webhook=self._webhook, error=reason)
+            return refuse(
+                "challenge-store-unavailable", "the challenge could not be checked; try again"
+            )
+        if used is None:
+            return refuse("challenge-invalid", "the challenge is unknown, already used or expired")
+        if used.identity == UNBOUND:
+            if csr.common_name is None:
+                return refuse("csr-identity-missing", "the CSR names no device (subject CN)")
+            return Verdict(allow=True, identity=csr.common_name, detail={"binding": "csr"})
+        if not same_device(used.identity, csr.common_name):
+            log.warning(
+                "scep.challenge_device_mismatch",
+                webhook=self._webhook,
+                bound=used.identity,
+                presented=clip(csr.common_name, MAX_LOGGED_IDENTIFIER),
+            )
+            return refuse(
+                "challenge-device-mismatch",
+                "the challenge was issued for another device than the CSR names",
+                bound=used.identity,
+            )
+        return Verdict(allow=True, identity=used.identity, detail={"binding": "device"})

@@ -1,0 +1,82 @@
+"""What the app holds for SCEP: each webhook's validator, the challenge issuers by path, the
+Intune clients (one per Intune provider, shared by validation and notifications), and the
+background notifier. Built in `create_app`, closed by `scep_ctx`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from connector.observe import Hook
+from connector.scep._issue import ChallengeIssuer
+from connector.scep._notify import Notifier
+from connector.scep._settings import ChallengeValidatorSettings, IntuneValidatorSettings
+from connector.scep._validators import ChallengeValidator, IntuneValidator, Validator
+from connector.settings import Settings, WebhookSettings
+from connector.store import Store
+from providers.intune import IntuneScepClient, IntuneSettings
+
+MIN_CHAIN_BUDGET = 1.0
+"""Seconds the provider chain keeps at least, whatever the validator's timeout."""
+
+
+class ScepRuntime:
+    """The SCEP parts of one app (see the module docstring)."""
+
+    def __init__(self, settings: Settings, store: Store, hooks: Hook) -> None:
+        self.validators: dict[str, Validator] = {}
+        self.issuers: dict[str, ChallengeIssuer] = {}
+        self.forwarders: dict[str, tuple[IntuneScepClient, IntuneValidatorSettings]] = {}
+        self.clients: dict[str, IntuneScepClient] = {}
+        self.notifier = Notifier()
+        for hook in settings.webhooks:
+            validator = hook.validator
+            if isinstance(validator, ChallengeValidatorSettings):
+                self.validators[hook.name] = ChallengeValidator(hook.name, store, validator)
+                self.issuers[validator.path] = ChallengeIssuer(hook, validator, store)
+            elif isinstance(validator, IntuneValidatorSettings):
+                client = self._client(settings, validator, hooks)
+                if hook.kind == "SCEPCHALLENGE":
+                    self.validators[hook.name] = IntuneValidator(client, validator)
+                else:
+                    self.forwarders[hook.name] = (client, validator)
+
+    def _client(
+        self, settings: Settings, validator: IntuneValidatorSettings, hooks: Hook
+    ) -> IntuneScepClient:
+        name = validator.provider
+        if name not in self.clients:
+            provider = settings.providers[name]
+            if not isinstance(provider, IntuneSettings):  # pragma: no cover - settings check
+                raise TypeError(f"provider {name} is not an Intune provider")
+            self.clients[name] = IntuneScepClient(
+                f"{name}-scep",
+                provider,
+                scope=validator.scope,
+                caller_info=validator.caller_info,
+                hooks=hooks,
+            )
+        return self.clients[name]
+
+    def chain_budget(self, hook: WebhookSettings, budget: float) -> float:
+        """The provider chain's share of `budget` once the validator has had its time."""
+        validator = self.validators.get(hook.name)
+        if validator is None:
+            return budget
+        return max(budget - validator.timeout, MIN_CHAIN_BUDGET)
+
+    async def aclose(self) -> None:
+        """Let background reports finish (briefly), then close the Intune clients."""
+        await self.notifier.aclose()
+        for client in self.clients.values():
+            await client.aclose()
+
+
+SCEP = web.AppKey("scep", ScepRuntime)
+
+
+async def scep_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Close the SCEP clients and wait for pending notifications at shutdown."""
+    yield
+    await app[SCEP].aclose()

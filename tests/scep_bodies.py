@@ -1,0 +1,144 @@
+"""SCEP webhook bodies as step-ca v0.30.2 writes them, and the CSRs and certificates inside.
+
+Read from step-ca's ``authority/provisioner/scep.go`` and ``webhook/options.go``: SCEPCHALLENGE
+sends the CSR (``x509util.NewCertificateRequestFromX509``, not canonicalised as ACME does),
+``provisionerName``, ``scepChallenge`` and ``scepTransactionID``; a NOTIFYING success sends the
+CSR and only the outer fields of ``x509Certificate`` (``raw`` = the DER); a failure sends
+``scepErrorDescription`` and no ``scepErrorCode`` (it is 0 and ``omitempty``).
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import AttributeOID, NameOID
+
+from connector.stepca import go_json, rfc3339_nano
+from tests.helpers import FIXED_NOW
+
+_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def scep_csr(common_name: str | None, challenge: str | None = None) -> bytes:
+    """A DER PKCS#10 request as a SCEP client makes it (RSA, challengePassword attribute)."""
+    names = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else []
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(names))
+    if challenge is not None:
+        builder = builder.add_attribute(AttributeOID.CHALLENGE_PASSWORD, challenge.encode())
+    csr = builder.sign(_KEY, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.DER)
+
+
+def _csr_member(der: bytes) -> dict[str, Any]:
+    try:
+        csr = x509.load_der_x509_csr(der)
+    except ValueError:  # a broken request, as a test sends it
+        return {"subject": {}, "raw": base64.b64encode(der).decode()}
+    cn = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    spki = csr.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return {
+        "version": 0,
+        "subject": {"commonName": cn[-1].value} if cn else {},
+        "rawSubject": base64.b64encode(csr.subject.public_bytes()).decode(),
+        "dnsNames": None,
+        "emailAddresses": None,
+        "ipAddresses": None,
+        "uris": None,
+        "sans": None,
+        "extensions": None,
+        "keyUsage": None,
+        "extKeyUsage": [],
+        "unknownExtKeyUsage": None,
+        "basicConstraints": None,
+        "signatureAlgorithm": "",
+        "publicKey": base64.b64encode(spki).decode(),
+        "publicKeyAlgorithm": "RSA",
+        "raw": base64.b64encode(der).decode(),
+    }
+
+
+def challenge_body(
+    common_name: str | None,
+    challenge: str | None,
+    *,
+    transaction_id: str = "7b3c2a1f9e8d",
+    now: datetime = FIXED_NOW,
+    csr_der: bytes | None = None,
+) -> bytes:
+    """A SCEPCHALLENGE body; `challenge` None leaves the (omitempty) member out."""
+    der = csr_der if csr_der is not None else scep_csr(common_name, challenge)
+    body: dict[str, Any] = {
+        "timestamp": rfc3339_nano(now),
+        "provisionerName": "wifi",
+        "x509CertificateRequest": _csr_member(der),
+    }
+    if challenge:
+        body["scepChallenge"] = challenge
+    body["scepTransactionID"] = transaction_id
+    return go_json(body)
+
+
+def issued_certificate(common_name: str, *, days: int = 30) -> x509.Certificate:
+    """A certificate as a small CA would issue it for `common_name`."""
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Posture Lab Intermediate CA")])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(issuer)
+        .public_key(_KEY.public_key())
+        .serial_number(0x1F2E3D4C5B6A)
+        .not_valid_before(FIXED_NOW - timedelta(minutes=5))
+        .not_valid_after(FIXED_NOW + timedelta(days=days))
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def notify_success_body(
+    common_name: str,
+    cert: x509.Certificate,
+    *,
+    transaction_id: str = "7b3c2a1f9e8d",
+    now: datetime = FIXED_NOW,
+) -> bytes:
+    """A NOTIFYING body after an issuance."""
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    body = {
+        "timestamp": rfc3339_nano(now),
+        "x509CertificateRequest": _csr_member(scep_csr(common_name, "used")),
+        "x509Certificate": {
+            "publicKey": base64.b64encode(spki).decode(),
+            "publicKeyAlgorithm": "RSA",
+            "notBefore": rfc3339_nano(cert.not_valid_before_utc),
+            "notAfter": rfc3339_nano(cert.not_valid_after_utc.astimezone(UTC)),
+            "raw": base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode(),
+        },
+        "scepTransactionID": transaction_id,
+    }
+    return go_json(body)
+
+
+def notify_failure_body(
+    common_name: str,
+    description: str,
+    *,
+    transaction_id: str = "7b3c2a1f9e8d",
+    now: datetime = FIXED_NOW,
+) -> bytes:
+    """A NOTIFYING body after a failed signing (no scepErrorCode: 0 is omitted)."""
+    body = {
+        "timestamp": rfc3339_nano(now),
+        "x509CertificateRequest": _csr_member(scep_csr(common_name, "used")),
+        "scepTransactionID": transaction_id,
+        "scepErrorDescription": description,
+    }
+    return go_json(body)
