@@ -56,6 +56,7 @@ def _document(
             "computers_api_version": "v4",
             "device_classes": "computers",
             "page_size": PAGE_SIZE,
+            "list_page_size": PAGE_SIZE,  # many slow pages: the leader dies mid-listing
             "mode": "sync",
             "sync_interval": SYNC_INTERVAL,
             "max_staleness": 600.0,
