@@ -12,7 +12,7 @@ request answers that status), `delay` / `token_delay` (slow answers), `page_size
 misbehaving filter would) and `next_link_origin` (point nextLinks elsewhere); `page_size` pages
 managed devices and groups alike. A `Fault` can carry a non-Graph `body` (HTML, cut JSON, another
 shape, a false gzip encoding). `requests` logs every call and `token_fetches` counts token
-requests, faulted ones included.
+requests, faulted ones included; `max_connections` is the most connections carrying Graph requests open at once.
 
 Run on its own::
 
@@ -135,6 +135,8 @@ class FakeGraph:
     requests: list[RecordedRequest] = field(default_factory=list)
     token_fetches: int = 0
     valid_tokens: set[str] = field(default_factory=set)
+    connections: set[asyncio.BaseTransport] = field(default_factory=set)
+    max_connections: int = 0
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> FakeGraph:
@@ -161,6 +163,13 @@ class FakeGraph:
     def graph_requests(self, fragment: str = "") -> list[RecordedRequest]:
         """Logged Graph (``/v1.0``) requests whose path contains `fragment`."""
         return [r for r in self.requests if r.path.startswith("/v1.0/") and fragment in r.path]
+
+    def count_connection(self, transport: asyncio.BaseTransport | None) -> None:
+        """Note the connection a Graph request came on; forget the ones the client has closed."""
+        self.connections = {t for t in self.connections if not t.is_closing()}
+        if transport is not None:
+            self.connections.add(transport)
+        self.max_connections = max(self.max_connections, len(self.connections))
 
     def take_fault(self, path: str) -> Fault | None:
         """Pop the first queued fault that applies to `path`."""
@@ -215,6 +224,8 @@ async def _switches(request: web.Request, handler: Handler) -> web.StreamRespons
     """Log the request, then apply delay, queued faults, `down` and token checks."""
     fake = request.app[FAKE_KEY]
     is_graph = request.path.startswith("/v1.0/")
+    if is_graph:
+        fake.count_connection(request.transport)
     if request.path.endswith("/oauth2/v2.0/token"):
         fake.token_fetches += 1
     response = await _switched(request, handler, fake, is_graph=is_graph)

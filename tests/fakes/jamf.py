@@ -1,7 +1,11 @@
 """A fake Jamf Pro server: a real aiohttp app that speaks Jamf's wire format.
 
 It serves the endpoints the provider uses, with Jamf's quirks (string ids, unrequested sections
-as ``null``, case-insensitive RSQL, v4's ``lastContact``), and switches to inject faults.
+as ``null``, case-insensitive RSQL, v4's ``lastContact``), and switches to inject faults. `latency`
+delays every inventory answer (token requests excepted), as a remote Jamf would; `connections`
+and `max_connections` count the client's open connections, `max_in_flight` its concurrent requests;
+`indexed` answers a one-clause ``==`` filter from an index (for load runs over thousands of
+devices, whose records then must not change).
 
 Endpoints::
 
@@ -30,7 +34,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -166,8 +170,15 @@ class FakeJamf:
     faults: list[Fault] = field(default_factory=list)
     requests: list[LoggedRequest] = field(default_factory=list)
     tokens: dict[str, float] = field(default_factory=dict)
+    latency: float = 0.0
+    indexed: bool = False
     in_flight: int = 0
     max_in_flight: int = 0
+    connections: set[asyncio.BaseTransport] = field(default_factory=set)
+    max_connections: int = 0
+    _index: dict[tuple[int, str], dict[str, list[dict[str, Any]]]] = field(
+        default_factory=dict, repr=False
+    )
 
     @classmethod
     def from_document(cls, document: dict[str, Any], **kwargs: Any) -> FakeJamf:
@@ -232,6 +243,23 @@ class FakeJamf:
                         self.faults.remove(fault)
                 return fault
         return None
+
+    def _count_connection(self, transport: asyncio.BaseTransport | None) -> None:
+        """Note the connection a request came on; forget the ones the client has closed."""
+        self.connections = {t for t in self.connections if not t.is_closing()}
+        if transport is not None:
+            self.connections.add(transport)
+        self.max_connections = max(self.max_connections, len(self.connections))
+
+    def _equal(self, records: list[dict[str, Any]], path: str, value: str) -> list[dict[str, Any]]:
+        """Records whose `path` equals `value` (casefolded), from an index built at first use."""
+        index = self._index.get((id(records), path))
+        if index is None:
+            index = {}
+            for record in records:
+                index.setdefault(_as_text(_lookup(record, path)).casefold(), []).append(record)
+            self._index[(id(records), path)] = index
+        return list(index.get(value, ()))
 
     def _issue(self) -> str:
         token = f"fake.{secrets.token_urlsafe(18)}"
@@ -309,6 +337,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Log every request, track concurrency, apply faults, check bearer tokens."""
     fake = request.app[FAKE]
+    fake._count_connection(request.transport)
     fake.in_flight += 1
     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
     status = 500
@@ -330,6 +359,8 @@ async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 async def _dispatch(fake: FakeJamf, request: web.Request, handler: Handler) -> web.StreamResponse:
+    if fake.latency and request.path not in TOKEN_PATHS:
+        await asyncio.sleep(fake.latency)
     fault = fake._take_fault(request.path)
     if fault is not None:
         if fault.delay:
@@ -460,7 +491,7 @@ def _rsql(expression: str, fields: dict[str, str]) -> Callable[[dict[str, Any]],
 
 def _page(
     request: web.Request,
-    records: Iterable[dict[str, Any]],
+    records: list[dict[str, Any]],
     *,
     sections: dict[str, str],
     fields: dict[str, str],
@@ -476,12 +507,18 @@ def _page(
         size = int(request.query.get("page-size", "100"))
     except ValueError:
         return _api_error(400, "INVALID_PARAMETER", "page")
+    fake = request.app[FAKE]
     matches = list(records)
-    if "filter" in request.query and not request.app[FAKE].ignore_filter:
-        predicate = _rsql(request.query["filter"], fields)
-        if isinstance(predicate, str):
-            return _api_error(400, "INVALID_RSQL_FILTER", predicate)
-        matches = [r for r in matches if predicate(r)]
+    if "filter" in request.query and not fake.ignore_filter:
+        single = _CLAUSE.match(request.query["filter"]) if fake.indexed else None
+        if single is not None and single.group(2) == "==" and single.group(1) in fields:
+            value = next(g for g in single.group(3, 4, 5) if g is not None)
+            matches = fake._equal(records, fields[single.group(1)], value.casefold())
+        else:
+            predicate = _rsql(request.query["filter"], fields)
+            if isinstance(predicate, str):
+                return _api_error(400, "INVALID_RSQL_FILTER", predicate)
+            matches = [r for r in matches if predicate(r)]
     matches.sort(key=lambda r: _as_text(_lookup(r, default_sort)).casefold())
     chosen = matches[page * size : (page + 1) * size]
     keys = {sections[s] for s in wanted}
@@ -716,12 +753,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--username", default="api-reader")
     parser.add_argument("--password", default="fake-password")
     parser.add_argument("--token-lifetime", type=float, default=599.0)
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds before each inventory answer"
+    )
+    parser.add_argument(
+        "--indexed", action="store_true", help="index devices for filters (for load runs)"
+    )
     args = parser.parse_args(argv)
     fake = FakeJamf.from_file(
         args.devices,
         clients={args.client_id: args.client_secret},
         users={args.username: args.password},
         token_lifetime=args.token_lifetime,
+        latency=args.latency,
+        indexed=args.indexed,
     )
     print(
         f"fake Jamf Pro on http://127.0.0.1:{args.port} with {len(fake.computers)} computers and "
