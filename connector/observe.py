@@ -129,6 +129,9 @@ def _ms(seconds: float) -> float:
 class StructlogHook:
     """Writes the service's log events (names and fields are a public interface)."""
 
+    def __init__(self) -> None:
+        self._decisions: Any = None
+
     def decision(self, event: DecisionEvent) -> None:
         """``webhook.decision`` (info); fields that are None or empty are left out."""
         fields: dict[str, Any] = {
@@ -140,18 +143,25 @@ class StructlogHook:
             "code": event.code,
             "provider": event.provider,
             "cached": event.cached,
-            "reasons": [r.code for r in event.failed_rules] or None,
-            "failed_rules": [
+        }
+        if event.failed_rules:
+            fields["reasons"] = [r.code for r in event.failed_rules]
+            fields["failed_rules"] = [
                 {"rule": r.rule, "code": r.code, "observed": r.observed, "message": r.message}
                 for r in event.failed_rules
             ]
-            or None,
-            "failed_providers": list(event.failed_providers) or None,
-            "latency_ms": _ms(event.latency),
-            "user": event.user,
-            "email": event.email,
-        }
-        log.info("webhook.decision", **{k: v for k, v in fields.items() if v is not None})
+        if event.failed_providers:
+            fields["failed_providers"] = list(event.failed_providers)
+        fields["latency_ms"] = _ms(event.latency)
+        fields["user"] = event.user
+        fields["email"] = event.email
+        # One line per verified call: a logger bound once (the module's proxy binds anew on
+        # every call) and built when first used, after logging is configured.
+        if self._decisions is None:
+            self._decisions = log.bind()
+        self._decisions.info(
+            "webhook.decision", **{k: v for k, v in fields.items() if v is not None}
+        )
 
     def lookup(self, event: LookupEvent) -> None:
         """``provider.lookup`` (debug) for an answer, ``provider.lookup_failed`` (warning)."""
