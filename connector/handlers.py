@@ -53,6 +53,12 @@ async def read_capped(request: web.Request, limit: int, *, read_timeout: float) 
     when it is not complete `read_timeout` seconds after the request's first byte arrived."""
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge(f"body of {request.content_length} bytes exceeds {limit}")
+    content = request.content
+    if content.is_eof():  # it has all arrived (a small body comes with the head): no timer
+        whole = content.read_nowait()
+        if len(whole) > limit:
+            raise BodyTooLarge(f"body exceeds {limit} bytes")
+        return whole
     body = bytearray()
     try:
         async with asyncio.timeout_at(request_started(request) + read_timeout):
