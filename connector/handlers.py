@@ -184,7 +184,9 @@ async def handle_webhook(request: web.Request) -> web.Response:
     _check_timestamp(payload, now, settings.server.clock_skew)
     decision = await decide(hook, payload, runtime.chain, now=now)
     _log_decision(request, hook, decision, started)
-    return web.json_response(decision.reply().to_json())
+    return web.Response(
+        body=decision.reply_body(), content_type="application/json", charset="utf-8"
+    )
 
 
 def _log_decision(
