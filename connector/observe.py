@@ -130,7 +130,15 @@ class StructlogHook:
     """Writes the service's log events (names and fields are a public interface)."""
 
     def __init__(self) -> None:
-        self._decisions: Any = None
+        self._bound: Any = None
+
+    @property
+    def _log(self) -> Any:
+        """The logger, bound once when first used (after logging is configured): the module's
+        proxy binds anew on every call, a cost each event (even a filtered debug one) pays."""
+        if self._bound is None:
+            self._bound = log.bind()
+        return self._bound
 
     def decision(self, event: DecisionEvent) -> None:
         """``webhook.decision`` (info); fields that are None or empty are left out."""
@@ -155,18 +163,12 @@ class StructlogHook:
         fields["latency_ms"] = _ms(event.latency)
         fields["user"] = event.user
         fields["email"] = event.email
-        # One line per verified call: a logger bound once (the module's proxy binds anew on
-        # every call) and built when first used, after logging is configured.
-        if self._decisions is None:
-            self._decisions = log.bind()
-        self._decisions.info(
-            "webhook.decision", **{k: v for k, v in fields.items() if v is not None}
-        )
+        self._log.info("webhook.decision", **{k: v for k, v in fields.items() if v is not None})
 
     def lookup(self, event: LookupEvent) -> None:
         """``provider.lookup`` (debug) for an answer, ``provider.lookup_failed`` (warning)."""
         if event.outcome in ("error", "timeout"):
-            log.warning(
+            self._log.warning(
                 "provider.lookup_failed",
                 provider=event.provider,
                 error=event.error,
@@ -174,7 +176,7 @@ class StructlogHook:
                 latency_ms=_ms(event.latency),
             )
             return
-        log.debug(
+        self._log.debug(
             "provider.lookup",
             provider=event.provider,
             found=event.found,
@@ -185,7 +187,7 @@ class StructlogHook:
     def upstream_call(self, event: UpstreamCall) -> None:
         """``provider.upstream_call`` (debug)."""
         fields: dict[str, Any] = {"status": event.status, "error": event.error}
-        log.debug(
+        self._log.debug(
             "provider.upstream_call",
             provider=event.provider,
             method=event.method,
@@ -196,7 +198,7 @@ class StructlogHook:
 
     def retry(self, event: RetryScheduled) -> None:
         """``provider.retry`` (info)."""
-        log.info(
+        self._log.info(
             "provider.retry",
             provider=event.provider,
             route=event.route,
