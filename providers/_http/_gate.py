@@ -87,6 +87,7 @@ class Gate:
         self._outstanding = 0  # planned requests of admitted lookups not answered yet
         self._loose = 0  # requests outside a lookup waiting for a slot
         self._checked_at: float | None = None  # the estimate admitted lookups were checked with
+        self._timed = 0  # exchanges timed so far
         self.estimate: float | None = None
         self.refused = 0
         self._refused_since_clear = 0
@@ -152,8 +153,12 @@ class Gate:
     def leave(self, entered: float, ticket: Ticket | None = None) -> None:
         """Give the slot back; the exchange's duration updates the estimate."""
         took = self._clock() - entered
+        self._timed += 1
         previous = self.estimate
-        estimate = took if previous is None else previous + SMOOTHING * (took - previous)
+        # The mean of the first exchanges, then a moving average: one slow first exchange (the
+        # burst that woke the provider up) does not set the estimate for long.
+        weight = max(SMOOTHING, 1 / self._timed)
+        estimate = took if previous is None else previous + weight * (took - previous)
         self.estimate = estimate
         if ticket is not None and ticket.remaining > 0:
             ticket.remaining -= 1
