@@ -33,7 +33,9 @@ from providers.base import ProviderError
 log = structlog.get_logger("providers.http")
 
 SMOOTHING = 0.05
-"""Weight of the newest exchange in the running estimate of one exchange's duration."""
+"""Weight of a slower exchange in the running estimate of one exchange's duration."""
+RECOVERY = 0.25
+"""Weight of a faster one."""
 MARGIN = 1.1
 """A lookup is admitted when this multiple of its estimated time (plus one exchange) fits."""
 GROWTH = 1.25
@@ -87,7 +89,6 @@ class Gate:
         self._outstanding = 0  # planned requests of admitted lookups not answered yet
         self._loose = 0  # requests outside a lookup waiting for a slot
         self._checked_at: float | None = None  # the estimate admitted lookups were checked with
-        self._timed = 0  # exchanges timed so far
         self.estimate: float | None = None
         self.refused = 0
         self._refused_since_clear = 0
@@ -153,11 +154,11 @@ class Gate:
     def leave(self, entered: float, ticket: Ticket | None = None) -> None:
         """Give the slot back; the exchange's duration updates the estimate."""
         took = self._clock() - entered
-        self._timed += 1
         previous = self.estimate
-        # The mean of the first exchanges, then a moving average: one slow first exchange (the
-        # burst that woke the provider up) does not set the estimate for long.
-        weight = max(SMOOTHING, 1 / self._timed)
+        # Slow to rise, quick to fall: the exchanges timed while a burst arrives (and the event
+        # loop is busy taking it in) are slow for a moment; a slower upstream shows within some
+        # twenty exchanges.
+        weight = SMOOTHING if previous is None or took > previous else RECOVERY
         estimate = took if previous is None else previous + weight * (took - previous)
         self.estimate = estimate
         if ticket is not None and ticket.remaining > 0:
