@@ -34,6 +34,7 @@ from typing import Any
 
 import aiohttp
 
+from benchmarks._config import HOOK_ID, SECRET, gate_config
 from benchmarks._upstream import CLIENT_ID, CLIENT_SECRET, GRAPH_CLIENT_ID, TENANT, serial
 from connector import create_app, stepca
 from connector.app import PROVIDERS_STARTED
@@ -43,8 +44,6 @@ from connector.settings import settings_from_mapping
 from providers.intune._api import DEVICE_SELECT
 from providers.jamf._api import COMPUTER_SECTIONS
 
-SECRET = "cG9zdHVyZS1jb25uZWN0b3IgYmVuY2htYXJrIHNlY3JldCBrZXkgbWF0ZXJpYWwhISEhISEhISEhISEhIQ=="
-HOOK_ID = "00000000-0000-4000-8000-00000000beef"
 CONNECTIONS = 5
 REFUSED = "refused at once"  # the admission message (providers/_http/_gate.py)
 
@@ -109,21 +108,7 @@ def provider_config(kind: str, url: str, classes: str) -> dict[str, Any]:
 
 
 def config(kind: str, url: str, classes: str) -> dict[str, Any]:
-    return {
-        "server": {"plain_http": True, "host": "127.0.0.1", "port": 0},
-        "logging": {"level": "error"},
-        "providers": {"inv": provider_config(kind, url, classes)},
-        "webhooks": [
-            {
-                "name": "gate",
-                "kind": "AUTHORIZING",
-                "path": "/gate",
-                "id": HOOK_ID,
-                "secret": SECRET,
-                "providers": ["inv"],
-            }
-        ],
-    }
+    return gate_config(provider_config(kind, url, classes), {"level": "error"})
 
 
 async def token(session: aiohttp.ClientSession, kind: str, url: str) -> str:

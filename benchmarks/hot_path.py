@@ -38,6 +38,7 @@ from typing import Any
 
 from aiohttp import web
 
+from benchmarks._config import HOOK_ID, SECRET, gate_config
 from benchmarks._upstream import CLIENT_ID, CLIENT_SECRET, jamf_document, serial
 from connector import create_app, stepca
 from connector.app import PROVIDERS_STARTED
@@ -46,8 +47,6 @@ from connector.server import make_listener, running, settle_heap
 from connector.settings import settings_from_mapping
 from connector.signing import decode_secret
 
-SECRET = "cG9zdHVyZS1jb25uZWN0b3IgYmVuY2htYXJrIHNlY3JldCBrZXkgbWF0ZXJpYWwhISEhISEhISEhISEhIQ=="
-HOOK_ID = "00000000-0000-4000-8000-00000000beef"
 DEVICE = serial(7)
 
 
@@ -91,21 +90,7 @@ def _connector_config(inventory: str, folder: Path, jamf_url: str) -> dict[str, 
         rows = "".join(f"{serial(i)},true,user{i},Group {i % 7}\n" for i in range(20_000))
         path.write_text("serial,managed,username,groups\n" + rows, encoding="utf-8")
         provider = {"kind": "csv", "path": str(path), "reload_interval": 0}
-    return {
-        "server": {"plain_http": True, "host": "127.0.0.1", "port": 0},
-        "logging": {"level": "info", "format": "json"},
-        "providers": {"inv": provider},
-        "webhooks": [
-            {
-                "name": "gate",
-                "kind": "AUTHORIZING",
-                "path": "/gate",
-                "id": HOOK_ID,
-                "secret": SECRET,
-                "providers": ["inv"],
-            }
-        ],
-    }
+    return gate_config(provider, {"level": "info", "format": "json"})
 
 
 async def _connector(stop: asyncio.Future[None], inventory: str) -> None:
