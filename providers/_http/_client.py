@@ -168,6 +168,17 @@ class UpstreamClient:
             _ADMITTED.reset(token)
             self.gate.close(ticket)
 
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        """Requests made here serve several lookups at once (a shared department fetch): they
+        belong to none of them, so they are admitted on their own and another lookup's refusal
+        never fails them."""
+        token = _ADMITTED.set(None)
+        try:
+            yield
+        finally:
+            _ADMITTED.reset(token)
+
     async def _sent(self, request: httpx.Request) -> None:
         request.extensions[_STARTED] = time.monotonic()
         request.extensions[_OBSERVED] = False

@@ -270,7 +270,8 @@ class JamfProvider:
             return None  # never put an unexpected value into a path
 
         async def fetch() -> str | None:
-            name = await self._api.department(department_id, deadline)
+            with self._client.shared():
+                name = await self._api.department(department_id, deadline)
             self._departments[department_id] = name
             return name
 
