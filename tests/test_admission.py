@@ -234,11 +234,14 @@ async def test_burst_beyond_the_budget_is_refused_fast_never_queued_into_a_timeo
 ) -> None:
     """More lookups than the connections can serve in the budget: each is found or refused at
     once (never sent), none runs out of time, and Jamf never sees more than max_connections."""
-    provider = await jamf_provider(max_connections=2, budget=2.0, device_classes="computers")
+    # Exchanges of 200 ms, long against a busy machine's hiccups: about 8 fit in 2 s.
+    jamf.latency = 0.2
+    provider = await jamf_provider(max_connections=1, budget=2.0, device_classes="computers")
+    await provider.lookup(classify(MAC))  # its department name is cached from now on
     jamf.max_connections = jamf.max_in_flight = 0
     before = len(jamf.requests)
     results = await asyncio.gather(
-        *(provider.lookup(classify(MAC)) for _ in range(120)), return_exceptions=True
+        *(provider.lookup(classify(MAC)) for _ in range(30)), return_exceptions=True
     )
     found = [r for r in results if not isinstance(r, BaseException)]
     errors = [str(r) for r in results if isinstance(r, BaseException)]
@@ -246,9 +249,9 @@ async def test_burst_beyond_the_budget_is_refused_fast_never_queued_into_a_timeo
     assert all(r is not None and r.serial == MAC for r in found)
     assert errors
     assert all("refused at once" in e for e in errors), errors[:3]
-    assert len(jamf.requests) - before < 120
-    assert jamf.max_connections <= 2
-    assert jamf.max_in_flight <= 2
+    assert len(jamf.requests) - before < 30
+    assert jamf.max_connections <= 1
+    assert jamf.max_in_flight <= 1
 
 
 async def test_burst_that_fits_the_budget_is_all_answered(
@@ -314,7 +317,7 @@ async def test_intune_burst_beyond_the_budget_is_refused_fast(aiohttp_server: An
     fake = FakeGraph.from_file(GRAPH_DEVICES)
     tenant = fake.tenant_id
     client_id, secret = next(iter(fake.clients.items()))
-    fake.delay = 0.05
+    fake.delay = 0.2  # long against a busy machine's hiccups
     server = await aiohttp_server(graph_app(fake))
     url = str(server.make_url("")).rstrip("/")
     settings = IntuneSettings.model_validate(
@@ -325,8 +328,8 @@ async def test_intune_burst_beyond_the_budget_is_refused_fast(aiohttp_server: An
             "client_secret": secret,
             "authority_host": url,
             "graph_host": url,
-            "max_connections": 2,
-            "budget": 1.0,
+            "max_connections": 1,
+            "budget": 3.0,
         }
     )
     provider = IntuneProvider("intune", settings)
@@ -335,13 +338,13 @@ async def test_intune_burst_beyond_the_budget_is_refused_fast(aiohttp_server: An
         await provider.lookup(classify("F17ZK8XJN72Q"))  # times one exchange
         fake.max_connections = 0
         results = await asyncio.gather(
-            *(provider.lookup(classify("F17ZK8XJN72Q")) for _ in range(60)),
+            *(provider.lookup(classify("F17ZK8XJN72Q")) for _ in range(20)),
             return_exceptions=True,
         )
     finally:
         await provider.aclose()
     errors = [str(r) for r in results if isinstance(r, BaseException)]
-    assert len(errors) < 60
+    assert len(errors) < 20
     assert errors
     assert all("refused at once" in e for e in errors), errors[:3]
-    assert fake.max_connections <= 2
+    assert fake.max_connections <= 1
