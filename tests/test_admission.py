@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from providers._http._gate import Gate
+from providers._http._gate import TRUSTED, Gate
 from providers.base import ProviderError
 from providers.identifiers import classify
 from providers.intune import IntuneProvider, IntuneSettings
@@ -39,10 +39,11 @@ class Clock:
 
 
 async def timed(gate: Gate, clock: Clock, seconds: float) -> None:
-    """One exchange of `seconds` through an idle gate, so it has an estimate."""
-    entered = await gate.enter(clock.now + 10, "/warm-up")
-    clock.now += seconds
-    gate.leave(entered)
+    """Exchanges of `seconds` through an idle gate, enough for a trusted estimate."""
+    for _ in range(TRUSTED):
+        entered = await gate.enter(clock.now + 10, "/warm-up")
+        clock.now += seconds
+        gate.leave(entered)
 
 
 # --- the gate on its own -----------------------------------------------------------------------
@@ -109,6 +110,17 @@ async def test_nothing_is_refused_before_an_exchange_was_timed() -> None:
     gate = Gate("p", 1, clock=clock)
     tickets = [gate.admit(clock.now + 0.01, requests=3, rounds=2) for _ in range(100)]
     assert len(tickets) == 100
+    assert gate.refused == 0
+
+
+async def test_one_slow_first_exchange_refuses_nothing_yet() -> None:
+    """A single timed exchange (a connection's first, with its set-up) is not trusted yet."""
+    clock = Clock()
+    gate = Gate("p", 1, clock=clock)
+    entered = await gate.enter(clock.now + 10, "/first")
+    clock.now += 5.0
+    gate.leave(entered)
+    assert gate.admit(clock.now + 1, requests=3, rounds=2) is not None
     assert gate.refused == 0
 
 

@@ -11,9 +11,9 @@ exchange's duration. Little's law with the budget as the bound: at most about
 
 Requests of an admitted lookup are not checked again; a lookup that sent its first request has
 the earlier deadline, so its later requests go first and it finishes. Requests outside a lookup
-(start-up, listing) are admitted one by one. While no exchange has been timed there is no
-estimate and everything is admitted; when the first estimate arrives, or it grows by a quarter,
-the admitted lookups are checked again in deadline order and those that can no longer finish
+(start-up, listing) are admitted one by one. Until `TRUSTED` exchanges have been timed
+everything is admitted; when the estimate is first trusted, or it grows by a quarter, the
+admitted lookups are checked again in deadline order and those that can no longer start in time
 are refused at once rather than left to time out.
 """
 
@@ -36,6 +36,8 @@ SMOOTHING = 0.05
 """Weight of a slower exchange in the running estimate of one exchange's duration."""
 RECOVERY = 0.25
 """Weight of a faster one."""
+TRUSTED = 5
+"""Exchanges timed before the estimate may refuse anything (until then all is admitted)."""
 MARGIN = 1.1
 """A lookup is admitted when this multiple of its estimated time (plus one exchange) fits."""
 GROWTH = 1.25
@@ -50,12 +52,14 @@ class Ticket:
         deadline: `time.monotonic()` value its budget ends at.
         remaining: Planned requests not yet answered.
         rounds: Planned rounds of requests (each waits for the one before).
+        vetted: Admitted with a trusted estimate (else checked in full once there is one).
         refusal: Set when the gate gave up on it; its next request raises this.
     """
 
     deadline: float
     remaining: int
     rounds: int
+    vetted: bool
     refusal: ProviderError | None = None
 
 
@@ -89,6 +93,7 @@ class Gate:
         self._outstanding = 0  # planned requests of admitted lookups not answered yet
         self._loose = 0  # requests outside a lookup waiting for a slot
         self._checked_at: float | None = None  # the estimate admitted lookups were checked with
+        self._timed = 0  # exchanges timed so far
         self.estimate: float | None = None
         self.refused = 0
         self._refused_since_clear = 0
@@ -102,12 +107,11 @@ class Gate:
 
     def admit(self, deadline: float, *, requests: int, rounds: int) -> Ticket:
         """Admit a lookup of about `requests` requests in `rounds` rounds, or raise at once."""
-        estimate = self.estimate
-        if estimate is not None:
+        if self.trusted:
             refusal = self._refusal(self._outstanding + self._loose, requests, rounds, deadline)
             if refusal is not None:
                 raise refusal
-        ticket = Ticket(deadline, requests, rounds)
+        ticket = Ticket(deadline, requests, rounds, vetted=self.trusted)
         self._tickets.add(ticket)
         self._outstanding += requests
         return ticket
@@ -132,7 +136,7 @@ class Gate:
         if self._busy < self._slots and not self._waiting:
             self._busy += 1
             return self._clock()
-        if ticket is None and self.estimate is not None:
+        if ticket is None and self.trusted:
             refusal = self._refusal(self._outstanding + self._loose, 1, 1, deadline, route)
             if refusal is not None:
                 raise refusal
@@ -155,21 +159,32 @@ class Gate:
         """Give the slot back; the exchange's duration updates the estimate."""
         took = self._clock() - entered
         previous = self.estimate
-        # Slow to rise, quick to fall: the exchanges timed while a burst arrives (and the event
+        self._timed += 1
+        # The mean of the first exchanges (the first on a connection also pays its set-up), then
+        # slow to rise and quick to fall: the exchanges timed while a burst arrives (and the event
         # loop is busy taking it in) are slow for a moment; a slower upstream shows within some
         # twenty exchanges.
-        weight = SMOOTHING if previous is None or took > previous else RECOVERY
-        estimate = took if previous is None else previous + weight * (took - previous)
+        if previous is None:
+            estimate = took
+        elif self._timed <= TRUSTED:
+            estimate = previous + (took - previous) / self._timed
+        else:
+            estimate = previous + (SMOOTHING if took > previous else RECOVERY) * (took - previous)
         self.estimate = estimate
         if ticket is not None and ticket.remaining > 0:
             ticket.remaining -= 1
             self._outstanding -= 1
         checked = self._checked_at
-        if checked is None or estimate > GROWTH * checked:
+        if self.trusted and (checked is None or estimate > GROWTH * checked):
             self._recheck(estimate)
-        elif estimate < checked:
+        elif checked is not None and estimate < checked:
             self._checked_at = estimate
         self._pass_on()
+
+    @property
+    def trusted(self) -> bool:
+        """Whether enough exchanges were timed to refuse anything."""
+        return self._timed >= TRUSTED
 
     # --- internals -----------------------------------------------------------------------------
 
@@ -203,8 +218,12 @@ class Gate:
         for ticket in sorted(self._tickets, key=lambda t: t.deadline):
             if ticket.refusal is not None:
                 continue
-            refusal = self._refusal(ahead, 1, 0, ticket.deadline, admitted=True)
+            if ticket.vetted:  # given up only when its next request could not even start
+                refusal = self._refusal(ahead, 1, 0, ticket.deadline, admitted=True)
+            else:  # admitted blind: judged now as it would have been
+                refusal = self._refusal(ahead, ticket.remaining, ticket.rounds, ticket.deadline)
             if refusal is None:
+                ticket.vetted = True
                 ahead += ticket.remaining
                 continue
             ticket.refusal = refusal
