@@ -266,6 +266,23 @@ async def test_burst_beyond_the_budget_is_refused_fast_never_queued_into_a_timeo
     assert jamf.max_in_flight <= 1
 
 
+async def test_a_department_fetch_shared_by_admitted_lookups_is_never_refused(
+    jamf_provider: Any, jamf: FakeJamf
+) -> None:
+    """The department name admitted lookups wait for is fetched even with a long queue: only
+    whole lookups are refused, never the request they share."""
+    jamf.latency = 0.2
+    provider = await jamf_provider(max_connections=1, budget=2.0, device_classes="computers")
+    for _ in range(TRUSTED):
+        await provider.lookup(classify("C02NULLSECT1"))  # no department: times exchanges
+    results = await asyncio.gather(
+        *(provider.lookup(classify(MAC)) for _ in range(30)), return_exceptions=True
+    )
+    errors = [str(r) for r in results if isinstance(r, BaseException)]
+    assert any(not isinstance(r, BaseException) for r in results)
+    assert all("refused at once" in e and "departments" not in e for e in errors), errors[:3]
+
+
 async def test_burst_that_fits_the_budget_is_all_answered(
     jamf_provider: Any, jamf: FakeJamf
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import math
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -170,10 +171,10 @@ class UpstreamClient:
 
     @contextlib.contextmanager
     def shared(self) -> Iterator[None]:
-        """Requests made here serve several lookups at once (a shared department fetch): they
-        belong to none of them, so they are admitted on their own and another lookup's refusal
-        never fails them."""
-        token = _ADMITTED.set(None)
+        """Requests made here serve several admitted lookups at once (a shared department
+        fetch): they are part of that admitted work, so they are never refused, and belong to
+        no single lookup, so one lookup's refusal never fails them."""
+        token = _ADMITTED.set((self.gate, Ticket(math.inf, 0, 0, vetted=True)))
         try:
             yield
         finally:
