@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from connector.enrichment import build_data
 from connector.lookup import LookupResult, ProviderChain
 from connector.models import ReplyError, WebhookReply, WebhookRequest
@@ -55,6 +57,16 @@ class Decision:
             allow=False,
             error=ReplyError(code=self.code or "denied", message=self.message or "denied"),
         )
+
+    def reply_body(self) -> bytes:
+        """`reply` as the JSON bytes sent, written directly (no model on the hot path)."""
+        if self.allow:
+            return _ALLOW if self.data is None else orjson.dumps({"allow": True, "data": self.data})
+        error = {"code": self.code or "denied", "message": self.message or "denied"}
+        return orjson.dumps({"allow": False, "error": error})
+
+
+_ALLOW = b'{"allow":true}'
 
 
 def _deny(code: str, message: str, **fields: Any) -> Decision:

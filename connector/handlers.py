@@ -64,6 +64,12 @@ async def read_capped(request: web.Request, limit: int, *, read_timeout: float) 
     when it is not complete `read_timeout` seconds after the request's first byte arrived."""
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge(f"body of {request.content_length} bytes exceeds {limit}")
+    content = request.content
+    if content.is_eof():  # it has all arrived (a small body comes with the head): no timer
+        whole = content.read_nowait()
+        if len(whole) > limit:
+            raise BodyTooLarge(f"body exceeds {limit} bytes")
+        return whole
     body = bytearray()
     try:
         async with asyncio.timeout_at(request_started(request) + read_timeout):
@@ -206,8 +212,11 @@ async def handle_webhook(request: web.Request) -> web.Response:
     _check_timestamp(payload.timestamp, now, settings.server.clock_skew)
     decision = await decide(hook, payload, runtime.chain, now=now)
     _log_decision(request, hook, decision, started)
-    reply = shadow_reply(hook, decision) if hook.mode == "shadow" else decision.reply()
-    return web.json_response(reply.to_json())
+    if hook.mode == "shadow" and not decision.allow:
+        return web.json_response(shadow_reply(hook, decision).to_json())
+    return web.Response(
+        body=decision.reply_body(), content_type="application/json", charset="utf-8"
+    )
 
 
 def _log_decision(

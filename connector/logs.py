@@ -2,15 +2,23 @@
 
 Event names are a public interface (see the README): `area.what_happened`, details as flat
 keyword fields. Nothing here logs secrets; callers never pass them.
+
+Every verified call writes a line, so the JSON path is kept cheap: orjson renders the event,
+and `JsonLines` hands the bytes to the stream's buffer and flushes once per event-loop
+iteration (one write for all the lines a burst of calls produced) instead of once per line.
 """
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 import sys
+import threading
 from collections.abc import Awaitable, Callable
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO
 
+import orjson
 import structlog
 from aiohttp import web
 
@@ -31,9 +39,18 @@ def configure_logging(
     (stderr by default) in one format: with JSON, every line written is one JSON object."""
     out = stream or sys.stderr
     console = fmt == "console" or (fmt == "auto" and out.isatty())
-    renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
-    )
+    renderer: structlog.typing.Processor
+    event_renderer: structlog.typing.Processor
+    logger_factory: Callable[..., Any]
+    if console:
+        renderer = structlog.dev.ConsoleRenderer()
+        logger_factory = structlog.PrintLoggerFactory(out)
+        event_renderer = renderer
+    else:
+        renderer = structlog.processors.JSONRenderer(_json_text, option=JSON_OPTIONS)
+        event_renderer = structlog.processors.JSONRenderer(orjson.dumps, option=JSON_OPTIONS)
+        lines = JsonLines(out)
+        logger_factory = lambda *_args: lines  # noqa: E731 - one writer for every logger
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -44,10 +61,10 @@ def configure_logging(
             *shared,
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
-            renderer,
+            event_renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=logger_factory,
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(out)
@@ -68,6 +85,63 @@ def configure_logging(
     root.setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.captureWarnings(True)
+
+
+JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+"""Dates (and other unknown values) are written as before: `__structlog__()` or their repr."""
+
+
+def _json_text(value: object, **options: Any) -> str:
+    return orjson.dumps(value, **options).decode()
+
+
+class JsonLines:
+    """A structlog logger writing one rendered event per line, flushed once per loop iteration.
+
+    The bytes go to the stream's binary buffer when it has one (stderr), so the text layer's
+    line buffering does not turn every line into a write; the flush is scheduled on the running
+    event loop, or done at once when none runs (start-up, another thread).
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        buffer = getattr(stream, "buffer", None)
+        self._buffer: io.BufferedIOBase | None = (
+            buffer if isinstance(buffer, io.BufferedIOBase) else None
+        )
+        self._lock = threading.Lock()
+        self._flush_pending = False
+
+    def msg(self, message: str | bytes) -> None:
+        """Write one line; flush soon."""
+        with self._lock:
+            if self._buffer is None:
+                text = message if isinstance(message, str) else message.decode()
+                self._stream.write(text + "\n")
+            else:
+                self._buffer.write(
+                    (message if isinstance(message, bytes) else message.encode()) + b"\n"
+                )
+        if self._flush_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._flush_pending = True
+        loop.call_soon(self.flush)
+
+    debug = info = warning = warn = error = critical = exception = fatal = failure = err = log = msg
+
+    def flush(self) -> None:
+        """Write out what is buffered (a stream that is gone loses it: there is nowhere to say)."""
+        self._flush_pending = False
+        try:
+            with self._lock:
+                (self._buffer or self._stream).flush()
+        except (OSError, ValueError):
+            pass
 
 
 def _library_event(

@@ -194,7 +194,7 @@ def parse_body(body: bytes, model: type[_Body]) -> _Body:
     except UnicodeDecodeError:
         raise WireFormatError("body is not UTF-8") from None
     try:
-        tree = json.loads(text, object_pairs_hook=_unique_members, parse_constant=_no_constant)
+        tree = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise WireFormatError(f"not JSON: {exc.msg} (at character {exc.pos})") from None
     except RecursionError:
@@ -216,6 +216,10 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constant(name: str) -> NoReturn:
     raise WireFormatError(f"{name} is not JSON")
+
+
+# Built once: `json.loads` with these hooks would build a decoder for every body.
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_members, parse_constant=_no_constant)
 
 
 def _check_strings(tree: Any) -> None:
@@ -244,7 +248,8 @@ def _check_member_names(tree: Any, root: type[_Wire]) -> None:
             continue  # pydantic reports the wrong type
         fields = _members(model)
         for key, value in node.items():
-            name = fields.folded.get(_go_fold(key))
+            # A field's exact name folds to itself: only other keys need folding.
+            name = key if key in fields.exact else fields.folded.get(_go_fold(key))
             if name is None:
                 continue
             if key != name:
@@ -260,7 +265,7 @@ def _check_member_names(tree: Any, root: type[_Wire]) -> None:
 class _Members:
     """The wire names of a model's fields, folded, and which of them hold a nested model."""
 
-    __slots__ = ("folded", "nested")
+    __slots__ = ("exact", "folded", "nested")
 
     def __init__(self, model: type[_Wire]) -> None:
         self.folded: dict[str, str] = {}
@@ -271,6 +276,7 @@ class _Members:
             for candidate in (field.annotation, *get_args(field.annotation)):
                 if isinstance(candidate, type) and issubclass(candidate, _Wire):
                     self.nested[wire] = candidate
+        self.exact = frozenset(self.folded.values())
 
 
 @cache

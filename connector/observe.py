@@ -136,6 +136,17 @@ def _ms(seconds: float) -> float:
 class StructlogHook:
     """Writes the service's log events (names and fields are a public interface)."""
 
+    def __init__(self) -> None:
+        self._bound: Any = None
+
+    @property
+    def _log(self) -> Any:
+        """The logger, bound once when first used (after logging is configured): the module's
+        proxy binds anew on every call, a cost each event (even a filtered debug one) pays."""
+        if self._bound is None:
+            self._bound = log.bind()
+        return self._bound
+
     def decision(self, event: DecisionEvent) -> None:
         """``webhook.decision`` (info); fields that are None or empty are left out."""
         fields: dict[str, Any] = {
@@ -147,25 +158,26 @@ class StructlogHook:
             "code": event.code,
             "provider": event.provider,
             "cached": event.cached,
-            "reasons": [r.code for r in event.failed_rules] or None,
-            "failed_rules": [
+        }
+        if event.failed_rules:
+            fields["reasons"] = [r.code for r in event.failed_rules]
+            fields["failed_rules"] = [
                 {"rule": r.rule, "code": r.code, "observed": r.observed, "message": r.message}
                 for r in event.failed_rules
             ]
-            or None,
-            "failed_providers": list(event.failed_providers) or None,
-            "latency_ms": _ms(event.latency),
-            "user": event.user,
-            "email": event.email,
-            "shadow": event.shadow or None,
-            "would_allow": event.would_allow,
-        }
-        log.info("webhook.decision", **{k: v for k, v in fields.items() if v is not None})
+        if event.failed_providers:
+            fields["failed_providers"] = list(event.failed_providers)
+        fields["latency_ms"] = _ms(event.latency)
+        fields["user"] = event.user
+        fields["email"] = event.email
+        fields["shadow"] = event.shadow or None
+        fields["would_allow"] = event.would_allow
+        self._log.info("webhook.decision", **{k: v for k, v in fields.items() if v is not None})
 
     def lookup(self, event: LookupEvent) -> None:
         """``provider.lookup`` (debug) for an answer, ``provider.lookup_failed`` (warning)."""
         if event.outcome in ("error", "timeout"):
-            log.warning(
+            self._log.warning(
                 "provider.lookup_failed",
                 provider=event.provider,
                 error=event.error,
@@ -173,7 +185,7 @@ class StructlogHook:
                 latency_ms=_ms(event.latency),
             )
             return
-        log.debug(
+        self._log.debug(
             "provider.lookup",
             provider=event.provider,
             found=event.found,
@@ -184,7 +196,7 @@ class StructlogHook:
     def upstream_call(self, event: UpstreamCall) -> None:
         """``provider.upstream_call`` (debug)."""
         fields: dict[str, Any] = {"status": event.status, "error": event.error}
-        log.debug(
+        self._log.debug(
             "provider.upstream_call",
             provider=event.provider,
             method=event.method,
@@ -195,7 +207,7 @@ class StructlogHook:
 
     def retry(self, event: RetryScheduled) -> None:
         """``provider.retry`` (info)."""
-        log.info(
+        self._log.info(
             "provider.retry",
             provider=event.provider,
             route=event.route,

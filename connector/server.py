@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import signal
 import ssl
 from collections.abc import AsyncIterator
@@ -130,9 +131,18 @@ def serve(settings: Settings, config_dir: Path, *, config_path: Path | None = No
             app.cleanup_ctx.append(reloader.ctx)
         if config_path is not None:
             reload_on_sighup(app, settings, config_path, certificates=reloader)
+        settle_heap()
         asyncio.run(_until_signal(app, listener, settings))
     finally:
         listener.close()
+
+
+def settle_heap() -> None:
+    """Leave what start-up built (modules, settings, models: some 70,000 objects) out of every
+    later garbage collection, so a full collection during a request takes microseconds rather
+    than milliseconds (a p99 latency spike)."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _until_signal(app: web.Application, listener: Listener, settings: Settings) -> None:

@@ -26,6 +26,8 @@ KEY_PREFIX = "posture:lookup:v1"
 """Leads every key; the version changes with the codec, so old entries are never misread."""
 
 _ANSWER: TypeAdapter[DeviceRecord | None] = TypeAdapter(DeviceRecord | None)
+DECODED_ENTRIES = 4096
+"""Decoded answers kept per `AnswerCache` (all dropped at once when full)."""
 
 
 class LookupCache(Protocol):
@@ -116,16 +118,31 @@ class AnswerCache:
         self._store = store
         self._found_ttl = found_ttl
         self._not_found_ttl = not_found_ttl
+        # Decoding is pure and records are frozen: the same bytes give the same answer, so a hit
+        # is decoded once (and keeps one record object while the entry is unchanged).
+        self._decoded: dict[bytes, Cached] = {}
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether reading it never waits (the in-process store)."""
+        return isinstance(self._store, MemoryCache)
 
     async def get(self, provider: str, identifier: DeviceIdentifier) -> Cached | None:
         """The cached answer, or None (absent, expired, or unreadable)."""
         data = await self._store.get(cache_key(provider, identifier))
         if data is None:
             return None
+        cached = self._decoded.get(data)
+        if cached is not None:
+            return cached
         try:
-            return Cached(decode_answer(data))
+            cached = Cached(decode_answer(data))
         except ValueError:
             return None  # written by something else: ask the provider instead
+        if len(self._decoded) >= DECODED_ENTRIES:
+            self._decoded.clear()
+        self._decoded[data] = cached
+        return cached
 
     async def put(
         self, provider: str, identifier: DeviceIdentifier, record: DeviceRecord | None

@@ -96,6 +96,9 @@ class ProviderChain:
         key = identifier.normalized
         task = self._inflight.get(key)
         if task is None or task.done():  # a done task awaits its callback; its answer is old
+            cached = await self._from_memory(identifier)
+            if cached is not None:
+                return cached
             task = asyncio.create_task(self._ask_all(identifier))
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._forget(key, done))
@@ -104,6 +107,30 @@ class ProviderChain:
         # Shielded: one caller giving up must not cancel the lookup the others wait for (its
         # answers still reach the cache).
         return await asyncio.shield(task)
+
+    async def _from_memory(self, identifier: DeviceIdentifier) -> LookupResult | None:
+        """The chain's answer when the in-process cache holds every answer it needs, else None.
+
+        The common case of a call (a device seen minutes ago) then costs no task: nothing is
+        asked that could wait, so there is nothing to share or to bound by the budget. The
+        lookup events are the ones `_ask_all` reports for cache hits.
+        """
+        cache = self._cache
+        if cache is None or not cache.in_memory:
+            return None
+        hits: list[tuple[Provider, DeviceRecord | None, float]] = []
+        for provider in self._providers:
+            started = time.monotonic()
+            hit = await cache.get(provider.name, identifier) if provider.cacheable else None
+            if hit is None:
+                return None
+            hits.append((provider, hit.record, started))
+            if hit.record is not None:
+                break
+        for provider, record, started in hits:
+            self._observed(provider, _Answer(record, cached=True), started)
+        record = hits[-1][1]
+        return LookupResult(record, (), cached=True)
 
     def _forget(self, key: str, done: asyncio.Task[LookupResult]) -> None:
         if self._inflight.get(key) is done:  # not a newer run of the same identifier

@@ -3,6 +3,8 @@
 - `_settings`: `UpstreamSettings` (timeouts, budget, retries, TLS) and the https-or-loopback rule;
 - `_client`: `UpstreamClient`, one httpx client with retries inside a deadline, every exchange
   reported to the provider's hook;
+- `_gate`: the queue in front of the connection pool (one request per connection, earliest
+  deadline first) that admits a lookup only if it can finish within its budget;
 - `_retry`: the backoff and ``Retry-After`` rules (pure);
 - `_auth`: `TokenCache`; `TokenIssuer`, the base of a vendor's token fetcher that reports
   every outcome; `BearerAuth`, the `httpx.Auth` that renews a token once on a 401;

@@ -9,20 +9,28 @@ an `UpstreamCall`, each retry as a `RetryScheduled` carrying the exact wait that
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import math
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
 
 from providers._http._errors import translate
+from providers._http._gate import Gate, Ticket
 from providers._http._retry import RETRYABLE_STATUSES, Backoff
 from providers._http._settings import UpstreamSettings
 from providers.base import ProviderError
 from providers.observe import NO_HOOKS, ProviderHook, RetryScheduled, UpstreamCall
 
 _STARTED = "posture.started"
+# The lookup being made in this task (and the tasks it starts), for the gate it was admitted by.
+_ADMITTED: contextvars.ContextVar[tuple[Gate, Ticket] | None] = contextvars.ContextVar(
+    "posture_admitted", default=None
+)
 _OBSERVED = "posture.observed"
 Params = Mapping[str, str] | Sequence[tuple[str, str]]
 
@@ -49,6 +57,7 @@ class UpstreamClient:
         self._hooks = hooks
         self._backoff = backoff or Backoff(settings.backoff)
         self._sleep = sleep
+        self.gate = Gate(provider, settings.max_connections)
         verify: ssl.SSLContext | bool = settings.verify_tls
         if settings.verify_tls and settings.ca_bundle is not None:
             verify = ssl.create_default_context(cafile=str(settings.ca_bundle))
@@ -82,6 +91,7 @@ class UpstreamClient:
         data: Mapping[str, str] | None = None,
         json: object | None = None,
         auth: httpx.Auth | None = None,
+        gated: bool = True,
     ) -> httpx.Response:
         """Send a request, retrying transport errors and retryable statuses.
 
@@ -89,11 +99,20 @@ class UpstreamClient:
         `deadline` (a `time.monotonic()` value): a wait that would overrun it fails at once.
         Any other status is returned for the caller to interpret; every other failure is a
         `ProviderError` whose message starts with `route`.
+
+        Each attempt first passes the `Gate`: one request per connection, earliest deadline
+        first; inside `admission` the lookup was admitted as a whole, any other request is
+        admitted on its own. A request sent while another one holds its slot waiting for it (a
+        token fetch inside a request's auth flow) passes ``gated=False``, or it would wait for
+        the slot its own caller holds.
         """
         end = deadline if deadline is not None else time.monotonic() + self.settings.budget
+        current = _ADMITTED.get()
+        ticket = current[1] if current is not None and current[0] is self.gate else None
         attempt = 1
         while True:
             answer: httpx.Response | None = None
+            entered = await self.gate.enter(end, route, ticket) if gated else None
             try:
                 answer = await self._client.request(
                     method,
@@ -123,6 +142,9 @@ class UpstreamClient:
                     return answer
                 failure = f"upstream answered {answer.status_code}"
                 reason = f"status {answer.status_code}"
+            finally:
+                if entered is not None:
+                    self.gate.leave(entered, ticket)
             if attempt > self.settings.retries:
                 raise ProviderError(self.provider, f"{route}: {failure}")
             wait = self._backoff.next_wait(attempt, answer)
@@ -140,6 +162,30 @@ class UpstreamClient:
             )
             await self._sleep(wait.seconds)
             attempt += 1
+
+    @contextlib.contextmanager
+    def admission(self, deadline: float, *, requests: int, rounds: int = 1) -> Iterator[None]:
+        """Admit one lookup of about `requests` requests in `rounds` rounds (each waiting for
+        the one before) as a whole, or raise `ProviderError` at once when, behind the work
+        already admitted, it could not finish by `deadline`."""
+        ticket = self.gate.admit(deadline, requests=requests, rounds=rounds)
+        token = _ADMITTED.set((self.gate, ticket))
+        try:
+            yield
+        finally:
+            _ADMITTED.reset(token)
+            self.gate.close(ticket)
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        """Requests made here serve several admitted lookups at once (a shared department
+        fetch): they are part of that admitted work, so they are never refused, and belong to
+        no single lookup, so one lookup's refusal never fails them."""
+        token = _ADMITTED.set((self.gate, Ticket(math.inf, 0, 0, vetted=True)))
+        try:
+            yield
+        finally:
+            _ADMITTED.reset(token)
 
     async def _sent(self, request: httpx.Request) -> None:
         request.extensions[_STARTED] = time.monotonic()

@@ -106,8 +106,10 @@ class IntuneProvider:
             log.info("provider.udid_not_searchable", provider=self._name)
             return None
         started = time.monotonic()
+        requests, rounds = self._plan(identifier.kind is IdentifierKind.UDID)
         async with bounded(self._name, self._settings.budget) as deadline:
-            record = await self._lookup(identifier, deadline)
+            with self._graph.admission(deadline, requests=requests, rounds=rounds):
+                record = await self._lookup(identifier, deadline)
         if record is not None and record.compliance not in (None, *mapping.COMPLIANCE_STATES):
             log.warning(
                 "provider.unknown_compliance_state", provider=self._name, value=record.compliance
@@ -158,6 +160,14 @@ class IntuneProvider:
         if device is None:
             return None
         return await self._enrich(device, udids.get(device.id), deadline)
+
+    def _plan(self, by_udid: bool) -> tuple[int, int]:
+        """Requests and rounds of a lookup that finds one device: the search, the UDID check,
+        then user, groups and UDID at once (device groups take two: the Entra device first)."""
+        settings = self._settings
+        requests = 2 + int(by_udid) + int(settings.user_groups) + int(settings.fetch_udid)
+        requests += 2 * int(settings.device_groups)
+        return requests, 1 + int(by_udid) + (2 if settings.device_groups else 1)
 
     async def _enrich(
         self, device: ManagedDevice, udid: str | None, deadline: float

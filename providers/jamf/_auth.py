@@ -80,7 +80,8 @@ class JamfTokens(TokenIssuer):
         paths = (self._oauth_path,) if self._oauth_path else OAUTH_PATHS
         refusal: tuple[str, httpx.Response] | None = None
         for path in paths:
-            response = await self._client.request("POST", path, route=path, data=form)
+            # Not gated: the request that needs this token may hold the slot it would wait for.
+            response = await self._client.request("POST", path, route=path, data=form, gated=False)
             if response.status_code in (404, 405):
                 log.info("provider.oauth_path_missing", provider=self._name, path=path)
                 continue
@@ -107,6 +108,7 @@ class JamfTokens(TokenIssuer):
             USER_TOKEN_PATH,
             route=USER_TOKEN_PATH,
             auth=httpx.BasicAuth(username, password.get_secret_value()),
+            gated=False,
         )
         if response.status_code in (400, 401, 403):
             self._refused(USER_TOKEN_PATH, response, "the username and password")

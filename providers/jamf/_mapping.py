@@ -11,14 +11,39 @@ from collections.abc import Iterable, Mapping
 
 from providers._records import text
 from providers.base import DeviceRecord, GroupRef, UserRecord
-from providers.identifiers import DeviceIdentifier
+from providers.identifiers import DeviceIdentifier, IdentifierKind
 from providers.jamf import _models as m
+from providers.jamf._settings import DeviceClass
+
+_UUID_FORM = 36  # 8-4-4-4-12
+_SHA1_FORM = 40  # 40 hex digits
 
 
 def matches(record: DeviceRecord, identifier: DeviceIdentifier) -> bool:
     """Whether the record really carries the identifier (Jamf compares case-insensitively)."""
     wanted = identifier.normalized
     return any(v is not None and v.upper() == wanted for v in (record.serial, record.udid))
+
+
+def classes_for(
+    identifier: DeviceIdentifier, classes: tuple[DeviceClass, ...]
+) -> tuple[DeviceClass, ...]:
+    """The configured device classes a device with this identifier can belong to.
+
+    Only UDID forms Apple gives one platform narrow the search: the UUID form (8-4-4-4-12) is a
+    Mac's (the hardware UUID Jamf keeps for every Mac, and what an Intel Mac attests); 40 hex
+    digits are an iPhone's or iPad's from before 2018. The 8-16 form belongs to iPhones, iPads
+    and Apple silicon Macs alike (the provisioning UDID that Mac attestation carries), and a
+    serial number tells nothing: both search every configured class.
+    """
+    if identifier.kind is not IdentifierKind.UDID:
+        return classes
+    size = len(identifier.value)
+    if size == _UUID_FORM:
+        return tuple(c for c in classes if c == "computers")
+    if size == _SHA1_FORM:
+        return tuple(c for c in classes if c == "mobile")
+    return classes
 
 
 def department_ids(computers: Iterable[m.Computer]) -> set[str]:

@@ -139,19 +139,24 @@ class JamfProvider:
     # --- lookups -------------------------------------------------------------------------------
 
     async def lookup(self, identifier: DeviceIdentifier) -> DeviceRecord | None:
-        """Search the configured device classes concurrently; newest contact wins."""
+        """Search the configured device classes the identifier can belong to, concurrently, as
+        one admitted lookup (refused at once when it could not finish in the budget); the newest
+        contact wins."""
         if identifier.kind not in (IdentifierKind.SERIAL, IdentifierKind.UDID):
             return None  # Jamf knows Apple serials and UDIDs only
         if not _RSQL_SAFE.fullmatch(identifier.value):
             raise ProviderError(self._name, "identifier has characters unsafe for a filter")
-        async with (
-            bounded(self._name, self._settings.budget) as deadline,
-            asyncio.TaskGroup() as group,
-        ):
-            tasks = [
-                group.create_task(self._lookup_class(cls, identifier, deadline))
-                for cls in self._settings.classes
-            ]
+        classes = mapping.classes_for(identifier, self._settings.classes)
+        if not classes:
+            return None  # a UDID of a platform this provider does not serve
+        async with bounded(self._name, self._settings.budget) as deadline:
+            # One search per class, at once; department names are mostly cached.
+            with self._client.admission(deadline, requests=len(classes)):
+                async with asyncio.TaskGroup() as group:
+                    tasks = [
+                        group.create_task(self._lookup_class(cls, identifier, deadline))
+                        for cls in classes
+                    ]
         found = [record for task in tasks for record in task.result()]
         records = [r for r in found if mapping.matches(r, identifier)]
         log.debug(
@@ -270,7 +275,8 @@ class JamfProvider:
             return None  # never put an unexpected value into a path
 
         async def fetch() -> str | None:
-            name = await self._api.department(department_id, deadline)
+            with self._client.shared():
+                name = await self._api.department(department_id, deadline)
             self._departments[department_id] = name
             return name
 

@@ -12,7 +12,7 @@ request answers that status), `delay` / `token_delay` (slow answers), `page_size
 misbehaving filter would) and `next_link_origin` (point nextLinks elsewhere); `page_size` pages
 managed devices and groups alike. A `Fault` can carry a non-Graph `body` (HTML, cut JSON, another
 shape, a false gzip encoding). `requests` logs every call and `token_fetches` counts token
-requests, faulted ones included.
+requests, faulted ones included; `max_connections` is the most connections carrying Graph requests open at once.
 
 For sync mode it lists users and Entra devices (``GET /users``, ``GET /devices`` without a filter,
 paged) and answers JSON batches (``POST /$batch``, at most 20 requests): each request of a batch
@@ -148,6 +148,9 @@ class FakeGraph:
     requests: list[RecordedRequest] = field(default_factory=list)
     token_fetches: int = 0
     valid_tokens: set[str] = field(default_factory=set)
+    connections: set[asyncio.BaseTransport] = field(default_factory=set)
+    max_connections: int = 0
+
     token_scopes: dict[str, str] = field(default_factory=dict)
     """The scope each issued token was granted for (the Intune SCEP fake checks it)."""
 
@@ -234,6 +237,13 @@ class FakeGraph:
         """Logged Graph (``/v1.0``) requests whose path contains `fragment`."""
         return [r for r in self.requests if r.path.startswith("/v1.0/") and fragment in r.path]
 
+    def count_connection(self, transport: asyncio.BaseTransport | None) -> None:
+        """Note the connection a Graph request came on; forget the ones the client has closed."""
+        self.connections = {t for t in self.connections if not t.is_closing()}
+        if transport is not None:
+            self.connections.add(transport)
+        self.max_connections = max(self.max_connections, len(self.connections))
+
     def take_fault(self, path: str) -> Fault | None:
         """Pop the first queued fault that applies to `path` (or count down its `skip`)."""
         for position, fault in enumerate(self.faults):
@@ -293,6 +303,8 @@ async def _switches(request: web.Request, handler: Handler) -> web.StreamRespons
     """Log the request, then apply delay, queued faults, `down` and token checks."""
     fake = request.app[FAKE_KEY]
     is_graph = request.path.startswith("/v1.0/")
+    if is_graph:
+        fake.count_connection(request.transport)
     if request.path.endswith("/oauth2/v2.0/token"):
         fake.token_fetches += 1
     arrived = time.monotonic()

@@ -1,7 +1,11 @@
 """A fake Jamf Pro server: a real aiohttp app that speaks Jamf's wire format.
 
 It serves the endpoints the provider uses, with Jamf's quirks (string ids, unrequested sections
-as ``null``, case-insensitive RSQL, v4's ``lastContact``), and switches to inject faults.
+as ``null``, case-insensitive RSQL, v4's ``lastContact``), and switches to inject faults. `latency`
+delays every inventory answer (token requests excepted), as a remote Jamf would; `connections`
+and `max_connections` count the client's open connections, `max_in_flight` its concurrent requests;
+`indexed` answers a one-clause ``==`` filter from an index (for load runs over thousands of
+devices, whose records then must not change).
 
 Endpoints::
 
@@ -180,8 +184,15 @@ class FakeJamf:
     faults: list[Fault] = field(default_factory=list)
     requests: list[LoggedRequest] = field(default_factory=list)
     tokens: dict[str, float] = field(default_factory=dict)
+    latency: float = 0.0
+    indexed: bool = False
     in_flight: int = 0
     max_in_flight: int = 0
+    connections: set[asyncio.BaseTransport] = field(default_factory=set)
+    max_connections: int = 0
+    _index: dict[tuple[int, str], dict[str, list[dict[str, Any]]]] = field(
+        default_factory=dict, repr=False
+    )
     _orders: dict[tuple[str, int], tuple[tuple[int, ...], list[dict[str, Any]]]] = field(
         default_factory=dict, repr=False
     )
@@ -304,6 +315,23 @@ class FakeJamf:
                 return fault
         return None
 
+    def _count_connection(self, transport: asyncio.BaseTransport | None) -> None:
+        """Note the connection a request came on; forget the ones the client has closed."""
+        self.connections = {t for t in self.connections if not t.is_closing()}
+        if transport is not None:
+            self.connections.add(transport)
+        self.max_connections = max(self.max_connections, len(self.connections))
+
+    def _equal(self, records: list[dict[str, Any]], path: str, value: str) -> list[dict[str, Any]]:
+        """Records whose `path` equals `value` (casefolded), from an index built at first use."""
+        index = self._index.get((id(records), path))
+        if index is None:
+            index = {}
+            for record in records:
+                index.setdefault(_as_text(_lookup(record, path)).casefold(), []).append(record)
+            self._index[(id(records), path)] = index
+        return list(index.get(value, ()))
+
     def _issue(self) -> str:
         token = f"fake.{secrets.token_urlsafe(18)}"
         self.tokens[token] = self.clock() + self.token_lifetime
@@ -382,6 +410,7 @@ async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse
     fake = request.app[FAKE]
     if request.path.startswith(STATS_PATH):
         return await handler(request)
+    fake._count_connection(request.transport)
     fake.in_flight += 1
     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
     status = 500
@@ -403,6 +432,8 @@ async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 async def _dispatch(fake: FakeJamf, request: web.Request, handler: Handler) -> web.StreamResponse:
+    if fake.latency and request.path not in TOKEN_PATHS:
+        await asyncio.sleep(fake.latency)
     fault = fake._take_fault(request.path, request.query)
     if fault is not None:
         if fault.delay:
@@ -931,6 +962,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--username", default="api-reader")
     parser.add_argument("--password", default="fake-password")
     parser.add_argument("--token-lifetime", type=float, default=599.0)
+    parser.add_argument(
+        "--indexed", action="store_true", help="index devices for filters (for load runs)"
+    )
     args = parser.parse_args(argv)
     options: dict[str, Any] = {
         "clients": {args.client_id: args.client_secret},
@@ -941,8 +975,8 @@ def main(argv: list[str] | None = None) -> None:
         fake = FakeJamf.generated(args.computers, args.mobiles, **options)
     else:
         fake = FakeJamf.from_file(args.devices, **options)
-    if args.latency:
-        fake.inject("slow", times=None, delay=args.latency)
+    fake.latency = args.latency
+    fake.indexed = args.indexed
     asyncio.run(_serve(fake, args.port, args.client_id))
 
 

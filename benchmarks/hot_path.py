@@ -1,0 +1,276 @@
+"""Hot path: cache-hit decisions over plain HTTP against a bare aiohttp handler, load from `wrk`.
+
+    .venv/bin/python -m benchmarks.hot_path [--seconds N] [--rounds N] [--connections N]
+                                            [--inventory jamf|csv] [--uvloop]
+
+Two servers, each in its own process, get the same signed AUTHORIZING body from the same load
+generator in one run:
+
+- the reference: a bare aiohttp handler (stock `AppRunner` + `TCPSite`) that checks the HMAC of
+  the body against the webhook secret, parses the JSON and answers ``{"allow": true}``;
+- the connector (`posture-connector serve`'s listener and app, JSON logs at info to /dev/null, so
+  every call writes its ``webhook.decision`` line) with a Jamf inventory whose answer is cached
+  after the first call (``--inventory jamf``, the fake Jamf in the server's process), or a CSV
+  file (``--inventory csv``, never cached: a direct index).
+
+Figures: requests/s with `--connections` connections (`wrk`, one thread: a C load generator
+that costs the servers little CPU, unlike a Python client on a 2-core machine), and the latency
+of sequential calls on one connection (p50, p99), each as a ratio to the reference; the best of
+`--rounds` runs of each server, taken in turns. Needs `wrk` (Debian: ``apt-get install wrk``).
+Loopback only; about 4 x `--rounds` x `--seconds` (a minute by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from benchmarks._config import HOOK_ID, SECRET, gate_config
+from benchmarks._upstream import CLIENT_ID, CLIENT_SECRET, jamf_document, serial
+from connector import create_app, stepca
+from connector.app import PROVIDERS_STARTED
+from connector.logs import configure_logging
+from connector.server import make_listener, running, settle_heap
+from connector.settings import settings_from_mapping
+from connector.signing import decode_secret
+
+DEVICE = serial(7)
+
+
+# --- the servers (child processes) --------------------------------------------------------------
+
+
+async def _bare(stop: asyncio.Future[None]) -> None:
+    """The reference: HMAC of the body, JSON parse, a fixed allow."""
+    key = decode_secret(SECRET)
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        expected = hmac.new(key, body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, request.headers.get("X-Smallstep-Signature", "")):
+            return web.json_response({"error": "signature"}, status=401)
+        json.loads(body)
+        return web.json_response({"allow": True})
+
+    app = web.Application()
+    app.router.add_post("/gate", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print(runner.addresses[0][1], flush=True)
+    await stop
+    await runner.cleanup()
+
+
+def _connector_config(inventory: str, folder: Path, jamf_url: str) -> dict[str, Any]:
+    if inventory == "jamf":
+        provider: dict[str, Any] = {
+            "kind": "jamf",
+            "url": jamf_url,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "device_classes": "computers",
+        }
+    else:
+        path = folder / "inventory.csv"
+        rows = "".join(f"{serial(i)},true,user{i},Group {i % 7}\n" for i in range(20_000))
+        path.write_text("serial,managed,username,groups\n" + rows, encoding="utf-8")
+        provider = {"kind": "csv", "path": str(path), "reload_interval": 0}
+    return gate_config(provider, {"level": "info", "format": "json"})
+
+
+async def _connector(stop: asyncio.Future[None], inventory: str) -> None:
+    """The connector as `serve` runs it, logging JSON lines to /dev/null."""
+    from tests.fakes.jamf import FakeJamf  # noqa: PLC0415 - only this child needs the fake
+    from tests.fakes.jamf import create_app as jamf_app  # noqa: PLC0415
+
+    fake = FakeJamf.from_document(jamf_document(20, 0.0), clients={CLIENT_ID: CLIENT_SECRET})
+    jamf_runner = web.AppRunner(jamf_app(fake), access_log=None)
+    await jamf_runner.setup()
+    await web.TCPSite(jamf_runner, "127.0.0.1", 0).start()
+    jamf_url = f"http://127.0.0.1:{jamf_runner.addresses[0][1]}"
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        open(  # noqa: ASYNC230 - set-up, before timing
+            "/dev/null", "w", encoding="utf-8"
+        ) as sink,
+    ):
+        mapping = _connector_config(inventory, Path(tmp), jamf_url)
+        configure_logging("info", "json", stream=sink)
+        settings = settings_from_mapping(mapping)
+        app = create_app(settings)
+        listener = make_listener(settings.server)
+        listener.bind()
+        async with running(app, listener, settings):
+            await app[PROVIDERS_STARTED].wait()
+            settle_heap()  # as `serve` does
+            print(listener.addresses[0][1], flush=True)
+            await stop
+    await jamf_runner.cleanup()
+
+
+def child(kind: str, inventory: str, use_uvloop: bool) -> None:
+    """Serve until SIGTERM."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stopped: asyncio.Future[None] = loop.create_future()
+        loop.add_signal_handler(signal.SIGTERM, stopped.set_result, None)
+        if kind == "bare":
+            await _bare(stopped)
+        else:
+            await _connector(stopped, inventory)
+
+    if use_uvloop:
+        import uvloop  # noqa: PLC0415 - optional
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
+
+
+# --- the load generator -------------------------------------------------------------------------
+
+
+class Server:
+    """A server child process."""
+
+    def __init__(self, kind: str, inventory: str, use_uvloop: bool) -> None:
+        command = [sys.executable, "-m", "benchmarks.hot_path", "--child", kind]
+        command += ["--inventory", inventory] + (["--uvloop"] if use_uvloop else [])
+        self.process = subprocess.Popen(  # noqa: S603 - this benchmark's own child
+            command, stdout=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None  # noqa: S101 - PIPE above
+        self.url = f"http://127.0.0.1:{int(self.process.stdout.readline())}/gate"
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=20)
+
+
+def lua_script(body: bytes, headers: dict[str, str]) -> str:
+    """A wrk script that POSTs `body` with `headers`."""
+    lines = ['wrk.method = "POST"', f"wrk.body = [==[{body.decode()}]==]"]
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    return "\n".join(lines) + "\n"
+
+
+def wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, float]:
+    """Run wrk; requests/s and latency percentiles in ms."""
+    output = subprocess.run(  # noqa: S603 - wrk from PATH, fixed arguments
+        [
+            shutil.which("wrk") or "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "Non-2xx" in output or "Socket errors" in output:
+        raise RuntimeError(f"wrk saw errors:\n{output}")
+    figures = {"rate": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}  # type: ignore[union-attr]
+    for name, value, unit in re.findall(r"\s(50|99)%\s+([\d.]+)(us|ms|s)\b", output):
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+        figures[f"p{name}"] = float(value) * scale
+    return figures
+
+
+def measure(servers: dict[str, Server], script: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Best of `--rounds` alternating runs per server: throughput with many connections, then
+    the latency of sequential calls (the machine is shared: the best run is the least disturbed)."""
+    best: dict[str, dict[str, float]] = {}
+    for name, server in servers.items():
+        wrk(server.url, script, 4, 1)  # warm-up: caches filled, code paths hot
+        best[name] = {"rate": 0.0, "p50": float("inf"), "p99": float("inf")}
+    for _ in range(args.rounds):
+        for name, server in servers.items():
+            loaded = wrk(server.url, script, args.connections, args.seconds)
+            sequential = wrk(server.url, script, 1, args.seconds)
+            figures = best[name]
+            figures["rate"] = max(figures["rate"], loaded["rate"])
+            figures["p50"] = min(figures["p50"], sequential["p50"])
+            figures["p99"] = min(figures["p99"], sequential["p99"])
+    return best
+
+
+def check_allowed(url: str, body: bytes, headers: dict[str, str]) -> None:
+    """The connector must answer allow for the body (else the figures measure a deny)."""
+    import urllib.request  # noqa: PLC0415 - one request before timing
+
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - loopback
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+        answer = json.loads(response.read())
+    if answer.get("allow") is not True:
+        raise RuntimeError(f"expected an allow, got {answer}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs; best counts")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--inventory", choices=("jamf", "csv"), default="jamf")
+    parser.add_argument("--uvloop", action="store_true", help="run both servers on uvloop")
+    parser.add_argument("--child", choices=("bare", "connector"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.inventory, args.uvloop)
+        return
+    if shutil.which("wrk") is None:
+        sys.exit("benchmarks.hot_path needs wrk on PATH (Debian: apt-get install wrk)")
+    body = stepca.authorizing_body(DEVICE)
+    headers = stepca.headers_for(body, webhook_id=HOOK_ID, secret_b64=SECRET)
+    headers.pop("X-Request-Id")
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "post.lua"
+        script.write_text(lua_script(body, headers), encoding="utf-8")
+        servers = {
+            "bare": Server("bare", args.inventory, args.uvloop),
+            "connector": Server("connector", args.inventory, args.uvloop),
+        }
+        try:
+            check_allowed(servers["connector"].url, body, headers)
+            best = measure(servers, script, args)
+        finally:
+            for server in servers.values():
+                server.close()
+        bare, ours = best["bare"], best["connector"]
+    loop = "uvloop" if args.uvloop else "asyncio"
+    print(
+        f"signed AUTHORIZING call, {args.inventory} inventory "
+        f"({'cached' if args.inventory == 'jamf' else 'direct index'}), plain HTTP, {loop}, wrk"
+    )
+    print(
+        f"throughput, {args.connections} connections: bare {bare['rate']:8.0f} req/s (1.00)   "
+        f"connector {ours['rate']:8.0f} req/s ({ours['rate'] / bare['rate']:.2f} x)"
+    )
+    for p in ("p50", "p99"):
+        print(
+            f"sequential latency {p}:           bare {bare[p]:8.3f} ms    (1.00)   "
+            f"connector {ours[p]:8.3f} ms    ({ours[p] / bare[p]:.2f} x)"
+        )
+
+
+if __name__ == "__main__":
+    main()
