@@ -75,7 +75,10 @@ class AuditRecorder:
             return
 
     async def flush(self) -> None:
-        """Write everything queued so far (tests, shutdown)."""
+        """Write everything queued so far; only while the background writer is stopped (it may
+        hold a batch of its own, which would then be written twice)."""
+        if self._task is not None:
+            raise RuntimeError("stop the audit writer (aclose) before flushing")
         entries, self._taken = self._taken, []
         while not self._queue.empty():
             entries.append(self._queue.get_nowait())
