@@ -69,6 +69,23 @@ def test_both_stages_start_from_the_python_image_argument() -> None:
     assert all(rest.split()[0] == "${PYTHON_IMAGE}" for rest in froms)
 
 
+def test_the_image_installs_the_tracing_extra_unless_built_without() -> None:
+    """`[tracing] enabled = true` works in the default image; `EXTRAS=` installs the service alone."""
+    steps = instructions()
+    assert ("ARG", "EXTRAS=tracing") in steps
+    install = next(rest for word, rest in steps if word == "RUN" and "pip install" in rest)
+    spec = re.search(r'"(\.\$\{EXTRAS:\+\[\$\{EXTRAS\}\]\})"', install)
+    assert spec is not None, install
+    for extras, expected in (("tracing", ".[tracing]"), ("", ".")):
+        shell = subprocess.run(
+            ["/bin/sh", "-c", f'EXTRAS="{extras}"; printf %s {spec.group(0)}'],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert shell.stdout == expected
+
+
 def test_the_image_runs_as_uid_10001_with_a_state_directory_it_owns() -> None:
     """The final stage runs as 10001, and the one folder it may write belongs to 10001."""
     steps = instructions()
