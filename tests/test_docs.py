@@ -123,6 +123,21 @@ def test_the_readme_is_a_front_page_with_both_commands_and_a_map_of_the_docs() -
         assert sorted(_name(p) for p in pages - linked - {index.resolve()}) == [], index
 
 
+def test_each_headline_figure_names_the_benchmark_that_reproduces_it() -> None:
+    """Every row of the README's Performance table ends with a `benchmarks.NAME` command whose
+    module exists, and the section links the full figures."""
+    blocks = section(ROOT / "README.md", "Performance")
+    rows = table_rows(blocks)
+    assert len(rows) >= 5
+    for row in rows:
+        [command] = code_spans(row[-1])
+        module = command.split()[0]
+        assert module.startswith("benchmarks."), command
+        assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), command
+    targets = [c.attrs["href"] for t in blocks for c in t.children or [] if c.type == "link_open"]
+    assert "docs/performance.md" in targets
+
+
 def test_the_documented_rule_order_is_the_order_rules_run_in() -> None:
     """docs/policy.md's "Rules run in this fixed order" lists the rule table's keys, in order
     (after the `lookup` it names first)."""
