@@ -357,6 +357,18 @@ def test_every_reason_code_has_its_troubleshooting_section() -> None:
     assert len(listed) == len(set(listed))
 
 
+def test_the_reason_code_tables_list_real_codes() -> None:
+    """The at-a-glance table of docs/troubleshooting.md lists every code, and it and the policy's
+    table in docs/policy.md list no code the connector does not have."""
+    codes = set(reason_codes())
+    glance = table_rows(section(TROUBLESHOOTING, "All codes at a glance"))
+    listed = {s for row in glance for s in code_spans(row[0])}
+    assert sorted(codes - listed) == []
+    assert sorted(listed - codes) == []
+    policy = table_rows(section(DOCS / "policy.md", "Reason codes"))
+    assert sorted({code_spans(row[0])[0] for row in policy} - codes) == []
+
+
 def documented_events() -> set[str]:
     """The event names in the first column of the log event tables."""
     rows = table_rows(section(OBSERVABILITY, "Log events"))
