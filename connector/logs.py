@@ -1,7 +1,7 @@
 """structlog setup: JSON lines for machines, a console renderer on a TTY, request context.
 
-Event names are a public interface (see the README): `area.what_happened`, details as flat
-keyword fields. Nothing here logs secrets; callers never pass them.
+Event names are a public interface (see docs/observability.md): `area.what_happened`, details
+as flat keyword fields. Nothing here logs secrets; callers never pass them.
 
 Every verified call writes a line, so the JSON path is kept cheap: orjson renders the event,
 and `JsonLines` hands the bytes to the stream's buffer and flushes once per event-loop

@@ -8,8 +8,8 @@ scraped (`Reading`).
 
 Labels carry only names from the configuration (webhooks, providers, rules), reason codes,
 outcomes, status classes and route templates: never an identifier, a user, a secret or a
-request id, so their cardinality is bounded by the config and the code. The README lists every
-metric; names and labels are a public interface.
+request id, so their cardinality is bounded by the config and the code. docs/observability.md lists
+every metric; names and labels are a public interface.
 """
 
 from __future__ import annotations

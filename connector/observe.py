@@ -3,8 +3,8 @@
 Modelled on stamina's instrumentation (``_data.py`` + ``_hooks.py``), and extending the provider
 side in `providers.observe`: the handler builds one `DecisionEvent` per verified call, the chain
 one `LookupEvent` per provider answer, and both go to one `Hook` the app builds once. The
-structlog hook writes the log events the README lists; metrics will be another hook. A hook
-must be cheap and must never raise into a decision: `FanOut` logs and skips a broken one.
+structlog hook writes the log events docs/observability.md lists; metrics will be another hook.
+A hook must be cheap and must never raise into a decision: `FanOut` logs and skips a broken one.
 
 Events never carry secrets. An identifier that failed the shape check was chosen by whoever
 sent the request: it is cut to `MAX_LOGGED_IDENTIFIER` characters before it reaches an event.

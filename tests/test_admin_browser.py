@@ -3,7 +3,7 @@
 Playwright's own browser download is not used: the test points it at the system chromium
 (``apt-get install chromium``; scripts/test installs it). Without chromium the test skips
 locally and fails under ``CI=true``. ``ADMIN_SCREENSHOT=docs/admin-page.png`` also saves the
-overview's screenshot there (the README's picture).
+overview's screenshot there (the picture in docs/observability.md).
 """
 
 from __future__ import annotations

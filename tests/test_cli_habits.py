@@ -198,7 +198,7 @@ def test_a_closed_pipe_exits_141_without_a_traceback(tmp_path: Path, command: st
 
 
 def test_the_readme_explain_example_is_what_lookup_prints() -> None:
-    """The README's `lookup` example is the text `explain_text` renders for that decision."""
+    """The `lookup` example in docs/policy.md is the text `explain_text` renders for that decision."""
     message = "inventory jamf does not report the device's compliance state"
     outcomes = (
         RuleOutcome("managed", True, None, "device is managed", "true"),
@@ -235,6 +235,8 @@ def test_the_readme_explain_example_is_what_lookup_prints() -> None:
         secret="c2VjcmV0",
         providers=("jamf",),
     )
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    example = readme[readme.index("C02FK3Q7MD6T (serial), webhook people (ENRICHING): deny") :]
+    policy_page = (ROOT / "docs" / "policy.md").read_text(encoding="utf-8")
+    example = policy_page[
+        policy_page.index("C02FK3Q7MD6T (serial), webhook people (ENRICHING): deny") :
+    ]
     assert "\n".join(explain_text(decision, hook)) == example[: example.index("\n```")]

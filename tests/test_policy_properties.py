@@ -28,7 +28,7 @@ SERIAL = DeviceIdentifier("C02TESTSERIAL", IdentifierKind.SERIAL)
 IDENTIFIERS = st.sampled_from(
     [SERIAL, DeviceIdentifier("00008030-001A2B3C4D5E6F70", IdentifierKind.UDID)]
 )
-# The documented evaluation order (README, "Rules").
+# The documented evaluation order (docs/policy.md, "Rules"; tests/test_docs.py checks the page).
 ORDER = [
     "identifier_kind",
     "provider",
@@ -205,7 +205,7 @@ def test_each_rule_judges_as_if_it_were_the_only_rule(
 def test_exactly_the_configured_rules_run_in_documented_order(
     rules: dict[str, Any], device: DeviceRecord, ident: DeviceIdentifier
 ) -> None:
-    """Every rule set in the policy yields one outcome, no other rule does, in README order."""
+    """Every rule set in the policy yields one outcome, no other rule does, in the documented order."""
     result = evaluate(build_or_skip(rules), device, ident, now=NOW)
     assert [o.rule for o in result.outcomes] == [k for k in ORDER if k in rules]
 

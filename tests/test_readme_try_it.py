@@ -1,4 +1,4 @@
-"""The README's "try it" blocks for Jamf Pro and Intune work as written: each command runs in a
+"""The "try it" blocks of the Jamf Pro and Intune pages (docs/providers/) work as written: each command runs in a
 shell from the repository root against the fake it starts, and each lookup's verdict is the one
 its comment promises. Only the fake's port differs, so parallel runs cannot collide."""
 
@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+PAGES = ROOT / "docs" / "providers"
 BASH = shutil.which("bash") or "/bin/bash"
 
 
-def sh_block(heading: str) -> list[str]:
-    """The lines of the first ```sh block after `heading` in the README."""
-    text = README.read_text(encoding="utf-8")
+def sh_block(page: str, heading: str) -> list[str]:
+    """The lines of the first ```sh block after `heading` on `page` (under docs/providers/)."""
+    text = (PAGES / page).read_text(encoding="utf-8")
     after = text[text.index(f"\n{heading}\n") :]
     block = after[after.index("```sh\n") + 6 :]
     return block[: block.index("```")].splitlines()
@@ -47,19 +47,19 @@ def _shell(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
 
 
 @pytest.mark.parametrize(
-    ("heading", "example", "started"),
+    ("page", "heading", "example", "started"),
     [
-        ("### Try it without Jamf", "jamf.toml", "fake Jamf Pro on http://127.0.0.1:"),
-        ("### Try it with the fake Graph", "intune.toml", "fake Graph for tenant "),
+        ("jamf.md", "## Try it without Jamf", "jamf.toml", "fake Jamf Pro on http://127.0.0.1:"),
+        ("intune.md", "## Try it with the fake Graph", "intune.toml", "fake Graph for tenant "),
     ],
     ids=["jamf", "intune"],
 )
 def test_readme_try_it_commands_work_as_written(
-    tmp_path: Path, heading: str, example: str, started: str
+    tmp_path: Path, page: str, heading: str, example: str, started: str
 ) -> None:
     """Start the fake as the first line says, export as written, and every lookup exits 0 for
     an allow and 1 for a deny, printing the reason code its comment names."""
-    start, *lines = sh_block(heading)
+    start, *lines = sh_block(page, heading)
     command, background, _ = start.partition("&")
     assert background, f"{heading}: the first line starts the fake in the background"
     readme_port = re.search(r"--port (\d+)", command)

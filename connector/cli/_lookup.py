@@ -1,6 +1,6 @@
 """`lookup`: decide for one identifier without a server, and explain every rule.
 
-Text for people (the README's example), ``--json`` for tools.
+Text for people (the example in docs/policy.md), ``--json`` for tools.
 """
 
 from __future__ import annotations

@@ -35,12 +35,7 @@ FILL_IN: dict[str, tuple[str, ...]] = {
     "intune": ("client_secret",),
     "workspaceone": ("client_id", "client_secret"),
 }
-DOCS = {
-    "csv": 'README, "[providers.NAME]"',
-    "json": 'README, "[providers.NAME]"',
-    "jamf": 'README, "Jamf Pro"',
-    "intune": 'README, "Microsoft Intune"',
-}
+DOCS = {"csv": "docs/providers/files.md", "json": "docs/providers/files.md"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +194,8 @@ def render(starter: Starter) -> tuple[str, list[str]]:
     table, files = provider_table(starter.provider, starter.kind)
     serial_only = not getattr(KINDS[starter.kind].settings, "matches_mac_provisioning_udid", False)
     lines = [
-        "# posture-connector: written by `posture-connector init`. Every key: README,",
-        '# "Configuration reference". Check it: posture-connector check-config --config FILE',
+        "# posture-connector: written by `posture-connector init`. Every key:",
+        "# docs/configuration.md. Check it: posture-connector check-config --config FILE",
         "",
         "[server]",
         'host = "0.0.0.0"',

@@ -1,4 +1,4 @@
-"""The README's secret rotation, step by step, against the real step-ca and the connector.
+"""The secret rotation of docs/step-ca-webhooks.md, step by step, against the real step-ca and the connector.
 
 step-ca cannot change a webhook's secret: `step ca provisioner webhook update` keeps the id and
 the secret, and `add` makes a new id and a new secret. So the rotation re-adds the webhook,
@@ -62,7 +62,7 @@ def gate_restored(lab: Lab) -> Iterator[Lab]:
 
 
 def test_rotating_a_webhook_secret_refuses_no_enrolment(gate_restored: Lab) -> None:
-    """Each README step keeps enrolment working; during the window the connector logs which
+    """Each documented step keeps enrolment working; during the window the connector logs which
     secret signed each call, and the old id and secret are gone at the end."""
     lab = gate_restored
     device = SimulatedDevice.generate(serial=MANAGED_SERIAL)

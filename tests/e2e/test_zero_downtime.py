@@ -74,7 +74,7 @@ def _retried_by_step_ca(attempts: list[Attempt]) -> int:
 
 
 def _report(name: str, rig: Rig, outcomes: list[Outcome], attempts: list[Attempt]) -> str:
-    """One line of figures, printed with the test's output (README, Operations)."""
+    """One line of figures, printed with the test's output (docs/operations.md, Figures)."""
     seconds = [o.seconds for o in outcomes]
     return (
         f"{rig.balancer.kind} {name}: {len(outcomes)} enrolments, "
