@@ -7,7 +7,6 @@ within a transaction"), so each test ends by showing the next transaction works.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from connector.store import StoreError
 from connector.store._drivers import Driver, PostgresDriver, SqliteDriver
 from tests.conftest import _fresh_postgres
+from tests.sqlite_support import StatementGate, sqlite_connection
 
 SCHEMA = (
     "CREATE TABLE parent (id INTEGER PRIMARY KEY)",
@@ -25,18 +25,11 @@ SCHEMA = (
 )
 
 
-async def _sqlite(path: Path) -> aiosqlite.Connection:
-    conn = await aiosqlite.connect(path, isolation_level=None)
-    await conn.execute("PRAGMA busy_timeout = 5000")
-    await conn.execute("PRAGMA foreign_keys = ON")
-    return conn
-
-
 @pytest.fixture
 async def sqlite_parts(tmp_path: Path) -> AsyncIterator[tuple[SqliteDriver, aiosqlite.Connection]]:
     """A SQLite driver over a WAL file with the test schema, and its raw writer connection."""
     path = tmp_path / "store.sqlite3"
-    writer, reader = await _sqlite(path), await _sqlite(path)
+    writer, reader = await sqlite_connection(path), await sqlite_connection(path)
     await writer.execute("PRAGMA journal_mode = WAL")
     for statement in SCHEMA:
         await writer.execute(statement)
@@ -60,19 +53,14 @@ async def test_sqlite_cancel_during_a_waiting_begin_leaves_no_transaction_open(
 ) -> None:
     """A task cancelled while BEGIN waits for another writer's lock leaves the writer idle."""
     driver, raw_writer = sqlite_parts
-    loop = asyncio.get_running_loop()
-    begun = asyncio.Event()
-
-    def traced(sql: str) -> None:  # runs on aiosqlite's thread as each statement starts
-        if sql == "BEGIN IMMEDIATE":
-            loop.call_soon_threadsafe(begun.set)
-
-    await raw_writer.set_trace_callback(traced)
-    blocker = await _sqlite(tmp_path / "store.sqlite3")
+    begun = StatementGate(lambda sql: sql == "BEGIN IMMEDIATE")
+    begun.release()  # only marks the start: the blocker's lock is what keeps BEGIN waiting
+    await raw_writer.set_trace_callback(begun)
+    blocker = await sqlite_connection(tmp_path / "store.sqlite3")
     try:
         await blocker.execute("BEGIN IMMEDIATE")  # holds the write lock: our BEGIN waits
         task = asyncio.create_task(_insert_parent(driver, 1))
-        await asyncio.wait_for(begun.wait(), timeout=5)
+        await begun.wait()
         task.cancel()
         await blocker.execute("ROLLBACK")  # now the waiting BEGIN gets the lock
     finally:
@@ -89,22 +77,14 @@ async def test_sqlite_cancel_during_commit_waits_for_the_commit(
 ) -> None:
     """A task cancelled during COMMIT ends only after the COMMIT did, so nothing is left open."""
     driver, raw_writer = sqlite_parts
-    loop = asyncio.get_running_loop()
-    committing = asyncio.Event()
-    release = threading.Event()
-
-    def traced(sql: str) -> None:  # holds COMMIT on aiosqlite's thread until released
-        if sql == "COMMIT":
-            loop.call_soon_threadsafe(committing.set)
-            release.wait(timeout=5)
-
-    await raw_writer.set_trace_callback(traced)
+    commit = StatementGate(lambda sql: sql == "COMMIT")
+    await raw_writer.set_trace_callback(commit)
     task = asyncio.create_task(_insert_parent(driver, 1))
-    await asyncio.wait_for(committing.wait(), timeout=5)
+    await commit.wait()
     task.cancel()
     await asyncio.wait([task], timeout=0.2)
     still_committing = not task.done()
-    release.set()
+    commit.release()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert still_committing  # the cancelled caller waited for the COMMIT under way
