@@ -138,6 +138,19 @@ async def cli_lookup(
     return process.returncode, json.loads(out)
 
 
+async def cli_allowed_and_denied(
+    config_path: Path, env: dict[str, str], allowed: str, denied: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``lookup`` for an identifier it allows (exit 0) and one it denies (non-zero), at once;
+    both replies."""
+    (ok_code, ok), (no_code, no) = await asyncio.gather(
+        cli_lookup(config_path, allowed, env), cli_lookup(config_path, denied, env)
+    )
+    assert ok_code == 0, ok
+    assert no_code != 0, no
+    return ok["reply"], no["reply"]
+
+
 async def sync_and_find(
     name: str, lister: DeviceLister, tmp_path: Path, key: str
 ) -> tuple[int, DeviceRecord | None]:

@@ -33,7 +33,7 @@ from tests.provider_webhook import (
     assert_fails_closed_until_cleared,
     assert_not_ready_without_secret,
     call,
-    cli_lookup,
+    cli_allowed_and_denied,
     example_config,
     provider_config,
     start_service,
@@ -537,10 +537,6 @@ async def test_cli_lookup_with_example_config(tmp_path: Path, kandji_url: str) -
     """`posture-connector lookup --config examples/kandji.toml` decides against the fake Kandji."""
     path = example_config(tmp_path, "kandji", "http://127.0.0.1:9444", kandji_url)
     env = {"KANDJI_API_TOKEN": TOKEN}
-    allowed, denied = await asyncio.gather(
-        cli_lookup(path, MAC, env), cli_lookup(path, REMOVED, env)
-    )
-    assert allowed[0] == 0, allowed[1]
-    assert allowed[1]["reply"]["data"]["groups"] == ["engineering", "mda", "MDA Pilot"]
-    assert denied[0] != 0
-    assert denied[1]["reply"]["error"]["code"] == "device-unmanaged"
+    allowed, denied = await cli_allowed_and_denied(path, env, MAC, REMOVED)
+    assert allowed["data"]["groups"] == ["engineering", "mda", "MDA Pilot"]
+    assert denied["error"]["code"] == "device-unmanaged"

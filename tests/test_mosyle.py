@@ -35,7 +35,7 @@ from tests.provider_webhook import (
     assert_fails_closed_until_cleared,
     assert_not_ready_without_secret,
     call,
-    cli_lookup,
+    cli_allowed_and_denied,
     example_config,
     provider_config,
     start_service,
@@ -652,8 +652,6 @@ async def test_cli_lookup_with_example_config(tmp_path: Path, mosyle_url: str) -
     """`posture-connector lookup --config examples/mosyle.toml` decides against the fake Mosyle."""
     path = example_config(tmp_path, "mosyle", "http://127.0.0.1:9446/v2", mosyle_url)
     env = {"MOSYLE_ACCESS_TOKEN": ACCESS_TOKEN, "MOSYLE_PASSWORD": PASSWORD}
-    allowed, denied = await asyncio.gather(cli_lookup(path, MAC, env), cli_lookup(path, LIMBO, env))
-    assert allowed[0] == 0, allowed[1]
-    assert "MDA Pilot" in allowed[1]["reply"]["data"]["groups"]
-    assert denied[0] != 0
-    assert denied[1]["reply"]["error"]["code"] == "device-unmanaged"
+    allowed, denied = await cli_allowed_and_denied(path, env, MAC, LIMBO)
+    assert "MDA Pilot" in allowed["data"]["groups"]
+    assert denied["error"]["code"] == "device-unmanaged"
