@@ -54,6 +54,93 @@ OUTCOMES = ("found", "not_found", "error", "timeout")
 
 P = "posture_connector_"
 
+_PROVIDER = ("provider",)
+_LISTENER = ("listener",)
+
+EVENT_COUNTERS: Mapping[str, tuple[str, tuple[str, ...]]] = {
+    "decisions": (
+        "Answers to verified webhook calls (allow is what step-ca got; code: the deny's "
+        "reason code, empty for an allow).",
+        ("webhook", "kind", "allow", "code"),
+    ),
+    "shadow_denials": (
+        "Denials a webhook in shadow mode would have answered (step-ca got an allow).",
+        ("webhook", "kind", "code"),
+    ),
+    "policy_rule_failures": (
+        "Policy rules that refused a device (several per denial when report = all).",
+        ("webhook", "rule", "code"),
+    ),
+    "requests_rejected": (
+        "Requests refused before any decision (signature, credentials, payload...).",
+        ("status", "code"),
+    ),
+    "provider_lookups": ("Provider answers inside lookups, by outcome.", ("provider", "outcome")),
+    "cache_hits": ("Lookups answered from the lookup cache.", _PROVIDER),
+    "cache_misses": (
+        "Lookups of a cacheable provider the cache could not answer (asked upstream).",
+        _PROVIDER,
+    ),
+    "upstream_requests": (
+        "HTTP exchanges with inventory APIs (each attempt), by status class (error: none).",
+        ("provider", "route", "status_class"),
+    ),
+    "upstream_retries": ("Failed upstream attempts that were retried.", _PROVIDER),
+    "upstream_rate_limit_waits": ("Retries that waited for the upstream's Retry-After.", _PROVIDER),
+    "upstream_rate_limit_wait_seconds": (
+        "Seconds spent waiting for upstream Retry-After.",
+        _PROVIDER,
+    ),
+    "token_refreshes": (
+        "Bearer tokens fetched (refreshed) or refused by the upstream.",
+        ("provider", "outcome"),
+    ),
+}
+"""Counters of events, by name (after the ``posture_connector_`` prefix): help and labels."""
+
+EVENT_HISTOGRAMS: Mapping[str, tuple[str, tuple[str, ...]]] = {
+    "decision_duration_seconds": (
+        "Seconds from a webhook call's handling to its answer.",
+        ("webhook",),
+    ),
+    "provider_lookup_duration_seconds": (
+        "Seconds one provider took to answer a lookup (cache included).",
+        _PROVIDER,
+    ),
+    "upstream_request_duration_seconds": (
+        "Seconds per HTTP exchange with an inventory API.",
+        _PROVIDER,
+    ),
+}
+"""Durations of events (over `SECONDS_BUCKETS`), by name: help and labels."""
+
+_G, _C = GaugeMetricFamily, CounterMetricFamily
+STATE_FAMILIES: tuple[
+    tuple[type[GaugeMetricFamily | CounterMetricFamily], str, str, tuple[str, ...]], ...
+] = (
+    (_G, "ready", "1 when every provider is ready (what /readyz answers), else 0.", ()),
+    (_G, "provider_ready", "1 when the provider answers lookups.", _PROVIDER),
+    (_G, "provider_info", "Each provider with its kind and mode (always 1).",
+     ("provider", "kind", "mode")),
+    (_G, "provider_devices", "Devices held: a file's inventory, or the current synced generation.",
+     _PROVIDER),
+    (_G, "provider_last_load_timestamp_seconds",
+     "Unix time of the last successful load (files) or completed sync (store).", _PROVIDER),
+    (_G, "provider_sync_generation", "Id of the synced generation decisions read.", _PROVIDER),
+    (_G, "upstream_last_success_timestamp_seconds",
+     "Unix time of the provider's last successful answer from its upstream API.", _PROVIDER),
+    (_G, "store_ready", "1 when the store is usable.", ()),
+    (_C, "audit_entries_written", "Audit log entries written since start.", ()),
+    (_C, "audit_entries_dropped", "Audit log entries lost (queue full) since start.", ()),
+    (_C, "cache_coalesced_waits",
+     "Lookups that waited for the same identifier's lookup already under way.", ("webhook",)),
+    (_G, "connections_open", "Accepted connections not yet closed.", _LISTENER),
+    (_C, "connections_refused", "Connections refused at server.max_connections.", _LISTENER),
+    (_C, "connections_evicted",
+     "Connections without a request closed to make room at server.max_connections.", _LISTENER),
+)  # fmt: skip
+"""State read at each scrape, in exposition order: family, name, help, labels."""
+
 
 @dataclass(frozen=True, slots=True)
 class Reading:
@@ -110,89 +197,41 @@ class _StateCollector:
         for hook in settings.webhooks:
             hooks.add_metric([hook.name, hook.kind, hook.mode], 1)
         yield hooks
-        ready = GaugeMetricFamily(
-            P + "ready", "1 when every provider is ready (what /readyz answers), else 0."
-        )
-        p_ready = GaugeMetricFamily(
-            P + "provider_ready", "1 when the provider answers lookups.", labels=["provider"]
-        )
-        p_info = GaugeMetricFamily(
-            P + "provider_info",
-            "Each provider with its kind and mode (always 1).",
-            labels=["provider", "kind", "mode"],
-        )
-        devices = GaugeMetricFamily(
-            P + "provider_devices",
-            "Devices held: a file's inventory, or the current synced generation.",
-            labels=["provider"],
-        )
-        loaded = GaugeMetricFamily(
-            P + "provider_last_load_timestamp_seconds",
-            "Unix time of the last successful load (files) or completed sync (store).",
-            labels=["provider"],
-        )
-        generation = GaugeMetricFamily(
-            P + "provider_sync_generation",
-            "Id of the synced generation decisions read.",
-            labels=["provider"],
-        )
-        upstream_ok = GaugeMetricFamily(
-            P + "upstream_last_success_timestamp_seconds",
-            "Unix time of the provider's last successful answer from its upstream API.",
-            labels=["provider"],
-        )
-        store_ready = GaugeMetricFamily(P + "store_ready", "1 when the store is usable.")
-        written = CounterMetricFamily(
-            P + "audit_entries_written", "Audit log entries written since start."
-        )
-        dropped = CounterMetricFamily(
-            P + "audit_entries_dropped", "Audit log entries lost (queue full) since start."
-        )
-        coalesced = CounterMetricFamily(
-            P + "cache_coalesced_waits",
-            "Lookups that waited for the same identifier's lookup already under way.",
-            labels=["webhook"],
-        )
-        open_ = GaugeMetricFamily(
-            P + "connections_open",
-            "Accepted connections not yet closed.",
-            labels=["listener"],
-        )
-        refused = CounterMetricFamily(
-            P + "connections_refused",
-            "Connections refused at server.max_connections.",
-            labels=["listener"],
-        )
-        evicted = CounterMetricFamily(
-            P + "connections_evicted",
-            "Connections without a request closed to make room at server.max_connections.",
-            labels=["listener"],
-        )
+        families = {
+            name: kind(P + name, doc, labels=list(labels))
+            for kind, name, doc, labels in STATE_FAMILIES
+        }
         if reading is not None:
-            snap = reading.snapshot
-            ready.add_metric([], int(snap.ready))
-            for p in snap.providers:
-                p_ready.add_metric([p.name], int(p.ready))
-                p_info.add_metric([p.name, p.kind, p.mode], 1)
-                if p.devices is not None:
-                    devices.add_metric([p.name], p.devices)
-                if p.loaded_at is not None:
-                    loaded.add_metric([p.name], p.loaded_at)
-                if p.generation is not None:
-                    generation.add_metric([p.name], p.generation)
-                if p.activity.upstream_ok_at is not None:
-                    upstream_ok.add_metric([p.name], p.activity.upstream_ok_at)
-            store_ready.add_metric([], int(snap.store.ready))
-            written.add_metric([], snap.store.audit_written)
-            dropped.add_metric([], snap.store.audit_dropped)
-            for webhook, count in reading.coalesced.items():
-                coalesced.add_metric([webhook], count)
-            for name, listener in reading.listeners.items():
-                open_.add_metric([name], listener.open_connections)
-                refused.add_metric([name], listener.refused_total)
-                evicted.add_metric([name], listener.evicted_total)
-        yield from (ready, p_ready, p_info, devices, loaded, generation, upstream_ok)
-        yield from (store_ready, written, dropped, coalesced, open_, refused, evicted)
+            _read(families, reading)
+        yield from families.values()
+
+
+def _read(
+    families: Mapping[str, GaugeMetricFamily | CounterMetricFamily], reading: Reading
+) -> None:
+    """Add the samples of one `Reading` to the `STATE_FAMILIES` by name."""
+    snap = reading.snapshot
+    families["ready"].add_metric([], int(snap.ready))
+    for p in snap.providers:
+        families["provider_ready"].add_metric([p.name], int(p.ready))
+        families["provider_info"].add_metric([p.name, p.kind, p.mode], 1)
+        for name, value in (
+            ("provider_devices", p.devices),
+            ("provider_last_load_timestamp_seconds", p.loaded_at),
+            ("provider_sync_generation", p.generation),
+            ("upstream_last_success_timestamp_seconds", p.activity.upstream_ok_at),
+        ):
+            if value is not None:
+                families[name].add_metric([p.name], value)
+    families["store_ready"].add_metric([], int(snap.store.ready))
+    families["audit_entries_written"].add_metric([], snap.store.audit_written)
+    families["audit_entries_dropped"].add_metric([], snap.store.audit_dropped)
+    for webhook, count in reading.coalesced.items():
+        families["cache_coalesced_waits"].add_metric([webhook], count)
+    for name, listener in reading.listeners.items():
+        families["connections_open"].add_metric([name], listener.open_connections)
+        families["connections_refused"].add_metric([name], listener.refused_total)
+        families["connections_evicted"].add_metric([name], listener.evicted_total)
 
 
 class Metrics:
@@ -207,138 +246,74 @@ class Metrics:
         registry.register(self._state)
         self._cacheable: frozenset[str] = frozenset()
 
-        def counter(name: str, doc: str, labels: list[str]) -> Counter:
-            return Counter(P + name, doc, labels, registry=registry)
-
-        def histogram(name: str, doc: str, labels: list[str]) -> Histogram:
-            return Histogram(P + name, doc, labels, registry=registry, buckets=SECONDS_BUCKETS)
-
-        self.decisions = counter(
-            "decisions",
-            "Answers to verified webhook calls (allow is what step-ca got; code: the deny's "
-            "reason code, empty for an allow).",
-            ["webhook", "kind", "allow", "code"],
-        )
-        self.shadow_denials = counter(
-            "shadow_denials",
-            "Denials a webhook in shadow mode would have answered (step-ca got an allow).",
-            ["webhook", "kind", "code"],
-        )
-        self.rule_failures = counter(
-            "policy_rule_failures",
-            "Policy rules that refused a device (several per denial when report = all).",
-            ["webhook", "rule", "code"],
-        )
-        self.decision_seconds = histogram(
-            "decision_duration_seconds",
-            "Seconds from a webhook call's handling to its answer.",
-            ["webhook"],
-        )
-        self.rejected = counter(
-            "requests_rejected",
-            "Requests refused before any decision (signature, credentials, payload...).",
-            ["status", "code"],
-        )
-        self.lookups = counter(
-            "provider_lookups",
-            "Provider answers inside lookups, by outcome.",
-            ["provider", "outcome"],
-        )
-        self.lookup_seconds = histogram(
-            "provider_lookup_duration_seconds",
-            "Seconds one provider took to answer a lookup (cache included).",
-            ["provider"],
-        )
-        self.cache_hits = counter(
-            "cache_hits", "Lookups answered from the lookup cache.", ["provider"]
-        )
-        self.cache_misses = counter(
-            "cache_misses",
-            "Lookups of a cacheable provider the cache could not answer (asked upstream).",
-            ["provider"],
-        )
-        self.upstream = counter(
-            "upstream_requests",
-            "HTTP exchanges with inventory APIs (each attempt), by status class (error: none).",
-            ["provider", "route", "status_class"],
-        )
-        self.upstream_seconds = histogram(
-            "upstream_request_duration_seconds",
-            "Seconds per HTTP exchange with an inventory API.",
-            ["provider"],
-        )
-        self.retries = counter(
-            "upstream_retries", "Failed upstream attempts that were retried.", ["provider"]
-        )
-        self.rate_limited = counter(
-            "upstream_rate_limit_waits",
-            "Retries that waited for the upstream's Retry-After.",
-            ["provider"],
-        )
-        self.rate_limit_seconds = counter(
-            "upstream_rate_limit_wait_seconds",
-            "Seconds spent waiting for upstream Retry-After.",
-            ["provider"],
-        )
-        self.tokens = counter(
-            "token_refreshes",
-            "Bearer tokens fetched (refreshed) or refused by the upstream.",
-            ["provider", "outcome"],
-        )
+        self.counters = {
+            name: Counter(P + name, doc, labels, registry=registry)
+            for name, (doc, labels) in EVENT_COUNTERS.items()
+        }
+        self.histograms = {
+            name: Histogram(P + name, doc, labels, registry=registry, buckets=SECONDS_BUCKETS)
+            for name, (doc, labels) in EVENT_HISTOGRAMS.items()
+        }
         for name in settings.providers:
             for outcome in OUTCOMES:
-                self.lookups.labels(name, outcome)
+                self.counters["provider_lookups"].labels(name, outcome)
         for hook in settings.webhooks:
-            self.decision_seconds.labels(hook.name)
+            self.histograms["decision_duration_seconds"].labels(hook.name)
 
     def cacheable(self, providers: Iterable[str]) -> None:
         """Name the providers whose answers the lookup cache keeps (for `cache_misses`)."""
         self._cacheable = frozenset(providers)
         for name in self._cacheable:
-            self.cache_hits.labels(name)
-            self.cache_misses.labels(name)
+            self.counters["cache_hits"].labels(name)
+            self.counters["cache_misses"].labels(name)
 
     # --- Hook -------------------------------------------------------------------------------
 
     def decision(self, event: DecisionEvent) -> None:
         """Count the answer, its failing rules, and a shadow webhook's would-be denial."""
+        c = self.counters
         code = "" if event.allow else event.code or "denied"
-        self.decisions.labels(event.webhook, event.kind, str(event.allow).lower(), code).inc()
+        c["decisions"].labels(event.webhook, event.kind, str(event.allow).lower(), code).inc()
         if event.shadow and event.would_allow is False:
-            self.shadow_denials.labels(event.webhook, event.kind, event.code or "denied").inc()
+            denied = event.code or "denied"
+            c["shadow_denials"].labels(event.webhook, event.kind, denied).inc()
         for rule in event.failed_rules:
-            self.rule_failures.labels(event.webhook, rule.rule, rule.code or "").inc()
-        self.decision_seconds.labels(event.webhook).observe(event.latency)
+            c["policy_rule_failures"].labels(event.webhook, rule.rule, rule.code or "").inc()
+        self.histograms["decision_duration_seconds"].labels(event.webhook).observe(event.latency)
 
     def lookup(self, event: LookupEvent) -> None:
         """Count the outcome and the cache's part in it."""
-        self.lookups.labels(event.provider, event.outcome).inc()
-        self.lookup_seconds.labels(event.provider).observe(event.latency)
+        c = self.counters
+        c["provider_lookups"].labels(event.provider, event.outcome).inc()
+        seconds = self.histograms["provider_lookup_duration_seconds"]
+        seconds.labels(event.provider).observe(event.latency)
         if event.cached:
-            self.cache_hits.labels(event.provider).inc()
+            c["cache_hits"].labels(event.provider).inc()
         elif event.provider in self._cacheable and event.outcome != "timeout":
-            self.cache_misses.labels(event.provider).inc()
+            c["cache_misses"].labels(event.provider).inc()
 
     def upstream_call(self, event: UpstreamCall) -> None:
         """Count the exchange by status class and observe its duration."""
         status = "error" if event.status is None else f"{event.status // 100}xx"
-        self.upstream.labels(event.provider, event.route, status).inc()
-        self.upstream_seconds.labels(event.provider).observe(event.seconds)
+        self.counters["upstream_requests"].labels(event.provider, event.route, status).inc()
+        seconds = self.histograms["upstream_request_duration_seconds"]
+        seconds.labels(event.provider).observe(event.seconds)
 
     def retry(self, event: RetryScheduled) -> None:
         """Count the retry, and a Retry-After wait with its seconds."""
-        self.retries.labels(event.provider).inc()
+        c = self.counters
+        c["upstream_retries"].labels(event.provider).inc()
         if event.rate_limited:
-            self.rate_limited.labels(event.provider).inc()
-            self.rate_limit_seconds.labels(event.provider).inc(event.wait)
+            c["upstream_rate_limit_waits"].labels(event.provider).inc()
+            c["upstream_rate_limit_wait_seconds"].labels(event.provider).inc(event.wait)
 
     def token(self, event: TokenEvent) -> None:
         """Count the refresh or refusal."""
-        self.tokens.labels(event.provider, event.outcome).inc()
+        self.counters["token_refreshes"].labels(event.provider, event.outcome).inc()
 
     def request_rejected(self, status: int, code: str) -> None:
         """A refusal the error middleware answered (`connector.errors.ON_REJECTED`)."""
-        self.rejected.labels(str(status), code).inc()
+        self.counters["requests_rejected"].labels(str(status), code).inc()
 
     # --- exposition -------------------------------------------------------------------------
 

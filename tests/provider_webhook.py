@@ -21,6 +21,7 @@ from connector.store import StoreSettings, open_store
 from connector.sync import Syncer
 from providers.base import DeviceLister, DeviceRecord
 from providers.sync_options import SyncOptions
+from tests.fakes._upstream import FakeUpstream
 from tests.helpers import AUTH_ID, FIXED_NOW, authorize, config, enrich, make_settings, signed
 from tests.helpers import webhook as webhook_table
 
@@ -74,6 +75,32 @@ async def readiness(
     return response.status, body, repr(logs)
 
 
+async def assert_denied(client: TestClient[Any, Any], identifier: str, code: str) -> None:
+    """The people webhook denies `identifier` with reason `code`."""
+    answer = await call(client, identifier)
+    assert (answer["allow"], answer["error"]["code"]) == (False, code)
+
+
+async def assert_fails_closed_until_cleared(
+    client: TestClient[Any, Any], fake: FakeUpstream, identifier: str
+) -> None:
+    """While `fake` fails, `identifier` is denied (inventory-unavailable); once its faults are
+    cleared, allowed again."""
+    await assert_denied(client, identifier, "inventory-unavailable")
+    fake.clear_faults()
+    assert (await call(client, identifier))["allow"] is True
+
+
+async def assert_not_ready_without_secret(
+    aiohttp_client: Any, name: str, table: dict[str, Any], policy: dict[str, Any], secret: str
+) -> None:
+    """With the credential in `table` refused, /readyz answers 503 for provider `name` and no
+    log event carries `secret`."""
+    status, body, logs = await readiness(aiohttp_client, provider_config(name, table, policy))
+    assert (status, body["providers"]) == (503, {name: False})
+    assert secret not in logs
+
+
 def example_config(tmp_path: Path, name: str, fake_url: str, url: str) -> Path:
     """``examples/NAME.toml`` pointed at `url` instead of `fake_url`, runnable from `tmp_path`."""
     example = EXAMPLES / f"{name}.toml"
@@ -109,6 +136,19 @@ async def cli_lookup(
     assert process.returncode is not None
     assert out, err.decode()
     return process.returncode, json.loads(out)
+
+
+async def cli_allowed_and_denied(
+    config_path: Path, env: dict[str, str], allowed: str, denied: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``lookup`` for an identifier it allows (exit 0) and one it denies (non-zero), at once;
+    both replies."""
+    (ok_code, ok), (no_code, no) = await asyncio.gather(
+        cli_lookup(config_path, allowed, env), cli_lookup(config_path, denied, env)
+    )
+    assert ok_code == 0, ok
+    assert no_code != 0, no
+    return ok["reply"], no["reply"]
 
 
 async def sync_and_find(

@@ -37,6 +37,7 @@ from tests.fakes.abm import create_app as fake_app
 from tests.fakes.provider_hooks import RecordingHook
 from tests.helpers import AUTH_ID, FIXED_NOW, authorize, config, enrich, make_settings, signed
 from tests.helpers import webhook as webhook_entry
+from tests.vendor_support import providers_made, serial, served_url
 
 OURS = "Jamf Pro Production"
 MakeProvider = Callable[..., Awaitable[AbmProvider]]
@@ -51,8 +52,7 @@ def fake() -> FakeAbm:
 @pytest.fixture
 async def abm_url(aiohttp_server: Any, fake: FakeAbm) -> str:
     """The fake on 127.0.0.1, port 0."""
-    server = await aiohttp_server(fake_app(fake))
-    return str(server.make_url("")).rstrip("/")
+    return await served_url(aiohttp_server, fake_app(fake))
 
 
 @pytest.fixture
@@ -80,26 +80,13 @@ def abm_table(url: str, key: Path, **overrides: Any) -> dict[str, Any]:
 @pytest.fixture
 async def make_provider(abm_url: str, key_file: Path) -> AsyncIterator[MakeProvider]:
     """Build providers against the fake; closed after the test."""
-    made: list[AbmProvider] = []
 
-    async def make(
-        *, hooks: RecordingHook | None = None, start: bool = True, **overrides: Any
-    ) -> AbmProvider:
+    def build(*, hooks: RecordingHook | None = None, **overrides: Any) -> AbmProvider:
         settings = AbmSettings.model_validate(abm_table(abm_url, key_file, **overrides))
-        provider = AbmProvider("abm", settings, hooks=hooks or RecordingHook())
-        made.append(provider)
-        if start:
-            await provider.start()
-        return provider
+        return AbmProvider("abm", settings, hooks=hooks or RecordingHook())
 
-    yield make
-    for provider in made:
-        await provider.aclose()
-
-
-def serial(value: str) -> Any:
-    """A serial identifier as the webhook passes it."""
-    return classify(value, frozenset({IdentifierKind.SERIAL}))
+    async with providers_made(build) as make:
+        yield make
 
 
 # -- settings ------------------------------------------------------------------------------------

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
 from connector.store import AuditEntry, AuditQuery, AuditRecorder, Store
+from tests.sqlite_support import StatementGate, gated_store
 
 
 def entry(at: float) -> AuditEntry:
@@ -32,3 +39,26 @@ async def test_a_full_queue_drops_and_counts_instead_of_growing(store: Store) ->
     assert recorder.dropped == 3
     await recorder.flush()
     assert len(await store.query_decisions(AuditQuery(limit=50))) == 5
+
+
+@pytest.mark.parametrize("held", ["BEGIN IMMEDIATE", "COMMIT"], ids=["begin", "commit"])
+async def test_a_write_under_way_at_shutdown_is_recorded_once(tmp_path: Path, held: str) -> None:
+    """`aclose` while the writer's BEGIN or COMMIT is under way writes each entry exactly once,
+    without a flush timeout."""
+    store, writer = await gated_store(tmp_path / "store.sqlite3")
+    gate = StatementGate(lambda sql: sql == held)
+    await writer.set_trace_callback(gate)
+    recorder = AuditRecorder(store)
+    recorder.start()
+    recorder.record(entry(1))
+    await gate.wait()
+    with capture_logs() as logs:
+        closing = asyncio.create_task(recorder.aclose())
+        await asyncio.sleep(0)  # aclose runs up to its first wait: the writer is cancelled
+        gate.release()
+        await closing
+    rows = await store.query_decisions(AuditQuery(limit=50))
+    await store.aclose()
+    assert [r.at for r in rows] == [1]
+    assert recorder.written == 1
+    assert [e["event"] for e in logs] == []

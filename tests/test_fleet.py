@@ -30,14 +30,17 @@ from tests.fakes.provider_hooks import RecordingHook
 from tests.provider_webhook import (
     GATE,
     PEOPLE,
+    assert_denied,
+    assert_fails_closed_until_cleared,
+    assert_not_ready_without_secret,
     call,
-    cli_lookup,
+    cli_allowed_and_denied,
     example_config,
     provider_config,
-    readiness,
     start_service,
     sync_and_find,
 )
+from tests.vendor_support import providers_made, served_url
 
 MAC = "C02FLT0MAC01"
 CRITICAL = "C02FLT0CRIT1"
@@ -58,8 +61,7 @@ def fake() -> FakeFleet:
 
 @pytest.fixture
 async def fleet_url(aiohttp_server: Any, fake: FakeFleet) -> str:
-    server = await aiohttp_server(create_app(fake))
-    return str(server.make_url("")).rstrip("/")
+    return await served_url(aiohttp_server, create_app(fake))
 
 
 def fleet_settings(url: str, **overrides: Any) -> FleetSettings:
@@ -70,18 +72,10 @@ def fleet_settings(url: str, **overrides: Any) -> FleetSettings:
 @pytest.fixture
 async def make_provider(fleet_url: str) -> AsyncIterator[MakeProvider]:
     """Build (and by default start) a provider against the fake; closed after the test."""
-    made: list[FleetProvider] = []
-
-    async def make(*, start: bool = True, **overrides: Any) -> FleetProvider:
-        provider = FleetProvider("fleet", fleet_settings(fleet_url, **overrides))
-        made.append(provider)
-        if start:
-            await provider.start()
-        return provider
-
-    yield make
-    for provider in made:
-        await provider.aclose()
+    async with providers_made(
+        lambda **overrides: FleetProvider("fleet", fleet_settings(fleet_url, **overrides))
+    ) as make:
+        yield make
 
 
 # --- what a lookup answers ------------------------------------------------------------------------
@@ -461,37 +455,28 @@ async def test_webhook_allows_managed_pilot_devices_whose_critical_policies_pass
 )
 async def test_webhook_denies_with_distinct_codes(service: Any, identifier: str, code: str) -> None:
     """Critical policies failing or pending, MDM off, unknown and ambiguous hosts are denied."""
-    client = await service()
-    answer = await call(client, identifier)
-    assert (answer["allow"], answer["error"]["code"]) == (False, code)
+    await assert_denied(await service(), identifier, code)
 
 
 async def test_webhook_fails_closed_while_fleet_fails(service: Any, fake: FakeFleet) -> None:
     """Any Fleet failure denies with inventory-unavailable, and recovery allows again."""
     client = await service(retries=1)
     fake.inject("502", path=BY_IDENTIFIER, times=None)
-    answer = await call(client, MAC)
-    assert (answer["allow"], answer["error"]["code"]) == (False, "inventory-unavailable")
-    fake.clear_faults()
-    assert (await call(client, MAC))["allow"] is True
+    await assert_fails_closed_until_cleared(client, fake, MAC)
 
 
 async def test_readyz_fails_with_a_refused_token(aiohttp_client: Any, fleet_url: str) -> None:
     """A refused API token makes /readyz answer 503 and logs no token."""
     fleet = {"kind": "fleet", "url": fleet_url, "api_token": "wrong-token-value"}
-    status, body, logs = await readiness(aiohttp_client, provider_config("fleet", fleet, POLICY))
-    assert (status, body["providers"]) == (503, {"fleet": False})
-    assert "wrong-token-value" not in logs
+    await assert_not_ready_without_secret(
+        aiohttp_client, "fleet", fleet, POLICY, fleet["api_token"]
+    )
 
 
 async def test_cli_lookup_with_example_config(tmp_path: Path, fleet_url: str) -> None:
     """`posture-connector lookup --config examples/fleet.toml` decides against the fake Fleet."""
     path = example_config(tmp_path, "fleet", "http://127.0.0.1:9445", fleet_url)
     env = {"FLEET_API_TOKEN": TOKEN}
-    allowed, denied = await asyncio.gather(
-        cli_lookup(path, MAC, env), cli_lookup(path, CRITICAL, env)
-    )
-    assert allowed[0] == 0, allowed[1]
-    assert "MDA Pilot" in allowed[1]["reply"]["data"]["groups"]
-    assert denied[0] != 0
-    assert denied[1]["reply"]["error"]["code"] == "group-forbidden"
+    allowed, denied = await cli_allowed_and_denied(path, env, MAC, CRITICAL)
+    assert "MDA Pilot" in allowed["data"]["groups"]
+    assert denied["error"]["code"] == "group-forbidden"

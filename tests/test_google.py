@@ -38,6 +38,7 @@ from tests.fakes.google import create_app as fake_app
 from tests.fakes.provider_hooks import RecordingHook
 from tests.helpers import AUTH_ID, FIXED_NOW, authorize, config, make_settings, signed
 from tests.helpers import webhook as webhook_entry
+from tests.vendor_support import providers_made, serial, served_url
 
 MakeProvider = Callable[..., Awaitable[GoogleProvider]]
 
@@ -57,8 +58,7 @@ def fake(fake_key: FakeGoogle) -> FakeGoogle:
 @pytest.fixture
 async def google_url(aiohttp_server: Any, fake: FakeGoogle) -> str:
     """The fake on 127.0.0.1, port 0."""
-    server = await aiohttp_server(fake_app(fake))
-    return str(server.make_url("")).rstrip("/")
+    return await served_url(aiohttp_server, fake_app(fake))
 
 
 @pytest.fixture
@@ -84,26 +84,13 @@ def google_table(url: str, key: Path, **overrides: Any) -> dict[str, Any]:
 @pytest.fixture
 async def make_provider(google_url: str, key_file: Path) -> AsyncIterator[MakeProvider]:
     """Build providers against the fake; closed after the test."""
-    made: list[GoogleProvider] = []
 
-    async def make(
-        *, hooks: RecordingHook | None = None, start: bool = True, **overrides: Any
-    ) -> GoogleProvider:
+    def build(*, hooks: RecordingHook | None = None, **overrides: Any) -> GoogleProvider:
         settings = GoogleSettings.model_validate(google_table(google_url, key_file, **overrides))
-        provider = GoogleProvider("google", settings, hooks=hooks or RecordingHook())
-        made.append(provider)
-        if start:
-            await provider.start()
-        return provider
+        return GoogleProvider("google", settings, hooks=hooks or RecordingHook())
 
-    yield make
-    for provider in made:
-        await provider.aclose()
-
-
-def serial(value: str) -> Any:
-    """A serial identifier as the webhook passes it."""
-    return classify(value, frozenset({IdentifierKind.SERIAL}))
+    async with providers_made(build) as make:
+        yield make
 
 
 # -- settings ------------------------------------------------------------------------------------

@@ -3,8 +3,10 @@ resuming after a failure, rate limits, and the sync engine through it into both 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from providers.observe import NO_HOOKS
 from providers.sync_options import SyncOptions
 from tests.fakes.jamf import FakeJamf, create_app
 from tests.fakes.provider_hooks import RecordingHook
+from tests.sqlite_support import StatementGate, gated_store
 
 CODEC: TypeAdapter[DeviceRecord] = TypeAdapter(DeviceRecord)
 SYNC = SyncOptions(mode="sync", sync_interval=60, max_staleness=600)
@@ -225,6 +228,32 @@ async def test_sync_resumes_at_the_failed_page(
     user = CODEC.validate_json(found.payload).user
     assert user is not None
     assert user.department == "Department 3"
+
+
+async def test_sync_resumed_before_its_cursor_was_saved_counts_each_device_once(
+    tmp_path: Path, make_provider: MakeProvider, fake: FakeJamf
+) -> None:
+    """A sync stopped after page 2 was stored but before its cursor was saved lists page 2 again
+    when it resumes; the generation still counts each of the 30 devices once."""
+    store, writer = await gated_store(tmp_path / "store.sqlite3")
+    try:
+        saving = StatementGate(lambda sql: "INTO sync_state" in sql and "'computers:2:" in sql)
+        await writer.set_trace_callback(saving)
+        stopped = asyncio.create_task(syncer(store, await make_provider()).sync())
+        await saving.wait()
+        stopped.cancel()  # the process dies while page 2's cursor is being saved
+        saving.release()
+        with pytest.raises(asyncio.CancelledError):
+            await stopped
+        state = await store.load_sync_state("jamf")
+        assert state.cursor == "computers:1:23:10"  # page 2's devices are stored, its cursor not
+        fake.requests.clear()
+        done = await syncer(store, await make_provider()).sync()
+    finally:
+        await store.aclose()
+    assert pages(fake, COMPUTERS) == ["1", "2"]  # page 2 listed again
+    assert done.id == state.building
+    assert done.devices == 30
 
 
 async def test_rejected_cursor_restarts_the_sync_from_scratch(

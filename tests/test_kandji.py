@@ -29,14 +29,17 @@ from tests.fakes.kandji import TOKEN, FakeKandji, create_app
 from tests.fakes.provider_hooks import RecordingHook
 from tests.provider_webhook import (
     GATE,
+    assert_denied,
+    assert_fails_closed_until_cleared,
+    assert_not_ready_without_secret,
     call,
-    cli_lookup,
+    cli_allowed_and_denied,
     example_config,
     provider_config,
-    readiness,
     start_service,
     sync_and_find,
 )
+from tests.vendor_support import providers_made, served_url
 
 MAC = "FVHHFKF7Q6L4"
 MAC_UDID = "3c976d96-08a0-5014-89e4-66259ab79fe6"
@@ -57,8 +60,7 @@ def fake() -> FakeKandji:
 
 @pytest.fixture
 async def kandji_url(aiohttp_server: Any, fake: FakeKandji) -> str:
-    server = await aiohttp_server(create_app(fake))
-    return str(server.make_url("")).rstrip("/")
+    return await served_url(aiohttp_server, create_app(fake))
 
 
 def kandji_settings(url: str, **overrides: Any) -> KandjiSettings:
@@ -69,18 +71,10 @@ def kandji_settings(url: str, **overrides: Any) -> KandjiSettings:
 @pytest.fixture
 async def make_provider(kandji_url: str) -> AsyncIterator[MakeProvider]:
     """Build (and by default start) a provider against the fake; closed after the test."""
-    made: list[KandjiProvider] = []
-
-    async def make(*, start: bool = True, **overrides: Any) -> KandjiProvider:
-        provider = KandjiProvider("kandji", kandji_settings(kandji_url, **overrides))
-        made.append(provider)
-        if start:
-            await provider.start()
-        return provider
-
-    yield make
-    for provider in made:
-        await provider.aclose()
+    async with providers_made(
+        lambda **overrides: KandjiProvider("kandji", kandji_settings(kandji_url, **overrides))
+    ) as make:
+        yield make
 
 
 def searches(fake: FakeKandji) -> list[dict[str, str]]:
@@ -521,37 +515,28 @@ async def test_webhook_allows_managed_pilot_mac_with_kandji_data(service: Any) -
 )
 async def test_webhook_denies_with_distinct_codes(service: Any, identifier: str, code: str) -> None:
     """Removed, unmanaged, out-of-group, unknown and UDID-attested devices are denied."""
-    client = await service()
-    answer = await call(client, identifier)
-    assert (answer["allow"], answer["error"]["code"]) == (False, code)
+    await assert_denied(await service(), identifier, code)
 
 
 async def test_webhook_fails_closed_while_kandji_fails(service: Any, fake: FakeKandji) -> None:
     """Any Kandji failure denies with inventory-unavailable, and recovery allows again."""
     client = await service(retries=1)
     fake.inject("503", path=DEVICES, times=None)
-    answer = await call(client, MAC)
-    assert (answer["allow"], answer["error"]["code"]) == (False, "inventory-unavailable")
-    fake.clear_faults()
-    assert (await call(client, MAC))["allow"] is True
+    await assert_fails_closed_until_cleared(client, fake, MAC)
 
 
 async def test_readyz_fails_with_a_refused_token(aiohttp_client: Any, kandji_url: str) -> None:
     """A refused API token makes /readyz answer 503 and logs no token."""
     kandji = {"kind": "kandji", "url": kandji_url, "api_token": "wrong-token-value"}
-    status, body, logs = await readiness(aiohttp_client, provider_config("kandji", kandji, PILOT))
-    assert (status, body["providers"]) == (503, {"kandji": False})
-    assert "wrong-token-value" not in logs
+    await assert_not_ready_without_secret(
+        aiohttp_client, "kandji", kandji, PILOT, kandji["api_token"]
+    )
 
 
 async def test_cli_lookup_with_example_config(tmp_path: Path, kandji_url: str) -> None:
     """`posture-connector lookup --config examples/kandji.toml` decides against the fake Kandji."""
     path = example_config(tmp_path, "kandji", "http://127.0.0.1:9444", kandji_url)
     env = {"KANDJI_API_TOKEN": TOKEN}
-    allowed, denied = await asyncio.gather(
-        cli_lookup(path, MAC, env), cli_lookup(path, REMOVED, env)
-    )
-    assert allowed[0] == 0, allowed[1]
-    assert allowed[1]["reply"]["data"]["groups"] == ["engineering", "mda", "MDA Pilot"]
-    assert denied[0] != 0
-    assert denied[1]["reply"]["error"]["code"] == "device-unmanaged"
+    allowed, denied = await cli_allowed_and_denied(path, env, MAC, REMOVED)
+    assert allowed["data"]["groups"] == ["engineering", "mda", "MDA Pilot"]
+    assert denied["error"]["code"] == "device-unmanaged"

@@ -31,14 +31,17 @@ from tests.fakes.provider_hooks import RecordingHook
 from tests.provider_webhook import (
     GATE,
     PEOPLE,
+    assert_denied,
+    assert_fails_closed_until_cleared,
+    assert_not_ready_without_secret,
     call,
-    cli_lookup,
+    cli_allowed_and_denied,
     example_config,
     provider_config,
-    readiness,
     start_service,
     sync_and_find,
 )
+from tests.vendor_support import providers_made
 
 MAC = "C02MSY0MAC01"
 IPHONE = "F17MSY0IPH01"
@@ -88,22 +91,13 @@ def mosyle_settings(url: str, **overrides: Any) -> MosyleSettings:
 @pytest.fixture
 async def make_provider(mosyle_url: str) -> AsyncIterator[MakeProvider]:
     """Build (and by default start) a provider against the fake; closed after the test."""
-    made: list[MosyleProvider] = []
 
-    async def make(
-        *, start: bool = True, clock: Callable[[], float] | None = None, **overrides: Any
-    ) -> MosyleProvider:
-        provider = MosyleProvider(
-            "mosyle", mosyle_settings(mosyle_url, **overrides), clock=clock or time.monotonic
-        )
-        made.append(provider)
-        if start:
-            await provider.start()
-        return provider
+    def build(*, clock: Callable[[], float] | None = None, **overrides: Any) -> MosyleProvider:
+        settings = mosyle_settings(mosyle_url, **overrides)
+        return MosyleProvider("mosyle", settings, clock=clock or time.monotonic)
 
-    yield make
-    for provider in made:
-        await provider.aclose()
+    async with providers_made(build) as make:
+        yield make
 
 
 def bodies(fake: FakeMosyle, path: str) -> list[Any]:
@@ -638,35 +632,26 @@ async def test_webhook_allows_managed_pilot_devices(
 )
 async def test_webhook_denies_with_distinct_codes(service: Any, identifier: str, code: str) -> None:
     """Limbo, deleted, out-of-group, unknown and UDID-attested devices are denied."""
-    client = await service()
-    answer = await call(client, identifier)
-    assert (answer["allow"], answer["error"]["code"]) == (False, code)
+    await assert_denied(await service(), identifier, code)
 
 
 async def test_webhook_fails_closed_while_mosyle_fails(service: Any, fake: FakeMosyle) -> None:
     """Any Mosyle failure denies with inventory-unavailable, and recovery allows again."""
     client = await service(retries=1)
     fake.inject("503", path=LIST, times=None)
-    answer = await call(client, MAC)
-    assert (answer["allow"], answer["error"]["code"]) == (False, "inventory-unavailable")
-    fake.clear_faults()
-    assert (await call(client, MAC))["allow"] is True
+    await assert_fails_closed_until_cleared(client, fake, MAC)
 
 
 async def test_readyz_fails_with_a_refused_login(aiohttp_client: Any, mosyle_url: str) -> None:
     """A refused login makes /readyz answer 503 and logs no secret."""
     table = mosyle_table(mosyle_url, password="wrong-password-value")
-    status, body, logs = await readiness(aiohttp_client, provider_config("mosyle", table, PILOT))
-    assert (status, body["providers"]) == (503, {"mosyle": False})
-    assert "wrong-password-value" not in logs
+    await assert_not_ready_without_secret(aiohttp_client, "mosyle", table, PILOT, table["password"])
 
 
 async def test_cli_lookup_with_example_config(tmp_path: Path, mosyle_url: str) -> None:
     """`posture-connector lookup --config examples/mosyle.toml` decides against the fake Mosyle."""
     path = example_config(tmp_path, "mosyle", "http://127.0.0.1:9446/v2", mosyle_url)
     env = {"MOSYLE_ACCESS_TOKEN": ACCESS_TOKEN, "MOSYLE_PASSWORD": PASSWORD}
-    allowed, denied = await asyncio.gather(cli_lookup(path, MAC, env), cli_lookup(path, LIMBO, env))
-    assert allowed[0] == 0, allowed[1]
-    assert "MDA Pilot" in allowed[1]["reply"]["data"]["groups"]
-    assert denied[0] != 0
-    assert denied[1]["reply"]["error"]["code"] == "device-unmanaged"
+    allowed, denied = await cli_allowed_and_denied(path, env, MAC, LIMBO)
+    assert "MDA Pilot" in allowed["data"]["groups"]
+    assert denied["error"]["code"] == "device-unmanaged"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,6 +24,7 @@ from tests.helpers import ENRICH_ID, INVENTORY_CSV, SECRET, enrich, signed
 
 ROOT = Path(__file__).resolve().parent.parent
 PEOPLE = "/webhooks/people"
+STORE_FILE = "posture-connector.sqlite3"  # the default store, beside the config
 
 CONFIG = """\
 [server]
@@ -174,6 +177,10 @@ def test_sigterm_answers_a_request_whose_body_is_still_arriving(serve: Any) -> N
     assert events.index("server.stopping") < events.index("webhook.decision")
     assert events.index("webhook.decision") < events.index("service.stopped")
     assert "server.draining" not in events  # drain_period = 0: the listener closes at once
+    # The decision made during shutdown reached the audit log, once, with no failed write.
+    assert not {"audit.write_failed", "audit.flush_timeout"} & set(events)
+    with contextlib.closing(sqlite3.connect(server.log.with_name(STORE_FILE))) as db:
+        assert db.execute("SELECT identifier FROM decisions").fetchall() == [("C02TEST00001",)]
 
 
 def _one_answer(sock: socket.socket) -> tuple[bytes, dict[str, str], bytes]:

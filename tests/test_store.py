@@ -83,6 +83,17 @@ async def test_newest_record_wins_across_batches(store: Store) -> None:
     assert await _payload(store, "jamf", "C02TWO") == (gen, b"second")
 
 
+async def test_generation_counts_a_device_added_again_once(store: Store) -> None:
+    """Devices whose every key the generation holds already add nothing to its count; a record
+    with a key of its own (a re-enrolled Mac's new UDID) does."""
+    mac = StoredDevice(("C02MAC", "UDID-1"), b"mac")
+    gen = await store.begin_generation("jamf")
+    await store.add_devices(gen, [mac, _device("C02TWO"), _device("C02TWO")])
+    await store.add_devices(gen, [mac, StoredDevice(("C02MAC",), b"serial only")])
+    await store.add_devices(gen, [StoredDevice(("C02MAC", "UDID-2"), b"re-enrolled")])
+    assert (await store.commit_generation("jamf", gen)).devices == 3
+
+
 async def test_aborted_generation_keeps_the_current_one(store: Store) -> None:
     """A failed sync never replaces good data."""
     good = await store.begin_generation("jamf")

@@ -31,14 +31,17 @@ SYNC_KEYS = {"mode": "sync", "sync_interval": 60, "max_staleness": 600}
 async def synced_service(
     aiohttp_client: Any, name: str, table: dict[str, Any], policy: dict[str, Any] = PILOT
 ) -> TestClient[Any, Any]:
-    """The app with `name` in sync mode, once its first sync made it ready."""
+    """The app with `name` in sync mode, once its first sync made it ready and the syncer's
+    report (on /readyz) names the generation (the provider may turn ready a moment before)."""
     mapping = provider_config(name, {**table, **SYNC_KEYS}, policy)
     mapping["server"]["provider_retry_interval"] = 0.1
     client = await start_service(aiohttp_client, mapping)
     async with asyncio.timeout(20):
-        while (await client.get("/readyz")).status != 200:  # noqa: ASYNC110
+        while True:
+            status, body = await readyz(client)
+            if status == 200 and body["sync"][name]["generation"] is not None:
+                return client
             await asyncio.sleep(0.05)
-    return client
 
 
 async def readyz(client: TestClient[Any, Any]) -> tuple[int, dict[str, Any]]:

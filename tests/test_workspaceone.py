@@ -38,6 +38,7 @@ from tests.fakes.workspaceone import (
 from tests.fakes.workspaceone import create_app as fake_app
 from tests.helpers import AUTH_ID, FIXED_NOW, authorize, config, enrich, make_settings, signed
 from tests.helpers import webhook as webhook_entry
+from tests.vendor_support import providers_made, serial, served_url
 
 MAC_UDID_DASHED = "4A0C2B7E-9A41-4D8C-B3E2-71A9C0D4E812"
 MakeProvider = Callable[..., Awaitable[WorkspaceOneProvider]]
@@ -52,8 +53,7 @@ def fake() -> FakeWorkspaceOne:
 @pytest.fixture
 async def ws1_url(aiohttp_server: Any, fake: FakeWorkspaceOne) -> str:
     """The fake on 127.0.0.1, port 0."""
-    server = await aiohttp_server(fake_app(fake))
-    return str(server.make_url("")).rstrip("/")
+    return await served_url(aiohttp_server, fake_app(fake))
 
 
 def ws1_table(url: str, *, basic: bool = False, **overrides: Any) -> dict[str, Any]:
@@ -73,26 +73,13 @@ def ws1_table(url: str, *, basic: bool = False, **overrides: Any) -> dict[str, A
 @pytest.fixture
 async def make_provider(ws1_url: str) -> AsyncIterator[MakeProvider]:
     """Build providers against the fake; closed after the test."""
-    made: list[WorkspaceOneProvider] = []
 
-    async def make(
-        *, hooks: RecordingHook | None = None, start: bool = True, **overrides: Any
-    ) -> WorkspaceOneProvider:
+    def build(*, hooks: RecordingHook | None = None, **overrides: Any) -> WorkspaceOneProvider:
         settings = WorkspaceOneSettings.model_validate(ws1_table(ws1_url, **overrides))
-        provider = WorkspaceOneProvider("ws1", settings, hooks=hooks or RecordingHook())
-        made.append(provider)
-        if start:
-            await provider.start()
-        return provider
+        return WorkspaceOneProvider("ws1", settings, hooks=hooks or RecordingHook())
 
-    yield make
-    for provider in made:
-        await provider.aclose()
-
-
-def serial(value: str) -> Any:
-    """A serial identifier as the webhook passes it."""
-    return classify(value, frozenset({IdentifierKind.SERIAL}))
+    async with providers_made(build) as make:
+        yield make
 
 
 def udid(value: str) -> Any:

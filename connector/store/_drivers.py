@@ -113,6 +113,29 @@ async def _connect_sqlite(path: Path) -> aiosqlite.Connection:
         raise
 
 
+async def _to_the_end(step: Awaitable[None]) -> None:
+    """Await `step` until it has ended, even if we are cancelled meanwhile; then re-raise the
+    cancellation.
+
+    aiosqlite runs each statement on its own thread: a cancelled await stops nothing there, it
+    only hides how the statement ended. A BEGIN that gets its lock after its caller left, or a
+    COMMIT whose failure nobody saw, would leave the connection inside a transaction. The wait
+    is bounded: BEGIN by the busy timeout, COMMIT and ROLLBACK by the disk.
+    """
+    task = asyncio.ensure_future(step)
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.wait([task])
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    if cancelled is not None:
+        if not task.cancelled():
+            task.exception()  # seen: the cancellation is what the caller gets
+        raise cancelled
+    task.result()
+
+
 class SqliteDriver:
     """One writer and one reader connection to a WAL-mode file: reads never wait for a sync."""
 
@@ -151,16 +174,27 @@ class SqliteDriver:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        """BEGIN IMMEDIATE on the writer: one writer at a time, readers unaffected."""
+        """BEGIN IMMEDIATE on the writer: one writer at a time, readers unaffected.
+
+        The writer leaves idle whatever happens: BEGIN and COMMIT are seen to their end even
+        when we are cancelled meanwhile (see `_to_the_end`), and any failure or cancellation
+        rolls back whatever transaction the connection is still in. Otherwise the next BEGIN
+        fails with "cannot start a transaction within a transaction", for good.
+        """
         async with self._write_lock:
             self._check_open()
-            await self._writer.execute("BEGIN IMMEDIATE")
             try:
+                await _to_the_end(self._writer.execute("BEGIN IMMEDIATE"))
                 yield self._writer
+                await _to_the_end(self._writer.execute("COMMIT"))
             except BaseException:
-                await self._writer.execute("ROLLBACK")
+                await _to_the_end(self._roll_back())
                 raise
-            await self._writer.execute("COMMIT")
+
+    async def _roll_back(self) -> None:
+        """ROLLBACK if the writer is in a transaction (not when BEGIN failed or COMMIT ran)."""
+        if self._raw[0].in_transaction:
+            await self._writer.execute("ROLLBACK")
 
     @contextlib.asynccontextmanager
     async def reader(self) -> AsyncIterator[Connection]:

@@ -60,8 +60,17 @@ class AuditRecorder:
     async def _write(self, entries: list[AuditEntry]) -> None:
         await self._store.wait_ready()  # connecting at start-up is no failure yet
         while True:
+            attempt = asyncio.ensure_future(self._store.record_decisions(entries))
             try:
-                await self._store.record_decisions(entries)
+                await asyncio.shield(attempt)
+            except asyncio.CancelledError:
+                # aclose stopped the writer mid-write. The database may commit the batch all
+                # the same, so learn how the attempt ended: the flush must neither write this
+                # batch again nor lose it.
+                await asyncio.wait([attempt])
+                if not attempt.cancelled() and attempt.exception() is None:
+                    self._written(entries)
+                raise
             except StoreError as exc:
                 if not self._failing:
                     log.error("audit.write_failed", error=str(exc), entries=len(entries))
@@ -71,8 +80,13 @@ class AuditRecorder:
             if self._failing:
                 log.info("audit.write_recovered", dropped=self.dropped)
             self._failing = False
-            self.written += len(entries)
+            self._written(entries)
             return
+
+    def _written(self, entries: list[AuditEntry]) -> None:
+        self.written += len(entries)
+        if entries is self._taken:
+            self._taken = []
 
     async def flush(self) -> None:
         """Write everything queued so far; only while the background writer is stopped (it may

@@ -128,12 +128,15 @@ class Store:
 
         That is the newest-record-wins rule for a re-enrolled device listed twice, applied
         across batches by the database rather than by holding a whole inventory in memory.
+        The generation's device count grows only by devices with a key it does not hold yet, so
+        a page listed again (a sync resumed before its cursor was saved) is not counted twice.
         """
         rows = [(generation, key, d.rank, d.payload) for d in devices for key in d.keys]
         if not rows:
             return
         async with self._transaction() as tx:
             await _expect_building(tx, generation)
+            held = await _held_keys(tx, generation, {key for _, key, _, _ in rows})
             await tx.executemany(
                 "INSERT INTO devices (generation, key, rank, payload) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (generation, key) DO UPDATE SET payload = excluded.payload, "
@@ -142,7 +145,7 @@ class Store:
             )
             await tx.execute(
                 "UPDATE generations SET devices = devices + ? WHERE id = ?",
-                len(devices),
+                _new_devices(devices, held),
                 generation,
             )
 
@@ -370,6 +373,39 @@ async def _expect_building(tx: Connection, generation: int) -> None:
     row = await tx.fetchone("SELECT state FROM generations WHERE id = ?", generation)
     if row is None or row[0] != "building":
         raise StoreError(f"generation {generation} is not being built")
+
+
+_KEYS_PER_QUERY = 500  # per IN (...) list: well below either database's parameter limit
+
+
+async def _held_keys(tx: Connection, generation: int, keys: set[str]) -> set[str]:
+    """Which of `keys` the generation already holds."""
+    wanted, held = sorted(keys), set[str]()
+    for start in range(0, len(wanted), _KEYS_PER_QUERY):
+        chunk = wanted[start : start + _KEYS_PER_QUERY]
+        marks = ", ".join(["?"] * len(chunk))
+        found = await tx.fetchall(
+            f"SELECT key FROM devices WHERE generation = ? AND key IN ({marks})",
+            generation,
+            *chunk,
+        )
+        held.update(row[0] for row in found)
+    return held
+
+
+def _new_devices(devices: Sequence[StoredDevice], held: set[str]) -> int:
+    """How many of `devices` have a key neither in `held` nor in an earlier one of them.
+
+    A record listed again has every key held already; a re-enrolled Mac (its serial again, a
+    new UDID) is a record of its own, as the upstream counts it. A device without keys is not
+    stored, so not counted.
+    """
+    seen, count = set(held), 0
+    for device in devices:
+        if not seen.issuperset(device.keys):
+            count += 1
+        seen.update(device.keys)
+    return count
 
 
 def unix_now() -> float:

@@ -9,7 +9,8 @@
 - `_auth`: `TokenCache`; `TokenIssuer`, the base of a vendor's token fetcher that reports
   every outcome; `BearerAuth`, the `httpx.Auth` that renews a token once on a 401;
 - `_oauth`: `FormTokenIssuer`, a token endpoint that takes a form (client secret or a signed
-  assertion) and answers ``access_token`` + ``expires_in``;
+  assertion) and answers ``access_token`` + ``expires_in``; `AssertionTokenIssuer`, the one
+  whose assertion is signed with a key read from a file once;
 - `_parse`: an answer as a validated model, or a readable `ProviderError`;
 - `_errors`: the one boundary that turns every failure into `ProviderError`, the lookup budget,
   and start-up failures as `ProviderNotReady`.
@@ -20,7 +21,13 @@ from __future__ import annotations
 from providers._http._auth import BearerAuth, Token, TokenCache, TokenIssuer
 from providers._http._client import UpstreamClient
 from providers._http._errors import bounded, starting, translate, upstream_boundary
-from providers._http._oauth import FormTokenIssuer, OAuthAnswer, oauth_refusal, split_url
+from providers._http._oauth import (
+    AssertionTokenIssuer,
+    FormTokenIssuer,
+    OAuthAnswer,
+    oauth_refusal,
+    split_url,
+)
 from providers._http._parse import json_field, parse_body, read_model
 from providers._http._retry import RETRYABLE_STATUSES, Backoff, Wait, retry_after_seconds
 from providers._http._settings import LOOPBACK_HOSTS, UpstreamSettings, checked_url
@@ -28,6 +35,7 @@ from providers._http._settings import LOOPBACK_HOSTS, UpstreamSettings, checked_
 __all__ = [
     "LOOPBACK_HOSTS",
     "RETRYABLE_STATUSES",
+    "AssertionTokenIssuer",
     "Backoff",
     "BearerAuth",
     "FormTokenIssuer",

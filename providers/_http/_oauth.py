@@ -3,14 +3,18 @@
 Workspace ONE (client secret), Google (a service account's signed JWT) and Apple Business
 Manager (a signed client assertion) differ only in the form they post; `FormTokenIssuer` does
 the rest once: the POST, the refusal (not ready, with the vendor's error code and a short
-description, never the credential), the parse, and the refresh margin.
+description, never the credential), the parse, and the refresh margin. `AssertionTokenIssuer`
+adds what Google and Apple share: a signing key read from its file once, off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,7 +23,7 @@ from providers._http._auth import Token, TokenIssuer
 from providers._http._client import UpstreamClient
 from providers._http._parse import json_field, read_model
 from providers.base import ProviderError, ProviderNotReady
-from providers.observe import ProviderHook
+from providers.observe import NO_HOOKS, ProviderHook
 
 _CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _PRINTABLE = re.compile(r"[^\x20-\x7e]")
@@ -109,3 +113,83 @@ class FormTokenIssuer(TokenIssuer):
         answer = read_model(self.provider, response, OAuthAnswer, where=self._path)
         margin = min(self._margin, answer.expires_in / 2)
         return self.granted(answer.access_token, answer.expires_in, margin=margin)
+
+
+class AssertionSettings(Protocol):
+    """What `AssertionTokenIssuer` reads of a provider's settings."""
+
+    @property
+    def token_url(self) -> str:
+        """The token endpoint."""
+        ...
+
+    @property
+    def token_margin(self) -> float:
+        """Renew this many seconds before expiry."""
+        ...
+
+
+SettingsT = TypeVar("SettingsT", bound=AssertionSettings)
+KeyT = TypeVar("KeyT")
+
+
+def utc_now() -> datetime:
+    """The wall clock an assertion's ``iat`` and ``exp`` come from."""
+    return datetime.now(UTC)
+
+
+class AssertionTokenIssuer(FormTokenIssuer, Generic[SettingsT, KeyT]):
+    """A token endpoint that takes an assertion signed with a key from a file (Google, Apple).
+
+    The key is read once, on a thread, when the first token is needed; a key that cannot be
+    read refuses like the endpoint would (not ready, with the reason, never key material). A
+    subclass names `vendor` and `what`, reads its key (`load_key`) and builds the form.
+    """
+
+    vendor: ClassVar[str]
+    what: ClassVar[str]
+
+    def __init__(
+        self,
+        provider: str,
+        settings: SettingsT,
+        client: UpstreamClient,
+        *,
+        on_state: Callable[[bool], None],
+        hooks: ProviderHook = NO_HOOKS,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        super().__init__(
+            provider,
+            client,
+            split_url(settings.token_url)[1],
+            vendor=self.vendor,
+            what=self.what,
+            margin=settings.token_margin,
+            on_state=on_state,
+            hooks=hooks,
+            clock=clock,
+        )
+        self.settings = settings
+        self.now = now
+        self._key: KeyT | None = None
+
+    def load_key(self) -> KeyT:
+        """Read the signing key (runs on a thread); `ValueError` with a reason if it cannot."""
+        raise NotImplementedError
+
+    def key_loaded(self, key: KeyT) -> None:
+        """Called once the key was read (a subclass may log which credential it is)."""
+
+    async def signing_key(self) -> KeyT:
+        """The signing key, read on first use."""
+        if self._key is None:
+            try:
+                key = await asyncio.to_thread(self.load_key)
+            except ValueError as exc:
+                self.refused(self._path, None, str(exc), None)
+                raise ProviderNotReady(self.provider, str(exc)) from None
+            self._key = key
+            self.key_loaded(key)
+        return self._key

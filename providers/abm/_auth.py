@@ -7,12 +7,9 @@ hour (``grant_type=client_credentials`` with ``client_assertion``, ``scope=busin
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -20,10 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from providers._http import FormTokenIssuer, UpstreamClient, split_url
+from providers._http import AssertionTokenIssuer
 from providers.abm._settings import AUDIENCE, AbmSettings
-from providers.base import ProviderNotReady
-from providers.observe import NO_HOOKS, ProviderHook
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = 600
@@ -72,54 +67,24 @@ class ApiAccountKey:
         return jwt.encode(header, claims, self.key, algorithms=["ES256"])
 
 
-class AbmTokens(FormTokenIssuer):
+class AbmTokens(AssertionTokenIssuer[AbmSettings, ApiAccountKey]):
     """Access tokens for the API account, from Apple's token endpoint."""
 
-    def __init__(
-        self,
-        name: str,
-        settings: AbmSettings,
-        login: UpstreamClient,
-        *,
-        on_state: Callable[[bool], None],
-        hooks: ProviderHook = NO_HOOKS,
-        clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        super().__init__(
-            name,
-            login,
-            split_url(settings.token_url)[1],
-            vendor="Apple",
-            what="the API account (client_id, key_id or private_key)",
-            margin=settings.token_margin,
-            on_state=on_state,
-            hooks=hooks,
-            clock=clock,
-        )
-        self._settings = settings
-        self._now = now
-        self._key: ApiAccountKey | None = None
+    vendor = "Apple"
+    what = "the API account (client_id, key_id or private_key)"
+
+    def load_key(self) -> ApiAccountKey:
+        """The API account's key, from `private_key`."""
+        return ApiAccountKey.load(self.settings.private_key, self.settings.key_id)
 
     async def form(self) -> dict[str, str]:
         """Client credentials with a fresh client assertion."""
-        key = await self._load()
-        client_id = self._settings.client_id
+        key = await self.signing_key()
+        client_id = self.settings.client_id
         return {
             "grant_type": "client_credentials",
             "client_id": client_id,
             "client_assertion_type": ASSERTION_TYPE,
-            "client_assertion": key.assertion(client_id, self._now()),
-            "scope": self._settings.scope,
+            "client_assertion": key.assertion(client_id, self.now()),
+            "scope": self.settings.scope,
         }
-
-    async def _load(self) -> ApiAccountKey:
-        if self._key is None:
-            try:
-                self._key = await asyncio.to_thread(
-                    ApiAccountKey.load, self._settings.private_key, self._settings.key_id
-                )
-            except ValueError as exc:
-                self.refused(self._path, None, str(exc), None)
-                raise ProviderNotReady(self.provider, str(exc)) from None
-        return self._key

@@ -7,12 +7,9 @@ access token (``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer``).
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import structlog
@@ -22,11 +19,9 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from pydantic import ValidationError
 
-from providers._http import FormTokenIssuer, UpstreamClient, split_url
-from providers.base import ProviderNotReady
+from providers._http import AssertionTokenIssuer
 from providers.google._models import ServiceAccountKey
 from providers.google._settings import SCOPE, GoogleSettings
-from providers.observe import NO_HOOKS, ProviderHook
 
 log = structlog.get_logger("providers.google")
 
@@ -89,55 +84,26 @@ class ServiceAccount:
         return jwt.encode(header, claims, self.key, algorithms=["RS256"])
 
 
-class GoogleTokens(FormTokenIssuer):
+class GoogleTokens(AssertionTokenIssuer[GoogleSettings, ServiceAccount]):
     """Access tokens for the delegated administrator, from Google's token endpoint."""
 
-    def __init__(
-        self,
-        name: str,
-        settings: GoogleSettings,
-        login: UpstreamClient,
-        *,
-        on_state: Callable[[bool], None],
-        hooks: ProviderHook = NO_HOOKS,
-        clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        super().__init__(
-            name,
-            login,
-            split_url(settings.token_url)[1],
-            vendor="Google",
-            what="the service account's delegation (subject, scope or key)",
-            margin=settings.token_margin,
-            on_state=on_state,
-            hooks=hooks,
-            clock=clock,
+    vendor = "Google"
+    what = "the service account's delegation (subject, scope or key)"
+
+    def load_key(self) -> ServiceAccount:
+        """The service account, from `service_account_file`."""
+        return ServiceAccount.load(self.settings.service_account_file)
+
+    def key_loaded(self, key: ServiceAccount) -> None:
+        """Log which service account signs (its e-mail, never the key)."""
+        log.debug(
+            "provider.credential_loaded", provider=self.provider, client_email=key.client_email
         )
-        self._settings = settings
-        self._now = now
-        self._account: ServiceAccount | None = None
 
     async def form(self) -> dict[str, str]:
         """The JWT-bearer grant with a fresh assertion."""
-        account = await self._load()
+        account = await self.signing_key()
         assertion = account.assertion(
-            subject=self._settings.subject, audience=self._settings.token_url, now=self._now()
+            subject=self.settings.subject, audience=self.settings.token_url, now=self.now()
         )
         return {"grant_type": GRANT_TYPE, "assertion": assertion}
-
-    async def _load(self) -> ServiceAccount:
-        if self._account is None:
-            try:
-                self._account = await asyncio.to_thread(
-                    ServiceAccount.load, self._settings.service_account_file
-                )
-            except ValueError as exc:
-                self.refused(self._path, None, str(exc), None)
-                raise ProviderNotReady(self.provider, str(exc)) from None
-            log.debug(
-                "provider.credential_loaded",
-                provider=self.provider,
-                client_email=self._account.client_email,
-            )
-        return self._account

@@ -279,6 +279,8 @@ def scep(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScepLab
         )
         connector.start()
         try:
+            # /readyz waits for the providers only; the challenge store is migrated beside them.
+            wait_for(lambda: any(e.get("event") == "store.ready" for e in connector.events()))
             yield ScepLab(
                 lab=lab,
                 scepclient=scepclient,

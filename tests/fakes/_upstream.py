@@ -1,11 +1,11 @@
-"""What the Kandji, Mosyle and Fleet fakes share: failure switches, a request log, concurrency.
+"""What the vendor fakes share: failure switches, a request log, the in-flight count.
 
-Each fake keeps a `FakeUpstream` (its own subclass adds the inventory) and installs
-`switch_middleware`, which logs every request, counts requests in flight and answers injected
-faults before the handler runs:
+Each fake keeps a `FakeUpstream` (Kandji, Mosyle and Fleet subclass it and add the inventory;
+Workspace ONE, Google and ABM hold one as `board`) and installs `switch_middleware`, which logs
+every request, counts requests in flight and answers injected faults before the handler runs:
 
-    401, 403, 404, 429, 500, 502, 503, 504   that status, in the vendor's error shape; 429 and
-                                             503 carry ``Retry-After`` when the fault gives one
+    401, 403, 404, 429, 500, 502, 503, 504   that status, in the vendor's error shape, with
+                                             ``Retry-After`` when the fault gives one
     slow                                     the real answer, after ``delay`` seconds
     malformed                                200 with a JSON body cut in half
     html                                     200 with an HTML page (a captive proxy)
@@ -29,6 +29,9 @@ FaultKind = Literal[
 ErrorBody = Callable[[int], web.Response]
 """Renders a vendor's error answer for a status."""
 
+KEPT_HEADERS = ("aw-tenant-code", "accept", "content-type")
+"""Request headers the log keeps (lower-case names)."""
+
 
 @dataclass
 class Fault:
@@ -38,7 +41,7 @@ class Fault:
         kind: What to answer instead of the real response ("slow" answers normally, late).
         path: Path prefix it applies to; None means every path the fake does not exempt.
         times: How many requests it affects; None until `clear_faults`.
-        retry_after: ``Retry-After`` value for 429 and 503.
+        retry_after: ``Retry-After`` value sent with it.
         delay: Seconds to wait first.
     """
 
@@ -57,20 +60,25 @@ class LoggedRequest:
         method: HTTP method.
         path: URL path.
         query: Query parameters in order.
-        body: The JSON body, when there was one.
-        status: Status answered.
+        status: Status answered (599: none, the connection was closed or the handler failed).
+        body: The JSON body (text when it was not JSON), when there was one.
+        authorization: The ``Authorization`` scheme, lower-case ("bearer", "basic"), or None.
+        headers: The `KEPT_HEADERS` the request carried.
     """
 
     method: str
     path: str
     query: tuple[tuple[str, str], ...]
-    body: Any
     status: int
+    body: Any = None
+    authorization: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class FakeUpstream:
-    """Failure switches and observations every fake has; `exempt` paths never fault by default."""
+    """Failure switches and observations every fake has; `exempt` paths (a token endpoint)
+    never fault unless a fault names them."""
 
     exempt: frozenset[str] = frozenset()
     faults: list[Fault] = field(default_factory=list)
@@ -81,13 +89,13 @@ class FakeUpstream:
     def inject(
         self,
         kind: FaultKind,
-        *,
         path: str | None = None,
+        *,
         times: int | None = 1,
         retry_after: str | None = None,
         delay: float = 0.0,
     ) -> None:
-        """Queue a fault; faults apply in the order injected."""
+        """Queue a fault for paths starting with `path`; faults apply in the order injected."""
         self.faults.append(Fault(kind, path, times, retry_after, delay))
 
     def clear_faults(self) -> None:
@@ -101,6 +109,10 @@ class FakeUpstream:
             for r in self.requests
             if r.path.startswith(path_prefix) and (method is None or r.method == method)
         )
+
+    def logged(self, prefix: str = "") -> list[LoggedRequest]:
+        """Logged requests whose path starts with `prefix`."""
+        return [r for r in self.requests if r.path.startswith(prefix)]
 
     def take_fault(self, path: str) -> Fault | None:
         """The first queued fault for `path`, used up by one."""
@@ -130,26 +142,22 @@ def fault_response(fault: Fault, error: ErrorBody) -> web.StreamResponse | None:
     if fault.kind == "slow":
         return None
     response = error(int(fault.kind))
-    if fault.kind in ("429", "503") and fault.retry_after is not None:
+    if fault.retry_after is not None:
         response.headers["Retry-After"] = fault.retry_after
     return response
 
 
-def switch_middleware(key: web.AppKey[Any], error: ErrorBody) -> Middleware:
-    """Logs, counts concurrency and applies faults for the fake stored under `key`."""
+def switch_middleware(
+    upstream: Callable[[web.Request], FakeUpstream], error: ErrorBody
+) -> Middleware:
+    """Logs, counts concurrency and applies faults for the `FakeUpstream` of each request."""
 
     @web.middleware
     async def switches(request: web.Request, handler: Handler) -> web.StreamResponse:
-        fake: FakeUpstream = request.app[key]
+        fake = upstream(request)
         fake.in_flight += 1
         fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
-        body: Any = None
-        if request.can_read_body:
-            raw = await request.read()
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = raw.decode(errors="replace")
+        body = await _body(request)
         status = 599
         try:
             fault = fake.take_fault(request.path)
@@ -168,10 +176,29 @@ def switch_middleware(key: web.AppKey[Any], error: ErrorBody) -> Middleware:
             return response
         finally:
             fake.in_flight -= 1
-            fake.requests.append(
-                LoggedRequest(
-                    request.method, request.path, tuple(request.query.items()), body, status
-                )
-            )
+            fake.requests.append(_logged(request, status, body))
 
     return switches
+
+
+async def _body(request: web.Request) -> Any:
+    if not request.can_read_body:
+        return None
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")
+
+
+def _logged(request: web.Request, status: int, body: Any) -> LoggedRequest:
+    auth = request.headers.get("Authorization", "")
+    return LoggedRequest(
+        method=request.method,
+        path=request.path,
+        query=tuple(request.query.items()),
+        status=status,
+        body=body,
+        authorization=auth.split(" ", 1)[0].lower() or None,
+        headers={k: request.headers[k] for k in KEPT_HEADERS if k in request.headers},
+    )

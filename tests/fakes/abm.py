@@ -41,7 +41,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
 from providers.abm._settings import AUDIENCE
-from tests.fakes._faults import Switchboard, switchboard_middleware
+from tests.fakes._upstream import FakeUpstream, switch_middleware
 
 TOKEN_PATH = "/auth/oauth2/token"
 CLIENT_ID = "BUSINESSAPI.9703f56c-10ce-4876-8f59-e78e5e23a152"
@@ -169,7 +169,7 @@ class FakeAbm:
     )
     assignments: dict[str, str] = field(default_factory=default_assignments)
     token_lifetime: int = 3600
-    board: Switchboard = field(default_factory=lambda: Switchboard(TOKEN_PATH))
+    board: FakeUpstream = field(default_factory=lambda: FakeUpstream(frozenset({TOKEN_PATH})))
     valid_tokens: set[str] = field(default_factory=set)
     used_jtis: set[str] = field(default_factory=set)
     token_requests: int = 0
@@ -349,7 +349,9 @@ async def server_devices(request: web.Request) -> web.Response:
 
 def create_app(fake: FakeAbm) -> web.Application:
     """The fake's aiohttp application (token endpoint and API on one origin)."""
-    middleware = switchboard_middleware(lambda r: r.app[FAKE].board, abm_error)
+    middleware = switch_middleware(
+        lambda r: r.app[FAKE].board, lambda status: abm_error(status, f"Injected fault {status}.")
+    )
     app = web.Application(middlewares=[middleware])
     app[FAKE] = fake
     app.add_routes(

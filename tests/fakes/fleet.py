@@ -143,7 +143,7 @@ async def list_hosts(request: web.Request) -> web.Response:
 
 def create_app(fake: FakeFleet) -> web.Application:
     """The fake Fleet server as an aiohttp application."""
-    app = web.Application(middlewares=[switch_middleware(FAKE, fleet_error)])
+    app = web.Application(middlewares=[switch_middleware(lambda r: r.app[FAKE], fleet_error)])
     app[FAKE] = fake
     app.add_routes(
         [

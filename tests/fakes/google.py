@@ -40,7 +40,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
 
 from providers.google._settings import SCOPE
-from tests.fakes._faults import Switchboard, switchboard_middleware
+from tests.fakes._upstream import FakeUpstream, switch_middleware
 
 TOKEN_PATH = "/token"
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -129,7 +129,7 @@ class FakeGoogle:
     devices: list[dict[str, Any]] = field(default_factory=default_devices)
     token_lifetime: int = 3599
     rate_limited: int = 0
-    board: Switchboard = field(default_factory=lambda: Switchboard(TOKEN_PATH))
+    board: FakeUpstream = field(default_factory=lambda: FakeUpstream(frozenset({TOKEN_PATH})))
     valid_tokens: dict[str, str] = field(default_factory=dict)
     token_requests: int = 0
 
@@ -277,7 +277,10 @@ async def mobile_devices(request: web.Request) -> web.Response:
 
 def create_app(fake: FakeGoogle) -> web.Application:
     """The fake's aiohttp application (token endpoint and Directory API on one origin)."""
-    middleware = switchboard_middleware(lambda r: r.app[FAKE].board, google_error)
+    middleware = switch_middleware(
+        lambda r: r.app[FAKE].board,
+        lambda status: google_error(status, f"Injected fault {status}."),
+    )
     app = web.Application(middlewares=[middleware])
     app[FAKE] = fake
     app.add_routes(

@@ -133,7 +133,7 @@ async def device_details(request: web.Request) -> web.Response:
 
 def create_app(fake: FakeKandji) -> web.Application:
     """The fake Kandji API as an aiohttp application."""
-    app = web.Application(middlewares=[switch_middleware(FAKE, kandji_error)])
+    app = web.Application(middlewares=[switch_middleware(lambda r: r.app[FAKE], kandji_error)])
     app[FAKE] = fake
     app.add_routes(
         [

@@ -206,7 +206,7 @@ async def list_group_devices(request: web.Request) -> web.Response:
 
 def create_app(fake: FakeMosyle) -> web.Application:
     """The fake Mosyle Manager API as an aiohttp application."""
-    app = web.Application(middlewares=[switch_middleware(FAKE, mosyle_error)])
+    app = web.Application(middlewares=[switch_middleware(lambda r: r.app[FAKE], mosyle_error)])
     app[FAKE] = fake
     app.add_routes(
         [

@@ -34,7 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes._faults import Switchboard, switchboard_middleware
+from tests.fakes._upstream import FakeUpstream, switch_middleware
 
 TOKEN_PATH = "/connect/token"
 CLIENT_ID = "posture-connector"
@@ -163,7 +163,7 @@ class FakeWorkspaceOne:
     tenant_code: str = TENANT_CODE
     token_lifetime: int = 3600
     other_device: bool = False
-    board: Switchboard = field(default_factory=lambda: Switchboard(TOKEN_PATH))
+    board: FakeUpstream = field(default_factory=lambda: FakeUpstream(frozenset({TOKEN_PATH})))
     valid_tokens: set[str] = field(default_factory=set)
     token_requests: int = 0
 
@@ -290,7 +290,9 @@ async def search(request: web.Request) -> web.Response:
 
 def create_app(fake: FakeWorkspaceOne) -> web.Application:
     """The fake's aiohttp application."""
-    middleware = switchboard_middleware(lambda r: r.app[FAKE].board, ws1_error)
+    middleware = switch_middleware(
+        lambda r: r.app[FAKE].board, lambda status: ws1_error(status, f"Injected fault {status}.")
+    )
     app = web.Application(middlewares=[middleware])
     app[FAKE] = fake
     app.add_routes(
