@@ -243,9 +243,11 @@ async def test_a_store_that_cannot_open_is_shown_not_hidden(
     aiohttp_client: Any, inventory: Path, tmp_path: Path
 ) -> None:
     """When the audit log cannot be read, the page says why instead of showing it empty."""
-    missing = tmp_path / "no-such-folder" / "store.sqlite3"
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("", encoding="utf-8")  # the store's folder cannot be made here
+    unopenable = not_a_folder / "store.sqlite3"
     admin = await start_admin(
-        aiohttp_client, {**admin_config(inventory), "store": {"path": str(missing)}}
+        aiohttp_client, {**admin_config(inventory), "store": {"path": str(unopenable)}}
     )
     async with httpx.AsyncClient(base_url=admin.url, headers=BEARER) as client:
         page = (await client.get("/")).text
