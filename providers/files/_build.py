@@ -13,13 +13,16 @@ Run this in a worker (thread or process): it holds the interpreter for the whole
 
 from __future__ import annotations
 
+import array
 import codecs
 import csv
+import functools
 import io
 import itertools
 import operator
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from itertools import repeat
 from operator import itemgetter, methodcaller
 from typing import Annotated, Any, Literal, Required
 
@@ -44,6 +47,7 @@ from providers.files._parse import (
     parse_json,
 )
 from providers.files._schema import InventoryRow
+from providers.files._split import forked, piece, split_devices
 
 _CHUNK = 50_000
 _CSV_TYPED = ("managed", "supervised", "owner_type", "last_contact")
@@ -63,10 +67,12 @@ def build_image(
     source: str,
     group_delimiter: str = ";",
     keep: list[object] | None = None,
+    parts: int = 1,
 ) -> Image:
     """Validate and pack a whole file; raises `InventoryFileError` (with the line) if invalid.
 
     `keep` receives the parsed document: a worker that exits right after saves freeing it.
+    `parts` > 1 parses a JSON file in that many processes (forks: a single-threaded worker only).
     """
     if kind == "csv":
         text = data.decode("utf-8-sig")
@@ -77,7 +83,8 @@ def build_image(
             build_index(rows, provider="", source=source)
             return _csv_image(text, source, group_delimiter, trusted=True)
     try:
-        return _json_image(data, source, keep=keep)
+        image = _json_in_parts(data, parts, keep) if parts > 1 else None
+        return image or _json_image(data, source, keep=keep)
     except _Doubt:
         text = data.decode("utf-8-sig")
         build_index(parse_json(text, source=source), provider="", source=source)
@@ -222,6 +229,78 @@ def _json_image(
         devices = devices_of(document, source)
     if keep is not None:
         keep.append(devices)
+    records, serials, udids = _json_rows(devices, trusted)
+    return _packed("json", {}, records, (serials, udids), trusted)
+
+
+_Part = tuple[bytes, bytes, list[str], list[str], bytes]
+"""One part: its records joined, their sizes, its serials and UDIDs, its `index_keys` (records
+numbered from 0 in the part); sizes and keys as u64 arrays. Few large objects: a fast pipe."""
+
+
+def _json_in_parts(data: bytes, parts: int, keep: list[object] | None) -> Image | None:
+    """The image built by `parts` processes, or None: no cut found, or a part did not parse.
+
+    None sends the file down the whole-file path, which words any syntax error; a doubt about
+    a device is raised as in the whole-file path.
+    """
+    data = data.removeprefix(codecs.BOM_UTF8)
+    spans = split_devices(data, parts)
+    if spans is None:
+        return None
+
+    def part(span: tuple[int, int]) -> _Part | None:
+        try:
+            devices = pydantic_core.from_json(piece(data, span), cache_strings="keys")
+        except ValueError:
+            return None
+        if not isinstance(devices, list) or not devices:
+            return None
+        if keep is not None:
+            keep.append(devices)
+        records, serials, udids = _json_rows(devices, trusted=False)
+        sizes = array.array("Q", map(len, records)).tobytes()
+        keys = array.array("Q", index_keys(serials, udids)).tobytes()
+        return b"".join(records), sizes, serials, udids, keys
+
+    def child(span: tuple[int, int]) -> _Part | str:
+        try:
+            return part(span) or "unparsed"
+        except _Doubt:
+            return "doubt"
+
+    waits = [forked(functools.partial(child, span)) for span in spans[1:]]
+    try:
+        results: list[_Part | str | None] = [part(spans[0])]
+    except BaseException:
+        for wait in waits:
+            wait(True)
+        raise
+    results.extend(wait(False) for wait in waits)
+    if "doubt" in results:
+        raise _Doubt
+    blobs: list[bytes] = []
+    sizes = array.array("Q")
+    ids: tuple[list[str], list[str]] = ([], [])
+    keys: list[int] = []
+    for result in results:
+        if not isinstance(result, tuple):
+            return None
+        base = len(sizes) << 1  # record numbers sit above the is_udid bit
+        own = array.array("Q", result[4])
+        keys.extend(map(operator.add, own, repeat(base)) if base else own)
+        blobs.append(result[0])
+        sizes.frombytes(result[1])
+        ids[0].extend(result[2])
+        ids[1].extend(result[3])
+    keys.sort()  # sorted runs: a merge
+    if has_duplicates(keys, *ids):
+        raise _Doubt
+    return pack("json", {}, blobs, keys, sizes=sizes)
+
+
+def _json_rows(devices: list[Any], trusted: bool) -> tuple[list[bytes], list[str], list[str]]:
+    """The devices' records and stripped serials and UDIDs; `_Doubt` if a check fails."""
     ids: tuple[list[str], list[str]] = ([], [])
     records: list[bytes] = []
     for start in range(0, len(devices), _CHUNK):
@@ -249,7 +328,7 @@ def _json_image(
         records.extend(map(pydantic_core.to_json, rows))
         ids[0].extend(serials)
         ids[1].extend(udids)
-    return _packed("json", {}, records, ids, trusted)
+    return records, *ids
 
 
 def _stripped(values: list[Any]) -> list[str]:

@@ -2,7 +2,8 @@
 
     python -m providers.files._worker FD   < job (JSON)   > {"size": N} or {"error": "..."}
 
-Started by `_load` for large files. Garbage collection is off and the exit skips freeing the
+Started by `_load` for large files. A JSON file is parsed in parts, one per core (up to
+`MAX_PARTS`), by forks of this process. Garbage collection is off and the exit skips freeing the
 parsed file: the process lives for one parse and would otherwise rescan millions of fresh
 objects many times over, then free them one by one.
 """
@@ -17,6 +18,9 @@ import sys
 from providers.files._load import run_job
 from providers.files._schema import InventoryFileError
 
+MAX_PARTS = 4
+"""Processes parsing one JSON file at most (each part costs a copy of its text)."""
+
 
 def main() -> None:
     """Read the job from stdin, write the image to the descriptor, answer on stdout."""
@@ -27,7 +31,7 @@ def main() -> None:
         os.nice(10)  # a reload: decisions from the previous inventory come first
     parsed: list[object] = []  # left to the OS: os._exit below skips freeing it
     try:
-        image = run_job(job, keep=parsed)
+        image = run_job(job, keep=parsed, parts=min(_cores(), MAX_PARTS))
     except InventoryFileError as exc:
         answer: dict[str, object] = {"error": str(exc)}
     else:
@@ -38,6 +42,13 @@ def main() -> None:
     sys.stdout.write(json.dumps(answer))
     sys.stdout.flush()
     os._exit(0)
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # pragma: no cover - macOS
 
 
 if __name__ == "__main__":
