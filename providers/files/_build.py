@@ -233,9 +233,10 @@ def _json_image(
     return _packed("json", {}, records, (serials, udids), trusted)
 
 
-_Part = tuple[bytes, bytes, list[str], list[str], bytes]
-"""One part: its records joined, their sizes, its serials and UDIDs, its `index_keys` (records
-numbered from 0 in the part); sizes and keys as u64 arrays. Few large objects: a fast pipe."""
+_Part = tuple[list[bytes], list[str], list[str], list[int]]
+"""One part's records, serials, UDIDs and `index_keys` (records numbered from 0 in the part)."""
+_Shipped = tuple[bytes, bytes, list[str], list[str], bytes]
+"""A child's part as few large objects (records joined; sizes and keys as u64 arrays)."""
 
 
 def _json_in_parts(data: bytes, parts: int, keep: list[object] | None) -> Image | None:
@@ -259,44 +260,45 @@ def _json_in_parts(data: bytes, parts: int, keep: list[object] | None) -> Image 
         if keep is not None:
             keep.append(devices)
         records, serials, udids = _json_rows(devices, trusted=False)
-        sizes = array.array("Q", map(len, records)).tobytes()
-        keys = array.array("Q", index_keys(serials, udids)).tobytes()
-        return b"".join(records), sizes, serials, udids, keys
+        return records, serials, udids, index_keys(serials, udids)
 
-    def child(span: tuple[int, int]) -> _Part | str:
+    def child(span: tuple[int, int]) -> _Shipped | str:
         try:
-            return part(span) or "unparsed"
+            done = part(span)
         except _Doubt:
             return "doubt"
+        if done is None:
+            return "unparsed"
+        records, serials, udids, keys = done
+        sizes = array.array("Q", map(len, records)).tobytes()
+        return b"".join(records), sizes, serials, udids, array.array("Q", keys).tobytes()
 
     waits = [forked(functools.partial(child, span)) for span in spans[1:]]
     try:
-        results: list[_Part | str | None] = [part(spans[0])]
+        mine = part(spans[0])
     except BaseException:
-        for wait in waits:
-            wait(True)
+        mine = None
         raise
-    results.extend(wait(False) for wait in waits)
-    if "doubt" in results:
+    finally:
+        theirs: list[_Shipped | str | None] = [wait(mine is None) for wait in waits]
+    if "doubt" in theirs:
         raise _Doubt
-    blobs: list[bytes] = []
-    sizes = array.array("Q")
-    ids: tuple[list[str], list[str]] = ([], [])
-    keys: list[int] = []
-    for result in results:
-        if not isinstance(result, tuple):
-            return None
+    shipped = [t for t in theirs if isinstance(t, tuple)]
+    if mine is None or len(shipped) < len(theirs):
+        return None
+    records, serials, udids, keys = mine
+    sizes = array.array("Q", map(len, records))
+    for blob, their_sizes, their_serials, their_udids, their_keys in shipped:
         base = len(sizes) << 1  # record numbers sit above the is_udid bit
-        own = array.array("Q", result[4])
-        keys.extend(map(operator.add, own, repeat(base)) if base else own)
-        blobs.append(result[0])
-        sizes.frombytes(result[1])
-        ids[0].extend(result[2])
-        ids[1].extend(result[3])
+        keys.extend(map(operator.add, array.array("Q", their_keys), repeat(base)))
+        records.append(blob)
+        sizes.frombytes(their_sizes)
+        serials.extend(their_serials)
+        udids.extend(their_udids)
     keys.sort()  # sorted runs: a merge
-    if has_duplicates(keys, *ids):
+    if has_duplicates(keys, serials, udids):
         raise _Doubt
-    return pack("json", {}, blobs, keys, sizes=sizes)
+    return pack("json", {}, records, keys, sizes=sizes)
 
 
 def _json_rows(devices: list[Any], trusted: bool) -> tuple[list[bytes], list[str], list[str]]:

@@ -2,10 +2,13 @@
 
     python -m providers.files._worker FD   < job (JSON)   > {"size": N} or {"error": "..."}
 
-Started by `_load` for large files. A JSON file is parsed in parts, one per core (up to
-`MAX_PARTS`), by forks of this process. Garbage collection is off and the exit skips freeing the
-parsed file: the process lives for one parse and would otherwise rescan millions of fresh
-objects many times over, then free them one by one.
+Started by `_load` for large files. A first load parses a JSON file in parts, one per core (up
+to `MAX_PARTS`), in forks of this process: the service waits for it. A reload uses one process
+at low priority, leaving the other cores to decisions served from the previous inventory.
+
+Garbage collection is off and the exit skips freeing the parsed file: the process lives for one
+parse and would otherwise rescan millions of fresh objects many times over, then free them one
+by one.
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ def main() -> None:
     gc.disable()
     fd = int(sys.argv[1])
     job = json.loads(sys.stdin.read())
+    parts = min(_cores(), MAX_PARTS)
     if job.get("background"):
         os.nice(10)  # a reload: decisions from the previous inventory come first
+        parts = 1
     parsed: list[object] = []  # left to the OS: os._exit below skips freeing it
     try:
-        image = run_job(job, keep=parsed, parts=min(_cores(), MAX_PARTS))
+        image = run_job(job, keep=parsed, parts=parts)
     except InventoryFileError as exc:
         answer: dict[str, object] = {"error": str(exc)}
     else:
