@@ -8,7 +8,9 @@ raise the error with its line number exactly as before; line numbers are never c
 otherwise. Rows are stored raw (the CSV row text, the JSON values as a JSON array) and converted by
 `InventoryRow` at lookup, so a fast check can refuse too much but never change a value.
 
-Run this in a worker (thread or process): it holds the interpreter for the whole parse.
+Run this in a worker (thread or process): it holds the interpreter for the whole parse. A worker
+process may parse a large JSON file in parts, one per core (`_split`): each part is checked as
+above, the parts' sorted keys are merged, and any doubt sends the file down the one-part path.
 """
 
 from __future__ import annotations
@@ -235,8 +237,8 @@ def _json_image(
 
 _Part = tuple[list[bytes], list[str], list[str], list[int]]
 """One part's records, serials, UDIDs and `index_keys` (records numbered from 0 in the part)."""
-_Shipped = tuple[bytes, bytes, list[str], list[str], bytes]
-"""A child's part as few large objects (records joined; sizes and keys as u64 arrays)."""
+_Shipped = tuple[bytes, list[str], list[str], bytes]
+"""A child's part but its records: sizes and keys as u64 arrays, serials, UDIDs."""
 
 
 def _json_in_parts(data: bytes, parts: int, keep: list[object] | None) -> Image | None:
@@ -262,16 +264,16 @@ def _json_in_parts(data: bytes, parts: int, keep: list[object] | None) -> Image 
         records, serials, udids = _json_rows(devices, trusted=False)
         return records, serials, udids, index_keys(serials, udids)
 
-    def child(span: tuple[int, int]) -> _Shipped | str:
+    def child(span: tuple[int, int]) -> tuple[_Shipped | str, list[bytes]]:
         try:
             done = part(span)
         except _Doubt:
-            return "doubt"
+            return "doubt", []
         if done is None:
-            return "unparsed"
+            return "unparsed", []
         records, serials, udids, keys = done
         sizes = array.array("Q", map(len, records)).tobytes()
-        return b"".join(records), sizes, serials, udids, array.array("Q", keys).tobytes()
+        return (sizes, serials, udids, array.array("Q", keys).tobytes()), records
 
     waits = [forked(functools.partial(child, span)) for span in spans[1:]]
     try:
@@ -280,18 +282,19 @@ def _json_in_parts(data: bytes, parts: int, keep: list[object] | None) -> Image 
         mine = None
         raise
     finally:
-        theirs: list[_Shipped | str | None] = [wait(mine is None) for wait in waits]
-    if "doubt" in theirs:
+        theirs = [wait(mine is None) or ("died", b"") for wait in waits]
+    if any(shipped == "doubt" for shipped, _ in theirs):
         raise _Doubt
-    shipped = [t for t in theirs if isinstance(t, tuple)]
+    shipped = [(s, run) for s, run in theirs if not isinstance(s, str)]
     if mine is None or len(shipped) < len(theirs):
         return None
-    records, serials, udids, keys = mine
+    own, serials, udids, keys = mine
+    records: list[bytes | memoryview] = list(own)
     sizes = array.array("Q", map(len, records))
-    for blob, their_sizes, their_serials, their_udids, their_keys in shipped:
+    for (their_sizes, their_serials, their_udids, their_keys), run in shipped:
         base = len(sizes) << 1  # record numbers sit above the is_udid bit
         keys.extend(map(operator.add, array.array("Q", their_keys), repeat(base)))
-        records.append(blob)
+        records.append(run)
         sizes.frombytes(their_sizes)
         serials.extend(their_serials)
         udids.extend(their_udids)
@@ -325,7 +328,12 @@ def _json_rows(devices: list[Any], trusted: bool) -> tuple[list[bytes], list[str
                 raise _Doubt from None
         serials = _stripped(list(map(_SERIAL, rows)))
         udids = _stripped(list(map(_UDID, rows)))
-        if not trusted and not all(map(operator.or_, map(bool, serials), map(bool, udids))):
+        blanks = "" in serials and "" in udids  # else every device has one: no closer look
+        if (
+            not trusted
+            and blanks
+            and not all(map(operator.or_, map(bool, serials), map(bool, udids)))
+        ):
             raise _Doubt  # a device without serial or udid
         records.extend(map(pydantic_core.to_json, rows))
         ids[0].extend(serials)

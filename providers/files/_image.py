@@ -27,7 +27,7 @@ import json
 import operator
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, Literal
@@ -95,7 +95,7 @@ class Image:
         devices: Records in the image.
     """
 
-    parts: tuple[bytes, ...]
+    parts: tuple[bytes | memoryview, ...]
     size: int
     devices: int
 
@@ -103,7 +103,7 @@ class Image:
 def pack(
     kind: ImageKind,
     meta: dict[str, Any],
-    records: list[bytes],
+    records: Sequence[bytes | memoryview],
     keys: list[int],
     *,
     sizes: Iterable[int] | None = None,

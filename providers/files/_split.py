@@ -74,16 +74,17 @@ def _trimmed(data: bytes, end: int) -> int:
     return end
 
 
-def forked(work: Callable[[], Any]) -> Callable[[bool], Any]:
+def forked(work: Callable[[], tuple[Any, list[bytes]]]) -> Callable[[bool], Any]:
     """Start `work` in a forked child; the returned call waits (or kills) and gives its result.
 
-    The result comes back as `marshal` data (lists of bytes, str and int go fast) in an
-    anonymous file, so the child never waits for the parent to read. An exception in the
-    child, a child that died or was killed gives None. Only for a single-threaded process (the
-    inventory worker): a fork copies no other thread.
+    `work` returns (small, runs): `small` comes back through `marshal` (lists of str and int go
+    fast), the byte strings `runs` as one memoryview of a mapped anonymous file, never copied
+    in this process. The child writes it all before its slow exit (freeing its parse), so the
+    wait ends early. Gives None if the child raised, died or was killed. Only for a
+    single-threaded process (the inventory worker): a fork copies no other thread.
     """
     spool = _spool()
-    done, told = os.pipe()  # a byte once the result is written: before the child's slow exit
+    done, told = os.pipe()  # a byte once the result is written
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child's coverage is not collected
         code = 1
@@ -92,25 +93,27 @@ def forked(work: Callable[[], Any]) -> Callable[[bool], Any]:
             null = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):  # the worker's answer pipe stays the worker's alone
                 os.dup2(null, fd)
-            result = work()
+            small, runs = work()
+            header = marshal.dumps(small)
             with os.fdopen(spool, "wb", closefd=False) as out:
-                marshal.dump(result, out)
+                out.write(len(header).to_bytes(8, "little"))
+                out.write(header)
+                out.writelines(runs)
             os.write(told, b"1")
             code = 0
         finally:
             os._exit(code)
     os.close(told)
 
-    def wait(kill: bool = False) -> Any:
+    def wait(kill: bool = False) -> tuple[Any, memoryview] | None:
         try:
             if kill:
                 os.kill(pid, signal.SIGKILL)
-            written = os.read(done, 1) == b"1"  # EOF: the child died without a result
-            size = os.fstat(spool).st_size
-            if not written or not size:
+            if os.read(done, 1) != b"1":  # EOF: the child died without a result
                 return None
-            with mmap.mmap(spool, size, access=mmap.ACCESS_READ) as result:
-                return marshal.loads(result)  # noqa: S302 - our own child's output
+            mapped = memoryview(mmap.mmap(spool, 0, access=mmap.ACCESS_READ))
+            size = int.from_bytes(mapped[:8], "little")
+            return marshal.loads(mapped[8 : 8 + size]), mapped[8 + size :]  # noqa: S302
         finally:
             os.close(spool)
             os.close(done)
