@@ -17,12 +17,14 @@ import gc
 import json
 import os
 import sys
+from pathlib import Path
 
 from providers.files._load import run_job
 from providers.files._schema import InventoryFileError
 
 MAX_PARTS = 4
 """Processes parsing one JSON file at most (each part costs a copy of its text)."""
+_CPU_MAX = "/sys/fs/cgroup/cpu.max"
 
 
 def main() -> None:
@@ -50,10 +52,18 @@ def main() -> None:
 
 
 def _cores() -> int:
-    """The cores this process may run on."""
+    """The cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota."""
     if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1  # pragma: no cover - macOS
+        cores = len(os.sched_getaffinity(0))
+    else:  # pragma: no cover - macOS
+        cores = os.cpu_count() or 1
+    try:  # a container's CPU limit ("max" when none): more parts than cores only cost CPU
+        quota, period = Path(_CPU_MAX).read_text(encoding="ascii").split()
+        if quota != "max":
+            cores = min(cores, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 if __name__ == "__main__":
