@@ -13,7 +13,9 @@ Generates a CSV and a JSON inventory of N devices (default 100,000; every column
 - lookups: p99 of one lookup plus one event-loop pass, idle and while the same file reloads
   (worker parse and swap included), and their ratio.
 
-Each figure is printed with its ratio against the reference of the same run.
+Each figure is printed with its ratio against the reference of the same run, and each format
+with the machine's load average around its runs: on a shared machine a wall time above the
+CPU time is time spent waiting for a core.
 """
 
 from __future__ import annotations
@@ -215,12 +217,16 @@ def main() -> None:
         print(f"{n:,} devices, generated in {time.perf_counter() - started:.1f} s")
         for path in paths:
             size = path.stat().st_size
+            load_before = os.getloadavg()[0]
             ref = _run("--child", "reference", str(path))
             load = _run(
                 "--child", "load", str(path), "--devices", str(n), "--lookups", str(args.lookups)
             )
             parser_name = "csv.reader" if path.suffix == ".csv" else "json.loads"
-            print(f"\n{path.suffix[1:].upper()}  {size / n:.0f} bytes/device in the file")
+            print(
+                f"\n{path.suffix[1:].upper()}  {size / n:.0f} bytes/device in the file   "
+                f"(load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after)"
+            )
             print(
                 f"  {parser_name} alone (reference):  {ref['seconds']:6.2f} s   "
                 f"{ref['rss'] / n:6.0f} B RSS/device   (1.00)"

@@ -8,18 +8,23 @@ raise the error with its line number exactly as before; line numbers are never c
 otherwise. Rows are stored raw (the CSV row text, the JSON values as a JSON array) and converted by
 `InventoryRow` at lookup, so a fast check can refuse too much but never change a value.
 
-Run this in a worker (thread or process): it holds the interpreter for the whole parse.
+Run this in a worker (thread or process): it holds the interpreter for the whole parse. A worker
+process may parse a large JSON file in parts, one per core (`_split`): each part is checked as
+above, the parts' sorted keys are merged, and any doubt sends the file down the one-part path.
 """
 
 from __future__ import annotations
 
+import array
 import codecs
 import csv
+import functools
 import io
 import itertools
 import operator
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from itertools import repeat
 from operator import itemgetter, methodcaller
 from typing import Annotated, Any, Literal, Required
 
@@ -44,6 +49,7 @@ from providers.files._parse import (
     parse_json,
 )
 from providers.files._schema import InventoryRow
+from providers.files._split import forked, piece, split_devices
 
 _CHUNK = 50_000
 _CSV_TYPED = ("managed", "supervised", "owner_type", "last_contact")
@@ -63,10 +69,12 @@ def build_image(
     source: str,
     group_delimiter: str = ";",
     keep: list[object] | None = None,
+    parts: int = 1,
 ) -> Image:
     """Validate and pack a whole file; raises `InventoryFileError` (with the line) if invalid.
 
     `keep` receives the parsed document: a worker that exits right after saves freeing it.
+    `parts` > 1 parses a JSON file in that many processes (forks: a single-threaded worker only).
     """
     if kind == "csv":
         text = data.decode("utf-8-sig")
@@ -77,7 +85,8 @@ def build_image(
             build_index(rows, provider="", source=source)
             return _csv_image(text, source, group_delimiter, trusted=True)
     try:
-        return _json_image(data, source, keep=keep)
+        image = _json_in_parts(data, parts, keep) if parts > 1 else None
+        return image or _json_image(data, source, keep=keep)
     except _Doubt:
         text = data.decode("utf-8-sig")
         build_index(parse_json(text, source=source), provider="", source=source)
@@ -222,6 +231,81 @@ def _json_image(
         devices = devices_of(document, source)
     if keep is not None:
         keep.append(devices)
+    records, serials, udids = _json_rows(devices, trusted)
+    return _packed("json", {}, records, (serials, udids), trusted)
+
+
+_Part = tuple[list[bytes], list[str], list[str], list[int]]
+"""One part's records, serials, UDIDs and `index_keys` (records numbered from 0 in the part)."""
+_Shipped = tuple[bytes, list[str], list[str], bytes]
+"""A child's part but its records: sizes and keys as u64 arrays, serials, UDIDs."""
+
+
+def _json_in_parts(data: bytes, parts: int, keep: list[object] | None) -> Image | None:
+    """The image built by `parts` processes, or None: no cut found, or a part did not parse.
+
+    None sends the file down the whole-file path, which words any syntax error; a doubt about
+    a device is raised as in the whole-file path.
+    """
+    data = data.removeprefix(codecs.BOM_UTF8)
+    spans = split_devices(data, parts)
+    if spans is None:
+        return None
+
+    def part(span: tuple[int, int]) -> _Part | None:
+        try:
+            devices = pydantic_core.from_json(piece(data, span), cache_strings="keys")
+        except ValueError:
+            return None
+        if not isinstance(devices, list) or not devices:
+            return None
+        if keep is not None:
+            keep.append(devices)
+        records, serials, udids = _json_rows(devices, trusted=False)
+        return records, serials, udids, index_keys(serials, udids)
+
+    def child(span: tuple[int, int]) -> tuple[_Shipped | str, list[bytes]]:
+        try:
+            done = part(span)
+        except _Doubt:
+            return "doubt", []
+        if done is None:
+            return "unparsed", []
+        records, serials, udids, keys = done
+        sizes = array.array("Q", map(len, records)).tobytes()
+        return (sizes, serials, udids, array.array("Q", keys).tobytes()), records
+
+    waits = [forked(functools.partial(child, span)) for span in spans[1:]]
+    try:
+        mine = part(spans[0])
+    except BaseException:
+        mine = None
+        raise
+    finally:
+        theirs = [wait(mine is None) or ("died", b"") for wait in waits]
+    if any(shipped == "doubt" for shipped, _ in theirs):
+        raise _Doubt
+    shipped = [(s, run) for s, run in theirs if not isinstance(s, str)]
+    if mine is None or len(shipped) < len(theirs):
+        return None
+    own, serials, udids, keys = mine
+    records: list[bytes | memoryview] = list(own)
+    sizes = array.array("Q", map(len, records))
+    for (their_sizes, their_serials, their_udids, their_keys), run in shipped:
+        base = len(sizes) << 1  # record numbers sit above the is_udid bit
+        keys.extend(map(operator.add, array.array("Q", their_keys), repeat(base)))
+        records.append(run)
+        sizes.frombytes(their_sizes)
+        serials.extend(their_serials)
+        udids.extend(their_udids)
+    keys.sort()  # sorted runs: a merge
+    if has_duplicates(keys, serials, udids):
+        raise _Doubt
+    return pack("json", {}, records, keys, sizes=sizes)
+
+
+def _json_rows(devices: list[Any], trusted: bool) -> tuple[list[bytes], list[str], list[str]]:
+    """The devices' records and stripped serials and UDIDs; `_Doubt` if a check fails."""
     ids: tuple[list[str], list[str]] = ([], [])
     records: list[bytes] = []
     for start in range(0, len(devices), _CHUNK):
@@ -244,12 +328,17 @@ def _json_image(
                 raise _Doubt from None
         serials = _stripped(list(map(_SERIAL, rows)))
         udids = _stripped(list(map(_UDID, rows)))
-        if not trusted and not all(map(operator.or_, map(bool, serials), map(bool, udids))):
+        blanks = "" in serials and "" in udids  # else every device has one: no closer look
+        if (
+            not trusted
+            and blanks
+            and not all(map(operator.or_, map(bool, serials), map(bool, udids)))
+        ):
             raise _Doubt  # a device without serial or udid
         records.extend(map(pydantic_core.to_json, rows))
         ids[0].extend(serials)
         ids[1].extend(udids)
-    return _packed("json", {}, records, ids, trusted)
+    return records, *ids
 
 
 def _stripped(values: list[Any]) -> list[str]:

@@ -27,7 +27,7 @@ import json
 import operator
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, Literal
@@ -95,19 +95,31 @@ class Image:
         devices: Records in the image.
     """
 
-    parts: tuple[bytes, ...]
+    parts: tuple[bytes | memoryview, ...]
     size: int
     devices: int
 
 
-def pack(kind: ImageKind, meta: dict[str, Any], records: list[bytes], keys: list[int]) -> Image:
-    """Lay out the records and their sorted `index_keys`."""
-    offsets = array.array("Q", itertools.accumulate(map(len, records), initial=0))
+def pack(
+    kind: ImageKind,
+    meta: dict[str, Any],
+    records: Sequence[bytes | memoryview],
+    keys: list[int],
+    *,
+    sizes: Iterable[int] | None = None,
+) -> Image:
+    """Lay out the records and their sorted `index_keys`.
+
+    `sizes`: the records' sizes when `records` are runs of records joined (one per process).
+    """
+    sizes = map(len, records) if sizes is None else sizes
+    offsets = array.array("Q", itertools.accumulate(sizes, initial=0))
     meta_bytes = json.dumps(meta).encode()
     meta_bytes += b" " * (-len(meta_bytes) % 8)
-    header = _HEADER.pack(_MAGIC, _KINDS[kind], len(records), len(keys), len(meta_bytes))
+    devices = len(offsets) - 1
+    header = _HEADER.pack(_MAGIC, _KINDS[kind], devices, len(keys), len(meta_bytes))
     parts = (header, meta_bytes, array.array("Q", keys).tobytes(), offsets.tobytes(), *records)
-    return Image(parts, sum(map(len, parts)), len(records))
+    return Image(parts, sum(map(len, parts)), devices)
 
 
 class InventoryIndex:

@@ -56,8 +56,11 @@ def job_for(path: Path, settings: CsvSettings | JsonSettings) -> dict[str, Any]:
     return {"path": str(path), "kind": settings.kind, "group_delimiter": delimiter}
 
 
-def run_job(job: dict[str, Any], keep: list[object] | None = None) -> Image:
-    """Build the image for a job; errors carry the message an admin sees."""
+def run_job(job: dict[str, Any], keep: list[object] | None = None, parts: int = 1) -> Image:
+    """Build the image for a job; errors carry the message an admin sees.
+
+    `parts` > 1 (a worker process only): parse a JSON file in that many processes.
+    """
     path = Path(job["path"])
     try:
         data = path.read_bytes()
@@ -67,6 +70,7 @@ def run_job(job: dict[str, Any], keep: list[object] | None = None) -> Image:
             source=str(path),
             group_delimiter=job["group_delimiter"],
             keep=keep,
+            parts=parts,
         )
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryFileError(describe(exc, path)) from None
