@@ -229,25 +229,30 @@ class FanOut(observe.FanOut):
     def __init__(self, hooks: Sequence[Hook] = ()) -> None:
         super().__init__(hooks)
         self._all = tuple(hooks)
+        # Bound once: these two run on every call (twice per decision), so no per-event lookup
+        # of the methods and no helper call per hook.
+        self._decision = tuple(hook.decision for hook in self._all)
+        self._lookup = tuple(hook.lookup for hook in self._all)
 
     def decision(self, event: DecisionEvent) -> None:
         """Forward to every hook."""
-        for hook in self._all:
-            _safely(hook.decision, event)
+        for method in self._decision:
+            try:
+                method(event)
+            except Exception:  # a broken hook must never fail a decision
+                _failed(method)
 
     def lookup(self, event: LookupEvent) -> None:
         """Forward to every hook."""
-        for hook in self._all:
-            _safely(hook.lookup, event)
+        for method in self._lookup:
+            try:
+                method(event)
+            except Exception:  # a broken hook must never fail a decision
+                _failed(method)
 
 
-def _safely(method: Callable[[_E], None], event: _E) -> None:
-    try:
-        method(event)
-    except Exception:  # a broken hook must never fail a decision
-        log.exception(
-            "observe.hook_failed", hook=type(getattr(method, "__self__", method)).__name__
-        )
+def _failed(method: Callable[[_E], None]) -> None:
+    log.exception("observe.hook_failed", hook=type(getattr(method, "__self__", method)).__name__)
 
 
 NO_HOOKS = FanOut()
