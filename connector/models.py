@@ -253,12 +253,11 @@ def _check_member_names(tree: Any, root: type[_Wire]) -> None:
         for key, value in node.items():
             # A field's exact name folds to itself: only other keys need folding (an ASCII key
             # is folded inline: `_go_fold` without the call, on the common path).
-            if key in exact:
-                name: str | None = key
-            else:
-                name = folded.get(key.upper() if key.isascii() else _go_fold(key))
-                if name is None:
-                    continue
+            name = (
+                key if key in exact else folded.get(key.upper() if key.isascii() else _go_fold(key))
+            )
+            if name is None:
+                continue
             if key != name:
                 raise WireFormatError(
                     f"{where}: member {key!r} differs from step-ca's {name!r} only in case; "
