@@ -15,7 +15,15 @@ import orjson
 from connector.enrichment import build_data
 from connector.lookup import LookupResult, ProviderChain
 from connector.models import ReplyError, WebhookReply, WebhookRequest
-from connector.policy import PolicyResult, RuleOutcome, evaluate, identifier_kind_refusal
+from connector.policy import (
+    Evaluation,
+    PolicyResult,
+    PolicySettings,
+    RuleOutcome,
+    identifier_kind_refusal,
+    judge,
+    rejudge,
+)
 from connector.settings import WebhookSettings
 from providers.base import DeviceRecord
 from providers.identifiers import DeviceIdentifier, IdentifierKind, IdentifierShapeError, classify
@@ -95,16 +103,81 @@ def policy_error(result: PolicyResult) -> tuple[str, str]:
     return error.code, error.message
 
 
+MEMO_ENTRIES = 4096
+"""Identifiers a `DecisionMemo` remembers (all forgotten at once when full)."""
+
+
+class DecisionMemo:
+    """One webhook's reusable work per attested identifier: the shape check, and the policy's
+    evaluation of the record last found for it.
+
+    An evaluation is reused only for the very record object it judged (records are frozen;
+    the lookup cache and the file indexes hand out the same object until the answer changes,
+    and a new object is judged afresh), and the rules in it that read the clock are judged
+    again on every call (`rejudge`): a verdict never outlives the record or the time it rests
+    on. Every other check of the call still runs each time. One memo serves one webhook's
+    settings: handed another, it forgets everything first.
+    """
+
+    __slots__ = ("_evaluations", "_hook", "_identifiers")
+
+    def __init__(self) -> None:
+        self._hook: WebhookSettings | None = None
+        self._identifiers: dict[str, DeviceIdentifier] = {}
+        self._evaluations: dict[str, tuple[DeviceRecord, Evaluation]] = {}
+
+    def identifier(self, hook: WebhookSettings, value: str) -> DeviceIdentifier | Decision:
+        """`check_identifier`, from memory for a value this webhook accepted before."""
+        if hook is not self._hook:
+            self._hook = hook
+            self._identifiers.clear()
+            self._evaluations.clear()
+        known = self._identifiers.get(value)
+        if known is not None:
+            return known
+        checked = check_identifier(hook, value)
+        if isinstance(checked, DeviceIdentifier):  # a refusal is not kept: it is cheap to redo
+            if len(self._identifiers) >= MEMO_ENTRIES:
+                self._identifiers.clear()
+            self._identifiers[value] = checked
+        return checked
+
+    def evaluation(
+        self,
+        policy: PolicySettings,
+        record: DeviceRecord,
+        identifier: DeviceIdentifier,
+        now: datetime,
+    ) -> Evaluation:
+        """The policy's verdict on `record` at `now` (call `identifier` first)."""
+        kept = self._evaluations.get(identifier.value)
+        if kept is not None and kept[0] is record:
+            return rejudge(kept[1], policy, record, identifier, now=now)
+        evaluation = judge(policy, record, identifier, now=now)
+        if len(self._evaluations) >= MEMO_ENTRIES:
+            self._evaluations.clear()
+        self._evaluations[identifier.value] = (record, evaluation)
+        return evaluation
+
+
 async def decide(
-    hook: WebhookSettings, request: WebhookRequest, chain: ProviderChain, *, now: datetime
+    hook: WebhookSettings,
+    request: WebhookRequest,
+    chain: ProviderChain,
+    *,
+    now: datetime,
+    memo: DecisionMemo | None = None,
 ) -> Decision:
-    """Run the checks in order; the first failing one decides."""
+    """Run the checks in order; the first failing one decides.
+
+    With `memo` (the webhook's own), work that cannot change between calls is reused.
+    """
     value = request.permanent_identifier
     if not value:
         if hook.on_missing_identifier == "allow":
             return Decision(allow=True, data={} if hook.returns_data else None)
         return _deny("identifier-missing", "the request carries no attested permanent identifier")
-    checked = check_identifier(hook, value)
+    checked = check_identifier(hook, value) if memo is None else memo.identifier(hook, value)
     if isinstance(checked, Decision):
         return checked
     identifier = checked
@@ -129,7 +202,10 @@ async def decide(
             "device-not-found", "the device is not in the organisation's inventory", **base
         )
     record = result.record
-    verdict = evaluate(hook.policy, record, identifier, now=now)
+    if memo is None:
+        verdict = judge(hook.policy, record, identifier, now=now).result
+    else:
+        verdict = memo.evaluation(hook.policy, record, identifier, now).result
     if not verdict.allow:
         code, message = policy_error(verdict)
         return _deny(code, message, record=record, outcomes=verdict.outcomes, **base)
