@@ -26,7 +26,7 @@ def decode_secret(secret_b64: str) -> bytes:
 
 def signature(body: bytes, key: bytes) -> str:
     """Lowercase hex HMAC-SHA256 of `body`."""
-    return hmac.digest(key, body, hashlib.sha256).hex()  # one-shot: no HMAC object per call
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
 def verify_signature(body: bytes, header: str | None, key: bytes) -> bool:
