@@ -18,8 +18,8 @@ from connector.models import ReplyError, WebhookReply, WebhookRequest
 from connector.policy import (
     Evaluation,
     PolicyResult,
-    PolicySettings,
     RuleOutcome,
+    evaluate,
     identifier_kind_refusal,
     judge,
     rejudge,
@@ -107,6 +107,15 @@ MEMO_ENTRIES = 4096
 """Identifiers a `DecisionMemo` remembers (all forgotten at once when full)."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Judged:
+    """A policy evaluation and exactly what it judged."""
+
+    record: DeviceRecord
+    identifier: DeviceIdentifier
+    evaluation: Evaluation
+
+
 class DecisionMemo:
     """One webhook's reusable work per attested identifier: the shape check, and the policy's
     evaluation of the record last found for it.
@@ -124,14 +133,17 @@ class DecisionMemo:
     def __init__(self) -> None:
         self._hook: WebhookSettings | None = None
         self._identifiers: dict[str, DeviceIdentifier] = {}
-        self._evaluations: dict[str, tuple[DeviceRecord, Evaluation]] = {}
+        self._evaluations: dict[str, _Judged] = {}
 
-    def identifier(self, hook: WebhookSettings, value: str) -> DeviceIdentifier | Decision:
-        """`check_identifier`, from memory for a value this webhook accepted before."""
+    def _serve(self, hook: WebhookSettings) -> None:
         if hook is not self._hook:
             self._hook = hook
             self._identifiers.clear()
             self._evaluations.clear()
+
+    def identifier(self, hook: WebhookSettings, value: str) -> DeviceIdentifier | Decision:
+        """`check_identifier`, from memory for a value this webhook accepted before."""
+        self._serve(hook)
         known = self._identifiers.get(value)
         if known is not None:
             return known
@@ -144,20 +156,22 @@ class DecisionMemo:
 
     def evaluation(
         self,
-        policy: PolicySettings,
+        hook: WebhookSettings,
         record: DeviceRecord,
         identifier: DeviceIdentifier,
         now: datetime,
-    ) -> Evaluation:
-        """The policy's verdict on `record` at `now` (call `identifier` first)."""
+    ) -> PolicyResult:
+        """`hook`'s policy verdict on `record` for `identifier` at `now`."""
+        self._serve(hook)
         kept = self._evaluations.get(identifier.value)
-        if kept is not None and kept[0] is record:
-            return rejudge(kept[1], policy, record, identifier, now=now)
-        evaluation = judge(policy, record, identifier, now=now)
+        if kept is not None and kept.record is record and kept.identifier == identifier:
+            evaluation = rejudge(kept.evaluation, hook.policy, record, identifier, now=now)
+            return evaluation.result
+        evaluation = judge(hook.policy, record, identifier, now=now)
         if len(self._evaluations) >= MEMO_ENTRIES:
             self._evaluations.clear()
-        self._evaluations[identifier.value] = (record, evaluation)
-        return evaluation
+        self._evaluations[identifier.value] = _Judged(record, identifier, evaluation)
+        return evaluation.result
 
 
 async def decide(
@@ -203,9 +217,9 @@ async def decide(
         )
     record = result.record
     if memo is None:
-        verdict = judge(hook.policy, record, identifier, now=now).result
+        verdict = evaluate(hook.policy, record, identifier, now=now)
     else:
-        verdict = memo.evaluation(hook.policy, record, identifier, now).result
+        verdict = memo.evaluation(hook, record, identifier, now)
     if not verdict.allow:
         code, message = policy_error(verdict)
         return _deny(code, message, record=record, outcomes=verdict.outcomes, **base)
