@@ -16,7 +16,9 @@ generator in one run:
 Figures: requests/s with `--connections` connections (`wrk`, one thread: a C load generator
 that costs the servers little CPU, unlike a Python client on a 2-core machine), and the latency
 of sequential calls on one connection (p50, p99), each as a ratio to the reference; the best of
-`--rounds` runs of each server, taken in turns. Needs `wrk` (Debian: ``apt-get install wrk``).
+`--rounds` runs of each server, taken in turns. Also the CPU time each server process spent
+per call under load (Linux: from /proc; the median of the rounds), which other programs on a
+shared machine disturb far less than the rates. Needs `wrk` (Debian: ``apt-get install wrk``).
 Loopback only; about 4 x `--rounds` x `--seconds` (a minute by default).
 """
 
@@ -27,9 +29,11 @@ import asyncio
 import hashlib
 import hmac
 import json
+import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,7 +94,9 @@ def _connector_config(inventory: str, folder: Path, jamf_url: str) -> dict[str, 
         rows = "".join(f"{serial(i)},true,user{i},Group {i % 7}\n" for i in range(20_000))
         path.write_text("serial,managed,username,groups\n" + rows, encoding="utf-8")
         provider = {"kind": "csv", "path": str(path), "reload_interval": 0}
-    return gate_config(provider, {"level": "info", "format": "json"})
+    mapping = gate_config(provider, {"level": "info", "format": "json"})
+    # The audit log as `serve` keeps it, in a fresh file: not one that grows run after run.
+    return {**mapping, "store": {"path": str(folder / "store.sqlite3")}}
 
 
 async def _connector(stop: asyncio.Future[None], inventory: str) -> None:
@@ -158,6 +164,14 @@ class Server:
         assert self.process.stdout is not None  # noqa: S101 - PIPE above
         self.url = f"http://127.0.0.1:{int(self.process.stdout.readline())}/gate"
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the process so far (None where /proc is absent)."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=20)
@@ -190,6 +204,7 @@ def wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, f
     if "Non-2xx" in output or "Socket errors" in output:
         raise RuntimeError(f"wrk saw errors:\n{output}")
     figures = {"rate": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}  # type: ignore[union-attr]
+    figures["calls"] = float(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     for name, value, unit in re.findall(r"\s(50|99)%\s+([\d.]+)(us|ms|s)\b", output):
         scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
         figures[f"p{name}"] = float(value) * scale
@@ -200,17 +215,25 @@ def measure(servers: dict[str, Server], script: Path, args: argparse.Namespace) 
     """Best of `--rounds` alternating runs per server: throughput with many connections, then
     the latency of sequential calls (the machine is shared: the best run is the least disturbed)."""
     best: dict[str, dict[str, float]] = {}
+    cpu: dict[str, list[float]] = {name: [] for name in servers}
     for name, server in servers.items():
         wrk(server.url, script, 4, 1)  # warm-up: caches filled, code paths hot
         best[name] = {"rate": 0.0, "p50": float("inf"), "p99": float("inf")}
     for _ in range(args.rounds):
         for name, server in servers.items():
+            before = server.cpu_seconds()
             loaded = wrk(server.url, script, args.connections, args.seconds)
+            after = server.cpu_seconds()
+            if before is not None and after is not None:
+                cpu[name].append((after - before) / loaded["calls"])
             sequential = wrk(server.url, script, 1, args.seconds)
             figures = best[name]
             figures["rate"] = max(figures["rate"], loaded["rate"])
             figures["p50"] = min(figures["p50"], sequential["p50"])
             figures["p99"] = min(figures["p99"], sequential["p99"])
+    for name, spent in cpu.items():
+        if spent:
+            best[name]["cpu"] = statistics.median(spent)
     return best
 
 
@@ -265,6 +288,11 @@ def main() -> None:
         f"throughput, {args.connections} connections: bare {bare['rate']:8.0f} req/s (1.00)   "
         f"connector {ours['rate']:8.0f} req/s ({ours['rate'] / bare['rate']:.2f} x)"
     )
+    if "cpu" in bare and "cpu" in ours:
+        print(
+            f"CPU per call under load (median):  bare {bare['cpu'] * 1e6:8.1f} us    (1.00)   "
+            f"connector {ours['cpu'] * 1e6:8.1f} us    (bare/connector {bare['cpu'] / ours['cpu']:.2f})"
+        )
     for p in ("p50", "p99"):
         print(
             f"sequential latency {p}:           bare {bare[p]:8.3f} ms    (1.00)   "

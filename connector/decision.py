@@ -15,7 +15,15 @@ import orjson
 from connector.enrichment import build_data
 from connector.lookup import LookupResult, ProviderChain
 from connector.models import ReplyError, WebhookReply, WebhookRequest
-from connector.policy import PolicyResult, RuleOutcome, evaluate, identifier_kind_refusal
+from connector.policy import (
+    Evaluation,
+    PolicyResult,
+    RuleOutcome,
+    evaluate,
+    identifier_kind_refusal,
+    judge,
+    rejudge,
+)
 from connector.settings import WebhookSettings
 from providers.base import DeviceRecord
 from providers.identifiers import DeviceIdentifier, IdentifierKind, IdentifierShapeError, classify
@@ -95,16 +103,95 @@ def policy_error(result: PolicyResult) -> tuple[str, str]:
     return error.code, error.message
 
 
+MEMO_ENTRIES = 4096
+"""Identifiers a `DecisionMemo` remembers (all forgotten at once when full)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Judged:
+    """A policy evaluation and exactly what it judged."""
+
+    record: DeviceRecord
+    identifier: DeviceIdentifier
+    evaluation: Evaluation
+
+
+class DecisionMemo:
+    """One webhook's reusable work per attested identifier: the shape check, and the policy's
+    evaluation of the record last found for it.
+
+    An evaluation is reused only for the very record object it judged (records are frozen;
+    the lookup cache and the file indexes hand out the same object until the answer changes,
+    and a new object is judged afresh), and the rules in it that read the clock are judged
+    again on every call (`rejudge`): a verdict never outlives the record or the time it rests
+    on. Every other check of the call still runs each time. One memo serves one webhook's
+    settings: handed another, it forgets everything first.
+    """
+
+    __slots__ = ("_evaluations", "_hook", "_identifiers")
+
+    def __init__(self) -> None:
+        self._hook: WebhookSettings | None = None
+        self._identifiers: dict[str, DeviceIdentifier] = {}
+        self._evaluations: dict[str, _Judged] = {}
+
+    def _serve(self, hook: WebhookSettings) -> None:
+        if hook is not self._hook:
+            self._hook = hook
+            self._identifiers.clear()
+            self._evaluations.clear()
+
+    def identifier(self, hook: WebhookSettings, value: str) -> DeviceIdentifier | Decision:
+        """`check_identifier`, from memory for a value this webhook accepted before."""
+        self._serve(hook)
+        known = self._identifiers.get(value)
+        if known is not None:
+            return known
+        checked = check_identifier(hook, value)
+        if isinstance(checked, DeviceIdentifier):  # a refusal is not kept: it is cheap to redo
+            if len(self._identifiers) >= MEMO_ENTRIES:
+                self._identifiers.clear()
+            self._identifiers[value] = checked
+        return checked
+
+    def evaluation(
+        self,
+        hook: WebhookSettings,
+        record: DeviceRecord,
+        identifier: DeviceIdentifier,
+        now: datetime,
+    ) -> PolicyResult:
+        """`hook`'s policy verdict on `record` for `identifier` at `now`."""
+        self._serve(hook)
+        kept = self._evaluations.get(identifier.value)
+        if kept is not None and kept.record is record and kept.identifier == identifier:
+            evaluation = rejudge(kept.evaluation, hook.policy, record, identifier, now=now)
+            return evaluation.result
+        evaluation = judge(hook.policy, record, identifier, now=now)
+        if len(self._evaluations) >= MEMO_ENTRIES:
+            self._evaluations.clear()
+        self._evaluations[identifier.value] = _Judged(record, identifier, evaluation)
+        return evaluation.result
+
+
 async def decide(
-    hook: WebhookSettings, request: WebhookRequest, chain: ProviderChain, *, now: datetime
+    hook: WebhookSettings,
+    request: WebhookRequest,
+    chain: ProviderChain,
+    *,
+    now: datetime,
+    memo: DecisionMemo | None = None,
 ) -> Decision:
-    """Run the checks in order; the first failing one decides."""
+    """Run the checks in order; the first failing one decides.
+
+    With `memo` (the webhook's own), work that cannot change between calls is reused.
+    """
     value = request.permanent_identifier
     if not value:
         if hook.on_missing_identifier == "allow":
             return Decision(allow=True, data={} if hook.returns_data else None)
         return _deny("identifier-missing", "the request carries no attested permanent identifier")
-    checked = check_identifier(hook, value)
+    checked = check_identifier(hook, value) if memo is None else memo.identifier(hook, value)
     if isinstance(checked, Decision):
         return checked
     identifier = checked
@@ -129,7 +216,10 @@ async def decide(
             "device-not-found", "the device is not in the organisation's inventory", **base
         )
     record = result.record
-    verdict = evaluate(hook.policy, record, identifier, now=now)
+    if memo is None:
+        verdict = evaluate(hook.policy, record, identifier, now=now)
+    else:
+        verdict = memo.evaluation(hook, record, identifier, now)
     if not verdict.allow:
         code, message = policy_error(verdict)
         return _deny(code, message, record=record, outcomes=verdict.outcomes, **base)

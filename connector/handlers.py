@@ -210,7 +210,7 @@ async def handle_webhook(request: web.Request) -> web.Response:
         return answer.response
     payload = _parse(body, WebhookRequest)
     _check_timestamp(payload.timestamp, now, settings.server.clock_skew)
-    decision = await decide(hook, payload, runtime.chain, now=now)
+    decision = await decide(hook, payload, runtime.chain, now=now, memo=runtime.memo)
     _log_decision(request, hook, decision, started)
     if hook.mode == "shadow" and not decision.allow:
         return web.json_response(shadow_reply(hook, decision).to_json())

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from aiohttp import web
 
+from connector.decision import DecisionMemo
 from connector.listener import Listener
 from connector.lookup import ProviderChain
 from connector.observe import Hook
@@ -22,10 +23,12 @@ class WebhookRuntime:
     Attributes:
         settings: The ``[[webhooks]]`` entry.
         chain: Its providers, in order, behind the shared cache.
+        memo: What its decisions may reuse (`DecisionMemo`); a reload builds a new runtime.
     """
 
     settings: WebhookSettings
     chain: ProviderChain
+    memo: DecisionMemo = field(default_factory=DecisionMemo, compare=False, repr=False)
 
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -99,16 +99,21 @@ class Connection(web.RequestHandler):
     def data_received(self, data: bytes) -> None:
         """Start the head deadline on the first byte of a request."""
         if data and not self._busy and self._started is None:
-            self._started = asyncio.get_running_loop().time()
-            self._head_timer = asyncio.get_running_loop().call_at(
-                self._started + self._read_timeout, self._head_timed_out
-            )
+            self._started = self._loop.time()
+            if self._head_timer is None:  # else the pending timer moves on to this head
+                self._head_timer = self._loop.call_at(
+                    self._started + self._read_timeout, self._head_timed_out
+                )
         super().data_received(data)
 
     def begin_request(self) -> float:
-        """The head is complete: stop its deadline; answer when the request began."""
-        self._cancel_head_timer()
-        started = self._started if self._started is not None else asyncio.get_running_loop().time()
+        """The head is complete: its deadline no longer applies; answer when the request began.
+
+        The timer is not cancelled: on a keep-alive connection it would be re-armed for the
+        next head a moment later. When it fires it finds no head pending, or re-arms itself
+        for the one that is (`_head_timed_out`).
+        """
+        started = self._started if self._started is not None else self._loop.time()
         self._started = None
         self._busy = True
         self._requests += 1
@@ -136,6 +141,10 @@ class Connection(web.RequestHandler):
     def _head_timed_out(self) -> None:
         self._head_timer = None
         if self._busy or self._started is None:
+            return  # no head is arriving: the next first byte arms a new timer
+        deadline = self._started + self._read_timeout
+        if self._loop.time() < deadline:  # armed for an earlier head: wait for this one's
+            self._head_timer = self._loop.call_at(deadline, self._head_timed_out)
             return
         log.info("request.head_timeout", read_timeout=self._read_timeout, peer=self._peer())
         self.force_close()

@@ -206,11 +206,13 @@ def parse_body(body: bytes, model: type[_Body]) -> _Body:
 
 
 def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    members: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in members:
-            raise WireFormatError(f"member {key!r} appears twice in one object")
-        members[key] = value
+    members = dict(pairs)  # built in C; a repeated key leaves fewer members than pairs
+    if len(members) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise WireFormatError(f"member {key!r} appears twice in one object")
+            seen.add(key)
     return members
 
 
@@ -247,9 +249,13 @@ def _check_member_names(tree: Any, root: type[_Wire]) -> None:
         if not isinstance(node, dict):
             continue  # pydantic reports the wrong type
         fields = _members(model)
+        exact, folded = fields.exact, fields.folded
         for key, value in node.items():
-            # A field's exact name folds to itself: only other keys need folding.
-            name = key if key in fields.exact else fields.folded.get(_go_fold(key))
+            # A field's exact name folds to itself: only other keys need folding (an ASCII key
+            # is folded inline: `_go_fold` without the call, on the common path).
+            name = (
+                key if key in exact else folded.get(key.upper() if key.isascii() else _go_fold(key))
+            )
             if name is None:
                 continue
             if key != name:

@@ -62,3 +62,37 @@ async def test_a_write_under_way_at_shutdown_is_recorded_once(tmp_path: Path, he
     assert [r.at for r in rows] == [1]
     assert recorder.written == 1
     assert [e["event"] for e in logs] == []
+
+
+async def _written(recorder: AuditRecorder, count: int, within: float) -> bool:
+    deadline = asyncio.get_running_loop().time() + within
+    while recorder.written < count:
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+async def test_a_burst_is_gathered_into_one_write_after_a_short_linger(store: Store) -> None:
+    """Entries recorded together wait `linger` seconds, then reach the store in one batch."""
+    recorder = AuditRecorder(store, linger=0.2)
+    recorder.start()
+    for at in range(5):
+        recorder.record(entry(at))
+    await asyncio.sleep(0.05)
+    assert recorder.written == 0  # still gathering
+    assert await _written(recorder, 5, within=2.0)
+    await recorder.aclose()
+    assert len(await store.query_decisions(AuditQuery(limit=50))) == 5
+
+
+async def test_full_batches_are_written_without_lingering(store: Store) -> None:
+    """A backlog of full batches is written at once; only the short remainder lingers."""
+    recorder = AuditRecorder(store, batch=3, linger=30.0)
+    recorder.start()
+    for at in range(7):
+        recorder.record(entry(at))
+    assert await _written(recorder, 6, within=5.0)
+    assert recorder.written == 6  # the seventh waits for its linger...
+    await recorder.aclose()  # ...and is flushed at shutdown
+    assert len(await store.query_decisions(AuditQuery(limit=50))) == 7

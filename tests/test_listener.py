@@ -88,6 +88,15 @@ async def _closed(reader: asyncio.StreamReader, within: float) -> bool:
         return False
 
 
+async def _trickle(writer: asyncio.StreamWriter, lines: int) -> None:
+    """Send a request head's header lines one at a time, 50 ms apart."""
+    with contextlib.suppress(ConnectionError):
+        for _ in range(lines):
+            writer.write(b"X-Slow: 1\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+
 async def test_stalled_body_is_answered_408_at_the_read_timeout(serve: Serve) -> None:
     """A body that stops arriving is refused with 408 request-timeout, then the connection closes."""
     served = await serve(read_timeout=0.3)
@@ -107,16 +116,28 @@ async def test_request_head_sent_slowly_is_cut_at_the_read_timeout(serve: Serve)
     served = await serve(read_timeout=0.3, keepalive_timeout=60)
     reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
     writer.write(b"POST /webhooks/people HTTP/1.1\r\n")
-
-    async def trickle() -> None:
-        with contextlib.suppress(ConnectionError):
-            for _ in range(100):
-                writer.write(b"X-Slow: 1\r\n")
-                await writer.drain()
-                await asyncio.sleep(0.05)
-
-    trickling = asyncio.create_task(trickle())
+    trickling = asyncio.create_task(_trickle(writer, 100))
     assert await _closed(reader, within=3)
+    trickling.cancel()
+    writer.close()
+
+
+async def test_a_later_head_on_a_kept_connection_gets_its_own_full_read_timeout(
+    serve: Serve,
+) -> None:
+    """After an answered call, the next head trickling in is cut at its own deadline, not at
+    the first call's, and not never."""
+    served = await serve(read_timeout=1.0, keepalive_timeout=60)
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(_request(enrich("C02TEST00001")))
+    async with asyncio.timeout(5):
+        status, _, _ = await _answer(reader)
+    assert status == 200
+    await asyncio.sleep(0.6)  # the first head's deadline would fall 0.4 s into the next head
+    writer.write(b"POST /webhooks/people HTTP/1.1\r\n")
+    trickling = asyncio.create_task(_trickle(writer, 200))
+    assert not await _closed(reader, within=0.7)  # past the first head's deadline: still open
+    assert await _closed(reader, within=5)
     trickling.cancel()
     writer.close()
 

@@ -17,11 +17,12 @@ the service never starts with them; `check_policy` reports the softer, meaningle
 Modules: ``_settings`` (the validated config), ``_rules`` (the ordered rule table; one unit
 per rule holds its key, code, judgement, messages and lint; the group units are in
 ``_groups``), ``_rule`` (what a unit is and the helpers units share), ``_evaluate`` and
-``_lint`` (walking the table), ``_result``, ``_durations``.
+``_lint`` (walking the table; `judge`/`rejudge` let a caller reuse a verdict and re-judge
+only the rules that read the clock), ``_result``, ``_durations``.
 """
 
 from connector.policy._durations import Duration, format_span, parse_duration
-from connector.policy._evaluate import evaluate
+from connector.policy._evaluate import Evaluation, evaluate, judge, rejudge
 from connector.policy._lint import check_policy
 from connector.policy._result import PolicyError, PolicyResult, RuleOutcome
 from connector.policy._rules import KIND_NOT_ALLOWED, RULES, identifier_kind_refusal
@@ -31,6 +32,7 @@ __all__ = [
     "KIND_NOT_ALLOWED",
     "RULES",
     "Duration",
+    "Evaluation",
     "GroupRules",
     "PolicyError",
     "PolicyResult",
@@ -41,5 +43,7 @@ __all__ = [
     "evaluate",
     "format_span",
     "identifier_kind_refusal",
+    "judge",
     "parse_duration",
+    "rejudge",
 ]

@@ -8,7 +8,6 @@ turns it on, how it judges a device (pure), the messages it explains itself with
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -22,7 +21,6 @@ UNREPORTED = "attribute-unreported"
 _LIST_LIMIT = 20
 
 
-@dataclass(frozen=True, slots=True)
 class Subject:
     """What a rule judges.
 
@@ -30,11 +28,24 @@ class Subject:
         device: The record the provider chain found.
         identifier: The attested identifier that found it.
         now: The request time (rules never read the clock).
+        clock_read: Whether a rule has read `now`. A rule is pure, so a verdict it reached
+            without reading `now` holds at any other time for the same device and identifier
+            (`connector.policy.rejudge` re-judges only the rules that read it).
     """
 
-    device: DeviceRecord
-    identifier: DeviceIdentifier
-    now: datetime
+    __slots__ = ("_now", "clock_read", "device", "identifier")
+
+    def __init__(self, device: DeviceRecord, identifier: DeviceIdentifier, now: datetime) -> None:
+        self.device = device
+        self.identifier = identifier
+        self._now = now
+        self.clock_read = False
+
+    @property
+    def now(self) -> datetime:
+        """The request time; reading it marks the verdict as time-dependent."""
+        self.clock_read = True
+        return self._now
 
 
 class Rule(Protocol):

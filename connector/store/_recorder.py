@@ -18,14 +18,23 @@ from connector.store._store import Store
 
 log = structlog.get_logger("connector.audit")
 
+LINGER = 0.05
+"""Seconds the writer lets a batch gather after its first entry (unless one is already full).
+A write costs a transaction and three hops to the database thread whatever its size: one
+entry per write costs ~80 µs of CPU, 200 per write ~6 µs each, and that CPU is taken from the
+decisions. Entries still reach the database within a fraction of a second."""
+
 
 class AuditRecorder:
     """Queues `AuditEntry` values and writes them to the store in batches."""
 
-    def __init__(self, store: Store, *, max_pending: int = 10_000, batch: int = 200) -> None:
+    def __init__(
+        self, store: Store, *, max_pending: int = 10_000, batch: int = 200, linger: float = LINGER
+    ) -> None:
         self._store = store
         self._queue: asyncio.Queue[AuditEntry] = asyncio.Queue(max_pending)
         self._batch = batch
+        self._linger = linger
         self._task: asyncio.Task[None] | None = None
         self._taken: list[AuditEntry] = []  # out of the queue, not yet written
         self._failing = False
@@ -52,6 +61,8 @@ class AuditRecorder:
     async def _run(self) -> None:
         while True:
             self._taken = [await self._queue.get()]
+            if self._queue.qsize() < self._batch - 1:  # a full batch waiting is written at once
+                await asyncio.sleep(self._linger)
             while len(self._taken) < self._batch and not self._queue.empty():
                 self._taken.append(self._queue.get_nowait())
             await self._write(self._taken)
