@@ -265,6 +265,10 @@ class PostgresDriver:
                 max_size=pool_size,
                 timeout=statement_timeout,
                 command_timeout=statement_timeout,
+                # Plan each statement with its values: a generic plan, fixed while a table was
+                # empty, kept scanning it whole as a sync filled it (100,000 devices: 90 s, not
+                # 19 s); planning these small statements costs about 0.1 ms.
+                server_settings={"plan_cache_mode": "force_custom_plan"},
             )
         return cls(pool, acquire_timeout=statement_timeout)
 
