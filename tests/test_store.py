@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -167,6 +168,27 @@ async def test_audit_query_filters_and_orders(store: Store) -> None:
     assert len(await store.query_decisions(AuditQuery(limit=1))) == 1
     assert await store.prune_decisions(before=250) == 2
     assert [e.at for e in await store.query_decisions(AuditQuery())] == [300]
+
+
+async def test_audit_batch_round_trips_every_value(store: Store) -> None:
+    """A batch comes back value for value, in order: text that JSON escapes, floats to the last
+    digit, both booleans and every None (SQLite writes a batch as one JSON array of rows)."""
+    rule = FailedRule("groups", 'member of "contractors" \\ ☂', '["a", "b"]')
+    entries = [
+        AuditEntry(at=1764732205.123456, webhook="gate", webhook_kind="AUTHORIZING",
+                   identifier="C02\u2028Q\"'", identifier_kind=None, allow=False,
+                   code="policy-denied", provider="jamf", source="generation:7",
+                   request_id="req\n1", latency_ms=0.01, mode="shadow", would_allow=True,
+                   failed_rules=(rule, FailedRule("managed", "unmanaged", None)),
+                   user="zoë", email="zoe@example.com", detail={"tx": "😀", "empty": ""}),
+        AuditEntry(at=1e-6, webhook="w", webhook_kind="ENRICHING", identifier=None,
+                   identifier_kind=None, allow=True, would_allow=False, latency_ms=123456.78),
+        AuditEntry(at=2.0, webhook="w", webhook_kind="ENRICHING", identifier="",
+                   identifier_kind="serial", allow=True),
+    ]  # fmt: skip
+    await store.record_decisions(entries)
+    back = sorted(await store.query_decisions(AuditQuery()), key=lambda e: e.id or 0)
+    assert [replace(e, id=None) for e in back] == entries  # ids follow the batch's order
 
 
 async def test_challenge_burns_once_and_expires(store: Store) -> None:

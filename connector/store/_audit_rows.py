@@ -7,7 +7,11 @@ databases; booleans come back as 0/1 from SQLite and are normalised here.
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Iterable
 from typing import Any
+
+import orjson
 
 from connector.store._model import AuditEntry, FailedRule
 
@@ -16,6 +20,22 @@ AUDIT_COLUMNS = (
     "request_id, latency_ms, mode, would_allow, failed_rules, username, email, detail"
 )
 """The columns of ``decisions`` in the order `audit_row` writes them."""
+
+INSERT_ROWS = f"INSERT INTO decisions ({AUDIT_COLUMNS}) VALUES ({', '.join('?' * 17)})"  # noqa: S608
+"""One row per execution (PostgreSQL: asyncpg pipelines a batch of them)."""
+
+INSERT_JSON_BATCH = (
+    f"INSERT INTO decisions ({AUDIT_COLUMNS}) "  # noqa: S608 - fixed names, values bound
+    f"SELECT {', '.join(f'value ->> {i}' for i in range(17))} FROM json_each(?)"
+)
+"""SQLite: a whole batch as one JSON array of rows, in one statement. `executemany` releases
+and retakes the GIL once per row on the database thread, and each retake waits for the busy
+event loop's thread: against a busy loop a batch of 200 took ~0.13 s, and the audit cost a
+quarter more CPU per decision. ``->>`` gives back SQL values (true as 1, null as NULL), as
+binding the row would."""
+
+SQLITE_JSON_BATCHES = sqlite3.sqlite_version_info >= (3, 38, 0)
+"""``->>`` and built-in JSON functions came with SQLite 3.38; older libraries use `INSERT_ROWS`."""
 
 
 def audit_row(entry: AuditEntry) -> tuple[object, ...]:
@@ -73,3 +93,8 @@ def audit_entry(row: tuple[Any, ...]) -> AuditEntry:
         detail=json.loads(detail) if detail else None,
         id=int(row_id),
     )
+
+
+def json_batch(entries: Iterable[AuditEntry]) -> str:
+    """The `INSERT_JSON_BATCH` argument for `entries`."""
+    return orjson.dumps([audit_row(e) for e in entries]).decode()

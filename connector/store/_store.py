@@ -16,7 +16,15 @@ from typing import Any
 
 import structlog
 
-from connector.store._audit_rows import AUDIT_COLUMNS, audit_entry, audit_row
+from connector.store._audit_rows import (
+    AUDIT_COLUMNS,
+    INSERT_JSON_BATCH,
+    INSERT_ROWS,
+    SQLITE_JSON_BATCHES,
+    audit_entry,
+    audit_row,
+    json_batch,
+)
 from connector.store._drivers import Connection, Driver
 from connector.store._model import (
     AuditEntry,
@@ -289,12 +297,11 @@ class Store:
         """Append decisions (in one transaction: a batch is kept whole or not at all)."""
         if not entries:
             return
-        placeholders = ", ".join("?" * 17)
         async with self._transaction() as tx:
-            await tx.executemany(
-                f"INSERT INTO decisions ({AUDIT_COLUMNS}) VALUES ({placeholders})",
-                [audit_row(e) for e in entries],
-            )
+            if self._driver.dialect == "sqlite" and SQLITE_JSON_BATCHES:
+                await tx.execute(INSERT_JSON_BATCH, json_batch(entries))
+            else:
+                await tx.executemany(INSERT_ROWS, [audit_row(e) for e in entries])
 
     async def query_decisions(self, query: AuditQuery) -> list[AuditEntry]:
         """Entries matching every field of `query`, newest first."""
