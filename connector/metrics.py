@@ -17,6 +17,7 @@ from __future__ import annotations
 import platform
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -245,6 +246,7 @@ class Metrics:
         self._state = _StateCollector(settings)
         registry.register(self._state)
         self._cacheable: frozenset[str] = frozenset()
+        self._children: dict[tuple[str, ...], Any] = {}
 
         self.counters = {
             name: Counter(P + name, doc, labels, registry=registry)
@@ -269,28 +271,37 @@ class Metrics:
 
     # --- Hook -------------------------------------------------------------------------------
 
+    def _child(self, family: str, *labels: str) -> Any:
+        """The child of a counter or histogram for `labels`, looked up once: `labels()` checks
+        and locks on every call, and two decisions' worth of events take four children."""
+        key = (family, *labels)
+        child = self._children.get(key)
+        if child is None:
+            metric = self.counters.get(family) or self.histograms[family]
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def decision(self, event: DecisionEvent) -> None:
         """Count the answer, its failing rules, and a shadow webhook's would-be denial."""
-        c = self.counters
+        child = self._child
         code = "" if event.allow else event.code or "denied"
-        c["decisions"].labels(event.webhook, event.kind, str(event.allow).lower(), code).inc()
+        allow = "true" if event.allow else "false"
+        child("decisions", event.webhook, event.kind, allow, code).inc()
         if event.shadow and event.would_allow is False:
-            denied = event.code or "denied"
-            c["shadow_denials"].labels(event.webhook, event.kind, denied).inc()
+            child("shadow_denials", event.webhook, event.kind, event.code or "denied").inc()
         for rule in event.failed_rules:
-            c["policy_rule_failures"].labels(event.webhook, rule.rule, rule.code or "").inc()
-        self.histograms["decision_duration_seconds"].labels(event.webhook).observe(event.latency)
+            child("policy_rule_failures", event.webhook, rule.rule, rule.code or "").inc()
+        child("decision_duration_seconds", event.webhook).observe(event.latency)
 
     def lookup(self, event: LookupEvent) -> None:
         """Count the outcome and the cache's part in it."""
-        c = self.counters
-        c["provider_lookups"].labels(event.provider, event.outcome).inc()
-        seconds = self.histograms["provider_lookup_duration_seconds"]
-        seconds.labels(event.provider).observe(event.latency)
+        child = self._child
+        child("provider_lookups", event.provider, event.outcome).inc()
+        child("provider_lookup_duration_seconds", event.provider).observe(event.latency)
         if event.cached:
-            c["cache_hits"].labels(event.provider).inc()
+            child("cache_hits", event.provider).inc()
         elif event.provider in self._cacheable and event.outcome != "timeout":
-            c["cache_misses"].labels(event.provider).inc()
+            child("cache_misses", event.provider).inc()
 
     def upstream_call(self, event: UpstreamCall) -> None:
         """Count the exchange by status class and observe its duration."""
