@@ -15,8 +15,9 @@ import io
 import logging
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, cast
 
 import orjson
 import structlog
@@ -39,30 +40,29 @@ def configure_logging(
     (stderr by default) in one format: with JSON, every line written is one JSON object."""
     out = stream or sys.stderr
     console = fmt == "console" or (fmt == "auto" and out.isatty())
-    renderer: structlog.typing.Processor
-    event_renderer: structlog.typing.Processor
-    logger_factory: Callable[..., Any]
-    if console:
-        renderer = structlog.dev.ConsoleRenderer()
-        logger_factory = structlog.PrintLoggerFactory(out)
-        event_renderer = renderer
-    else:
-        renderer = structlog.processors.JSONRenderer(_json_text, option=JSON_OPTIONS)
-        event_renderer = structlog.processors.JSONRenderer(orjson.dumps, option=JSON_OPTIONS)
-        lines = JsonLines(out)
-        logger_factory = lambda *_args: lines  # noqa: E731 - one writer for every logger
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    structlog.configure(
-        processors=[
+    renderer: structlog.typing.Processor
+    logger_factory: Callable[..., Any]
+    if console:
+        renderer = structlog.dev.ConsoleRenderer()
+        logger_factory = structlog.PrintLoggerFactory(out)
+        event_processors: list[structlog.typing.Processor] = [
             *shared,
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
-            event_renderer,
-        ],
+            renderer,
+        ]
+    else:
+        renderer = structlog.processors.JSONRenderer(_json_text, option=JSON_OPTIONS)
+        lines = JsonLines(out)
+        logger_factory = lambda *_args: lines  # noqa: E731 - one writer for every logger
+        event_processors = [structlog.contextvars.merge_contextvars, JsonLineRenderer()]
+    structlog.configure(
+        processors=event_processors,
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
         logger_factory=logger_factory,
         cache_logger_on_first_use=False,
@@ -93,6 +93,58 @@ JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 def _json_text(value: object, **options: Any) -> str:
     return orjson.dumps(value, **options).decode()
+
+
+def _json_fallback(value: object) -> object:
+    """What structlog's JSON renderer writes for a value JSON has no type for."""
+    try:
+        return value.__structlog__()  # type: ignore[attr-defined]
+    except AttributeError:
+        return repr(value)
+
+
+class JsonLineRenderer:
+    """structlog's level, ISO UTC timestamp, stack and exception renderers and orjson, as one
+    processor: every verified call writes a line, and five processor calls (a datetime built
+    and formatted for each line among them) were a tenth of a cached decision's CPU. Lines are
+    the same: keys in the same order, the same level names and timestamp format; an event
+    with ``exc_info`` or ``stack_info`` goes through structlog's own processors."""
+
+    def __init__(self, clock_ns: Callable[[], int] = time.time_ns) -> None:
+        self._clock_ns = clock_ns
+        self._full: tuple[structlog.typing.Processor, ...] = (
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+        )
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, logger: object, method: str, event: structlog.typing.EventDict) -> bytes:
+        """The event as one JSON line (bytes, without the newline)."""
+        if "exc_info" in event or "stack_info" in event:
+            for processor in self._full:
+                event = cast(structlog.typing.EventDict, processor(logger, method, event))
+        else:
+            event["level"] = _LEVEL_NAMES.get(method, method)
+            event["timestamp"] = self._now()
+        return orjson.dumps(event, default=_json_fallback, option=JSON_OPTIONS)
+
+    def _now(self) -> str:
+        """``datetime.now(UTC).isoformat()`` with ``Z`` for ``+00:00``, as structlog's
+        `TimeStamper` writes it (no fraction when it is zero), formatting a second only once."""
+        nanoseconds = self._clock_ns()
+        second, fraction = divmod(nanoseconds, 1_000_000_000)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        micro = fraction // 1000
+        return f"{self._prefix}.{micro:06d}Z" if micro else f"{self._prefix}Z"
+
+
+_LEVEL_NAMES = {"warn": "warning", "exception": "error"}
+"""structlog's `add_log_level`: method names that are not the level's name."""
 
 
 class JsonLines:

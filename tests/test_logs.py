@@ -6,13 +6,15 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import orjson
 import pytest
 import structlog
 
-from connector.logs import configure_logging
+from connector.logs import JSON_OPTIONS, JsonLineRenderer, configure_logging
 from tests.conftest import AppClient
 from tests.helpers import AUTH_ID, SECRET, authorize, config, enrich, signed, webhook
 
@@ -218,3 +220,73 @@ def test_library_log_records_are_json_lines(json_logs: Lines) -> None:
         "logger": "aiohttp.server",
         "message": "Error handling request from 10.0.0.1",
     }
+
+
+def _stock_json_line(method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """What structlog's own processors write for an event (the chain before JsonLineRenderer)."""
+    processors: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        structlog.processors.JSONRenderer(orjson.dumps, option=JSON_OPTIONS),
+    ]
+    for processor in processors:
+        event = processor(None, method, event)
+    return cast(dict[str, Any], orjson.loads(cast(bytes, event)))
+
+
+class _Unrenderable:
+    def __repr__(self) -> str:
+        return "<unrenderable>"
+
+
+class _Explains:
+    def __structlog__(self) -> str:
+        return "explained"
+
+
+@pytest.mark.parametrize("method", ["info", "debug", "warning", "warn", "error", "exception"])
+def test_json_line_renderer_writes_what_structlog_wrote(method: str) -> None:
+    """Same keys in the same order, same values and level names; only the clock differs."""
+    event = {
+        "webhook": "gate",
+        "allow": False,
+        "reasons": ["device-unmanaged"],
+        "failed_rules": [{"rule": "managed", "observed": None}],
+        "latency_ms": 0.42,
+        "odd": _Unrenderable(),
+        "explained": _Explains(),
+        "at": datetime(2026, 1, 2, tzinfo=UTC),
+        "event": "webhook.decision",
+        "request_id": "req-1",
+    }
+    ours = orjson.loads(JsonLineRenderer()(None, method, dict(event)))
+    stock = _stock_json_line(method, dict(event))
+    assert list(ours) == list(stock)
+    assert ours.pop("timestamp")[:17] == stock.pop("timestamp")[:17]  # to the minute
+    assert ours == stock
+
+
+def test_json_line_renderer_keeps_exceptions_and_stacks() -> None:
+    """An event with exc_info or stack_info still gets structlog's exception and stack text."""
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failed = orjson.loads(JsonLineRenderer()(None, "error", {"event": "x", "exc_info": True}))
+    assert "ValueError: boom" in failed["exception"]
+    assert "exc_info" not in failed
+    stacked = orjson.loads(JsonLineRenderer()(None, "info", {"event": "y", "stack_info": True}))
+    assert stacked["stack"].startswith("Stack (most recent call last):")
+
+
+@pytest.mark.parametrize(
+    "nanoseconds",
+    [1_764_732_205_000_000_000, 1_764_732_205_000_000_999, 1_764_732_205_123_456_789, 0],
+)
+def test_json_line_timestamps_are_datetime_isoformat(nanoseconds: int) -> None:
+    """The timestamp is `datetime.isoformat()` in UTC with Z, no fraction when it is zero."""
+    renderer = JsonLineRenderer(clock_ns=lambda: nanoseconds)
+    line = orjson.loads(renderer(None, "info", {"event": "x"}))
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=nanoseconds // 1000)
+    assert line["timestamp"] == moment.isoformat().replace("+00:00", "Z")
