@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.hot_path [--seconds N] [--rounds N] [--connections N]
                                             [--inventory jamf|csv] [--uvloop]
+                                            [--without log,audit,metrics]
 
 Two servers, each in its own process, get the same signed AUTHORIZING body from the same load
 generator in one run:
@@ -20,6 +21,11 @@ of sequential calls on one connection (p50, p99), each as a ratio to the referen
 per call under load (Linux: from /proc; the median of the rounds), which other programs on a
 shared machine disturb far less than the rates. Needs `wrk` (Debian: ``apt-get install wrk``).
 Loopback only; about 4 x `--rounds` x `--seconds` (a minute by default).
+
+`--without` shows what a part of every call costs by leaving it out of the connector (never
+for a figure of the service itself): ``log`` logs at warning, so the ``webhook.decision`` line is
+built but not written; ``audit`` drops entries instead of queueing them for the store;
+``metrics`` sets ``[metrics] enabled = false``.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from benchmarks._upstream import CLIENT_ID, CLIENT_SECRET, jamf_document, serial
 from connector import create_app, stepca
 from connector.app import PROVIDERS_STARTED
 from connector.logs import configure_logging
+from connector.persistence import PERSISTENCE
 from connector.server import make_listener, running, settle_heap
 from connector.settings import settings_from_mapping
 from connector.signing import decode_secret
@@ -80,7 +87,13 @@ async def _bare(stop: asyncio.Future[None]) -> None:
     await runner.cleanup()
 
 
-def _connector_config(inventory: str, folder: Path, jamf_url: str) -> dict[str, Any]:
+PARTS = ("log", "audit", "metrics")
+"""What `--without` can leave out."""
+
+
+def _connector_config(
+    inventory: str, folder: Path, jamf_url: str, without: frozenset[str]
+) -> dict[str, Any]:
     if inventory == "jamf":
         provider: dict[str, Any] = {
             "kind": "jamf",
@@ -94,12 +107,15 @@ def _connector_config(inventory: str, folder: Path, jamf_url: str) -> dict[str, 
         rows = "".join(f"{serial(i)},true,user{i},Group {i % 7}\n" for i in range(20_000))
         path.write_text("serial,managed,username,groups\n" + rows, encoding="utf-8")
         provider = {"kind": "csv", "path": str(path), "reload_interval": 0}
-    mapping = gate_config(provider, {"level": "info", "format": "json"})
+    level = "warning" if "log" in without else "info"
+    mapping = gate_config(provider, {"level": level, "format": "json"})
     # The audit log as `serve` keeps it, in a fresh file: not one that grows run after run.
-    return {**mapping, "store": {"path": str(folder / "store.sqlite3")}}
+    mapping["store"] = {"path": str(folder / "store.sqlite3")}
+    mapping["metrics"] = {"enabled": "metrics" not in without}
+    return mapping
 
 
-async def _connector(stop: asyncio.Future[None], inventory: str) -> None:
+async def _connector(stop: asyncio.Future[None], inventory: str, without: frozenset[str]) -> None:
     """The connector as `serve` runs it, logging JSON lines to /dev/null."""
     from tests.fakes.jamf import FakeJamf  # noqa: PLC0415 - only this child needs the fake
     from tests.fakes.jamf import create_app as jamf_app  # noqa: PLC0415
@@ -115,10 +131,12 @@ async def _connector(stop: asyncio.Future[None], inventory: str) -> None:
             "/dev/null", "w", encoding="utf-8"
         ) as sink,
     ):
-        mapping = _connector_config(inventory, Path(tmp), jamf_url)
-        configure_logging("info", "json", stream=sink)
+        mapping = _connector_config(inventory, Path(tmp), jamf_url, without)
+        configure_logging(mapping["logging"]["level"], "json", stream=sink)
         settings = settings_from_mapping(mapping)
         app = create_app(settings)
+        if "audit" in without:
+            app[PERSISTENCE].audit.record = _drop  # type: ignore[method-assign]
         listener = make_listener(settings.server)
         listener.bind()
         async with running(app, listener, settings):
@@ -129,7 +147,12 @@ async def _connector(stop: asyncio.Future[None], inventory: str) -> None:
     await jamf_runner.cleanup()
 
 
-def child(kind: str, inventory: str, use_uvloop: bool) -> None:
+def _drop(entry: object) -> None:
+    """`--without audit`: the audit writer's `record`, keeping nothing."""
+    del entry
+
+
+def child(kind: str, inventory: str, use_uvloop: bool, without: frozenset[str]) -> None:
     """Serve until SIGTERM."""
 
     async def main() -> None:
@@ -139,7 +162,7 @@ def child(kind: str, inventory: str, use_uvloop: bool) -> None:
         if kind == "bare":
             await _bare(stopped)
         else:
-            await _connector(stopped, inventory)
+            await _connector(stopped, inventory, without)
 
     if use_uvloop:
         import uvloop  # noqa: PLC0415 - optional
@@ -155,9 +178,10 @@ def child(kind: str, inventory: str, use_uvloop: bool) -> None:
 class Server:
     """A server child process."""
 
-    def __init__(self, kind: str, inventory: str, use_uvloop: bool) -> None:
+    def __init__(self, kind: str, args: argparse.Namespace) -> None:
         command = [sys.executable, "-m", "benchmarks.hot_path", "--child", kind]
-        command += ["--inventory", inventory] + (["--uvloop"] if use_uvloop else [])
+        command += ["--inventory", args.inventory] + (["--uvloop"] if args.uvloop else [])
+        command += ["--without", ",".join(sorted(args.without))]
         self.process = subprocess.Popen(  # noqa: S603 - this benchmark's own child
             command, stdout=subprocess.PIPE, text=True
         )
@@ -175,6 +199,16 @@ class Server:
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=20)
+
+
+def _parts(text: str) -> frozenset[str]:
+    parts = frozenset(p.strip() for p in text.split(",") if p.strip())
+    unknown = parts - set(PARTS)
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown part {', '.join(sorted(unknown))} (choose from {', '.join(PARTS)})"
+        )
+    return parts
 
 
 def lua_script(body: bytes, headers: dict[str, str]) -> str:
@@ -255,10 +289,16 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--inventory", choices=("jamf", "csv"), default="jamf")
     parser.add_argument("--uvloop", action="store_true", help="run both servers on uvloop")
+    parser.add_argument(
+        "--without",
+        type=_parts,
+        default=frozenset(),
+        help=f"comma-separated parts left out of the connector ({', '.join(PARTS)})",
+    )
     parser.add_argument("--child", choices=("bare", "connector"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.inventory, args.uvloop)
+        child(args.child, args.inventory, args.uvloop, args.without)
         return
     if shutil.which("wrk") is None:
         sys.exit("benchmarks.hot_path needs wrk on PATH (Debian: apt-get install wrk)")
@@ -269,8 +309,8 @@ def main() -> None:
         script = Path(tmp) / "post.lua"
         script.write_text(lua_script(body, headers), encoding="utf-8")
         servers = {
-            "bare": Server("bare", args.inventory, args.uvloop),
-            "connector": Server("connector", args.inventory, args.uvloop),
+            "bare": Server("bare", args),
+            "connector": Server("connector", args),
         }
         try:
             check_allowed(servers["connector"].url, body, headers)
@@ -280,9 +320,11 @@ def main() -> None:
                 server.close()
         bare, ours = best["bare"], best["connector"]
     loop = "uvloop" if args.uvloop else "asyncio"
+    left_out = f"; connector without {', '.join(sorted(args.without))}" if args.without else ""
     print(
         f"signed AUTHORIZING call, {args.inventory} inventory "
         f"({'cached' if args.inventory == 'jamf' else 'direct index'}), plain HTTP, {loop}, wrk"
+        + left_out
     )
     print(
         f"throughput, {args.connections} connections: bare {bare['rate']:8.0f} req/s (1.00)   "
