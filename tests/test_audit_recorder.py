@@ -96,3 +96,28 @@ async def test_full_batches_are_written_without_lingering(store: Store) -> None:
     assert recorder.written == 6  # the seventh waits for its linger...
     await recorder.aclose()  # ...and is flushed at shutdown
     assert len(await store.query_decisions(AuditQuery(limit=50))) == 7
+
+
+async def test_a_batch_that_cannot_be_written_is_dropped_and_the_writer_goes_on(
+    store: Store,
+) -> None:
+    """An entry no database can take (here a detail value JSON has no type for) is a bug, not an
+    outage: its batch is logged and counted as dropped, never retried forever, and the next
+    batch is written."""
+    recorder = AuditRecorder(store, linger=0)
+    recorder.start()
+    broken = AuditEntry(
+        at=1, webhook="people", webhook_kind="ENRICHING", identifier="C02A",
+        identifier_kind="serial", allow=True, detail={"tx": object()},  # type: ignore[dict-item]
+    )  # fmt: skip
+    with capture_logs() as logs:
+        recorder.record(broken)
+        await asyncio.sleep(0.2)
+        recorder.record(entry(2))
+        assert await _written(recorder, 1, within=5)
+    await recorder.aclose()
+    assert [r.at for r in await store.query_decisions(AuditQuery(limit=50))] == [2]
+    assert recorder.dropped == 1
+    [failed] = [e for e in logs if e["event"] == "audit.write_failed"]
+    assert failed["error"] == "unexpected TypeError"
+    assert failed["entries"] == 1

@@ -191,6 +191,25 @@ async def test_audit_batch_round_trips_every_value(store: Store) -> None:
     assert [replace(e, id=None) for e in back] == entries  # ids follow the batch's order
 
 
+async def test_audit_text_no_database_holds_is_replaced_not_lost(store: Store) -> None:
+    """A NUL (PostgreSQL's text has none; SQLite's JSON would cut the text there) and a lone
+    surrogate (not UTF-8) become U+FFFD; the rest of the text and the batch are kept."""
+    entries = [
+        AuditEntry(at=1.0, webhook="gate", webhook_kind="AUTHORIZING",
+                   identifier="C02\x00REST", identifier_kind=None, allow=False,
+                   code="identifier-invalid"),
+        AuditEntry(at=2.0, webhook="gate", webhook_kind="AUTHORIZING",
+                   identifier="C02\udc00X", identifier_kind=None, allow=False,
+                   code="identifier-invalid", user="\ud83d\ude00"),
+        AuditEntry(at=3.0, webhook="gate", webhook_kind="AUTHORIZING", identifier="C02OK",
+                   identifier_kind="serial", allow=True),
+    ]  # fmt: skip
+    await store.record_decisions(entries)
+    back = sorted(await store.query_decisions(AuditQuery()), key=lambda e: e.at)
+    assert [e.identifier for e in back] == ["C02\ufffdREST", "C02\ufffdX", "C02OK"]
+    assert back[1].user == "😀"  # a surrogate pair is one character again
+
+
 async def test_challenge_burns_once_and_expires(store: Store) -> None:
     """A challenge is used at most once, only before expiry, only for its webhook."""
     await store.add_challenge(Challenge("ab" * 32, "scep", "C02SCEP", expires_at=1000))

@@ -95,6 +95,36 @@ def audit_entry(row: tuple[Any, ...]) -> AuditEntry:
     )
 
 
+def storable(row: tuple[object, ...]) -> tuple[object, ...]:
+    """`row` with text every backend stores as it is: UTF-8 holds no lone surrogate and
+    PostgreSQL's text no NUL, so each becomes U+FFFD. An invalid identifier is recorded too,
+    and whoever sent it chose it: it must neither stop the audit writer nor be cut short."""
+    return tuple(_storable_text(v) if isinstance(v, str) else v for v in row)
+
+
+def _storable_text(text: str) -> str:
+    if text.isascii() and "\x00" not in text:
+        return text
+    # Through UTF-16 with surrogatepass: a valid pair is one character again, a lone half is
+    # replaced.
+    whole = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return whole.replace("\x00", "\ufffd")
+
+
+def insert_rows(entries: Iterable[AuditEntry]) -> list[tuple[object, ...]]:
+    """The `INSERT_ROWS` rows for `entries`."""
+    return [storable(audit_row(e)) for e in entries]
+
+
 def json_batch(entries: Iterable[AuditEntry]) -> str:
-    """The `INSERT_JSON_BATCH` argument for `entries`."""
-    return orjson.dumps([audit_row(e) for e in entries]).decode()
+    """The `INSERT_JSON_BATCH` argument for `entries` (the text is checked only when the JSON
+    shows it needs to be: a lone surrogate fails orjson, a NUL is escaped as \\u0000, which
+    SQLite's ``->>`` would cut the text at)."""
+    rows = [audit_row(e) for e in entries]
+    try:
+        data: bytes | None = orjson.dumps(rows)
+    except orjson.JSONEncodeError:
+        data = None
+    if data is None or b"\\u0000" in data:
+        data = orjson.dumps([storable(row) for row in rows])
+    return data.decode()

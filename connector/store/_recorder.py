@@ -39,7 +39,8 @@ class AuditRecorder:
         self._taken: list[AuditEntry] = []  # out of the queue, not yet written
         self._failing = False
         self.dropped = 0
-        """Entries lost because the queue was full."""
+        """Entries lost: the queue was full, or their batch failed for a reason other than the
+        store (a bug; retrying it would fail forever)."""
         self.written = 0
         """Entries written."""
 
@@ -88,6 +89,16 @@ class AuditRecorder:
                 self._failing = True
                 await asyncio.sleep(1.0)
                 continue
+            except Exception as exc:  # a bug, not an outage: retrying would fail forever
+                log.exception(
+                    "audit.write_failed",
+                    error=f"unexpected {type(exc).__name__}",
+                    entries=len(entries),
+                )
+                self.dropped += len(entries)  # the batch is lost; the writer goes on
+                if entries is self._taken:
+                    self._taken = []
+                return
             if self._failing:
                 log.info("audit.write_recovered", dropped=self.dropped)
             self._failing = False

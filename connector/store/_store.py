@@ -22,7 +22,7 @@ from connector.store._audit_rows import (
     INSERT_ROWS,
     SQLITE_JSON_BATCHES,
     audit_entry,
-    audit_row,
+    insert_rows,
     json_batch,
 )
 from connector.store._drivers import Connection, Driver
@@ -301,7 +301,7 @@ class Store:
             if self._driver.dialect == "sqlite" and SQLITE_JSON_BATCHES:
                 await tx.execute(INSERT_JSON_BATCH, json_batch(entries))
             else:
-                await tx.executemany(INSERT_ROWS, [audit_row(e) for e in entries])
+                await tx.executemany(INSERT_ROWS, insert_rows(entries))
 
     async def query_decisions(self, query: AuditQuery) -> list[AuditEntry]:
         """Entries matching every field of `query`, newest first."""
