@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import orjson
-
+from connector import jsonbytes
 from connector.enrichment import build_data
 from connector.lookup import LookupResult, ProviderChain
 from connector.models import ReplyError, WebhookReply, WebhookRequest
@@ -69,9 +68,11 @@ class Decision:
     def reply_body(self) -> bytes:
         """`reply` as the JSON bytes sent, written directly (no model on the hot path)."""
         if self.allow:
-            return _ALLOW if self.data is None else orjson.dumps({"allow": True, "data": self.data})
+            if self.data is None:
+                return _ALLOW
+            return jsonbytes.dumps({"allow": True, "data": self.data})
         error = {"code": self.code or "denied", "message": self.message or "denied"}
-        return orjson.dumps({"allow": False, "error": error})
+        return jsonbytes.dumps({"allow": False, "error": error})
 
 
 _ALLOW = b'{"allow":true}'

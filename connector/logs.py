@@ -23,6 +23,8 @@ import orjson
 import structlog
 from aiohttp import web
 
+from connector import jsonbytes
+
 LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -92,7 +94,7 @@ JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def _json_text(value: object, **options: Any) -> str:
-    return orjson.dumps(value, **options).decode()
+    return jsonbytes.dumps(value, **options).decode()
 
 
 def _json_fallback(value: object) -> object:
@@ -129,7 +131,7 @@ class JsonLineRenderer:
         else:
             event["level"] = _LEVEL_NAMES.get(method, method)
             event["timestamp"] = self._now()
-        return orjson.dumps(event, default=_json_fallback, option=JSON_OPTIONS)
+        return jsonbytes.dumps(event, default=_json_fallback, option=JSON_OPTIONS)
 
     def _now(self) -> str:
         """``datetime.now(UTC).isoformat()`` with ``Z`` for ``+00:00``, as structlog's

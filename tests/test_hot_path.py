@@ -52,11 +52,13 @@ def device(provider: str = "jamf") -> DeviceRecord:
         Decision(allow=True, data={}),
         Decision(allow=False, code="device-unmanaged", message="the device is not managed"),
         Decision(allow=False),
+        # An upstream's "\udc80" escape reaches a record as a lone surrogate: sent escaped.
+        Decision(allow=True, data={"user": {"name": "bad \udc80 byte"}}),
     ],
-    ids=["allow", "allow-with-data", "allow-empty-data", "deny", "deny-without-code"],
+    ids=["allow", "allow-with-data", "allow-empty-data", "deny", "deny-without-code", "surrogate"],
 )
 def test_reply_body_is_the_reply_as_json(decision: Decision) -> None:
-    """The bytes sent are exactly the reply model's JSON (no null members)."""
+    """The bytes sent are exactly the reply model's JSON (no null members), whatever the text."""
     assert json.loads(decision.reply_body()) == decision.reply().to_json()
 
 

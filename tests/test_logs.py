@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -290,3 +291,36 @@ def test_json_line_timestamps_are_datetime_isoformat(nanoseconds: int) -> None:
     line = orjson.loads(renderer(None, "info", {"event": "x"}))
     moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=nanoseconds // 1000)
     assert line["timestamp"] == moment.isoformat().replace("+00:00", "Z")
+
+
+async def test_text_that_is_not_utf8_is_logged_escaped(
+    json_logs: Lines, app_client: AppClient
+) -> None:
+    """A header that is not UTF-8 (aiohttp keeps its bytes as lone surrogates) is refused with
+    its own code and logged as JSON with the bytes escaped, not turned into a 500."""
+    client = await app_client()
+    body = enrich("C02TEST00001")
+    head = [b"POST /webhooks/people HTTP/1.1", b"Host: localhost", b"Connection: close"]
+    head += [b"X-Smallstep-Webhook-ID: \xff\xfe-not-an-id", b"X-Smallstep-Signature: 00"]
+    head += [b"Content-Length: " + str(len(body)).encode()]
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        await writer.drain()
+        answer = await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert answer.startswith(b"HTTP/1.1 401 ")
+    [rejected] = json_logs.events("request.rejected")
+    assert rejected["code"] == "unknown-webhook"
+    assert rejected["webhook_id"] == "\udcff\udcfe-not-an-id"  # as json.loads reads \udcff
+    assert not json_logs.events("observe.hook_failed")
+
+
+def test_json_line_renderer_escapes_lone_surrogates() -> None:
+    """orjson refuses a lone surrogate; the line is written all the same, keys in order."""
+    line = JsonLineRenderer()(None, "info", {"user": "a\udc80b", "event": "x"})
+    assert line.isascii()
+    assert list(json.loads(line)) == ["user", "event", "level", "timestamp"]
+    assert json.loads(line)["user"] == "a\udc80b"
