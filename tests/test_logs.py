@@ -16,6 +16,8 @@ import pytest
 import structlog
 
 from connector.logs import JSON_OPTIONS, JsonLineRenderer, configure_logging
+from connector.persistence import PERSISTENCE
+from connector.store import AuditQuery
 from tests.conftest import AppClient
 from tests.helpers import AUTH_ID, SECRET, authorize, config, enrich, signed, webhook
 
@@ -293,28 +295,53 @@ def test_json_line_timestamps_are_datetime_isoformat(nanoseconds: int) -> None:
     assert line["timestamp"] == moment.isoformat().replace("+00:00", "Z")
 
 
+async def _raw_post(client: Any, headers: list[bytes], body: bytes) -> bytes:
+    """POST `body` to the people webhook with header lines written byte for byte."""
+    head = [b"POST /webhooks/people HTTP/1.1", b"Host: localhost", b"Connection: close"]
+    head += [*headers, b"Content-Length: " + str(len(body)).encode()]
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        await writer.drain()
+        return await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
 async def test_text_that_is_not_utf8_is_logged_escaped(
     json_logs: Lines, app_client: AppClient
 ) -> None:
     """A header that is not UTF-8 (aiohttp keeps its bytes as lone surrogates) is refused with
     its own code and logged as JSON with the bytes escaped, not turned into a 500."""
     client = await app_client()
-    body = enrich("C02TEST00001")
-    head = [b"POST /webhooks/people HTTP/1.1", b"Host: localhost", b"Connection: close"]
-    head += [b"X-Smallstep-Webhook-ID: \xff\xfe-not-an-id", b"X-Smallstep-Signature: 00"]
-    head += [b"Content-Length: " + str(len(body)).encode()]
-    reader, writer = await asyncio.open_connection(client.host, client.port)
-    try:
-        writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
-        await writer.drain()
-        answer = await reader.read()
-    finally:
-        writer.close()
-        await writer.wait_closed()
+    headers = [b"X-Smallstep-Webhook-ID: \xff\xfe-not-an-id", b"X-Smallstep-Signature: 00"]
+    answer = await _raw_post(client, headers, enrich("C02TEST00001"))
     assert answer.startswith(b"HTTP/1.1 401 ")
     [rejected] = json_logs.events("request.rejected")
     assert rejected["code"] == "unknown-webhook"
     assert rejected["webhook_id"] == "\udcff\udcfe-not-an-id"  # as json.loads reads \udcff
+    assert not json_logs.events("observe.hook_failed")
+
+
+async def test_a_request_id_that_is_not_utf8_is_decided_logged_and_audited(
+    json_logs: Lines, app_client: AppClient
+) -> None:
+    """step-ca's request id is only echoed: bytes that are not UTF-8 change nothing about the
+    answer; the decision line escapes them and the audit log keeps U+FFFD in their place."""
+    client = await app_client()
+    body = enrich("C02TEST00001")
+    headers = [f"{k}: {v}".encode() for k, v in signed(body).items() if k != "X-Request-Id"]
+    answer = await _raw_post(client, [*headers, b"X-Request-Id: req-\xff"], body)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["allow"] is True
+    [decision] = _decisions(json_logs)
+    assert decision["request_id"] == "req-\udcff"
+    persistence = client.app[PERSISTENCE]
+    await asyncio.wait_for(persistence.store.wait_ready(), timeout=30)
+    await persistence.audit.aclose()  # flushes what is queued
+    [entry] = await persistence.store.query_decisions(AuditQuery())
+    assert entry.request_id == "req-\ufffd"
     assert not json_logs.events("observe.hook_failed")
 
 
