@@ -1,28 +1,25 @@
-"""JSON bytes for any Python value orjson can render, and for text that is not valid Unicode.
+"""JSON bytes from orjson, for text that is not valid Unicode too.
 
-orjson is fast, and refuses a lone surrogate. Text carries one when it came from bytes that
-were not UTF-8 (aiohttp keeps a header's bytes that way) or from an upstream's JSON with a
-``\\udc80`` escape (Python's decoder keeps it). Such text must still be answered and logged: the
-standard library's encoder writes it escaped, as a JSON reader (Go's among them) expects.
+orjson refuses a lone surrogate, and text carries one when it came from bytes that were not
+UTF-8 (aiohttp keeps a header's bytes that way). Such text must still be logged and answered:
+it is written with U+FFFD in place of each lone surrogate, as step-ca (Go) reads it, and
+otherwise exactly as orjson writes it (options, NaN as null, dataclasses).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
+from providers.unicode import valid_tree
+
 
 def dumps(value: object, *, default: Callable[[Any], Any] | None = None, option: int = 0) -> bytes:
-    """`value` as compact JSON bytes: orjson's, or the standard library's (ASCII, escaped) when
-    orjson refuses it; anything neither can render raises as orjson would."""
+    """`value` as JSON bytes, lone surrogates replaced when orjson refuses them; anything else
+    orjson cannot render raises as orjson does."""
     try:
         return orjson.dumps(value, default=default, option=option)
     except orjson.JSONEncodeError:
-        try:
-            return json.dumps(value, default=default, separators=(",", ":")).encode()
-        except (TypeError, ValueError):
-            pass
-        raise
+        return orjson.dumps(valid_tree(value), default=default, option=option)

@@ -120,8 +120,7 @@ class JsonLineRenderer:
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
         )
-        self._second = -1
-        self._prefix = ""
+        self._stamp = (-1, "")  # (second, its text): one tuple, as the watchdog thread logs too
 
     def __call__(self, logger: object, method: str, event: structlog.typing.EventDict) -> bytes:
         """The event as one JSON line (bytes, without the newline)."""
@@ -129,24 +128,19 @@ class JsonLineRenderer:
             for processor in self._full:
                 event = cast(structlog.typing.EventDict, processor(logger, method, event))
         else:
-            event["level"] = _LEVEL_NAMES.get(method, method)
+            event = structlog.processors.add_log_level(logger, method, event)
             event["timestamp"] = self._now()
         return jsonbytes.dumps(event, default=_json_fallback, option=JSON_OPTIONS)
 
     def _now(self) -> str:
         """``datetime.now(UTC).isoformat()`` with ``Z`` for ``+00:00``, as structlog's
         `TimeStamper` writes it (no fraction when it is zero), formatting a second only once."""
-        nanoseconds = self._clock_ns()
-        second, fraction = divmod(nanoseconds, 1_000_000_000)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        second, fraction = divmod(self._clock_ns(), 1_000_000_000)
+        stamp = self._stamp
+        if stamp[0] != second:
+            stamp = self._stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
         micro = fraction // 1000
-        return f"{self._prefix}.{micro:06d}Z" if micro else f"{self._prefix}Z"
-
-
-_LEVEL_NAMES = {"warn": "warning", "exception": "error"}
-"""structlog's `add_log_level`: method names that are not the level's name."""
+        return f"{stamp[1]}.{micro:06d}Z" if micro else f"{stamp[1]}Z"
 
 
 class JsonLines:

@@ -1049,6 +1049,20 @@ async def test_webhook_allows_managed_pilot_mac_with_jamf_user(service: Any) -> 
     assert answer["data"]["provider"] == "jamf"
 
 
+async def test_text_with_a_lone_surrogate_escape_is_answered_with_u_fffd(
+    service: Any, fake: FakeJamf
+) -> None:
+    """Jamf's JSON may carry a ``\\udc80`` escape, which Python keeps as a lone surrogate: the
+    answer is cached, enriched and sent with U+FFFD in its place, as step-ca (Go) reads it."""
+    [department] = [d for d, name in fake.departments.items() if name == "Platform Engineering"]
+    fake.departments[department] = "Platform\udc80Engineering"
+    client = await service()
+    for _ in range(2):  # live, then from the cache
+        answer = await call(client, MAC)
+        assert answer["allow"] is True
+        assert answer["data"]["user"]["department"] == "Platform\ufffdEngineering"
+
+
 @pytest.mark.parametrize(
     ("identifier", "path", "platform"),
     [

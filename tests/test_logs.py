@@ -309,18 +309,18 @@ async def _raw_post(client: Any, headers: list[bytes], body: bytes) -> bytes:
         await writer.wait_closed()
 
 
-async def test_text_that_is_not_utf8_is_logged_escaped(
+async def test_a_header_that_is_not_utf8_is_refused_and_logged(
     json_logs: Lines, app_client: AppClient
 ) -> None:
     """A header that is not UTF-8 (aiohttp keeps its bytes as lone surrogates) is refused with
-    its own code and logged as JSON with the bytes escaped, not turned into a 500."""
+    its own code and logged as JSON with U+FFFD for the bytes, not turned into a 500."""
     client = await app_client()
     headers = [b"X-Smallstep-Webhook-ID: \xff\xfe-not-an-id", b"X-Smallstep-Signature: 00"]
     answer = await _raw_post(client, headers, enrich("C02TEST00001"))
     assert answer.startswith(b"HTTP/1.1 401 ")
     [rejected] = json_logs.events("request.rejected")
     assert rejected["code"] == "unknown-webhook"
-    assert rejected["webhook_id"] == "\udcff\udcfe-not-an-id"  # as json.loads reads \udcff
+    assert rejected["webhook_id"] == "\ufffd\ufffd-not-an-id"
     assert not json_logs.events("observe.hook_failed")
 
 
@@ -328,7 +328,7 @@ async def test_a_request_id_that_is_not_utf8_is_decided_logged_and_audited(
     json_logs: Lines, app_client: AppClient
 ) -> None:
     """step-ca's request id is only echoed: bytes that are not UTF-8 change nothing about the
-    answer; the decision line escapes them and the audit log keeps U+FFFD in their place."""
+    answer; the decision line and the audit log have U+FFFD in their place."""
     client = await app_client()
     body = enrich("C02TEST00001")
     headers = [f"{k}: {v}".encode() for k, v in signed(body).items() if k != "X-Request-Id"]
@@ -336,7 +336,7 @@ async def test_a_request_id_that_is_not_utf8_is_decided_logged_and_audited(
     assert answer.startswith(b"HTTP/1.1 200 ")
     assert json.loads(answer.partition(b"\r\n\r\n")[2])["allow"] is True
     [decision] = _decisions(json_logs)
-    assert decision["request_id"] == "req-\udcff"
+    assert decision["request_id"] == "req-\ufffd"
     persistence = client.app[PERSISTENCE]
     await asyncio.wait_for(persistence.store.wait_ready(), timeout=30)
     await persistence.audit.aclose()  # flushes what is queued
@@ -345,9 +345,11 @@ async def test_a_request_id_that_is_not_utf8_is_decided_logged_and_audited(
     assert not json_logs.events("observe.hook_failed")
 
 
-def test_json_line_renderer_escapes_lone_surrogates() -> None:
-    """orjson refuses a lone surrogate; the line is written all the same, keys in order."""
-    line = JsonLineRenderer()(None, "info", {"user": "a\udc80b", "event": "x"})
-    assert line.isascii()
-    assert list(json.loads(line)) == ["user", "event", "level", "timestamp"]
-    assert json.loads(line)["user"] == "a\udc80b"
+def test_json_line_renderer_writes_lone_surrogates_as_u_fffd() -> None:
+    """orjson refuses a lone surrogate; the line is written all the same (keys in order, NaN
+    as null as orjson writes it), with U+FFFD in its place."""
+    event = {"user": "a\udc80b", "ratio": float("nan"), "event": "x"}
+    line = JsonLineRenderer()(None, "info", event)
+    assert list(json.loads(line)) == ["user", "ratio", "event", "level", "timestamp"]
+    assert json.loads(line)["user"] == "a\ufffdb"
+    assert json.loads(line)["ratio"] is None

@@ -20,10 +20,10 @@ from connector.store._audit_rows import (
     AUDIT_COLUMNS,
     INSERT_JSON_BATCH,
     INSERT_ROWS,
-    SQLITE_JSON_BATCHES,
     audit_entry,
     insert_rows,
     json_batch,
+    sqlite_json_batches,
 )
 from connector.store._drivers import Connection, Driver
 from connector.store._model import (
@@ -298,7 +298,7 @@ class Store:
         if not entries:
             return
         async with self._transaction() as tx:
-            if self._driver.dialect == "sqlite" and SQLITE_JSON_BATCHES:
+            if self._driver.dialect == "sqlite" and sqlite_json_batches():
                 await tx.execute(INSERT_JSON_BATCH, json_batch(entries))
             else:
                 await tx.executemany(INSERT_ROWS, insert_rows(entries))

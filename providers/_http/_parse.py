@@ -10,6 +10,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from providers.base import ProviderError
+from providers.unicode import may_hold_surrogates, valid_tree
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -41,6 +42,8 @@ def parse_body(provider: str, body: bytes, model: type[_M], *, where: str) -> _M
         document = json.loads(body)
     except ValueError:  # JSONDecodeError and UnicodeDecodeError
         raise ProviderError(provider, f"{where}: malformed JSON") from None
+    if may_hold_surrogates(body):  # a lone one would fail the cache, the reply and the audit
+        document = valid_tree(document)
     return validate(provider, document, model, where=where)
 
 

@@ -1,0 +1,41 @@
+"""Text that is valid Unicode: a lone surrogate becomes U+FFFD, as Go (step-ca) reads it.
+
+Python keeps what UTF-8 cannot hold as lone surrogates: a JSON escape such as ``\\udc80``
+(`json.loads`) and a header's bytes that are not UTF-8 (aiohttp's surrogateescape). orjson,
+pydantic's serializer, the databases and `str.encode` refuse such text, so it is made valid
+where it enters (upstream JSON) and where it leaves (log lines, replies, the audit log).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(text: str) -> str:
+    """`text` with each lone surrogate replaced by U+FFFD (a split pair is joined again)."""
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def valid_tree(value: Any) -> Any:
+    """Parsed JSON (or a log event) with `valid_text` applied to every string, keys included;
+    other values are returned as they are."""
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, dict):
+        return {valid_tree(k): valid_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [valid_tree(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(valid_tree(v) for v in value)
+    return value
+
+
+def may_hold_surrogates(json_text: bytes) -> bool:
+    """Whether JSON text has a ``\\uD800``-``\\uDFFF`` escape, the only way `json.loads` makes
+    a lone surrogate from valid UTF-8 (a cheap scan before any walk of the parsed tree)."""
+    return b"\\ud" in json_text or b"\\uD" in json_text
