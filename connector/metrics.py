@@ -133,7 +133,7 @@ STATE_FAMILIES: tuple[
     (_G, "store_ready", "1 when the store is usable.", ()),
     (_C, "audit_entries_written", "Audit log entries written since start.", ()),
     (_C, "audit_entries_dropped",
-     "Audit log entries lost (queue full, or a batch failed other than by the store) since start.",
+     "Audit log entries lost (queue full, or a batch that could never be written) since start.",
      ()),
     (_C, "cache_coalesced_waits",
      "Lookups that waited for the same identifier's lookup already under way.", ("webhook",)),

@@ -14,6 +14,7 @@ from connector.store._model import (
     StoredAnswer,
     StoredDevice,
     StoreError,
+    StoreRefused,
     SyncState,
 )
 from connector.store._recorder import AuditRecorder
@@ -32,6 +33,7 @@ __all__ = [
     "SchemaTooNew",
     "Store",
     "StoreError",
+    "StoreRefused",
     "StoreSettings",
     "StoredAnswer",
     "StoredDevice",

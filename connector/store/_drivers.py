@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import aiosqlite
 import asyncpg
 
-from connector.store._model import StoreError
+from connector.store._model import StoreError, StoreRefused
 from connector.store._schema import Dialect
 
 Row = tuple[Any, ...]
@@ -307,6 +307,13 @@ def _translated(backend: str) -> Iterator[None]:
         yield
     except StoreError:
         raise
+    except (
+        sqlite3.IntegrityError,
+        sqlite3.DataError,
+        asyncpg.IntegrityConstraintViolationError,
+        asyncpg.DataError,
+    ) as exc:
+        raise StoreRefused(f"{backend}: {type(exc).__name__}: {exc}") from None
     except (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise StoreError(f"{backend}: {type(exc).__name__}: {exc}") from None
     except (OSError, TimeoutError) as exc:

@@ -18,6 +18,11 @@ class StoreError(Exception):
     """When the database cannot be used; the message names no password."""
 
 
+class StoreRefused(StoreError):
+    """When the database refuses the data itself (a constraint, a value it cannot hold): trying
+    the same statement again would fail again."""
+
+
 class SchemaTooNew(StoreError):
     """When the database's schema version is newer than this release knows."""
 

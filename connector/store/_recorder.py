@@ -3,7 +3,9 @@
 A decision never waits for the database. The queue is bounded: when the store is slower than
 the decisions (or down), the oldest pending entries are kept and new ones are dropped and
 counted (`dropped`), logged once per outage as `audit.dropped`, rather than growing memory
-without bound. `aclose` flushes what is queued, within a deadline, at shutdown.
+without bound. An outage is retried until the database answers; a batch the database refuses
+for its data, or that fails by a bug, would fail forever: it is logged, counted as dropped and
+given up. `aclose` flushes what is queued, within a deadline, at shutdown.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import contextlib
 
 import structlog
 
-from connector.store._model import AuditEntry, StoreError
+from connector.store._model import AuditEntry, StoreError, StoreRefused
 from connector.store._store import Store
 
 log = structlog.get_logger("connector.audit")
@@ -83,6 +85,9 @@ class AuditRecorder:
                 if not attempt.cancelled() and attempt.exception() is None:
                     self._written(entries)
                 raise
+            except StoreRefused as exc:  # the data, not an outage: retrying would fail forever
+                self._lost(entries, str(exc))
+                return
             except StoreError as exc:
                 if not self._failing:
                     log.error("audit.write_failed", error=str(exc), entries=len(entries))
@@ -90,20 +95,20 @@ class AuditRecorder:
                 await asyncio.sleep(1.0)
                 continue
             except Exception as exc:  # a bug, not an outage: retrying would fail forever
-                log.exception(
-                    "audit.write_failed",
-                    error=f"unexpected {type(exc).__name__}",
-                    entries=len(entries),
-                )
-                self.dropped += len(entries)  # the batch is lost; the writer goes on
-                if entries is self._taken:
-                    self._taken = []
+                self._lost(entries, f"unexpected {type(exc).__name__}", trace=True)
                 return
             if self._failing:
                 log.info("audit.write_recovered", dropped=self.dropped)
             self._failing = False
             self._written(entries)
             return
+
+    def _lost(self, entries: list[AuditEntry], error: str, *, trace: bool = False) -> None:
+        """Give a batch up (logged, counted as dropped); the writer goes on with the next."""
+        log.error("audit.write_failed", error=error, entries=len(entries), exc_info=trace)
+        self.dropped += len(entries)
+        if entries is self._taken:
+            self._taken = []
 
     def _written(self, entries: list[AuditEntry]) -> None:
         self.written += len(entries)
