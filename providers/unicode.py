@@ -35,7 +35,8 @@ def valid_tree(value: Any) -> Any:
     return value
 
 
-def may_hold_surrogates(json_text: bytes) -> bool:
-    """Whether JSON text has a ``\\uD800``-``\\uDFFF`` escape, the only way `json.loads` makes
-    a lone surrogate from valid UTF-8 (a cheap scan before any walk of the parsed tree)."""
-    return b"\\ud" in json_text or b"\\uD" in json_text
+def may_hold_surrogates(json_text: str) -> bool:
+    """Whether JSON text has a ``\\uD800``-``\\uDFFF`` escape: the only way `json.loads`
+    makes a lone surrogate from a `str` (decode bytes strictly first: `json.loads` given bytes
+    lets surrogates encoded in them through). A cheap scan before any walk of the tree."""
+    return "\\ud" in json_text or "\\uD" in json_text

@@ -123,22 +123,28 @@ async def test_a_batch_that_cannot_be_written_is_dropped_and_the_writer_goes_on(
     assert failed["entries"] == 1
 
 
-async def test_a_batch_the_database_refuses_is_dropped_not_retried_forever(store: Store) -> None:
+async def test_only_an_entry_the_database_refuses_is_dropped_never_retried_forever(
+    store: Store,
+) -> None:
     """A constraint the data breaks (here a missing webhook name, NOT NULL) fails the same way
-    every time: the batch is logged and dropped at once, and later batches are written."""
-    recorder = AuditRecorder(store, linger=0)
+    every time: the batch is written an entry at a time, only the refused entry is logged and
+    dropped, and the writer goes on."""
+    recorder = AuditRecorder(store, linger=0.2)
     recorder.start()
     refused = AuditEntry(
-        at=1, webhook=None, webhook_kind="ENRICHING", identifier="C02A",  # type: ignore[arg-type]
+        at=2, webhook=None, webhook_kind="ENRICHING", identifier="C02A",  # type: ignore[arg-type]
         identifier_kind="serial", allow=True,
     )  # fmt: skip
     with capture_logs() as logs:
-        recorder.record(refused)
-        await asyncio.sleep(0.2)
-        recorder.record(entry(2))
-        assert await _written(recorder, 1, within=5)
+        for item in (entry(1), refused, entry(3)):  # one batch
+            recorder.record(item)
+        assert await _written(recorder, 2, within=5)
+        recorder.record(entry(4))
+        assert await _written(recorder, 3, within=5)
     await recorder.aclose()
-    assert [r.at for r in await store.query_decisions(AuditQuery(limit=50))] == [2]
+    rows = await store.query_decisions(AuditQuery(limit=50))
+    assert sorted(r.at for r in rows) == [1, 3, 4]
     assert recorder.dropped == 1
     [failed] = [e for e in logs if e["event"] == "audit.write_failed"]
     assert "IntegrityError" in failed["error"] or "NotNullViolation" in failed["error"]
+    assert failed["entries"] == 1

@@ -237,6 +237,27 @@ async def test_lookup_is_case_insensitive(tmp_path: Path, value: str) -> None:
     assert record.provider == "inv"
 
 
+@pytest.mark.parametrize("process_above", [1 << 30, 0], ids=["in-process", "worker"])
+async def test_json_surrogate_escape_loads_as_u_fffd(tmp_path: Path, process_above: int) -> None:
+    """A ``\\udc80`` escape in a JSON inventory (Python keeps it as a lone surrogate) loads
+    with U+FFFD in its place, as for an upstream's JSON, instead of failing the load."""
+    path = tmp_path / "inv.json"
+    document = (
+        '{"devices": [{"serial": "C02A00000001", "name": "Mac\\udc80", "groups": ["g\\ud800"]}]}'
+    )
+    path.write_text(document, encoding="utf-8")
+    settings = JsonSettings(kind="json", path=path, reload_interval=0)
+    provider = FileProvider("inv", settings, process_above=process_above)
+    await provider.start()
+    try:
+        record = await provider.lookup(_serial("C02A00000001"))
+    finally:
+        await provider.aclose()
+    assert record is not None
+    assert record.name == "Mac\ufffd"
+    assert [g.name for g in record.groups] == ["g\ufffd"]
+
+
 async def test_unknown_device_is_none(csv_provider: tuple[FileProvider, Path]) -> None:
     """A device missing from the file is an answer (None), not an error."""
     provider, _ = csv_provider

@@ -5,8 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import BaseModel
 
+from providers._http import parse_body
+from providers.base import ProviderError
 from providers.unicode import may_hold_surrogates, valid_text, valid_tree
+
+
+class _Named(BaseModel):
+    name: str
 
 
 @pytest.mark.parametrize(
@@ -46,6 +53,27 @@ def test_only_a_surrogate_escape_can_leave_a_lone_surrogate(
     document: bytes, expected: bool
 ) -> None:
     """The scan before any walk: json.loads makes a lone surrogate only from such an escape."""
-    assert may_hold_surrogates(document) is expected
+    assert may_hold_surrogates(document.decode()) is expected
     parsed = json.loads(document)["a"]
     assert (valid_text(parsed) != parsed) is expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"name": "x\xed\xb2\x80"}',  # a surrogate encoded in the bytes: not UTF-8
+        '{"name": "x"}'.encode("utf-16"),  # JSON over HTTP is UTF-8
+        b"[" * 100_000 + b"]" * 100_000,  # nested beyond reason
+    ],
+    ids=["encoded-surrogate", "utf-16", "deep"],
+)
+def test_upstream_json_that_is_not_utf8_json_is_malformed(body: bytes) -> None:
+    """What `json.loads` would read from bytes but no valid record can come from is refused
+    with the provider's own error, never a lone surrogate or a RecursionError."""
+    with pytest.raises(ProviderError, match="malformed JSON"):
+        parse_body("jamf", body, _Named, where="GET /x")
+
+
+def test_upstream_json_surrogate_escape_becomes_u_fffd() -> None:
+    """An escape Python keeps as a lone surrogate reaches the record as U+FFFD."""
+    assert parse_body("jamf", b'{"name": "x\\udc80"}', _Named, where="GET /x").name == "x\ufffd"

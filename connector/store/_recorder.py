@@ -86,7 +86,10 @@ class AuditRecorder:
                     self._written(entries)
                 raise
             except StoreRefused as exc:  # the data, not an outage: retrying would fail forever
-                self._lost(entries, str(exc))
+                if len(entries) == 1:
+                    self._lost(entries, str(exc))
+                else:  # one entry may spoil the batch: only what is refused alone is lost
+                    await self._one_by_one(entries)
                 return
             except StoreError as exc:
                 if not self._failing:
@@ -102,6 +105,18 @@ class AuditRecorder:
             self._failing = False
             self._written(entries)
             return
+
+    async def _one_by_one(self, entries: list[AuditEntry]) -> None:
+        """Write a refused batch an entry at a time. Each one leaves `entries` (in place: it may
+        be the batch `flush` takes over) once written or given up, so a cancellation in between
+        neither writes an entry twice nor loses one."""
+        while entries:
+            settled = self.written + self.dropped
+            try:
+                await self._write(entries[:1])
+            finally:
+                if self.written + self.dropped > settled:
+                    del entries[0]
 
     def _lost(self, entries: list[AuditEntry], error: str, *, trace: bool = False) -> None:
         """Give a batch up (logged, counted as dropped); the writer goes on with the next."""

@@ -39,11 +39,14 @@ def read_model(
 def parse_body(provider: str, body: bytes, model: type[_M], *, where: str) -> _M:
     """JSON bytes validated into `model`; the error names only locations, never values."""
     try:
-        document = json.loads(body)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        # Strict UTF-8 first: `json.loads` given bytes guesses UTF-16/32 and lets encoded
+        # surrogates through.
+        text = body.decode("utf-8")
+        document = json.loads(text)
+        if may_hold_surrogates(text):  # a lone one would fail the cache, the reply, the audit
+            document = valid_tree(document)
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested beyond reason
         raise ProviderError(provider, f"{where}: malformed JSON") from None
-    if may_hold_surrogates(body):  # a lone one would fail the cache, the reply and the audit
-        document = valid_tree(document)
     return validate(provider, document, model, where=where)
 
 

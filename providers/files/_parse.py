@@ -20,6 +20,7 @@ from providers.files._schema import (
     csv_cells,
     validate_row,
 )
+from providers.unicode import may_hold_surrogates, valid_tree
 
 
 def parse_csv(
@@ -63,6 +64,8 @@ def json_devices(text: str, *, source: str) -> list[Any]:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InventoryFileError(f"{source}:{exc.lineno}: {exc.msg} (column {exc.colno})") from None
+    if may_hold_surrogates(text):  # a lone one: U+FFFD, as for an upstream's JSON
+        document = valid_tree(document)
     return devices_of(document, source)
 
 
