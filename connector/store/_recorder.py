@@ -41,8 +41,8 @@ class AuditRecorder:
         self._taken: list[AuditEntry] = []  # out of the queue, not yet written
         self._failing = False
         self.dropped = 0
-        """Entries lost: the queue was full, or their batch failed for a reason other than the
-        store (a bug; retrying it would fail forever)."""
+        """Entries lost: the queue was full, the database refused the entry for its data, or
+        its batch failed by a bug (retrying either would fail forever)."""
         self.written = 0
         """Entries written."""
 
