@@ -53,9 +53,8 @@ def configure_logging(
         renderer = structlog.dev.ConsoleRenderer()
         logger_factory = structlog.PrintLoggerFactory(out)
         event_processors: list[structlog.typing.Processor] = [
-            *shared,
-            structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
+            structlog.contextvars.merge_contextvars,
+            *event_steps(),
             renderer,
         ]
     else:
@@ -97,6 +96,16 @@ def _json_text(value: object, **options: Any) -> str:
     return jsonbytes.dumps(value, **options).decode()
 
 
+def event_steps() -> tuple[structlog.typing.Processor, ...]:
+    """structlog's processors between the context merge and the renderer, for our events."""
+    return (
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+    )
+
+
 def _json_fallback(value: object) -> object:
     """What structlog's JSON renderer writes for a value JSON has no type for."""
     try:
@@ -114,12 +123,7 @@ class JsonLineRenderer:
 
     def __init__(self, clock_ns: Callable[[], int] = time.time_ns) -> None:
         self._clock_ns = clock_ns
-        self._full: tuple[structlog.typing.Processor, ...] = (
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
-        )
+        self._full = event_steps()
         self._stamp = (-1, "")  # (second, its text): one tuple, as the watchdog thread logs too
 
     def __call__(self, logger: object, method: str, event: structlog.typing.EventDict) -> bytes:
