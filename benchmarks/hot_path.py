@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.hot_path [--seconds N] [--rounds N] [--connections N]
                                             [--inventory jamf|csv] [--uvloop]
-                                            [--without log,audit,metrics]
+                                            [--without log,audit,metrics] [--floor]
 
 Two servers, each in its own process, get the same signed AUTHORIZING body from the same load
 generator in one run:
@@ -21,6 +21,11 @@ of sequential calls on one connection (p50, p99), each as a ratio to the referen
 per call under load (Linux: from /proc; the median of the rounds), which other programs on a
 shared machine disturb far less than the rates. Needs `wrk` (Debian: ``apt-get install wrk``).
 Loopback only; about 4 x `--rounds` x `--seconds` (a minute by default).
+
+`--floor` adds a third server: the work each cache-hit call requires (id, HMAC, strict parse,
+timestamp window, answer lookup, log line, audit row, metrics) written straight into a bare
+handler (`benchmarks._floor`). Its ratio bounds what any design on this stack can reach with
+that work; the connector's distance from it is what its structure costs.
 
 `--without` shows what a part of every call costs by leaving it out of the connector (never
 for a figure of the service itself): ``log`` logs at warning, so the ``webhook.decision`` line is
@@ -49,6 +54,7 @@ from typing import Any
 from aiohttp import web
 
 from benchmarks._config import HOOK_ID, SECRET, gate_config
+from benchmarks._floor import serve_floor
 from benchmarks._upstream import CLIENT_ID, CLIENT_SECRET, jamf_document, serial
 from connector import create_app, stepca
 from connector.app import PROVIDERS_STARTED
@@ -78,10 +84,14 @@ async def _bare(stop: asyncio.Future[None]) -> None:
 
     app = web.Application()
     app.router.add_post("/gate", handle)
+    await _serve_on_free_port(app, stop)
+
+
+async def _serve_on_free_port(app: web.Application, stop: asyncio.Future[None]) -> None:
+    """Serve `app` with a stock runner on a free loopback port (printed) until `stop`."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
     print(runner.addresses[0][1], flush=True)
     await stop
     await runner.cleanup()
@@ -161,6 +171,8 @@ def child(kind: str, inventory: str, use_uvloop: bool, without: frozenset[str]) 
         loop.add_signal_handler(signal.SIGTERM, stopped.set_result, None)
         if kind == "bare":
             await _bare(stopped)
+        elif kind == "floor":
+            await serve_floor(stopped, _serve_on_free_port, DEVICE)
         else:
             await _connector(stopped, inventory, without)
 
@@ -295,7 +307,12 @@ def main() -> None:
         default=frozenset(),
         help=f"comma-separated parts left out of the connector ({', '.join(PARTS)})",
     )
-    parser.add_argument("--child", choices=("bare", "connector"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run the floor: the work each call requires, in a bare handler",
+    )
+    parser.add_argument("--child", choices=("bare", "floor", "connector"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.inventory, args.uvloop, args.without)
@@ -308,12 +325,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "post.lua"
         script.write_text(lua_script(body, headers), encoding="utf-8")
-        servers = {
-            "bare": Server("bare", args),
-            "connector": Server("connector", args),
-        }
+        servers = {"bare": Server("bare", args)}
+        if args.floor:
+            servers["floor"] = Server("floor", args)
+        servers["connector"] = Server("connector", args)
         try:
-            check_allowed(servers["connector"].url, body, headers)
+            for server in servers.values():
+                check_allowed(server.url, body, headers)
             best = measure(servers, script, args)
         finally:
             for server in servers.values():
@@ -334,6 +352,17 @@ def main() -> None:
         print(
             f"CPU per call under load (median):  bare {bare['cpu'] * 1e6:8.1f} us    (1.00)   "
             f"connector {ours['cpu'] * 1e6:8.1f} us    (bare/connector {bare['cpu'] / ours['cpu']:.2f})"
+        )
+    floor = best.get("floor")
+    if floor is not None:
+        cpu = (
+            f"; CPU per call {floor['cpu'] * 1e6:.1f} us (bare/floor {bare['cpu'] / floor['cpu']:.2f})"
+            if "cpu" in floor and "cpu" in bare
+            else ""
+        )
+        print(
+            f"floor (the required work, no structure): {floor['rate']:8.0f} req/s "
+            f"({floor['rate'] / bare['rate']:.2f} x bare){cpu}"
         )
     for p in ("p50", "p99"):
         print(
