@@ -64,8 +64,12 @@ class MemoryCache:
 
     async def get(self, key: str) -> bytes | None:
         """The live value under `key`."""
-        entry = self._entries.get(key)
-        return None if entry is None else entry[0]
+        # Indexing rather than `.get`: a hit then costs one expiry check instead of a timer
+        # context, a membership test and the index (a third of the time); misses ask upstream.
+        try:
+            return self._entries[key][0]
+        except KeyError:  # absent or expired (TLRUCache's __missing__)
+            return None
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         """Store `value` for `ttl` seconds, evicting the entry closest to expiry when full."""
