@@ -12,6 +12,7 @@ sent the request: it is cut to `MAX_LOGGED_IDENTIFIER` characters before it reac
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
@@ -191,6 +192,8 @@ class StructlogHook:
                 outcome=event.outcome,
                 latency_ms=_ms(event.latency),
             )
+            return
+        if not self._log.is_enabled_for(logging.DEBUG):  # every cache hit: build nothing unread
             return
         self._log.debug(
             "provider.lookup",
