@@ -78,6 +78,10 @@ def test_unknown_members_are_still_ignored() -> None:
             "2026-11-22T12:00:00.123456789Z",
             datetime(2026, 11, 22, 12, 0, 0, 123456, tzinfo=UTC),
         ),
+        (  # cut, not rounded into the next second
+            "2026-11-22T12:00:00.999999999Z",
+            datetime(2026, 11, 22, 12, 0, 0, 999999, tzinfo=UTC),
+        ),
         (
             "2026-11-22T13:00:00.000000001+01:00",
             datetime(2026, 11, 22, 12, 0, 0, 0, tzinfo=UTC),
@@ -87,7 +91,7 @@ def test_unknown_members_are_still_ignored() -> None:
             datetime(2026, 11, 22, 12, 0, tzinfo=UTC),
         ),
     ],
-    ids=["whole-second", "one-digit", "nanoseconds", "plus-offset", "minus-offset"],
+    ids=["whole-second", "one-digit", "nanoseconds", "cut", "plus-offset", "minus-offset"],
 )
 def test_go_rfc3339nano_timestamps_are_read(text: str, expected: datetime) -> None:
     """Every form Go's `time.Time.MarshalJSON` writes is read as the same instant."""
