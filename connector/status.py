@@ -87,7 +87,11 @@ class Activity:
         self.providers: dict[str, ProviderActivity] = {}
 
     def _of(self, provider: str) -> ProviderActivity:
-        return self.providers.setdefault(provider, ProviderActivity())
+        # Not `setdefault`: that builds a `ProviderActivity` on every event (every lookup).
+        state = self.providers.get(provider)
+        if state is None:
+            state = self.providers[provider] = ProviderActivity()
+        return state
 
     def decision(self, event: DecisionEvent) -> None:
         """Not kept (the audit log has decisions)."""
