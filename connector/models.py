@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictInt
 # Go's appendFormatRFC3339: 4-digit year, 'T', 1 to 9 fraction digits without trailing zeros (none
 # at all for a whole second), 'Z' or a ±hh:mm offset under 24 hours. ASCII digits only.
 _GO_RFC3339 = re.compile(
-    r"(?P<moment>[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
     r"(?:\.[0-9]{0,8}[1-9])?"
     r"(?P<zone>Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
