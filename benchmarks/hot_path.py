@@ -24,8 +24,9 @@ Loopback only; about 4 x `--rounds` x `--seconds` (a minute by default).
 
 `--floor` adds a third server: the work each cache-hit call requires (id, HMAC, strict parse,
 timestamp window, answer lookup, log line, audit row, metrics) written straight into a bare
-handler (`benchmarks._floor`). Its ratio bounds what any design on this stack can reach with
-that work; the connector's distance from it is what its structure costs.
+handler (`benchmarks._floor`), each part done the cheapest way found so far. Its ratio estimates
+what a design on this stack reaches with that work (not a bound: a cheaper way to do a part
+raises it); the connector's distance from it is roughly what its structure costs.
 
 `--without` shows what a part of every call costs by leaving it out of the connector (never
 for a figure of the service itself): ``log`` logs at warning, so the ``webhook.decision`` line is
