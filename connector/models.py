@@ -206,7 +206,8 @@ def _canonical_tree(body: bytes) -> Any:
     otherwise). Such a body repeats no member (its tree would have fewer members and write
     shorter), and orjson has already refused invalid UTF-8, lone surrogates, NaN and Infinity:
     all that is left to check is the member names. Any other body takes `_strict_tree`, which
-    reads it as before and says what is wrong. Three times cheaper on step-ca's own bodies.
+    reads it as before and says what is wrong. On step-ca's own bodies the tree costs a third of
+    what the strict decoder's does.
     """
     try:
         tree = orjson.loads(body)
