@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.hot_path [--seconds N] [--rounds N] [--connections N]
                                             [--inventory jamf|csv] [--uvloop]
                                             [--without log,audit,metrics] [--floor]
+                                            [--floor-parts parse,audit,log,metrics]
 
 Two servers, each in its own process, get the same signed AUTHORIZING body from the same load
 generator in one run:
@@ -27,6 +28,8 @@ timestamp window, answer lookup, log line, audit row, metrics) written straight 
 handler (`benchmarks._floor`), each part done the cheapest way found so far. Its ratio estimates
 what a design on this stack reaches with that work (not a bound: a cheaper way to do a part
 raises it); the connector's distance from it is roughly what its structure costs.
+`--floor-parts` keeps only the named parts in it (the bare handler plus those parts): what each
+part costs on its own.
 
 `--without` shows what a part of every call costs by leaving it out of the connector (never
 for a figure of the service itself): ``log`` logs at warning, so the ``webhook.decision`` line is
@@ -49,12 +52,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from benchmarks._config import HOOK_ID, SECRET, gate_config
+from benchmarks._floor import PARTS as FLOOR_PARTS
 from benchmarks._floor import serve_floor
 from benchmarks._upstream import CLIENT_ID, CLIENT_SECRET, jamf_document, serial
 from connector import create_app, stepca
@@ -163,7 +168,13 @@ def _drop(entry: object) -> None:
     del entry
 
 
-def child(kind: str, inventory: str, use_uvloop: bool, without: frozenset[str]) -> None:
+def child(
+    kind: str,
+    inventory: str,
+    use_uvloop: bool,
+    without: frozenset[str],
+    floor_parts: frozenset[str] = frozenset(FLOOR_PARTS),
+) -> None:
     """Serve until SIGTERM."""
 
     async def main() -> None:
@@ -173,7 +184,7 @@ def child(kind: str, inventory: str, use_uvloop: bool, without: frozenset[str]) 
         if kind == "bare":
             await _bare(stopped)
         elif kind == "floor":
-            await serve_floor(stopped, _serve_on_free_port, DEVICE)
+            await serve_floor(stopped, _serve_on_free_port, DEVICE, floor_parts)
         else:
             await _connector(stopped, inventory, without)
 
@@ -195,6 +206,7 @@ class Server:
         command = [sys.executable, "-m", "benchmarks.hot_path", "--child", kind]
         command += ["--inventory", args.inventory] + (["--uvloop"] if args.uvloop else [])
         command += ["--without", ",".join(sorted(args.without))]
+        command += ["--floor-parts", ",".join(sorted(args.floor_parts))]
         self.process = subprocess.Popen(  # noqa: S603 - this benchmark's own child
             command, stdout=subprocess.PIPE, text=True
         )
@@ -214,13 +226,18 @@ class Server:
         self.process.wait(timeout=20)
 
 
-def _parts(text: str) -> frozenset[str]:
-    parts = frozenset(p.strip() for p in text.split(",") if p.strip())
-    unknown = parts - set(PARTS)
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown part {', '.join(sorted(unknown))} (choose from {', '.join(PARTS)})"
-        )
+def _parts_of(known: tuple[str, ...]) -> Callable[[str], frozenset[str]]:
+    """An argparse type: a comma-separated subset of `known`."""
+
+    def parts(text: str) -> frozenset[str]:
+        chosen = frozenset(p.strip() for p in text.split(",") if p.strip())
+        unknown = chosen - set(known)
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"unknown part {', '.join(sorted(unknown))} (choose from {', '.join(known)})"
+            )
+        return chosen
+
     return parts
 
 
@@ -304,7 +321,7 @@ def main() -> None:
     parser.add_argument("--uvloop", action="store_true", help="run both servers on uvloop")
     parser.add_argument(
         "--without",
-        type=_parts,
+        type=_parts_of(PARTS),
         default=frozenset(),
         help=f"comma-separated parts left out of the connector ({', '.join(PARTS)})",
     )
@@ -313,10 +330,17 @@ def main() -> None:
         action="store_true",
         help="also run the floor: the work each call requires, in a bare handler",
     )
+    parser.add_argument(
+        "--floor-parts",
+        type=_parts_of(FLOOR_PARTS),
+        default=frozenset(FLOOR_PARTS),
+        help=f"comma-separated parts the floor does beyond the bare handler ({', '.join(FLOOR_PARTS)}; "
+        "default all, empty: none)",
+    )
     parser.add_argument("--child", choices=("bare", "floor", "connector"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.inventory, args.uvloop, args.without)
+        child(args.child, args.inventory, args.uvloop, args.without, args.floor_parts)
         return
     if shutil.which("wrk") is None:
         sys.exit("benchmarks.hot_path needs wrk on PATH (Debian: apt-get install wrk)")
@@ -361,8 +385,9 @@ def main() -> None:
             if "cpu" in floor and "cpu" in bare
             else ""
         )
+        parts = ", ".join(p for p in FLOOR_PARTS if p in args.floor_parts) or "none"
         print(
-            f"floor (the required work, no structure): {floor['rate']:8.0f} req/s "
+            f"floor (required work, no structure; parts: {parts}): {floor['rate']:8.0f} req/s "
             f"({floor['rate'] / bare['rate']:.2f} x bare){cpu}"
         )
     for p in ("p50", "p99"):
