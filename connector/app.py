@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
-from connector.errors import error_middleware
+from connector.errors import error_middleware, expect_handler
 from connector.handlers import handle_healthz, handle_readyz, handle_webhook
 from connector.keys import CLOCK, HOOKS, PROVIDERS, ROUTES, SETTINGS, WebhookRuntime
 from connector.logs import request_context
@@ -89,10 +89,16 @@ def create_app(
     app[SCEP] = scep
     app.add_routes(
         [
-            web.get("/healthz", handle_healthz, allow_head=True),
-            web.get("/readyz", handle_readyz, allow_head=True),
-            *(web.route("*", path, handle_webhook) for path in routes),
-            *(web.route("*", path, handle_challenge_request) for path in scep.issuers),
+            web.get("/healthz", handle_healthz, allow_head=True, expect_handler=expect_handler),
+            web.get("/readyz", handle_readyz, allow_head=True, expect_handler=expect_handler),
+            *(
+                web.route("*", path, handle_webhook, expect_handler=expect_handler)
+                for path in routes
+            ),
+            *(
+                web.route("*", path, handle_challenge_request, expect_handler=expect_handler)
+                for path in scep.issuers
+            ),
         ]
     )
     app[READINESS] = Readiness()

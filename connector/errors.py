@@ -10,7 +10,8 @@ Exceptions::
     ├── SignatureError       401   signature missing or wrong
     ├── AuthError            401   bearer / basic credentials missing or wrong
     ├── ClientCertError      403   mTLS required and no (or the wrong) client certificate
-    └── PayloadError         400   body is not step-ca's JSON, or timestamp outside the window
+    ├── PayloadError         400   body is not step-ca's JSON, or timestamp outside the window
+    └── ExpectationFailed    417   ``Expect:`` asks for anything but ``100-continue``
 
 A policy denial is not an error: it is HTTP 200 with `allow: false`, because step-ca shows the
 `error` object of a 200 to the ACME client but turns every 4xx/5xx into an opaque failure.
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import structlog
-from aiohttp import web
+from aiohttp import HttpVersion11, hdrs, web
 
 log = structlog.get_logger("connector")
 
@@ -99,6 +100,13 @@ class PayloadError(ConnectorError):
     code = "payload-invalid"
 
 
+class ExpectationFailed(ConnectorError):
+    """When ``Expect:`` asks for anything but ``100-continue``."""
+
+    status = 417
+    code = "expectation-failed"
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OnRejected = Callable[[int, str], None]
 ON_REJECTED: web.AppKey[OnRejected] = web.AppKey("on_rejected")
@@ -118,16 +126,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ConnectorError as exc:
-        log.warning(
-            "request.rejected",
-            path=request.path,
-            status=exc.status,
-            code=exc.code,
-            reason=exc.message,
-            **exc.detail,
-        )
-        _rejected(request, exc.status, exc.code)
-        return error_response(exc.status, exc.code, exc.message)
+        return refusal(request, exc)
     except web.HTTPException as exc:
         if exc.status == 405:
             _rejected(request, 405, MethodNotAllowed.code)
@@ -140,6 +139,40 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.exception("request.failed", path=request.path)
         _rejected(request, 500, "internal-error")
         return error_response(500, "internal-error", "internal error; see the connector's log")
+
+
+def refusal(request: web.Request, exc: ConnectorError) -> web.Response:
+    """Log and count `exc`, and answer it."""
+    log.warning(
+        "request.rejected",
+        path=request.path,
+        status=exc.status,
+        code=exc.code,
+        reason=exc.message,
+        **exc.detail,
+    )
+    _rejected(request, exc.status, exc.code)
+    return error_response(exc.status, exc.code, exc.message)
+
+
+async def expect_handler(request: web.Request) -> web.StreamResponse | None:
+    """A route's ``Expect:`` step, which aiohttp runs before any middleware.
+
+    ``100-continue`` is answered as aiohttp answers it. Anything else is refused as every other
+    refusal is (JSON, `request.rejected`, counted), on a connection then closed: aiohttp's own
+    refusal echoes the value into a text body, and a value that is not UTF-8 made that a 500.
+    """
+    if request.version != HttpVersion11:
+        return None  # HTTP/1.0 has no Expect: ignored, as aiohttp ignores it
+    if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the interim answer is not the start of the response
+        return None
+    response = refusal(request, ExpectationFailed("only Expect: 100-continue is understood"))
+    # The middlewares did not see this request (the connection's request bookkeeping among
+    # them): close rather than keep a connection whose state is behind.
+    response.force_close()
+    return response
 
 
 def _rejected(request: web.Request, status: int, code: str) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from connector.errors import ON_REJECTED, error_middleware
+from connector.errors import ON_REJECTED, error_middleware, expect_handler
 from connector.keys import PROVIDERS
 from connector.metrics import METRICS, Metrics, metrics_handler
 from connector.observe import Hook
@@ -63,7 +63,7 @@ class Observability:
             self.metrics.cacheable(n for n, p in app[PROVIDERS].items() if p.cacheable)
             handler = metrics_handler(app)
             if settings.metrics.listen == "service":
-                app.router.add_get(METRICS_PATH, handler)
+                app.router.add_get(METRICS_PATH, handler, expect_handler=expect_handler)
             else:
                 host, port = split_listen(settings.metrics.listen)
                 sides.append(SideApp("metrics", host, port, lambda: _metrics_app(handler)))
@@ -89,5 +89,5 @@ class Observability:
 
 def _metrics_app(handler: Callable[[web.Request], Awaitable[web.Response]]) -> web.Application:
     side = web.Application()
-    side.router.add_get(METRICS_PATH, handler)
+    side.router.add_get(METRICS_PATH, handler, expect_handler=expect_handler)
     return side

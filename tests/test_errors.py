@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from connector.lookup import ProviderChain
 from providers import DeviceIdentifier, DeviceRecord, Provider
 from tests.conftest import AppClient
 from tests.helpers import FIXED_NOW, config, enrich, make_settings, signed, webhook
+from tests.metrics_support import scrape, total, value
 
 PEOPLE = "/webhooks/people"
 LEAK = "Bearer eyJhbGciOiJub25lIn0.not-for-the-caller"
@@ -177,3 +180,79 @@ async def test_routing_refusals_are_json_with_a_stable_code(
     assert response.status == status
     answer = await response.json()
     assert (answer["allow"], answer["error"]["code"]) == (False, code)
+
+
+async def raw_exchange(client: Any, head: list[bytes], body: bytes = b"") -> bytes:
+    """Send one request written byte for byte; everything the server wrote until it closed."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(b"\r\n".join([*head, b"Host: localhost", b"", b""]) + body)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+def signed_post(
+    path: str, body: bytes, *extra: bytes, version: bytes = b"1.1", method: bytes = b"POST"
+) -> list[bytes]:
+    """The head of a signed request (POST) of `body` to `path`, with `extra` header lines."""
+    head = [method + b" " + path.encode() + b" HTTP/" + version]
+    head += [f"{name}: {value}".encode() for name, value in signed(body).items()]
+    return [*head, b"Content-Length: " + str(len(body)).encode(), *extra]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expect"),
+    [
+        (b"POST", PEOPLE, b"\xff\xfe"),
+        (b"POST", PEOPLE, b"\xc3\x28continue"),
+        (b"POST", PEOPLE, b"nonsense"),
+        (b"POST", PEOPLE, b"100-continue, other"),
+        (b"GET", "/healthz", b"\xff"),
+    ],
+    ids=["not-utf8", "bad-utf8-sequence", "unknown", "two-expectations", "health-not-utf8"],
+)
+async def test_an_expectation_other_than_continue_is_a_json_417(
+    app_client: AppClient, method: bytes, path: str, expect: bytes
+) -> None:
+    """aiohttp answers `Expect:` before any middleware, and its own refusal of a value that is not
+    UTF-8 was a 500: ours is a logged JSON 417 that closes the connection, and decides nothing."""
+    client = await app_client()
+    body = enrich("C02TEST00001")
+    with capture_logs() as logs:
+        request = signed_post(path, body, b"Expect: " + expect, method=method)
+        answer = await raw_exchange(client, request, body)
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 417 "), answer[:200]
+    assert b"Connection: close" in head
+    error = json.loads(payload)
+    assert (error["allow"], error["error"]["code"]) == (False, "expectation-failed")
+    [rejected] = [e for e in logs if e["event"] == "request.rejected"]
+    assert (rejected["status"], rejected["code"]) == (417, "expectation-failed")
+    assert not [e for e in logs if e["event"] == "webhook.decision"]
+    _, samples = await scrape(client)
+    name = "posture_connector_requests_rejected_total"
+    assert value(samples, name, status="417", code="expectation-failed") == 1
+    assert total(samples, "posture_connector_decisions_total") == 0
+
+
+async def test_expect_continue_is_answered_and_the_call_decided(app_client: AppClient) -> None:
+    """`Expect: 100-continue` (any case) gets its interim answer, then the decision."""
+    client = await app_client()
+    body = enrich("C02TEST00001")
+    answer = await raw_exchange(
+        client, signed_post(PEOPLE, body, b"Expect: 100-Continue", b"Connection: close"), body
+    )
+    assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"), answer[:200]
+    assert json.loads(answer.partition(b"\r\n\r\n")[2].partition(b"\r\n\r\n")[2])["allow"] is True
+
+
+async def test_http_1_0_ignores_expect(app_client: AppClient) -> None:
+    """HTTP/1.0 has no `Expect:`; the call is decided as if it were not there (as aiohttp does)."""
+    client = await app_client()
+    body = enrich("C02TEST00001")
+    head = signed_post(PEOPLE, body, b"Expect: nonsense", version=b"1.0")
+    answer = await raw_exchange(client, head, body)
+    assert answer.startswith(b"HTTP/1.0 200 OK\r\n"), answer[:200]

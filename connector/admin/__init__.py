@@ -14,6 +14,7 @@ from aiohttp import web
 
 from connector.admin import _views as views
 from connector.admin._auth import Lock, lock_middleware
+from connector.errors import expect_handler
 from connector.keys import SETTINGS
 
 MAX_FORM_BYTES = 4096
@@ -61,12 +62,12 @@ def admin_app(main: web.Application, *, clock: Callable[[], float] = time.time) 
     app[views.LOCK] = lock
     app.add_routes(
         [
-            web.get("/", views.overview),
-            web.get("/try", views.try_device),
-            web.get("/login", views.login_form),
-            web.post("/login", views.login),
-            web.post("/logout", views.logout),
-            web.get("/admin.css", views.stylesheet),
+            web.get("/", views.overview, expect_handler=expect_handler),
+            web.get("/try", views.try_device, expect_handler=expect_handler),
+            web.get("/login", views.login_form, expect_handler=expect_handler),
+            web.post("/login", views.login, expect_handler=expect_handler),
+            web.post("/logout", views.logout, expect_handler=expect_handler),
+            web.get("/admin.css", views.stylesheet, expect_handler=expect_handler),
         ]
     )
     return app
