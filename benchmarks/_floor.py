@@ -22,6 +22,7 @@ import contextlib
 import gc
 import json
 import sqlite3
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -35,7 +36,7 @@ from aiohttp import web
 from benchmarks._config import HOOK_ID, SECRET
 from connector.models import WebhookRequest, parse_body
 from connector.signing import decode_secret, verify_signature
-from connector.store._audit_rows import AUDIT_COLUMNS, INSERT_JSON_BATCH
+from connector.store._audit_rows import AUDIT_COLUMNS, INSERT_JSON_BATCH, INSERT_ROWS
 
 Serve = Callable[[web.Application, asyncio.Future[None]], Awaitable[None]]
 
@@ -44,8 +45,22 @@ PARTS = ("parse", "audit", "log", "metrics")
 reading and the timestamp window, without it the body is read with `json.loads` as the bare
 handler reads it."""
 
+AUDIT_WRITERS = ("thread", "process")
+"""Where the floor's audit rows are inserted (`--floor-audit`)."""
+
 BATCH = 200
 """Audit rows per INSERT, as the connector's writer takes them."""
+
+
+def _open_audit(path: Path) -> sqlite3.Connection:
+    """The audit table as the store keeps it: WAL, the ``decisions`` columns and indexes."""
+    db = sqlite3.connect(path, check_same_thread=False)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute(f"CREATE TABLE decisions (id INTEGER PRIMARY KEY, {AUDIT_COLUMNS})")
+    db.execute("CREATE INDEX decisions_at ON decisions (at)")
+    db.execute("CREATE INDEX decisions_identifier ON decisions (identifier, at)")
+    return db
 
 
 class _Audit:
@@ -55,12 +70,7 @@ class _Audit:
 
     def __init__(self, folder: Path) -> None:
         self.rows: list[tuple[object, ...]] = []
-        self._db = sqlite3.connect(folder / "floor.sqlite3", check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = NORMAL")
-        self._db.execute(f"CREATE TABLE decisions (id INTEGER PRIMARY KEY, {AUDIT_COLUMNS})")
-        self._db.execute("CREATE INDEX decisions_at ON decisions (at)")
-        self._db.execute("CREATE INDEX decisions_identifier ON decisions (identifier, at)")
+        self._db = _open_audit(folder / "floor.sqlite3")
 
     def _insert(self, batch: list[tuple[object, ...]]) -> None:
         with self._db:
@@ -77,6 +87,47 @@ class _Audit:
 
     def close(self) -> None:
         self._db.close()
+
+
+class _ProcessAudit:
+    """Rows sent every 50 ms, one JSON line per batch, down a pipe to a writer process that owns
+    the database (`write_batches`): its inserts share no GIL with the event loop. Its CPU is not
+    in the server's CPU per call (only the throughput shows it)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.rows: list[tuple[object, ...]] = []
+        self._path = folder / "floor.sqlite3"
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def write_forever(self) -> None:
+        self._process = process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "benchmarks._floor",
+            str(self._path),
+            stdin=asyncio.subprocess.PIPE,
+        )
+        assert process.stdin is not None  # noqa: S101 - PIPE above
+        while True:
+            await asyncio.sleep(0.05)
+            if self.rows:
+                batch, self.rows = self.rows, []
+                process.stdin.write(orjson.dumps(batch, option=orjson.OPT_APPEND_NEWLINE))
+                await process.stdin.drain()
+
+    def close(self) -> None:
+        if self._process is not None and self._process.returncode is None:
+            self._process.kill()
+
+
+def write_batches(path: Path) -> None:
+    """The writer process: each line of stdin is a JSON array of rows, inserted in one
+    transaction with bound parameters."""
+    db = _open_audit(path)
+    for line in sys.stdin.buffer:
+        with db:
+            db.executemany(INSERT_ROWS, orjson.loads(line))
+    db.close()
 
 
 BOUNDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -128,7 +179,11 @@ class _Lines:
 
 
 async def serve_floor(
-    stop: asyncio.Future[None], serve: Serve, device: str, parts: frozenset[str] = frozenset(PARTS)
+    stop: asyncio.Future[None],
+    serve: Serve,
+    device: str,
+    parts: frozenset[str] = frozenset(PARTS),
+    audit_writer: str = "thread",
 ) -> None:
     """Serve the floor handler at ``/gate`` through `serve` until `stop`; `device` is allowed.
 
@@ -189,7 +244,7 @@ async def serve_floor(
         open("/dev/null", "wb") as sink,  # noqa: ASYNC230 - set-up
     ):
         lines = _Lines(sink)
-        audit = _Audit(Path(folder))
+        audit = _Audit(Path(folder)) if audit_writer == "thread" else _ProcessAudit(Path(folder))
         writer = asyncio.create_task(audit.write_forever() if audited else asyncio.sleep(0))
         gc.collect()
         gc.freeze()
@@ -200,3 +255,7 @@ async def serve_floor(
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
             audit.close()
+
+
+if __name__ == "__main__":
+    write_batches(Path(sys.argv[1]))

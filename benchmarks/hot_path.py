@@ -4,6 +4,7 @@
                                             [--inventory jamf|csv] [--uvloop]
                                             [--without log,audit,metrics] [--floor]
                                             [--floor-parts parse,audit,log,metrics]
+                                            [--floor-audit thread|process]
 
 Two servers, each in its own process, get the same signed AUTHORIZING body from the same load
 generator in one run:
@@ -29,7 +30,8 @@ handler (`benchmarks._floor`), each part done the cheapest way found so far. Its
 what a design on this stack reaches with that work (not a bound: a cheaper way to do a part
 raises it); the connector's distance from it is roughly what its structure costs.
 `--floor-parts` keeps only the named parts in it (the bare handler plus those parts): what each
-part costs on its own.
+part costs on its own. `--floor-audit process` inserts its audit rows in a writer process fed
+through a pipe instead of on a thread (a design the connector does not use).
 
 `--without` shows what a part of every call costs by leaving it out of the connector (never
 for a figure of the service itself): ``log`` logs at warning, so the ``webhook.decision`` line is
@@ -59,8 +61,8 @@ from typing import Any
 from aiohttp import web
 
 from benchmarks._config import HOOK_ID, SECRET, gate_config
+from benchmarks._floor import AUDIT_WRITERS, serve_floor
 from benchmarks._floor import PARTS as FLOOR_PARTS
-from benchmarks._floor import serve_floor
 from benchmarks._upstream import CLIENT_ID, CLIENT_SECRET, jamf_document, serial
 from connector import create_app, stepca
 from connector.app import PROVIDERS_STARTED
@@ -168,13 +170,7 @@ def _drop(entry: object) -> None:
     del entry
 
 
-def child(
-    kind: str,
-    inventory: str,
-    use_uvloop: bool,
-    without: frozenset[str],
-    floor_parts: frozenset[str] = frozenset(FLOOR_PARTS),
-) -> None:
+def child(kind: str, args: argparse.Namespace) -> None:
     """Serve until SIGTERM."""
 
     async def main() -> None:
@@ -184,11 +180,13 @@ def child(
         if kind == "bare":
             await _bare(stopped)
         elif kind == "floor":
-            await serve_floor(stopped, _serve_on_free_port, DEVICE, floor_parts)
+            await serve_floor(
+                stopped, _serve_on_free_port, DEVICE, args.floor_parts, args.floor_audit
+            )
         else:
-            await _connector(stopped, inventory, without)
+            await _connector(stopped, args.inventory, args.without)
 
-    if use_uvloop:
+    if args.uvloop:
         import uvloop  # noqa: PLC0415 - optional
 
         uvloop.run(main())
@@ -207,6 +205,7 @@ class Server:
         command += ["--inventory", args.inventory] + (["--uvloop"] if args.uvloop else [])
         command += ["--without", ",".join(sorted(args.without))]
         command += ["--floor-parts", ",".join(sorted(args.floor_parts))]
+        command += ["--floor-audit", args.floor_audit]
         self.process = subprocess.Popen(  # noqa: S603 - this benchmark's own child
             command, stdout=subprocess.PIPE, text=True
         )
@@ -337,10 +336,16 @@ def main() -> None:
         help=f"comma-separated parts the floor does beyond the bare handler ({', '.join(FLOOR_PARTS)}; "
         "default all, empty: none)",
     )
+    parser.add_argument(
+        "--floor-audit",
+        choices=AUDIT_WRITERS,
+        default="thread",
+        help="where the floor inserts audit rows: on a thread (as the connector) or in a process",
+    )
     parser.add_argument("--child", choices=("bare", "floor", "connector"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.inventory, args.uvloop, args.without, args.floor_parts)
+        child(args.child, args)
         return
     if shutil.which("wrk") is None:
         sys.exit("benchmarks.hot_path needs wrk on PATH (Debian: apt-get install wrk)")
@@ -386,6 +391,8 @@ def main() -> None:
             else ""
         )
         parts = ", ".join(p for p in FLOOR_PARTS if p in args.floor_parts) or "none"
+        if "audit" in args.floor_parts:
+            parts += f"; audit rows inserted on a {args.floor_audit}"
         print(
             f"floor (required work, no structure; parts: {parts}): {floor['rate']:8.0f} req/s "
             f"({floor['rate'] / bare['rate']:.2f} x bare){cpu}"
