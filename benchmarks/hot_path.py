@@ -1,7 +1,7 @@
 """Hot path: cache-hit decisions over plain HTTP against a bare aiohttp handler, load from `wrk`.
 
     .venv/bin/python -m benchmarks.hot_path [--seconds N] [--rounds N] [--connections N]
-                                            [--inventory jamf|csv] [--uvloop]
+                                            [--inventory jamf|csv] [--uvloop [connector]]
                                             [--without log,audit,metrics] [--floor]
                                             [--floor-parts parse,audit,log,metrics]
                                             [--floor-audit thread|process]
@@ -32,6 +32,9 @@ raises it); the connector's distance from it is roughly what its structure costs
 `--floor-parts` keeps only the named parts in it (the bare handler plus those parts): what each
 part costs on its own. `--floor-audit process` inserts its audit rows in a writer process fed
 through a pipe instead of on a thread (a design the connector does not use).
+
+`--uvloop` runs every server on uvloop, `--uvloop connector` only the connector (uvloop is not a
+dependency: ``.venv/bin/pip install uvloop`` first).
 
 `--without` shows what a part of every call costs by leaving it out of the connector (never
 for a figure of the service itself): ``log`` logs at warning, so the ``webhook.decision`` line is
@@ -202,7 +205,8 @@ class Server:
 
     def __init__(self, kind: str, args: argparse.Namespace) -> None:
         command = [sys.executable, "-m", "benchmarks.hot_path", "--child", kind]
-        command += ["--inventory", args.inventory] + (["--uvloop"] if args.uvloop else [])
+        on_uvloop = args.uvloop == "both" or (args.uvloop == "connector" and kind == "connector")
+        command += ["--inventory", args.inventory] + (["--uvloop"] if on_uvloop else [])
         command += ["--without", ",".join(sorted(args.without))]
         command += ["--floor-parts", ",".join(sorted(args.floor_parts))]
         command += ["--floor-audit", args.floor_audit]
@@ -317,7 +321,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs; best counts")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--inventory", choices=("jamf", "csv"), default="jamf")
-    parser.add_argument("--uvloop", action="store_true", help="run both servers on uvloop")
+    parser.add_argument(
+        "--uvloop",
+        nargs="?",
+        const="both",
+        choices=("both", "connector"),
+        help="run the servers on uvloop (every one, or only the connector)",
+    )
     parser.add_argument(
         "--without",
         type=_parts_of(PARTS),
@@ -367,7 +377,7 @@ def main() -> None:
             for server in servers.values():
                 server.close()
         bare, ours = best["bare"], best["connector"]
-    loop = "uvloop" if args.uvloop else "asyncio"
+    loop = {None: "asyncio", "both": "uvloop", "connector": "connector on uvloop"}[args.uvloop]
     left_out = f"; connector without {', '.join(sorted(args.without))}" if args.without else ""
     print(
         f"signed AUTHORIZING call, {args.inventory} inventory "
