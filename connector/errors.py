@@ -1,4 +1,4 @@
-"""Request errors and the one middleware that turns them into JSON answers.
+"""Request errors, and the middleware (and the routes' ``Expect:`` step) that answer them as JSON.
 
 Exceptions::
 
@@ -110,7 +110,7 @@ class ExpectationFailed(ConnectorError):
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OnRejected = Callable[[int, str], None]
 ON_REJECTED: web.AppKey[OnRejected] = web.AppKey("on_rejected")
-"""Optional: told (status, code) of every refusal the middleware answers (metrics, traces)."""
+"""Optional: told (status, code) of every refusal answered here (metrics, traces)."""
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
