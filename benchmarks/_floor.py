@@ -245,15 +245,16 @@ async def serve_floor(
     ):
         lines = _Lines(sink)
         audit = _Audit(Path(folder)) if audit_writer == "thread" else _ProcessAudit(Path(folder))
-        writer = asyncio.create_task(audit.write_forever() if audited else asyncio.sleep(0))
+        writer = asyncio.create_task(audit.write_forever()) if audited else None
         gc.collect()
         gc.freeze()
         try:
             await serve(app, stop)
         finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            if writer is not None:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
             audit.close()
 
 
