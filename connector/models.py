@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Annotated, Any, NoReturn, TypeVar, get_args
 
 import orjson
@@ -276,24 +276,58 @@ def _check_member_names(tree: Any, root: type[_Wire]) -> None:
         node, model, where = stack.pop()
         if not isinstance(node, dict):
             continue  # pydantic reports the wrong type
-        fields = _members(model)
-        exact, folded = fields.exact, fields.folded
-        for key, value in node.items():
-            # A field's exact name folds to itself: only other keys need folding (an ASCII key
-            # is folded inline: `_go_fold` without the call, on the common path).
-            name = (
-                key if key in exact else folded.get(key.upper() if key.isascii() else _go_fold(key))
-            )
-            if name is None:
-                continue
-            if key != name:
-                raise WireFormatError(
-                    f"{where}: member {key!r} differs from step-ca's {name!r} only in case; "
-                    f"Go would read it as {name!r}"
-                )
-            nested = fields.nested.get(name)
-            if nested is not None:
-                stack.append((value, nested, f"{where}.{name}"))
+        # A large key set is checked without being remembered (it would crowd the cache).
+        check = _nested_members if len(node) <= MEMBER_SET_KEYS else _nested_members.__wrapped__
+        try:
+            nested = check(model, tuple(node))
+        except _CaseClash as clash:
+            raise WireFormatError(
+                f"{where}: member {clash.key!r} differs from step-ca's {clash.name!r} only in "
+                f"case; Go would read it as {clash.name!r}"
+            ) from None
+        for name, child in nested:
+            stack.append((node[name], child, f"{where}.{name}"))
+
+
+class _CaseClash(Exception):
+    """A key that folds to a field's name without being it."""
+
+    def __init__(self, key: str, name: str) -> None:
+        super().__init__(key, name)
+        self.key = key
+        self.name = name
+
+
+MEMBER_SETS = 256
+"""Key sets `_nested_members` remembers per process (step-ca writes a handful)."""
+MEMBER_SET_KEYS = 64
+"""Keys in the largest set remembered (step-ca's largest object has about 20)."""
+
+
+@lru_cache(maxsize=MEMBER_SETS)
+def _nested_members(
+    model: type[_Wire], keys: tuple[str, ...]
+) -> tuple[tuple[str, type[_Wire]], ...]:
+    """The members among `keys` that hold a nested model; raises `_CaseClash` for a key that
+    is not a field's exact name but folds to one.
+
+    A pure function of the model and the key set, so each set step-ca writes is checked once
+    (a refused one is not remembered, and is checked again each time).
+    """
+    fields = _members(model)
+    exact, folded, nested = fields.exact, fields.folded, fields.nested
+    found: list[tuple[str, type[_Wire]]] = []
+    for key in keys:
+        # A field's exact name folds to itself: only other keys need folding.
+        name = key if key in exact else folded.get(_go_fold(key))
+        if name is None:
+            continue
+        if key != name:
+            raise _CaseClash(key, name)
+        child = nested.get(name)
+        if child is not None:
+            found.append((name, child))
+    return tuple(found)
 
 
 class _Members:

@@ -20,7 +20,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from connector.models import WebhookRequest, WireFormatError, parse_go_timestamp, parse_request
+from connector.models import (
+    MEMBER_SET_KEYS,
+    WebhookRequest,
+    WireFormatError,
+    parse_go_timestamp,
+    parse_request,
+)
 from tests.conftest import AppClient
 from tests.helpers import config, signed, webhook
 
@@ -206,6 +212,19 @@ def test_case_variant_of_a_read_member_is_refused(raw: bytes) -> None:
     """A key Go would match to a field we read, but spelt otherwise, is refused."""
     with pytest.raises(WireFormatError, match="only in case"):
         parse_request(raw)
+
+
+@pytest.mark.parametrize("unread", [0, MEMBER_SET_KEYS + 1], ids=["small-set", "large-set"])
+def test_a_key_set_checked_before_is_judged_the_same_again(unread: int) -> None:
+    """Key sets are remembered once checked (large ones are not): a refused set is refused on
+    every call, an accepted one read the same, whatever bodies came between."""
+    extra = "".join(f',"unread{n}":{n}' for n in range(unread))
+    good = body(TS, '"attestationData":{"permanentIdentifier":"C02TEST00001"' + extra + "}")
+    bad = body(TS, '"attestationData":{"PermanentIdentifier":"C02TEST00001"' + extra + "}")
+    for _ in range(3):
+        assert parse_request(good).permanent_identifier == "C02TEST00001"
+        with pytest.raises(WireFormatError, match=r"body\.attestationData: member 'Perm"):
+            parse_request(bad)
 
 
 @pytest.mark.parametrize(
