@@ -17,7 +17,6 @@ from __future__ import annotations
 import platform
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -25,8 +24,6 @@ from prometheus_client import (
     PLATFORM_COLLECTOR,
     PROCESS_COLLECTOR,
     CollectorRegistry,
-    Counter,
-    Histogram,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
@@ -41,6 +38,7 @@ from connector.persistence import PERSISTENCE
 from connector.settings import Settings
 from connector.sidecars import SIDE_LISTENERS
 from connector.status import ACTIVITY, Snapshot, connector_version, snapshot
+from connector.tallies import CounterFamily, HistogramFamily, Tallies
 from providers.observe import RetryScheduled, TokenEvent, UpstreamCall
 
 del GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR  # the global ones: never used here
@@ -248,16 +246,18 @@ class Metrics:
         self._state = _StateCollector(settings)
         registry.register(self._state)
         self._cacheable: frozenset[str] = frozenset()
-        self._children: dict[tuple[str, ...], Any] = {}
 
+        # Event counts are plain numbers updated on the loop (`connector.tallies`), exposed
+        # after the state, counters first, as prometheus_client's own types were.
         self.counters = {
-            name: Counter(P + name, doc, labels, registry=registry)
+            name: CounterFamily(P + name, doc, labels)
             for name, (doc, labels) in EVENT_COUNTERS.items()
         }
         self.histograms = {
-            name: Histogram(P + name, doc, labels, registry=registry, buckets=SECONDS_BUCKETS)
+            name: HistogramFamily(P + name, doc, labels, SECONDS_BUCKETS)
             for name, (doc, labels) in EVENT_HISTOGRAMS.items()
         }
+        registry.register(Tallies([*self.counters.values(), *self.histograms.values()]))
         for name in settings.providers:
             for outcome in OUTCOMES:
                 self.counters["provider_lookups"].labels(name, outcome)
@@ -273,37 +273,28 @@ class Metrics:
 
     # --- Hook -------------------------------------------------------------------------------
 
-    def _child(self, family: str, *labels: str) -> Any:
-        """The child of a counter or histogram for `labels`, looked up once: `labels()` checks
-        and locks on every call, and two decisions' worth of events take four children."""
-        key = (family, *labels)
-        child = self._children.get(key)
-        if child is None:
-            metric = self.counters.get(family) or self.histograms[family]
-            child = self._children[key] = metric.labels(*labels)
-        return child
-
     def decision(self, event: DecisionEvent) -> None:
         """Count the answer, its failing rules, and a shadow webhook's would-be denial."""
-        child = self._child
+        c = self.counters
         code = "" if event.allow else event.code or "denied"
         allow = "true" if event.allow else "false"
-        child("decisions", event.webhook, event.kind, allow, code).inc()
+        c["decisions"].labels(event.webhook, event.kind, allow, code).inc()
         if event.shadow and event.would_allow is False:
-            child("shadow_denials", event.webhook, event.kind, event.code or "denied").inc()
+            c["shadow_denials"].labels(event.webhook, event.kind, event.code or "denied").inc()
         for rule in event.failed_rules:
-            child("policy_rule_failures", event.webhook, rule.rule, rule.code or "").inc()
-        child("decision_duration_seconds", event.webhook).observe(event.latency)
+            c["policy_rule_failures"].labels(event.webhook, rule.rule, rule.code or "").inc()
+        self.histograms["decision_duration_seconds"].labels(event.webhook).observe(event.latency)
 
     def lookup(self, event: LookupEvent) -> None:
         """Count the outcome and the cache's part in it."""
-        child = self._child
-        child("provider_lookups", event.provider, event.outcome).inc()
-        child("provider_lookup_duration_seconds", event.provider).observe(event.latency)
+        c = self.counters
+        c["provider_lookups"].labels(event.provider, event.outcome).inc()
+        seconds = self.histograms["provider_lookup_duration_seconds"]
+        seconds.labels(event.provider).observe(event.latency)
         if event.cached:
-            child("cache_hits", event.provider).inc()
+            c["cache_hits"].labels(event.provider).inc()
         elif event.provider in self._cacheable and event.outcome != "timeout":
-            child("cache_misses", event.provider).inc()
+            c["cache_misses"].labels(event.provider).inc()
 
     def upstream_call(self, event: UpstreamCall) -> None:
         """Count the exchange by status class and observe its duration."""
