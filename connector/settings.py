@@ -31,6 +31,7 @@ from connector.store import StoreSettings
 from providers import ProviderSettings
 from providers.config_types import ConfigPath, Secret
 from providers.identifiers import IdentifierKind
+from providers.unicode import ascii_digits
 
 RESERVED_PATHS = frozenset({"/healthz", "/readyz"})
 
@@ -228,7 +229,7 @@ METRICS_PATH = "/metrics"
 def split_listen(value: str) -> tuple[str, int]:
     """``host:port`` (IPv6 in brackets: ``[::1]:9464``) as a pair; raises `ValueError`."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not ascii_digits(port) or not 0 <= int(port) <= 65535:
         raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:9464 or [::1]:9464)")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

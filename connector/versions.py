@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 # Up to 6 numeric components of at most 9 digits; anything after whitespace is a suffix.
-_VERSION = re.compile(r"\s*(\d{1,9}(?:\.\d{1,9}){0,5})(?:\s+\S.*)?\s*")
+_VERSION = re.compile(r"\s*([0-9]{1,9}(?:\.[0-9]{1,9}){0,5})(?:\s+\S.*)?\s*")
 MAX_VERSION_LENGTH = 64
 
 

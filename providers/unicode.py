@@ -21,6 +21,16 @@ def valid_text(text: str) -> str:
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
+def ascii_digits(text: str) -> bool:
+    """Whether `text` is one or more ASCII digits, what `int` and `float` are then sure to read.
+
+    `str.isdigit` also takes other characters Unicode calls digits: the superscript two, which
+    `int` and `float` refuse, and the Arabic-Indic one, which they read as 1; neither is a
+    number in any wire format or file we read.
+    """
+    return text.isascii() and text.isdigit()
+
+
 def valid_tree(value: Any) -> Any:
     """Parsed JSON (or a log event) with `valid_text` applied to every string, keys included;
     other values are returned as they are."""

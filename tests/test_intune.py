@@ -885,6 +885,19 @@ async def test_retry_after_as_an_http_date_is_honoured(
     assert [(r.wait, r.rate_limited) for r in hook.retries] == [(0.0, True)]
 
 
+@pytest.mark.parametrize("value", ["\u00b2", "\u0661"], ids=["superscript", "arabic-indic"])
+async def test_retry_after_in_digits_other_than_ascii_is_ignored(
+    make_provider: MakeProvider, fake: FakeGraph, value: str
+) -> None:
+    """A Retry-After of characters `str.isdigit` takes but no HTTP peer writes is unreadable:
+    the retry waits its own backoff and the lookup succeeds (a superscript two crashed it)."""
+    fake.faults.append(Fault(429, path="managedDevices", retry_after=value))
+    hook = RecordingHook()
+    provider = await make_provider(user_groups=False, hooks=hook)
+    assert await provider.lookup(serial(ANIKA_IPHONE)) is not None
+    assert [r.route for r in hook.retries] == ["/v1.0/deviceManagement/managedDevices"]
+
+
 async def test_token_answer_of_another_shape_is_not_ready(
     make_provider: MakeProvider, fake: FakeGraph
 ) -> None:

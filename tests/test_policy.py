@@ -504,6 +504,8 @@ def test_version_ordering_examples(a: str, b: str, sign: int) -> None:
         "1.2.3.4.5.6.7",
         "1" * 10,
         "15 " + "x" * 70,
+        "\u0661\u0667.\u0660",  # 17.0 in Arabic-Indic digits: `int` would read them
+        "17.\u00b2",  # a superscript two: a digit to `str.isdigit`
     ],
     ids=[
         "empty",
@@ -516,6 +518,8 @@ def test_version_ordering_examples(a: str, b: str, sign: int) -> None:
         "seven-parts",
         "ten-digits",
         "too-long",
+        "arabic-indic-digits",
+        "superscript",
     ],
 )
 def test_version_shapes_that_do_not_parse(text: str) -> None:
@@ -543,8 +547,20 @@ def test_duration_forms(raw: object, span: timedelta) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["14 days", "d", "", "1.5d", -5, 0, True, 1.5, "99999w"],
-    ids=["word", "unit-only", "empty", "fraction", "negative", "zero", "bool", "float", "too-long"],
+    ["14 days", "d", "", "1.5d", -5, 0, True, 1.5, "99999w", "\u0661\u0664d", "\u00b2"],
+    ids=[
+        "word",
+        "unit-only",
+        "empty",
+        "fraction",
+        "negative",
+        "zero",
+        "bool",
+        "float",
+        "too-long",
+        "arabic-indic-digits",
+        "superscript",
+    ],
 )
 def test_bad_durations_are_refused(raw: object) -> None:
     """A duration that is not a positive span of at most ten years is a config error."""

@@ -93,3 +93,15 @@ def test_retry_after_reads_seconds_and_http_dates(
     headers = {} if header is None else {"Retry-After": header}
     response = httpx.Response(503, headers=headers)
     assert retry_after_seconds(response, now=NOW) == seconds
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"\xb2", b"1\xb2", "\u0661\u0662".encode()],
+    ids=["superscript", "mixed", "arabic-indic"],
+)
+def test_retry_after_with_digits_other_than_ascii_is_unreadable(raw: bytes) -> None:
+    """RFC 9110's delay-seconds are ASCII digits. Other characters Unicode calls digits (a
+    superscript two read as Latin-1 crashed `float`) are unreadable, not a provider crash."""
+    response = httpx.Response(503, headers=[(b"Retry-After", raw)])
+    assert retry_after_seconds(response, now=NOW) is None

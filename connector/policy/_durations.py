@@ -8,7 +8,9 @@ from typing import Annotated
 
 from pydantic import BeforeValidator
 
-_DURATION = re.compile(r"(\d{1,9})([smhdw])")
+from providers.unicode import ascii_digits
+
+_DURATION = re.compile(r"([0-9]{1,9})([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _MAX_AGE = timedelta(days=3650)
 
@@ -22,7 +24,7 @@ def parse_duration(value: object) -> timedelta:
         seconds = value
     elif isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
+        if ascii_digits(text):
             seconds = int(text)
         elif text and _DURATION.sub("", text) == "":
             seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(text))

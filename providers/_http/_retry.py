@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 
 import httpx
 
+from providers.unicode import ascii_digits
+
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 
 
@@ -23,7 +25,7 @@ def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -
     if raw is None:
         return None
     raw = raw.strip()
-    if raw.isdigit():
+    if ascii_digits(raw):
         return float(raw)
     try:
         when = email.utils.parsedate_to_datetime(raw)

@@ -15,7 +15,7 @@ from providers._records import text
 from providers.base import DeviceRecord, UserRecord
 from providers.google import _models as m
 
-_VERSION = re.compile(r"(\d+(?:\.\d+){0,5})")
+_VERSION = re.compile(r"([0-9]+(?:\.[0-9]+){0,5})")
 
 
 def matches(device: m.MobileDevice, serial: str) -> bool:

@@ -20,6 +20,7 @@ from providers._http import RETRYABLE_STATUSES
 from providers.base import ProviderError
 from providers.intune._api import GraphApi, describe_error_document
 from providers.intune._models import BatchAnswer, BatchItem
+from providers.unicode import ascii_digits
 
 log = structlog.get_logger("providers.intune")
 
@@ -45,7 +46,7 @@ class BatchGet:
 def retry_after(item: BatchItem) -> float | None:
     """A throttled answer's ``Retry-After`` in seconds (Graph sends seconds), if readable."""
     raw = next((v for k, v in item.headers.items() if k.lower() == "retry-after"), None)
-    return float(raw) if raw is not None and raw.strip().isdigit() else None
+    return float(raw) if raw is not None and ascii_digits(raw.strip()) else None
 
 
 class Batcher:

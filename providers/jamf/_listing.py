@@ -40,6 +40,7 @@ from providers.jamf._api import (
     computers_path,
 )
 from providers.jamf._settings import DeviceClass, JamfSettings
+from providers.unicode import ascii_digits
 
 log = structlog.get_logger("providers.jamf")
 
@@ -74,7 +75,7 @@ class Cursor:
         """Read a saved cursor; `CursorRejected` when this configuration cannot continue it."""
         parts = raw.split(":")
         numbers = parts[1:]
-        if len(parts) not in (2, 4) or not all(n.isdigit() for n in numbers):
+        if len(parts) not in (2, 4) or not all(ascii_digits(n) for n in numbers):
             raise CursorRejected(provider, f"listing cursor {raw!r} is malformed")
         device_class = next((c for c in classes if c == parts[0]), None)
         if device_class is None:
@@ -92,7 +93,7 @@ class Cursor:
 def device_id(device: Device) -> int | None:
     """A device's numeric Jamf id (None when Jamf sent something else)."""
     raw = text(device.id) if isinstance(device, m.Computer) else text(device.mobileDeviceId)
-    return int(raw) if raw is not None and raw.isdigit() else None
+    return int(raw) if raw is not None and ascii_digits(raw) else None
 
 
 def ascending(devices: Sequence[Device]) -> bool:

@@ -269,8 +269,8 @@ class ClassicMobileDevice(_Lenient):
 
 # --- helpers ------------------------------------------------------------------------------------
 
-_FRACTION = re.compile(r"\.(\d+)")
-_COMPACT_OFFSET = re.compile(r"([+-]\d{2})(\d{2})$")
+_FRACTION = re.compile(r"\.([0-9]+)")
+_COMPACT_OFFSET = re.compile(r"([+-][0-9]{2})([0-9]{2})$")
 
 
 def parse_jamf_time(value: str | None) -> datetime | None:

@@ -23,6 +23,7 @@ from providers.mosyle._auth import MosyleTokens
 from providers.mosyle._models import DevicesPayload, MosyleDevice
 from providers.mosyle._settings import MosyleSettings
 from providers.observe import NO_HOOKS, ProviderHook
+from providers.unicode import ascii_digits
 
 log = structlog.get_logger("providers.mosyle")
 
@@ -200,7 +201,7 @@ class MosyleProvider:
         """One page of one family; the cursor is ``FAMILY:PAGE`` (pages count from 0)."""
         families = self._settings.os_families
         family, _, number = (cursor or f"{families[0]}:0").partition(":")
-        page = int(number) if number.isdigit() else MAX_LIST_PAGES
+        page = int(number) if ascii_digits(number) else MAX_LIST_PAGES
         if family not in families or page >= MAX_LIST_PAGES:
             raise ProviderError(self._name, f"listing cursor {cursor!r} is out of range")
         async with bounded(self._name, self._settings.budget) as deadline:
