@@ -289,3 +289,27 @@ def test_a_refused_token_is_the_providers_latest_upstream_failure() -> None:
     assert activity.providers["jamf"].upstream_error == "token refused: invalid_client"
     assert activity.providers["jamf"].upstream_ok_at is not None
     assert activity.providers["intune"].upstream_error == "ConnectTimeout"
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [
+        "posture_admin=1.\xe9" + "0" * 63,  # a non-ASCII MAC
+        "posture_admin=\xb2." + "0" * 64,  # a superscript two: a digit to `str.isdigit`
+        "posture_admin=\u0661." + "0" * 64,  # an Arabic-Indic one
+        "posture_admin=.",
+    ],
+    ids=["non-ascii-mac", "superscript-expiry", "arabic-indic-expiry", "empty"],
+)
+async def test_a_hostile_session_cookie_is_refused_like_any_other(
+    aiohttp_client: Any, inventory: Path, cookie: str
+) -> None:
+    """Whatever bytes the cookie holds, it is no session: the page sends you to sign in (no
+    crash, no error logged)."""
+    admin = await start_admin(aiohttp_client, admin_config(inventory))
+    async with httpx.AsyncClient(base_url=admin.url) as client:
+        with capture_logs() as logs:
+            response = await client.get("/", headers={b"Cookie": cookie.encode()})
+        assert response.status_code == 303
+        assert response.headers["location"] == "/login"
+    assert [e for e in logs if e["log_level"] in ("error", "critical")] == []

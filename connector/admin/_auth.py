@@ -19,6 +19,8 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from providers.unicode import ascii_digits
+
 log = structlog.get_logger("connector.admin")
 
 COOKIE = "posture_admin"
@@ -52,7 +54,11 @@ class Lock:
     def session_valid(self, value: str) -> bool:
         """Whether `value` is an unexpired cookie this token issued."""
         expiry, _, mac = value.partition(".")
-        if not expiry.isdigit() or not hmac.compare_digest(mac, self._mac(expiry)):
+        if not ascii_digits(expiry):
+            return False
+        # Compared as bytes: `compare_digest` raises on a str with other than ASCII in it.
+        given = mac.encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(given, self._mac(expiry).encode()):
             return False
         return int(expiry) > self._clock()
 
