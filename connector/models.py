@@ -276,10 +276,12 @@ def _check_member_names(tree: Any, root: type[_Wire]) -> None:
         node, model, where = stack.pop()
         if not isinstance(node, dict):
             continue  # pydantic reports the wrong type
-        # A large key set is checked without being remembered (it would crowd the cache).
-        check = _nested_members if len(node) <= MEMBER_SET_KEYS else _nested_members.__wrapped__
+        keys = tuple(node)
+        # A large key set is checked without being remembered: the cache holds its keys.
+        small = len(keys) <= MEMBER_SET_KEYS and sum(map(len, keys)) <= MEMBER_SET_CHARS
+        check = _nested_members if small else _nested_members.__wrapped__
         try:
-            nested = check(model, tuple(node))
+            nested = check(model, keys)
         except _CaseClash as clash:
             raise WireFormatError(
                 f"{where}: member {clash.key!r} differs from step-ca's {clash.name!r} only in "
@@ -302,6 +304,9 @@ MEMBER_SETS = 256
 """Key sets `_nested_members` remembers per process (step-ca writes a handful)."""
 MEMBER_SET_KEYS = 64
 """Keys in the largest set remembered (step-ca's largest object has about 20)."""
+MEMBER_SET_CHARS = 1024
+"""Characters of all keys in the largest set remembered (step-ca's largest: about 200), so
+the cache holds at most `MEMBER_SETS` times this, whatever the bodies' size."""
 
 
 @lru_cache(maxsize=MEMBER_SETS)

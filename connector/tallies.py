@@ -15,11 +15,20 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from typing import Generic, TypeVar
 
+from prometheus_client import metrics as prometheus_metrics
 from prometheus_client import utils
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 _go_float: Callable[[float], str] = utils.floatToGoString
 """How prometheus_client writes a bucket's ``le`` (``0.005``, ``1.0``, ``+Inf``)."""
+INF = float("inf")
+
+
+def _created_series() -> bool:
+    """Whether prometheus_client writes ``_created`` series: not when the environment sets
+    ``PROMETHEUS_DISABLE_CREATED_SERIES`` or `disable_created_metrics` was called (it keeps
+    the switch in a module variable, read here at each scrape as its own types read it)."""
+    return bool(getattr(prometheus_metrics, "_use_created", True))
 
 
 class Count:
@@ -32,7 +41,9 @@ class Count:
         self.created = time.time()
 
     def inc(self, amount: float = 1.0) -> None:
-        """Add `amount` (never negative: callers count events and seconds)."""
+        """Add `amount`; a counter never goes down (a negative amount is a bug, said at once)."""
+        if amount < 0:
+            raise ValueError("counters can only be incremented by non-negative amounts")
         self.value += amount
 
 
@@ -48,9 +59,11 @@ class Buckets:
         self.created = time.time()
 
     def observe(self, value: float) -> None:
-        """Count `value` in the first bucket whose upper bound holds it (the last is +Inf)."""
+        """Count `value` in the first bucket whose upper bound holds it (the last is +Inf); NaN
+        is in no bucket (it still reaches the sum), as prometheus_client has it."""
         self.sum += value
-        self.counts[bisect_left(self._bounds, value)] += 1
+        if value == value:  # noqa: PLR0124 - false only for NaN
+            self.counts[bisect_left(self._bounds, value)] += 1
 
 
 _C = TypeVar("_C", Count, Buckets)
@@ -91,8 +104,9 @@ class CounterFamily(_Family[Count]):
     def family(self) -> Metric:
         """The family with a sample set for every child."""
         metric = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        created = _created_series()
         for values, child in self.children.items():
-            metric.add_metric(values, child.value, created=child.created)
+            metric.add_metric(values, child.value, created=child.created if created else None)
         return metric
 
 
@@ -107,7 +121,12 @@ class HistogramFamily(_Family[Buckets]):
         buckets: Sequence[float],
     ) -> None:
         super().__init__(name, documentation, labelnames)
-        self.bounds = (*sorted(float(b) for b in buckets), float("inf"))
+        bounds = [float(b) for b in buckets]
+        if bounds != sorted(bounds):
+            raise ValueError(f"{name}: buckets not in sorted order")
+        if not bounds or bounds[-1] != INF:
+            bounds.append(INF)
+        self.bounds = tuple(bounds)
         self._les = tuple(_go_float(b) for b in self.bounds)
 
     def _new(self) -> Buckets:
@@ -123,8 +142,9 @@ class HistogramFamily(_Family[Buckets]):
                 running += count
                 cumulative.append((le, running))
             metric.add_metric(values, cumulative, child.sum)
-            labels = dict(zip(self.labelnames, values, strict=True))
-            metric.add_sample(self.name + "_created", labels, child.created)
+            if _created_series():
+                labels = dict(zip(self.labelnames, values, strict=True))
+                metric.add_sample(self.name + "_created", labels, child.created)
         return metric
 
 

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from connector.models import (
+    MEMBER_SET_CHARS,
     MEMBER_SET_KEYS,
     WebhookRequest,
     WireFormatError,
@@ -214,11 +215,18 @@ def test_case_variant_of_a_read_member_is_refused(raw: bytes) -> None:
         parse_request(raw)
 
 
-@pytest.mark.parametrize("unread", [0, MEMBER_SET_KEYS + 1], ids=["small-set", "large-set"])
-def test_a_key_set_checked_before_is_judged_the_same_again(unread: int) -> None:
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "",
+        "".join(f',"unread{n}":{n}' for n in range(MEMBER_SET_KEYS + 1)),
+        f',"{"u" * MEMBER_SET_CHARS}":1',
+    ],
+    ids=["small-set", "many-keys", "long-key"],
+)
+def test_a_key_set_checked_before_is_judged_the_same_again(extra: str) -> None:
     """Key sets are remembered once checked (large ones are not): a refused set is refused on
     every call, an accepted one read the same, whatever bodies came between."""
-    extra = "".join(f',"unread{n}":{n}' for n in range(unread))
     good = body(TS, '"attestationData":{"permanentIdentifier":"C02TEST00001"' + extra + "}")
     bad = body(TS, '"attestationData":{"PermanentIdentifier":"C02TEST00001"' + extra + "}")
     for _ in range(3):

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    enable_created_metrics,
+)
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
@@ -14,8 +21,8 @@ from connector.metrics import SECONDS_BUCKETS
 from connector.tallies import CounterFamily, HistogramFamily, Tallies
 
 LABELS = ("webhook", "code")
-# On bounds, between them, below the first, past the last, and zero.
-SECONDS = (0.0, 0.0001, 0.005, 0.0050001, 0.3, 1.0, 2.5, 10.0, 11.0)
+# On bounds, between them, below the first, past the last, zero, negative, infinite and NaN.
+SECONDS = (0.0, 0.0001, 0.005, 0.0050001, 0.3, 1.0, 2.5, 10.0, 11.0, -1.0, math.inf, math.nan)
 
 
 def _same_times(text: str) -> str:
@@ -42,6 +49,9 @@ def _registries() -> tuple[CollectorRegistry, CollectorRegistry]:
         timed.labels("people" if n % 2 else "gate").observe(value)
     counter.labels("people", "").inc(2.5)
     tallied.labels("people", "").inc(2.5)
+    quoted = ('say "no"\n', "back\\slash")
+    counter.labels(*quoted).inc()
+    tallied.labels(*quoted).inc()
     return theirs, ours
 
 
@@ -56,6 +66,37 @@ def test_the_exposition_is_prometheus_clients_own(
     expected = _same_times(encode(theirs).decode())
     assert "t_seconds_bucket" in expected
     assert _same_times(encode(ours).decode()) == expected
+
+
+@pytest.mark.parametrize(
+    "encode", [generate_latest, generate_openmetrics], ids=["prometheus-text", "openmetrics"]
+)
+def test_created_series_follow_prometheus_clients_switch(
+    encode: Callable[[CollectorRegistry], bytes],
+) -> None:
+    """With ``_created`` series turned off (``PROMETHEUS_DISABLE_CREATED_SERIES``), neither
+    writes them."""
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+    try:
+        theirs, ours = _registries()
+        expected = encode(theirs).decode()
+        assert "_created" not in expected
+        assert encode(ours).decode() == expected
+    finally:
+        enable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+def test_a_counter_never_goes_down() -> None:
+    """A negative increment is refused, as prometheus_client refuses it."""
+    with pytest.raises(ValueError, match="non-negative"):
+        CounterFamily("t_decisions", "Decisions.", LABELS).labels("gate", "").inc(-1)
+
+
+def test_buckets_must_be_sorted() -> None:
+    """Unsorted buckets are a programming error, not sorted silently; +Inf is added once."""
+    with pytest.raises(ValueError, match="t_seconds: buckets not in sorted order"):
+        HistogramFamily("t_seconds", "Seconds.", (), (1.0, 0.5))
+    assert HistogramFamily("t_seconds", "Seconds.", (), (1.0, math.inf)).bounds == (1.0, math.inf)
 
 
 def test_a_child_takes_exactly_its_labels() -> None:
