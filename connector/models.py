@@ -194,7 +194,7 @@ def parse_body(body: bytes, model: type[_Body]) -> _Body:
     tree = _canonical_tree(body)
     if tree is None:
         tree = _strict_tree(body)
-    _check_member_names(tree, model)
+    _check_member_names(tree, model, remember=len(body) <= MEMBER_SETS_BODY_BYTES)
     return model.model_validate(tree)
 
 
@@ -269,19 +269,19 @@ def _check_strings(tree: Any) -> None:
                 raise WireFormatError("a string holds a lone UTF-16 surrogate") from None
 
 
-def _check_member_names(tree: Any, root: type[_Wire]) -> None:
-    """Refuse keys that Go would match to a field we read but that are not its exact name."""
+def _check_member_names(tree: Any, root: type[_Wire], *, remember: bool) -> None:
+    """Refuse keys that Go would match to a field we read but that are not its exact name.
+
+    With `remember`, each object's key set is remembered once checked (see `_nested_members`).
+    """
+    check = _nested_members if remember else _nested_members.__wrapped__
     stack: list[tuple[Any, type[_Wire], str]] = [(tree, root, "body")]
     while stack:
         node, model, where = stack.pop()
         if not isinstance(node, dict):
             continue  # pydantic reports the wrong type
-        keys = tuple(node)
-        # A large key set is checked without being remembered: the cache holds its keys.
-        small = len(keys) <= MEMBER_SET_KEYS and sum(map(len, keys)) <= MEMBER_SET_CHARS
-        check = _nested_members if small else _nested_members.__wrapped__
         try:
-            nested = check(model, keys)
+            nested = check(model, tuple(node))
         except _CaseClash as clash:
             raise WireFormatError(
                 f"{where}: member {clash.key!r} differs from step-ca's {clash.name!r} only in "
@@ -302,11 +302,9 @@ class _CaseClash(Exception):
 
 MEMBER_SETS = 256
 """Key sets `_nested_members` remembers per process (step-ca writes a handful)."""
-MEMBER_SET_KEYS = 64
-"""Keys in the largest set remembered (step-ca's largest object has about 20)."""
-MEMBER_SET_CHARS = 1024
-"""Characters of all keys in the largest set remembered (step-ca's largest: about 200), so
-the cache holds at most `MEMBER_SETS` times this, whatever the bodies' size."""
+MEMBER_SETS_BODY_BYTES = 16 * 1024
+"""The largest body whose key sets are remembered (step-ca's are under 4 KiB), so the cache
+holds at most `MEMBER_SETS` times this in keys, whatever `server.max_body_bytes` allows."""
 
 
 @lru_cache(maxsize=MEMBER_SETS)
