@@ -11,8 +11,10 @@ series its `Counter` and `Histogram` write, so a scrape reads exactly as before.
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
+from math import isnan
 from typing import Generic, TypeVar
 
 from prometheus_client import metrics as prometheus_metrics
@@ -62,14 +64,14 @@ class Buckets:
         """Count `value` in the first bucket whose upper bound holds it (the last is +Inf); NaN
         is in no bucket (it still reaches the sum), as prometheus_client has it."""
         self.sum += value
-        if value == value:  # noqa: PLR0124 - false only for NaN
+        if not isnan(value):
             self.counts[bisect_left(self._bounds, value)] += 1
 
 
 _C = TypeVar("_C", Count, Buckets)
 
 
-class _Family(Generic[_C]):
+class _Family(ABC, Generic[_C]):
     """A metric's children by label values, in the order they were first used."""
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
@@ -87,12 +89,13 @@ class _Family(Generic[_C]):
             child = self.children[values] = self._new()
         return child
 
+    @abstractmethod
     def _new(self) -> _C:
-        raise NotImplementedError
+        """A new child."""
 
+    @abstractmethod
     def family(self) -> Metric:
         """The family with a sample set for every child."""
-        raise NotImplementedError
 
 
 class CounterFamily(_Family[Count]):
