@@ -49,8 +49,9 @@ class DeviceIdentifier:
 
     @property
     def normalized(self) -> str:
-        """Cache and index key: inventories write UDIDs and serials in either case."""
-        return self.value.upper()
+        """Cache and index key: inventories write UDIDs and serials in either case. A TPM EK
+        is base64, where case is part of the value: it is kept as it is."""
+        return self.value if self.kind is IdentifierKind.TPM_EK else self.value.upper()
 
 
 class IdentifierShapeError(ValueError):
@@ -66,6 +67,8 @@ def classify(value: str, accepted: frozenset[IdentifierKind] | None = None) -> D
     kinds = accepted if accepted is not None else frozenset(IdentifierKind)
     if not value or len(value) > MAX_IDENTIFIER_LENGTH:
         raise IdentifierShapeError("identifier is empty or too long")
+    if not value.isascii():  # before any case mapping: 'ﬀ'.upper() is 'FF', a UDID's hex
+        raise IdentifierShapeError("identifier holds characters other than ASCII")
     candidates: list[tuple[IdentifierKind, re.Pattern[str]]] = [
         (IdentifierKind.UDID, _UDID_T8),
         (IdentifierKind.UDID, _UDID_UUID),

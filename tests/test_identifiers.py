@@ -72,6 +72,8 @@ def test_apple_shapes_are_accepted(value: str, kind: IdentifierKind) -> None:
         "00008110-000A1C2E3F40801",
         "00008110_000A1C2E3F40801E",
         "4a6ec46c7aaf514cc1abf85c37a87fd0fda903eg",
+        "00008110-000A1C2E3F40\ufb001E",  # the ligature 'ﬀ' upper-cases to "FF"
+        "C02QUICK000\u0131",  # a dotless i upper-cases to "I"
     ],
     ids=[
         "empty",
@@ -93,6 +95,8 @@ def test_apple_shapes_are_accepted(value: str, kind: IdentifierKind) -> None:
         "udid-short",
         "udid-underscore",
         "hex40-not-hex",
+        "udid-ligature",
+        "dotless-i",
     ],
 )
 def test_malformed_identifiers_are_rejected(value: str) -> None:
@@ -143,6 +147,21 @@ CANDIDATES = st.one_of(
     st.text(alphabet=NEAR, min_size=6, max_size=70),
     st.text(alphabet="ABCDEF0123456789", min_size=8, max_size=45),
 )
+
+
+@given(st.text(min_size=1, max_size=40).filter(lambda t: not t.isascii()))
+def test_no_identifier_with_characters_other_than_ascii_is_accepted(value: str) -> None:
+    """Case mapping outside ASCII can make a value another device's (U+FB00 upper-cases to
+    "FF"): such a value is refused before any shape is tried."""
+    with pytest.raises(IdentifierShapeError, match="other than ASCII"):
+        classify(value)
+
+
+def test_a_tpm_ek_keeps_its_case_as_a_key() -> None:
+    """A TPM EK is base64: two that differ in case are two devices, with two cache keys."""
+    lower, upper = "urn:ek:sha256:" + "a" * 43, "urn:ek:sha256:" + "A" * 43
+    assert classify(lower).normalized != classify(upper).normalized
+    assert classify("00008110-000a1c2e3f40801e").normalized == "00008110-000A1C2E3F40801E"
 
 
 @given(CANDIDATES)

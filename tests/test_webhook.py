@@ -404,6 +404,25 @@ async def test_identifier_shape_is_checked_before_lookup(
     assert answer["error"]["code"] == code
 
 
+async def test_an_identifier_that_upper_cases_to_another_device_is_refused(
+    app_client: AppClient, inventory: Path
+) -> None:
+    """'\ufb00' (a ligature) upper-cases to "FF": with it in place of FF a UDID named another
+    device, which was allowed with that device's data. Only ASCII identifiers are read."""
+    udid = "00008110-000A1C2E3F40FF1E"
+    with inventory.open("a", encoding="utf-8") as rows:
+        rows.write(
+            f",{udid},Eve's iPhone,iPhone,iOS,18.3.1,true,true,company,2026-11-21T07:12:09Z\n"
+        )
+    client = await app_client()
+    body = enrich(udid, common_name="")
+    _, answer = await post(client, PEOPLE, body, signed(body))
+    assert answer["allow"] is True  # the device itself
+    body = enrich(udid.replace("FF", "\ufb00"), common_name="")
+    _, answer = await post(client, PEOPLE, body, signed(body))
+    assert (answer["allow"], answer["error"]["code"]) == (False, "identifier-invalid")
+
+
 async def test_csr_common_name_must_match_identifier(app_client: AppClient) -> None:
     """On ENRICHING, a non-empty CSR common name other than the identifier is refused."""
     client = await app_client()
