@@ -322,9 +322,13 @@ class Metrics:
     # --- exposition -------------------------------------------------------------------------
 
     def exposition(self, reading: Reading, accept: str) -> tuple[bytes, str]:
-        """The registry in the format `accept` asks for (Prometheus text by default)."""
+        """The registry in the format `accept` asks for (Prometheus text by default, and for
+        an `accept` prometheus_client cannot read: it raises on ``version=a``, say)."""
         self._state.reading = reading
-        encoder, content_type = choose_encoder(accept)
+        try:
+            encoder, content_type = choose_encoder(accept)
+        except (TypeError, ValueError):
+            encoder, content_type = choose_encoder("")
         return encoder(self.registry), content_type
 
 

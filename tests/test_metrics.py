@@ -257,6 +257,29 @@ async def test_the_exposition_passes_promtool(app_client: AppClient, inventory: 
     assert result.stdout.strip() == "", result.stdout
 
 
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        ("application/openmetrics-text; version=1.0.0", "application/openmetrics-text"),
+        ("application/openmetrics-text; version=a", "text/plain; version=0.0.4"),
+        ("application/openmetrics-text; version=" + "9" * 5000, "text/plain; version=0.0.4"),
+        ("text/html", "text/plain; version=0.0.4"),
+    ],
+    ids=["openmetrics", "unreadable-version", "huge-version", "other"],
+)
+async def test_the_format_follows_accept_and_falls_back_to_text(
+    app_client: AppClient, accept: str, content_type: str
+) -> None:
+    """OpenMetrics when asked for; the Prometheus text format for anything else, including an
+    Accept header prometheus_client cannot read (it raised, a 500 to any caller)."""
+    client = await app_client()
+    await post(client, "C02TEST00001")
+    response = await client.get("/metrics", headers={"Accept": accept})
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith(content_type)
+    assert "posture_connector_decisions_total" in await response.text()
+
+
 async def test_each_app_counts_on_its_own(app_client: AppClient) -> None:
     """Two apps in one process never share a counter (a registry per app)."""
     first = await app_client()
