@@ -313,3 +313,40 @@ async def test_a_hostile_session_cookie_is_refused_like_any_other(
         assert response.status_code == 303
         assert response.headers["location"] == "/login"
     assert [e for e in logs if e["log_level"] in ("error", "critical")] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"token=\xff\xfe", "application/x-www-form-urlencoded"),
+        (b"token=abc", "application/x-www-form-urlencoded; charset=bogus"),
+        (b"token=abc", "application/x-www-form-urlencoded; charset=utf-16"),
+    ],
+    ids=["not-utf8", "unknown-charset", "odd-length-utf16"],
+)
+async def test_a_sign_in_form_that_cannot_be_read_is_a_failed_sign_in(
+    aiohttp_client: Any, inventory: Path, body: bytes, content_type: str
+) -> None:
+    """A form whose bytes its charset cannot read holds no token: the sign-in page again
+    (401) and `admin.login_failed`, not a 500."""
+    admin = await start_admin(aiohttp_client, admin_config(inventory))
+    async with httpx.AsyncClient(base_url=admin.url) as client:
+        with capture_logs() as logs:
+            response = await client.post(
+                "/login", content=body, headers={"Content-Type": content_type}
+            )
+    assert response.status_code == 401
+    assert "set-cookie" not in response.headers
+    assert [e["event"] for e in logs if e["log_level"] != "debug"] == ["admin.login_failed"]
+
+
+@pytest.mark.parametrize("origin", ["http://[", "http://[::1"], ids=["bracket", "unclosed-ipv6"])
+async def test_an_origin_that_is_no_url_is_another_site(
+    aiohttp_client: Any, inventory: Path, origin: str
+) -> None:
+    """An Origin header that does not parse names no origin of ours: the post is refused."""
+    admin = await start_admin(aiohttp_client, admin_config(inventory))
+    async with httpx.AsyncClient(base_url=admin.url) as client:
+        response = await client.post("/login", data={"token": TOKEN}, headers={"Origin": origin})
+    assert response.status_code == 403
+    assert "set-cookie" not in response.headers

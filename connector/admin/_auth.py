@@ -81,7 +81,10 @@ def same_origin(request: web.Request) -> bool:
     origin = request.headers.get("Origin")
     if origin is None:
         return True
-    return origin != "null" and urlsplit(origin).netloc == request.host
+    try:
+        return origin != "null" and urlsplit(origin).netloc == request.host
+    except ValueError:  # not a URL (`http://[`): no origin of ours
+        return False
 
 
 def lock_middleware(lock: Lock) -> Middleware:

@@ -55,8 +55,10 @@ async def login(request: web.Request) -> web.Response:
     """``POST /login``: a right token sets the session cookie; a wrong one is logged (not it)."""
     if not same_origin(request):
         raise web.HTTPForbidden(text="cross-site form post refused")
-    form = await request.post()
-    given = form.get("token")
+    try:
+        given = (await request.post()).get("token")
+    except (ValueError, LookupError):  # bytes not in its charset, or a charset Python lacks
+        given = None  # a form that cannot be read holds no token: a failed sign-in
     lock = request.app[LOCK]
     if not isinstance(given, str) or not lock.token_matches(given):
         log.warning("admin.login_failed", peer=peer(request))
