@@ -37,9 +37,9 @@ def scep_csr(common_name: str | None, challenge: str | None = None) -> bytes:
 def _csr_member(der: bytes) -> dict[str, Any]:
     try:
         csr = x509.load_der_x509_csr(der)
-    except ValueError:  # a broken request, as a test sends it
+        cn = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError:  # a broken request (or name), as a test sends it
         return {"subject": {}, "raw": base64.b64encode(der).decode()}
-    cn = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     spki = csr.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

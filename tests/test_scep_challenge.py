@@ -26,7 +26,7 @@ from connector.persistence import PERSISTENCE
 from connector.store import AuditQuery, AuditRecorder
 from tests.fakes.mdm import basic_auth, challenge_request
 from tests.helpers import FIXED_NOW, config, make_settings, signed, webhook
-from tests.scep_bodies import challenge_body
+from tests.scep_bodies import challenge_body, scep_csr
 
 SCEP_ID = "5d1c7a9e-4b2f-4c8d-9e3a-6f0b1c2d3e4f"
 CHALLENGE_URL = "/scep/challenge"
@@ -305,6 +305,18 @@ async def test_unreadable_csr_is_refused(start: Any) -> None:
     challenge = await challenge_for(client, serial=MANAGED)
 
     answer = await present(client, MANAGED, challenge, csr_der=b"\x30\x03\x02\x01\x00")
+
+    assert answer["error"]["code"] == "csr-invalid"
+
+
+async def test_a_common_name_that_is_not_utf8_is_refused(start: Any) -> None:
+    """A CSR whose UTF8String common name holds bytes that are not UTF-8 (cryptography refuses
+    it only when the name is read) is csr-invalid, not a 500."""
+    client = await start()
+    challenge = await challenge_for(client, serial=MANAGED)
+    der = scep_csr(MANAGED, challenge).replace(MANAGED.encode(), MANAGED[:-1].encode() + b"\xff")
+
+    answer = await present(client, MANAGED, challenge, csr_der=der)
 
     assert answer["error"]["code"] == "csr-invalid"
 

@@ -64,7 +64,11 @@ def test_challenge_body_needs_the_request() -> None:
         parse_body(raw, ScepChallengeRequest)
 
 
-@pytest.mark.parametrize("raw", [None, "", "%%%", "AAAA"], ids=["none", "empty", "base64", "der"])
+@pytest.mark.parametrize(
+    "raw",
+    [None, "", "%%%", "AAAA", "\u00e9", "\u0661"],
+    ids=["none", "empty", "base64", "der", "e-acute", "arabic-indic"],
+)
 def test_unreadable_csr_raises(raw: str | None) -> None:
     """Missing, non-base64 and non-PKCS#10 requests all raise `CsrError`."""
     with pytest.raises(CsrError):
@@ -85,6 +89,17 @@ def test_certificate_facts_are_as_windows_shows_them() -> None:
         "C02TEST00001",
         "Posture Lab Intermediate CA",
     )
+
+
+def test_a_certificate_whose_issuer_name_is_not_utf8_raises() -> None:
+    """cryptography reads names lazily: an issuer common name that is not UTF-8 is found only
+    when read, and is a `CsrError` like any other unreadable certificate."""
+    der = issued_certificate("C02TEST00001").public_bytes(serialization.Encoding.DER)
+    broken = der.replace(b"Intermediate", b"Intermediat\xff")
+    assert broken != der
+
+    with pytest.raises(CsrError, match="holds a name that cannot be read"):
+        read_certificate(base64.b64encode(broken).decode())
 
 
 async def test_notifier_drops_reports_beyond_its_limit() -> None:

@@ -8,7 +8,8 @@ CSR with two common names is refused: Go keeps the last, other readers the first
 from __future__ import annotations
 
 import base64
-import binascii
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -65,8 +66,20 @@ def _der(raw_b64: str | None, what: str) -> bytes:
         raise CsrError(f"the request carries no {what}")
     try:
         return base64.b64decode(raw_b64, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or text other than ASCII
         raise CsrError(f"the {what} is not base64") from None
+
+
+@contextmanager
+def _names_of(what: str) -> Iterator[None]:
+    """Turn a name the parser refuses only when it is read (cryptography reads names lazily:
+    a common name whose UTF8String is not UTF-8, say) into `CsrError`."""
+    try:
+        yield
+    except CsrError:
+        raise
+    except ValueError:
+        raise CsrError(f"the {what} holds a name that cannot be read") from None
 
 
 def _single_cn(name: x509.Name, what: str) -> str | None:
@@ -84,10 +97,9 @@ def read_csr(raw_b64: str | None) -> CsrFacts:
         csr = x509.load_der_x509_csr(der)
     except ValueError:
         raise CsrError("the certificate request is not PKCS#10 DER") from None
-    return CsrFacts(
-        common_name=_single_cn(csr.subject, "certificate request"),
-        base64_der=base64.b64encode(der).decode("ascii"),
-    )
+    with _names_of("certificate request"):
+        common_name = _single_cn(csr.subject, "certificate request")
+    return CsrFacts(common_name=common_name, base64_der=base64.b64encode(der).decode("ascii"))
 
 
 def read_certificate(raw_b64: str | None) -> IssuedFacts:
@@ -97,12 +109,13 @@ def read_certificate(raw_b64: str | None) -> IssuedFacts:
         cert = x509.load_der_x509_certificate(der)
     except ValueError:
         raise CsrError("the certificate is not X.509 DER") from None
-    issuer_cn = _single_cn(cert.issuer, "issuer")
-    return IssuedFacts(
-        serial=f"{cert.serial_number:X}",
-        thumbprint=cert.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303 - an identifier, as Windows shows it
-        not_after=cert.not_valid_after_utc.astimezone(UTC),
-        issuer=cert.issuer.rfc4514_string(),
-        issuer_common_name=issuer_cn or cert.issuer.rfc4514_string(),
-        common_name=_single_cn(cert.subject, "certificate subject"),
-    )
+    with _names_of("certificate"):
+        issuer_cn = _single_cn(cert.issuer, "issuer")
+        return IssuedFacts(
+            serial=f"{cert.serial_number:X}",
+            thumbprint=cert.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303 - an identifier, as Windows shows it
+            not_after=cert.not_valid_after_utc.astimezone(UTC),
+            issuer=cert.issuer.rfc4514_string(),
+            issuer_common_name=issuer_cn or cert.issuer.rfc4514_string(),
+            common_name=_single_cn(cert.subject, "certificate subject"),
+        )
