@@ -228,6 +228,10 @@ def _strict_tree(body: bytes) -> Any:
         raise WireFormatError(f"not JSON: {exc.msg} (at character {exc.pos})") from None
     except RecursionError:
         raise WireFormatError("JSON nested too deeply") from None
+    except WireFormatError:
+        raise
+    except ValueError:  # an integer of more digits than Python converts (4,300)
+        raise WireFormatError("a number in the body has too many digits") from None
     if _SURROGATE_ESCAPE.search(text):  # strict UTF-8 decoding already refused raw surrogates
         _check_strings(tree)
     return tree

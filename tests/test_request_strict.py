@@ -282,6 +282,16 @@ def test_text_go_would_read_otherwise_is_refused(raw: bytes, match: str) -> None
         parse_request(raw)
 
 
+@pytest.mark.parametrize(
+    "member", ['"x":' + "9" * 5000, '"x":-' + "1" * 4301], ids=["positive", "negative"]
+)
+def test_a_number_of_too_many_digits_is_refused(member: str) -> None:
+    """Python will not convert an integer of more than 4,300 digits: such a body (step-ca never
+    writes one) is refused as not step-ca's, not a 500."""
+    with pytest.raises(WireFormatError, match="a number in the body has too many digits"):
+        parse_request(body(TS, with_id(), member))
+
+
 def test_escaped_backslash_before_u_is_plain_text() -> None:
     """`\\\\ud800` is a backslash and the letters `ud800`, as Go reads it, not a surrogate."""
     raw = body(TS, '"attestationData":{"permanentIdentifier":"C02\\\\ud800"}')
