@@ -198,6 +198,10 @@ JSON_ERRORS = [
         "inv.json:2: devices[0].colour: Extra inputs",
     ),
     ('{"devices": {}}', 'inv.json:1: expected {"devices": [...]}'),
+    (
+        '{"devices": [\n  {"serial": "C02A00000001",\n   "asset": ' + "9" * 5000 + "}\n]}",
+        "inv.json:3: a number of more than 4,300 digits",
+    ),
 ]
 JSON_ERROR_IDS = [
     "syntax",
@@ -207,6 +211,7 @@ JSON_ERROR_IDS = [
     "top-level-key",
     "unknown-key",
     "not-list",
+    "long-number",
 ]
 
 

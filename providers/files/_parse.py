@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -58,12 +60,22 @@ def parse_json(text: str, *, source: str) -> list[tuple[int, InventoryRow]]:
     return rows
 
 
+_MAX_DIGITS = sys.get_int_max_str_digits()
+_LONG_NUMBER = re.compile(f"[0-9]{{{_MAX_DIGITS + 1},}}")
+
+
 def json_devices(text: str, *, source: str) -> list[Any]:
     """The device list of a JSON inventory, with the document-level checks."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InventoryFileError(f"{source}:{exc.lineno}: {exc.msg} (column {exc.colno})") from None
+    except ValueError:  # an integer longer than Python converts
+        long = _LONG_NUMBER.search(text)
+        line = text.count("\n", 0, long.start()) + 1 if long else 1
+        raise InventoryFileError(
+            f"{source}:{line}: a number of more than {_MAX_DIGITS:,} digits"
+        ) from None
     if may_hold_surrogates(text):  # a lone one: U+FFFD, as for an upstream's JSON
         document = valid_tree(document)
     return devices_of(document, source)
