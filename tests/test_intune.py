@@ -676,6 +676,18 @@ async def test_device_groups_add_the_entra_device_groups(
     ]
 
 
+async def test_an_entra_filter_ignored_never_lends_another_devices_groups(
+    make_provider: MakeProvider, fake: FakeGraph
+) -> None:
+    """Graph answering every Entra device (the asked one last) still gives each device its
+    own groups: the lobby iPad's group once made Anika's iPhone pass `any_of` on it."""
+    fake.ignore_filter = True
+    provider = await make_provider(device_groups=True)
+    phone = await provider.lookup(serial(ANIKA_IPHONE))
+    assert phone is not None
+    assert [g.name for g in phone.groups] == [*ANIKA_GROUPS, "Corporate iPhones"]
+
+
 async def test_nil_azure_device_id_is_not_queried(
     make_provider: MakeProvider, fake: FakeGraph
 ) -> None:

@@ -262,7 +262,15 @@ class GraphApi:
             deadline=deadline,
             params={"$filter": f"deviceId eq {odata_string(device_id)}", "$select": "id,deviceId"},
         )
-        return page.value[0].id if page is not None and page.value else None
+        if page is None:
+            return None
+        # Only rows for this deviceId: a filter Graph ignored must not lend another device's
+        # groups (the device search checks its serials the same way).
+        wanted = device_id.lower()
+        found = [d.id for d in page.value if (d.device_id or "").lower() == wanted]
+        if len(found) > 1:
+            raise ProviderError(self._name, "Entra has more than one device with this deviceId")
+        return found[0] if found else None
 
     async def groups(
         self, kind: str, object_id: str, deadline: float, *, max_pages: int

@@ -9,7 +9,7 @@ Switches on `FakeGraph`: `expire_tokens()` (next Graph call gets 401 InvalidAuth
 `faults` (queued statuses with or without ``Retry-After``, optionally per path), `down` (every
 request answers that status), `delay` / `token_delay` (slow answers), `page_size`, and
 `udid_filter` (whether ``$filter=udid eq`` works), `ignore_filter` (list everything, as a
-misbehaving filter would) and `next_link_origin` (point nextLinks elsewhere); `page_size` pages
+misbehaving filter would; Entra devices with the one asked for last) and `next_link_origin` (point nextLinks elsewhere); `page_size` pages
 managed devices and groups alike. A `Fault` can carry a non-Graph `body` (HTML, cut JSON, another
 shape, a false gzip encoding). `requests` logs every call and `token_fetches` counts token
 requests, faulted ones included; `max_connections` is the most connections carrying Graph requests open at once.
@@ -585,12 +585,14 @@ async def devices(request: web.Request) -> web.Response:
     if isinstance(parsed, web.Response):
         return parsed
     _, literal = parsed
-    rows = [
-        _select(d, request.query.get("$select"))
-        for d in fake.entra_devices
-        if d.get("deviceId", "").lower() == literal.lower()
-    ]
-    return web.json_response({"value": rows})
+
+    def asked(device: dict[str, Any]) -> bool:
+        return str(device.get("deviceId", "")).lower() == literal.lower()
+
+    found = [d for d in fake.entra_devices if asked(d)]
+    if fake.ignore_filter:  # every device, the one asked for last
+        found = sorted(fake.entra_devices, key=asked)
+    return web.json_response({"value": [_select(d, request.query.get("$select")) for d in found]})
 
 
 async def member_of(request: web.Request) -> web.Response:
