@@ -695,6 +695,30 @@ def test_check_policy_reports_meaningless_entries(
     assert check_policy(PolicySettings.model_validate(policy)) == problems
 
 
+ENGINEERING_ID = "2dab5a4c-7f3e-4b1a-9c8d-0e1f2a3b4c5d"
+
+
+@pytest.mark.parametrize("rule", ["all_of", "any_of"])
+def test_a_group_named_after_another_groups_id_grants_nothing(rule: str) -> None:
+    """In Entra a user may create a group and name it after the Engineering group's id: a rule
+    written with that id is met by the id only, never by such a name."""
+    policy = {"groups": {rule: [ENGINEERING_ID]}}
+    other = "9c1e0f2a-0000-4000-8000-000000000001"
+    impostor = dev(groups=(GroupRef(ENGINEERING_ID.upper(), id=other),))
+    member = dev(groups=(GroupRef("Engineering", id=ENGINEERING_ID),))
+    unreadable = dev(groups=(GroupRef(ENGINEERING_ID, id=ENGINEERING_ID),))  # named by its id
+    assert [o.code for o in check(policy, impostor).failures] == ["group-required"]
+    assert check(policy, member).allow
+    assert check(policy, unreadable).allow
+
+
+def test_none_of_still_refuses_on_a_group_named_like_an_id() -> None:
+    """Refusing is the safe side: none_of matches such a name as it always did."""
+    impostor = dev(groups=(GroupRef(ENGINEERING_ID, id="9c1e0f2a-0000-4000-8000-000000000001"),))
+    failures = check({"groups": {"none_of": [ENGINEERING_ID]}}, impostor).failures
+    assert [o.code for o in failures] == ["group-forbidden"]
+
+
 def test_group_keys_are_computed_once() -> None:
     """Folded group sets are cached on the settings object, not rebuilt per call."""
     policy = PolicySettings.model_validate({"groups": {"none_of": ["Lost"]}})

@@ -1,11 +1,15 @@
 """The group rules: ``groups.all_of``, ``groups.any_of`` and ``groups.none_of``.
 
 A device group matches an entry by its name or its id, both trimmed and case-folded; the
-outcome's ``observed`` value is the device's group names (the first twenty).
+outcome's ``observed`` value is the device's group names (the first twenty). For the rules that
+grant (all_of, any_of), a group *named* like a GUID counts by its id only, unless that name is
+its own id: in Entra anyone who may create a group may name it after another group's id, and an
+entry written as an id must not be met by such a name. none_of, which refuses, counts both.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from connector.policy._result import RuleOutcome
@@ -13,11 +17,26 @@ from connector.policy._rule import Subject, duplicates, elide, verdict
 from connector.policy._settings import PolicySettings, fold
 from providers.base import DeviceRecord
 
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
 
 def _group_keys(device: DeviceRecord) -> frozenset[str]:
-    """Every folded name and id of the device's groups."""
+    """Every folded name and id of the device's groups (what none_of refuses on)."""
     names = frozenset(fold(g.name) for g in device.groups)
     return names | frozenset(fold(g.id) for g in device.groups if g.id)
+
+
+def _granting_keys(device: DeviceRecord) -> frozenset[str]:
+    """The folded names and ids all_of and any_of accept: a name shaped like a GUID only
+    when it is the group's own id (Graph names a group it may not read by its id)."""
+    keys: set[str] = set()
+    for group in device.groups:
+        name, ident = fold(group.name), fold(group.id) if group.id else None
+        if ident is not None:
+            keys.add(ident)
+        if name == ident or not _GUID.fullmatch(name):
+            keys.add(name)
+    return frozenset(keys)
 
 
 def _group_names(device: DeviceRecord) -> str:
@@ -36,7 +55,7 @@ class AllOfRule:
         return policy.groups.all_of is not None
 
     def judge(self, policy: PolicySettings, subject: Subject) -> RuleOutcome:
-        keys = _group_keys(subject.device)
+        keys = _granting_keys(subject.device)
         missing = [g for g, k in policy.groups.all_of_keys if k not in keys]
         return verdict(
             self,
@@ -63,7 +82,7 @@ class AnyOfRule:
 
     def judge(self, policy: PolicySettings, subject: Subject) -> RuleOutcome:
         groups = policy.groups
-        ok = not groups.any_of_keys.isdisjoint(_group_keys(subject.device))
+        ok = not groups.any_of_keys.isdisjoint(_granting_keys(subject.device))
         return verdict(
             self,
             ok,
