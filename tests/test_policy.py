@@ -225,6 +225,20 @@ RULE_CASES: list[tuple[str, dict[str, Any], DeviceRecord, DeviceIdentifier, tupl
         (),
     ),
     (
+        "contact-a-day-ahead-passes",
+        {"max_last_contact_age": "1h"},
+        dev(last_contact=NOW + timedelta(days=1)),
+        SERIAL,
+        (),
+    ),
+    (
+        "contact-far-in-future",
+        {"max_last_contact_age": "1d"},
+        dev(last_contact=datetime(2999, 1, 1, tzinfo=UTC)),
+        SERIAL,
+        ("last-contact-in-future",),
+    ),
+    (
         "contact-unreported",
         {"max_last_contact_age": "1d"},
         dev(last_contact=None),

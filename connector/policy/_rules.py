@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, timedelta
 
 from connector.policy._durations import format_span
 from connector.policy._groups import AllOfRule, AnyOfRule, NoneOfRule
@@ -217,6 +217,11 @@ class MinOsVersionRule:
                 )
 
 
+FUTURE_CONTACT = timedelta(days=1)
+"""How far in the future a last check-in may lie and still pass as clock skew (or an
+inventory that writes local time as UTC); later, it fails as `last-contact-in-future`."""
+
+
 class LastContactRule:
     """``max_last_contact_age``: the device's last MDM check-in must be recent enough."""
 
@@ -237,6 +242,15 @@ class LastContactRule:
         if seen.tzinfo is None:  # providers promise aware times; read a naive one as UTC
             seen = seen.replace(tzinfo=UTC)
         age = subject.now - seen
+        if -age > FUTURE_CONTACT:  # not clock skew: wrong data, which would never grow old
+            return verdict(
+                self,
+                False,
+                f"device's last contact with the MDM is {format_span(-age)} in the future;"
+                " the inventory's time is wrong",
+                f"{seen.isoformat()} ({format_span(-age)} ahead)",
+                code="last-contact-in-future",
+            )
         ok = age <= limit
         return verdict(
             self,
