@@ -63,7 +63,21 @@ def iso_time(value: str | None) -> datetime | None:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return utc(parsed)
+
+
+def utc(when: datetime | None) -> datetime | None:
+    """`when` in UTC (a naive time is read as UTC); None when absent, or when it lies so near
+    year 1 or 9999 that UTC cannot hold it (``0001-01-01T00:00:00+01:00``): every time a
+    record carries is then UTC, which comparing, subtracting and formatting never overflow."""
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        return when.replace(tzinfo=UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 def flag(value: object) -> bool | None:

@@ -587,6 +587,21 @@ async def test_reenrolled_device_picks_the_latest_sync(make_provider: MakeProvid
     assert dup["count"] == 2
 
 
+async def test_a_sync_time_without_an_offset_is_utc(
+    make_provider: MakeProvider, fake: FakeGraph
+) -> None:
+    """Of two records for one serial, one synced at a time Graph wrote without an offset: it is
+    read as UTC and compared (naive against aware raised TypeError, failing the lookup)."""
+    old, new = [d for d in fake.managed_devices if d["serialNumber"] == REENROLLED]
+    old["lastSyncDateTime"] = "2020-01-01T00:00:00"
+    provider = await make_provider(user_groups=False)
+    record = await provider.lookup(serial(REENROLLED))
+    assert record is not None
+    assert record.record_id == new["id"]
+    assert record.last_contact is not None
+    assert record.last_contact.tzinfo is not None
+
+
 async def test_groups_follow_every_next_link(make_provider: MakeProvider, fake: FakeGraph) -> None:
     """Paged memberships are followed to the end through the opaque nextLink."""
     fake.page_size = 2

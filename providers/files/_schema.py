@@ -6,12 +6,13 @@ converts the stored raw row with it again, so fast load-time checks can never ch
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from providers._records import utc
 from providers.base import DeviceRecord, GroupRef, UserRecord
 
 
@@ -60,9 +61,7 @@ class InventoryRow(BaseModel):
     @field_validator("last_contact")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+        return utc(value)
 
     def to_record(self, provider: str) -> DeviceRecord:
         """Normalise into the provider-neutral record."""

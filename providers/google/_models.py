@@ -6,9 +6,11 @@ Google leaves empty lists out of its answers: a search without a match has no
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
+
+from providers._records import utc
 
 
 class _Lenient(BaseModel):
@@ -59,7 +61,5 @@ def parse_time(raw: str | None) -> datetime | None:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    when = when.astimezone(UTC)
-    return None if when.year <= _EPOCH_YEAR else when
+    in_utc = utc(when)
+    return None if in_utc is None or in_utc.year <= _EPOCH_YEAR else in_utc

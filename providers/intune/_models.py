@@ -11,6 +11,8 @@ from datetime import date, datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from providers._records import utc
+
 
 class _GraphModel(BaseModel):
     model_config = ConfigDict(
@@ -79,7 +81,7 @@ class ManagedDevice(_GraphModel):
     def _unset_is_none(cls, value: datetime | None) -> datetime | None:
         if value is None or value.date() == UNSET_DATE:
             return None
-        return value
+        return utc(value)  # Graph writes Z; a time without an offset is UTC too
 
 
 class ManagedDevicePage(_GraphModel):

@@ -9,10 +9,12 @@ parsed leniently by `parse_jamf_time`, because Jamf varies the fraction digits a
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from providers._records import utc
 
 
 class _Lenient(BaseModel):
@@ -289,4 +291,4 @@ def parse_jamf_time(value: str | None) -> datetime | None:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return utc(parsed)

@@ -7,10 +7,12 @@ here and are parsed by `parse_time`, because the API writes them with and withou
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from providers._records import utc
 
 
 class _Lenient(BaseModel):
@@ -101,6 +103,4 @@ def parse_time(raw: str | None) -> datetime | None:
         return None
     if when.year == _UNSET_YEAR:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC)
+    return utc(when)
