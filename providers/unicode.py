@@ -31,6 +31,15 @@ def ascii_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+def ascii_int(text: str, *, max_digits: int = 18) -> int | None:
+    """`text` as a non-negative integer when it is 1 to `max_digits` ASCII digits, else None.
+
+    Upstream ids and Unix times fit in 18 digits; a longer run is no number we read (and past
+    4,300 digits `int` raises).
+    """
+    return int(text) if len(text) <= max_digits and ascii_digits(text) else None
+
+
 def valid_tree(value: Any) -> Any:
     """Parsed JSON (or a log event) with `valid_text` applied to every string, keys included;
     other values are returned as they are."""

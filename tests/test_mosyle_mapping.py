@@ -127,6 +127,7 @@ def test_platform_comes_from_the_family_asked(
         ("99999999999999999999", None),
         ("\u00b2", None),  # a digit to `str.isdigit`, refused by `int`
         ("\u0661\u0662", None),  # Arabic-Indic digits, which `int` reads
+        ("9" * 5000, None),  # past 4,300 digits `int` raises
     ],
 )
 def test_dates_are_unix_seconds(raw: str | None, expected: datetime | None) -> None:

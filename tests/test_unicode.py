@@ -9,7 +9,9 @@ from pydantic import BaseModel
 
 from providers._http import parse_body
 from providers.base import ProviderError
-from providers.unicode import may_hold_surrogates, valid_text, valid_tree
+from providers.jamf import _models as jamf_models
+from providers.jamf._listing import device_id
+from providers.unicode import ascii_int, may_hold_surrogates, valid_text, valid_tree
 
 
 class _Named(BaseModel):
@@ -77,3 +79,29 @@ def test_upstream_json_that_is_not_utf8_json_is_malformed(body: bytes) -> None:
 def test_upstream_json_surrogate_escape_becomes_u_fffd() -> None:
     """An escape Python keeps as a lone surrogate reaches the record as U+FFFD."""
     assert parse_body("jamf", b'{"name": "x\\udc80"}', _Named, where="GET /x").name == "x\ufffd"
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("42", 42),
+        ("0", 0),
+        ("9" * 18, int("9" * 18)),
+        ("9" * 19, None),
+        ("9" * 5000, None),  # `int` raises past 4,300 digits
+        ("\u00b2", None),  # a digit to `str.isdigit`, refused by `int`
+        ("\u0661", None),  # an Arabic-Indic one, which `int` reads
+        ("", None),
+        ("-1", None),
+        (" 1", None),
+    ],
+)
+def test_ascii_int_reads_only_short_runs_of_ascii_digits(text: str, number: int | None) -> None:
+    """Upstream ids and Unix times: 1 to 18 ASCII digits, else None (never an exception)."""
+    assert ascii_int(text) == number
+
+
+def test_a_jamf_id_that_is_no_short_number_is_no_id() -> None:
+    """A Jamf id of 5,000 digits (it stopped the listing with ValueError) is no id."""
+    assert device_id(jamf_models.Computer.model_validate({"id": "9" * 5000})) is None
+    assert device_id(jamf_models.Computer.model_validate({"id": "42"})) == 42

@@ -40,7 +40,7 @@ from providers.jamf._api import (
     computers_path,
 )
 from providers.jamf._settings import DeviceClass, JamfSettings
-from providers.unicode import ascii_digits
+from providers.unicode import ascii_digits, ascii_int
 
 log = structlog.get_logger("providers.jamf")
 
@@ -93,7 +93,7 @@ class Cursor:
 def device_id(device: Device) -> int | None:
     """A device's numeric Jamf id (None when Jamf sent something else)."""
     raw = text(device.id) if isinstance(device, m.Computer) else text(device.mobileDeviceId)
-    return int(raw) if raw is not None and ascii_digits(raw) else None
+    return None if raw is None else ascii_int(raw)
 
 
 def ascending(devices: Sequence[Device]) -> bool:

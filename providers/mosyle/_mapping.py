@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from providers._records import text
 from providers.base import DeviceRecord, GroupRef, UserRecord
 from providers.mosyle._models import DeviceGroup, MosyleDevice
-from providers.unicode import ascii_digits
+from providers.unicode import ascii_int
 
 GroupIndex = Mapping[str, tuple[GroupRef, ...]]
 """Device groups by upper-cased UDID."""
@@ -22,11 +22,11 @@ _FAMILIES = {"mac": "macOS", "tvos": "tvOS", "visionos": "visionOS"}
 
 def epoch(value: str | None) -> datetime | None:
     """Mosyle's dates are Unix seconds as strings; None when blank, zero or unreadable."""
-    raw = (value or "").strip()
-    if not ascii_digits(raw) or int(raw) == 0:
+    seconds = ascii_int((value or "").strip())
+    if not seconds:
         return None
     try:
-        return datetime.fromtimestamp(int(raw), UTC)
+        return datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError):
         return None
 

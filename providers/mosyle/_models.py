@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from providers._records import flag
-from providers.unicode import ascii_digits
+from providers.unicode import ascii_int
 
 NOT_FOUND = re.compile(r"[A-Z_]*NOTFOUND")
 """``DEVICES_NOTFOUND`` and its siblings: "nothing matched", an answer rather than an error."""
@@ -40,7 +40,7 @@ def _strings(value: Any) -> Any:
 
 def _number(value: Any) -> Any:
     if isinstance(value, str):
-        return int(value) if ascii_digits(value.strip()) else None
+        return ascii_int(value.strip())
     return value
 
 
