@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from providers.base import DeviceRecord
+from providers.base import DeviceRecord, ProviderError
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,14 +27,37 @@ class ListedPage:
     next_cursor: str | None
 
 
+class CursorTrail:
+    """The next-page cursors one listing has followed. An upstream that hands back a cursor it
+    gave before pages in a loop: the listing would never end, so it fails instead."""
+
+    def __init__(self, provider: str) -> None:
+        self._provider = provider
+        self._seen: set[str] = set()
+
+    def follow(self, cursor: str) -> str:
+        """`cursor`, unless this listing followed it before (then `ProviderError`)."""
+        if cursor in self._seen:
+            raise ProviderError(
+                self._provider,
+                "the upstream's next-page cursor repeats an earlier one: its pages loop",
+            )
+        self._seen.add(cursor)
+        return cursor
+
+
 async def iterate(
-    list_page: Callable[[str | None], Awaitable[ListedPage]], cursor: str | None = None
+    list_page: Callable[[str | None], Awaitable[ListedPage]],
+    cursor: str | None = None,
+    *,
+    provider: str,
 ) -> AsyncIterator[DeviceRecord]:
     """Every record of every page, from `cursor` (None: the first page) to the last page."""
+    trail = CursorTrail(provider)
     while True:
         page = await list_page(cursor)
         for record in page.records:
             yield record
         if page.next_cursor is None:
             return
-        cursor = page.next_cursor
+        cursor = trail.follow(page.next_cursor)

@@ -408,6 +408,20 @@ async def test_listing_follows_page_tokens(make_provider: MakeProvider, fake: Fa
     assert len(listed) == 1 + 3  # start's probe, then three pages of 4, 4 and 3
 
 
+async def test_a_listing_whose_page_tokens_loop_fails(
+    make_provider: MakeProvider, fake: FakeGoogle
+) -> None:
+    """A nextPageToken that repeats an earlier one would list forever (and the same devices
+    again and again): the listing fails after one round instead."""
+    fake.looping_pages = True
+    provider = await make_provider(page_size=4)
+    assert isinstance(provider, DeviceLister)
+    with pytest.raises(ProviderError, match="pages loop"):
+        _ = [r async for r in provider.iter_devices()]
+    listed = [r for r in fake.board.logged("/admin/") if "query" not in dict(r.query)]
+    assert len(listed) == 1 + 2  # start's probe, then the first page and the second once
+
+
 # -- the whole webhook ---------------------------------------------------------------------------
 
 

@@ -78,7 +78,7 @@ async def graphs(aiohttp_server: Any) -> AsyncIterator[Graphs]:
 
 async def list_all(provider: IntuneProvider, cursor: str | None = None) -> list[DeviceRecord]:
     """Every record from `cursor` on, following the cursors."""
-    return [record async for record in iterate(provider.list_page, cursor)]
+    return [record async for record in iterate(provider.list_page, cursor, provider=provider.name)]
 
 
 def syncer(store: Store, provider: IntuneProvider) -> Syncer:

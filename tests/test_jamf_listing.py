@@ -69,7 +69,7 @@ async def make_provider(aiohttp_server: Any, fake: FakeJamf) -> AsyncIterator[Ma
 
 async def list_all(provider: JamfProvider, cursor: str | None = None) -> list[DeviceRecord]:
     """Every record from `cursor` on, following the cursors."""
-    return [record async for record in iterate(provider.list_page, cursor)]
+    return [record async for record in iterate(provider.list_page, cursor, provider=provider.name)]
 
 
 def pages(fake: FakeJamf, path: str) -> list[str]:

@@ -49,6 +49,7 @@ class ListedInventory:
         self.pages_served = 0
         self.served = asyncio.Event()  # set whenever a page was served
         self.gate: asyncio.Event | None = None
+        self.loop_at: str | None = None  # a page whose next cursor points back to the first
 
     async def iter_devices(self) -> AsyncIterator[DeviceRecord]:
         for start in range(0, len(self.records), self.page_size):
@@ -65,6 +66,8 @@ class ListedInventory:
         self.pages_served += 1
         self.served.set()
         end = start + self.page_size
+        if cursor is not None and cursor == self.loop_at:
+            return Page(self.records[start:end], str(self.page_size))
         return Page(self.records[start:end], str(end) if end < len(self.records) else None)
 
 
@@ -118,7 +121,9 @@ async def test_failed_sync_keeps_the_last_good_generation(store: Store) -> None:
     inventory.fail_after_pages = inventory.pages_served + 1
     with pytest.raises(ProviderError):
         await syncer(store, WholeListing(inventory)).sync()
-    assert (await store.current_generation("jamf")).id == good.id  # type: ignore[union-attr]
+    current = await store.current_generation("jamf")
+    assert current is not None
+    assert current.id == good.id
     assert await keys(store, "C02A", "C02X") == {"C02A": True, "C02X": None}
     state = await store.load_sync_state("jamf")
     assert state.last_error == "upstream answered 503"
@@ -309,6 +314,23 @@ async def test_resuming_at_a_cursor_that_keeps_failing_starts_over(store: Store)
     assert done.id != stuck
     assert done.devices == 4
     assert "sync.restarted" in [e["event"] for e in logs]
+
+
+async def test_a_listing_whose_pages_loop_fails_and_keeps_the_last_generation(
+    store: Store,
+) -> None:
+    """An upstream that hands back an earlier page's cursor would be listed forever: the sync
+    fails with that reason after one round, and decisions keep the last good generation."""
+    inventory = ListedInventory([device(f"C02L{i}") for i in range(6)])
+    good = await syncer(store, inventory).sync()
+    inventory.loop_at = "4"  # page three points back to page two
+    inventory.pages_served = 0
+    with pytest.raises(ProviderError, match="pages loop"):
+        await syncer(store, inventory).sync()
+    assert inventory.pages_served == 3
+    current = await store.current_generation("jamf")
+    assert current is not None
+    assert current.id == good.id
 
 
 def test_failed_syncs_back_off_up_to_the_interval(store: Store) -> None:

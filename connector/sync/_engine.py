@@ -27,6 +27,7 @@ from typing import Protocol, runtime_checkable
 import structlog
 
 from connector.store import Generation, Store, StoredDevice, StoreError, SyncState
+from providers._listing import CursorTrail
 from providers.base import CursorRejected, DeviceRecord, ProviderError
 from providers.sync_options import SyncOptions
 
@@ -256,12 +257,16 @@ class Syncer:
     ) -> None:
         """Write page after page; the next page is asked for while this one is written (one
         request at a time still), and its cursor is saved only once this one is stored."""
+        trail = CursorTrail(self.name)  # an upstream whose pages loop fails the sync
+        if cursor is not None:
+            trail.follow(cursor)
         pending: asyncio.Future[Page] = asyncio.ensure_future(lister.list_page(cursor))
         try:
             while True:
                 page = await pending
                 cursor = page.next_cursor
                 if cursor is not None:
+                    trail.follow(cursor)
                     pending = asyncio.ensure_future(lister.list_page(cursor))
                 await self._flush(generation, [self._stored(r) for r in page.records])
                 self._progress = replace(state, cursor=cursor)

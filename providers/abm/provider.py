@@ -12,6 +12,7 @@ from urllib.parse import quote
 import structlog
 
 from providers._http import UpstreamClient, bounded, split_url, starting
+from providers._listing import CursorTrail
 from providers.abm import _mapping as mapping
 from providers.abm import _models as m
 from providers.abm._api import AbmApi
@@ -159,6 +160,7 @@ class AbmProvider:
         """
         assigned = await self._assignments()
         cursor: str | None = None
+        trail = CursorTrail(self._name)
         while True:
             async with bounded(self._name, self._settings.budget) as deadline:
                 page = await self._api.devices(cursor, self._settings.page_size, deadline)
@@ -173,6 +175,7 @@ class AbmProvider:
             cursor = m.next_cursor(page.meta)
             if cursor is None:
                 return
+            trail.follow(cursor)
 
     async def _assignments(self) -> dict[str, m.MdmServer]:
         """Serial (upper case) to the device management service it is assigned to."""
@@ -181,6 +184,7 @@ class AbmProvider:
         assigned: dict[str, m.MdmServer] = {}
         for server in servers:
             cursor: str | None = None
+            trail = CursorTrail(self._name)
             while True:
                 async with bounded(self._name, self._settings.budget) as deadline:
                     page = await self._api.server_devices(
@@ -191,6 +195,7 @@ class AbmProvider:
                 cursor = m.next_cursor(page.meta)
                 if cursor is None:
                     break
+                trail.follow(cursor)
         return assigned
 
 

@@ -144,4 +144,4 @@ class FleetProvider:
 
     def iter_devices(self) -> AsyncIterator[DeviceRecord]:
         """Every host, page by page (`DeviceLister`)."""
-        return iterate(self.list_page)
+        return iterate(self.list_page, provider=self._name)

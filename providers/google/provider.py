@@ -11,6 +11,7 @@ from typing import Literal
 import structlog
 
 from providers._http import UpstreamClient, bounded, split_url, starting
+from providers._listing import CursorTrail
 from providers._records import newest
 from providers.base import DeviceRecord, ProviderError
 from providers.google import _mapping as mapping
@@ -132,6 +133,7 @@ class GoogleProvider:
     async def iter_devices(self) -> AsyncIterator[DeviceRecord]:
         """Every mobile device of the customer, page by page."""
         token: str | None = None
+        trail = CursorTrail(self._name)
         while True:
             async with bounded(self._name, self._settings.budget) as deadline:
                 page = await self._api.page(None, token, self._settings.page_size, deadline)
@@ -139,6 +141,6 @@ class GoogleProvider:
                 yield mapping.device_record(
                     self._name, device, managed_types=self._settings.managed_types
                 )
-            token = page.nextPageToken
-            if not token:
+            if not page.nextPageToken:
                 return
+            token = trail.follow(page.nextPageToken)

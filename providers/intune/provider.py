@@ -228,7 +228,7 @@ class IntuneProvider:
 
     def iter_devices(self) -> AsyncIterator[DeviceRecord]:
         """Every managed device, page by page (`DeviceLister`)."""
-        return iterate(self.list_page)
+        return iterate(self.list_page, provider=self._name)
 
 
 async def _all(*calls: Awaitable[_T]) -> list[_T]:

@@ -302,4 +302,4 @@ class JamfProvider:
 
     def iter_devices(self) -> AsyncIterator[DeviceRecord]:
         """Every computer and mobile device, page by page (Pro API only)."""
-        return iterate(self.list_page)
+        return iterate(self.list_page, provider=self._name)

@@ -161,4 +161,4 @@ class KandjiProvider:
 
     def iter_devices(self) -> AsyncIterator[DeviceRecord]:
         """Every device, page by page (`DeviceLister`)."""
-        return iterate(self.list_page)
+        return iterate(self.list_page, provider=self._name)

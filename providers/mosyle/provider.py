@@ -225,4 +225,4 @@ class MosyleProvider:
 
     def iter_devices(self) -> AsyncIterator[DeviceRecord]:
         """Every device of every configured family, page by page (`DeviceLister`)."""
-        return iterate(self.list_page)
+        return iterate(self.list_page, provider=self._name)

@@ -132,6 +132,8 @@ class FakeGoogle:
     board: FakeUpstream = field(default_factory=lambda: FakeUpstream(frozenset({TOKEN_PATH})))
     valid_tokens: dict[str, str] = field(default_factory=dict)
     token_requests: int = 0
+    looping_pages: bool = False
+    """Every page's ``nextPageToken`` points at the second page (a server whose pages loop)."""
 
     def expire_tokens(self) -> None:
         """Make every issued token invalid, as if it had expired."""
@@ -271,7 +273,7 @@ async def mobile_devices(request: web.Request) -> web.Response:
     if chunk:
         body["mobiledevices"] = chunk
     if offset + size < len(rows):
-        body["nextPageToken"] = _page_token(offset + size)
+        body["nextPageToken"] = _page_token(size if fake.looping_pages else offset + size)
     return web.json_response(body)
 
 
