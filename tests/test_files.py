@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from structlog.testing import capture_logs
@@ -728,3 +729,22 @@ def test_repeat_lookup_in_one_inventory_version_decodes_once() -> None:
     assert first is not None
     assert index.get("C02A00000001") is first
     assert InventoryIndex(b"".join(image.parts), "inv").get("C02A00000001") is not first
+
+
+@pytest.mark.parametrize("kind", ["csv", "json"])
+def test_a_serial_other_than_ascii_answers_for_no_attested_identifier(
+    kind: Literal["csv", "json"],
+) -> None:
+    """'\ufb01'.upper() is "FI": a row whose serial holds the ligature must not answer for the
+    attested (ASCII) ABCDEFGHFI; an ASCII row in any case still does."""
+    rows = [("ABCDEFGH\ufb01", "ligature"), ("c02a00000001", "lower")]
+    if kind == "csv":
+        data = "serial,name\n" + "".join(f"{s},{n}\n" for s, n in rows)
+    else:
+        data = json.dumps({"devices": [{"serial": s, "name": n} for s, n in rows]})
+    image = build_image(data.encode(), kind=kind, source="x")
+    index = InventoryIndex(b"".join(image.parts), "inv")
+    assert index.get("ABCDEFGHFI") is None
+    found = index.get("C02A00000001")
+    assert found is not None
+    assert found.name == "lower"

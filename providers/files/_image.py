@@ -85,6 +85,13 @@ def has_duplicates(keys: list[int], serials: list[str], udids: list[str]) -> boo
     return False
 
 
+def _matchable(identifier: str | None) -> str | None:
+    """A record's serial or UDID as a lookup key matches it: upper case, and only when ASCII.
+    Attested identifiers are ASCII, and Unicode's upper case maps other letters onto ASCII
+    ones (``'ﬁ'.upper() == 'FI'``): a row with such a serial must not answer for another."""
+    return identifier.upper() if identifier and identifier.isascii() else None
+
+
 @dataclass(frozen=True, slots=True)
 class Image:
     """A packed image as parts to write out (no copy) or join.
@@ -169,7 +176,7 @@ class InventoryIndex:
         i = bisect.bisect_left(keys, wanted << 31)
         while i < len(keys) and keys[i] >> 31 == wanted:
             record = self._recent((keys[i] & _SLOT_MASK) >> 1)
-            if key in ((record.serial or "").upper(), (record.udid or "").upper()):
+            if key in (_matchable(record.serial), _matchable(record.udid)):
                 return record
             i += 1
         return None
