@@ -87,3 +87,10 @@ def classify(value: str, accepted: frozenset[IdentifierKind] | None = None) -> D
 def _case_for(kind: IdentifierKind, value: str) -> str:
     # UDIDs of the two dashed forms are upper-case on the device; inventories may lower them.
     return value.upper() if kind is IdentifierKind.UDID and "-" in value else value
+
+
+def ascii_upper(value: str | None) -> str:
+    """An upstream's serial or UDID in the form `DeviceIdentifier.normalized` compares with:
+    upper case, and "" (never equal) unless ASCII. An attested identifier is ASCII, and Unicode
+    maps other letters onto ASCII ones (``'ﬁ'.upper() == 'FI'``)."""
+    return value.upper() if value and value.isascii() else ""

@@ -13,6 +13,7 @@ from providers.identifiers import (
     DeviceIdentifier,
     IdentifierKind,
     IdentifierShapeError,
+    ascii_upper,
     classify,
 )
 
@@ -189,3 +190,18 @@ def test_apple_identifiers_hold_only_alphanumerics_and_dashes(value: str) -> Non
 def test_generated_serials_classify(value: str) -> None:
     """Every upper-case alphanumeric of serial length is an accepted serial for Apple webhooks."""
     assert classify(value, APPLE).kind is IdentifierKind.SERIAL
+
+
+@pytest.mark.parametrize(
+    ("reported", "form"),
+    [
+        ("c02quick0001", "C02QUICK0001"),
+        ("ABCDEFGH\ufb01", ""),  # 'ﬁ' upper-cases to "FI": no attested identifier matches it
+        (None, ""),
+        ("", ""),
+    ],
+)
+def test_an_upstreams_identifier_compares_only_when_ascii(reported: str | None, form: str) -> None:
+    """What a provider compares with `normalized`: upper case, and never equal unless ASCII."""
+    assert ascii_upper(reported) == form
+    assert ascii_upper(reported) != classify("ABCDEFGHFI").normalized

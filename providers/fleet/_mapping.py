@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from providers._records import iso_time, text
 from providers.base import DeviceRecord, GroupRef, UserRecord
 from providers.fleet._models import EndUser, Host, HostPolicy
-from providers.identifiers import DeviceIdentifier, IdentifierKind
+from providers.identifiers import DeviceIdentifier, IdentifierKind, ascii_upper
 
 FAILING = "fleet-policy-failing:"
 PENDING = "fleet-policy-pending:"
@@ -111,7 +111,7 @@ def matches(host: Host, identifier: DeviceIdentifier) -> bool:
     """
     wanted = identifier.value.upper()
     field = host.uuid if identifier.kind is IdentifierKind.UDID else host.hardware_serial
-    return (field or "").strip().upper() == wanted
+    return ascii_upper((field or "").strip()) == wanted
 
 
 def policy_groups(policies: list[HostPolicy] | None) -> list[GroupRef]:

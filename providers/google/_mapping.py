@@ -14,13 +14,14 @@ from collections.abc import Iterable
 from providers._records import text
 from providers.base import DeviceRecord, UserRecord
 from providers.google import _models as m
+from providers.identifiers import ascii_upper
 
 _VERSION = re.compile(r"([0-9]+(?:\.[0-9]+){0,5})")
 
 
 def matches(device: m.MobileDevice, serial: str) -> bool:
     """Whether the device's serial is exactly `serial` (Google's search matches loosely)."""
-    return (device.serialNumber or "").upper() == serial.upper()
+    return ascii_upper(device.serialNumber) == serial.upper()
 
 
 def managed(device: m.MobileDevice, managed_types: Iterable[str]) -> bool | None:

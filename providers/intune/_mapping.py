@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from providers import vocabulary
 from providers._records import text
 from providers.base import DeviceRecord, GroupRef, UserRecord
+from providers.identifiers import ascii_upper
 from providers.intune._models import DirectoryGroup, GraphUser, ManagedDevice
 from providers.intune._settings import GUID
 
@@ -37,7 +38,7 @@ def entra_device_id(device: ManagedDevice) -> str | None:
 
 def serial_matches(device: ManagedDevice, wanted: str) -> bool:
     """Whether the device's serial really is `wanted` (compared case-insensitively)."""
-    return (device.serial_number or "").upper() == wanted.upper()
+    return ascii_upper(device.serial_number) == wanted.upper()
 
 
 def group_refs(groups: Iterable[DirectoryGroup]) -> tuple[GroupRef, ...]:

@@ -17,7 +17,7 @@ from providers._http import UpstreamClient, bounded, starting
 from providers._listing import ListedPage, iterate
 from providers._records import newest, text
 from providers.base import DeviceRecord, ProviderError
-from providers.identifiers import DeviceIdentifier, IdentifierKind
+from providers.identifiers import DeviceIdentifier, IdentifierKind, ascii_upper
 from providers.intune import _mapping as mapping
 from providers.intune._api import GraphApi
 from providers.intune._auth import IntuneTokens
@@ -138,7 +138,7 @@ class IntuneProvider:
             fetched = await _all(*(self._api.udid(d.id, deadline) for d in candidates))
             udids = {d.id: text(u) for d, u in zip(candidates, fetched, strict=True)}
             wanted = identifier.value.upper()
-            matching = [d for d in candidates if (udids[d.id] or "").upper() == wanted]
+            matching = [d for d in candidates if ascii_upper(udids[d.id]) == wanted]
             if len(matching) < len(candidates):
                 log.warning(
                     "provider.udid_mismatch",

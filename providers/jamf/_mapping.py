@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 
 from providers._records import text
 from providers.base import DeviceRecord, GroupRef, UserRecord
-from providers.identifiers import DeviceIdentifier, IdentifierKind
+from providers.identifiers import DeviceIdentifier, IdentifierKind, ascii_upper
 from providers.jamf import _models as m
 from providers.jamf._settings import DeviceClass
 
@@ -22,7 +22,7 @@ _SHA1_FORM = 40  # 40 hex digits
 def matches(record: DeviceRecord, identifier: DeviceIdentifier) -> bool:
     """Whether the record really carries the identifier (Jamf compares case-insensitively)."""
     wanted = identifier.normalized
-    return any(v is not None and v.upper() == wanted for v in (record.serial, record.udid))
+    return any(ascii_upper(v) == wanted for v in (record.serial, record.udid))
 
 
 def classes_for(

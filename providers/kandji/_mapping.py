@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from providers._records import iso_time, text
 from providers.base import DeviceRecord, GroupRef, UserRecord
+from providers.identifiers import ascii_upper
 from providers.kandji._models import DeviceDetails, KandjiDevice
 
 PLATFORMS = {
@@ -35,7 +36,7 @@ def platform(value: str | None) -> str | None:
 
 def serial_matches(device: KandjiDevice, serial: str) -> bool:
     """Kandji's ``serial_number`` filter matches substrings: keep only the exact serial."""
-    return (device.serial_number or "").strip().upper() == serial.upper()
+    return ascii_upper((device.serial_number or "").strip()) == serial.upper()
 
 
 def managed(device: KandjiDevice, details: DeviceDetails | None) -> bool | None:

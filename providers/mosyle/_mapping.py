@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from providers._records import text
 from providers.base import DeviceRecord, GroupRef, UserRecord
+from providers.identifiers import ascii_upper
 from providers.mosyle._models import DeviceGroup, MosyleDevice
 from providers.unicode import ascii_int
 
@@ -43,7 +44,7 @@ def platform(device: MosyleDevice, family: str) -> str | None:
 
 def serial_matches(device: MosyleDevice, serial: str) -> bool:
     """Whether the device's serial is exactly `serial` (compared case-insensitively)."""
-    return (device.serial_number or "").strip().upper() == serial.upper()
+    return ascii_upper((device.serial_number or "").strip()) == serial.upper()
 
 
 def managed(device: MosyleDevice, enrolled: Collection[str]) -> bool | None:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from providers._records import text
 from providers.base import DeviceRecord, GroupRef, UserRecord
-from providers.identifiers import DeviceIdentifier, IdentifierKind
+from providers.identifiers import DeviceIdentifier, IdentifierKind, ascii_upper
 from providers.workspaceone import _models as m
 
 COMPLIANCE = {
@@ -59,7 +59,7 @@ def udid_key(value: str) -> str:
 def matches(device: m.Device, identifier: DeviceIdentifier) -> bool:
     """Whether the answer really is the device asked for (a misread search must not count)."""
     if identifier.kind is IdentifierKind.SERIAL:
-        return (device.SerialNumber or "").upper() == identifier.normalized
+        return ascii_upper(device.SerialNumber) == identifier.normalized
     return udid_key(device.Udid or "") == udid_key(identifier.value)
 
 
