@@ -49,9 +49,8 @@ class DeviceIdentifier:
 
     @property
     def normalized(self) -> str:
-        """Cache and index key: inventories write UDIDs and serials in either case. A TPM EK
-        is base64, where case is part of the value: it is kept as it is."""
-        return self.value if self.kind is IdentifierKind.TPM_EK else self.value.upper()
+        """Cache and index key: inventories write UDIDs and serials in either case."""
+        return self.value.upper()
 
 
 class IdentifierShapeError(ValueError):

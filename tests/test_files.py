@@ -748,3 +748,13 @@ def test_a_serial_other_than_ascii_answers_for_no_attested_identifier(
     found = index.get("C02A00000001")
     assert found is not None
     assert found.name == "lower"
+
+
+def test_a_tpm_ek_in_an_inventory_is_found_in_any_case() -> None:
+    """An EK (base64) written as a file's serial is found by the EK step-ca attests: lookups
+    compare in upper case, as for every identifier."""
+    ek = "urn:ek:sha256:Ab3dEf5gHi7jKl9mNo1pQr3sTu5vWx7yZa9bCd1eFg3hIj5"
+    image = build_image(f"serial,name\n{ek},tpm\n".encode(), kind="csv", source="x")
+    found = InventoryIndex(b"".join(image.parts), "inv").get(classify(ek).normalized)
+    assert found is not None
+    assert found.name == "tpm"

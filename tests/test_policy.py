@@ -721,9 +721,11 @@ def test_a_group_named_after_another_groups_id_grants_nothing(rule: str) -> None
     impostor = dev(groups=(GroupRef(ENGINEERING_ID.upper(), id=other),))
     member = dev(groups=(GroupRef("Engineering", id=ENGINEERING_ID),))
     unreadable = dev(groups=(GroupRef(ENGINEERING_ID, id=ENGINEERING_ID),))  # named by its id
+    by_name_only = dev(groups=(GroupRef(ENGINEERING_ID),))  # a file's or a tag's: no id
     assert [o.code for o in check(policy, impostor).failures] == ["group-required"]
     assert check(policy, member).allow
     assert check(policy, unreadable).allow
+    assert check(policy, by_name_only).allow
 
 
 def test_none_of_still_refuses_on_a_group_named_like_an_id() -> None:

@@ -333,6 +333,17 @@ async def test_a_listing_whose_pages_loop_fails_and_keeps_the_last_generation(
     assert current.id == good.id
 
 
+async def test_a_synced_serial_other_than_ascii_answers_for_no_identifier(store: Store) -> None:
+    """'\ufb01'.upper() is "FI": a synced record with that serial is not stored under the
+    attested ABCDEFGHFI, so it never answers for that device."""
+    inventory = ListedInventory([device("ABCDEFGH\ufb01"), device("C02A00000001")])
+    await syncer(store, inventory).sync()
+    assert await keys(store, "ABCDEFGHFI", "C02A00000001") == {
+        "ABCDEFGHFI": None,
+        "C02A00000001": True,
+    }
+
+
 def test_failed_syncs_back_off_up_to_the_interval(store: Store) -> None:
     """Retries after failures wait 10, 20, 40... seconds, never longer than sync_interval."""
     leader = syncer(store, ListedInventory([]))

@@ -2,9 +2,10 @@
 
 A device group matches an entry by its name or its id, both trimmed and case-folded; the
 outcome's ``observed`` value is the device's group names (the first twenty). For the rules that
-grant (all_of, any_of), a group *named* like a GUID counts by its id only, unless that name is
-its own id: in Entra anyone who may create a group may name it after another group's id, and an
-entry written as an id must not be met by such a name. none_of, which refuses, counts both.
+grant (all_of, any_of), a group that has an id and a *name* shaped like a GUID counts by its id
+only, unless that name is its own id: in Entra anyone who may create a group may name it after
+another group's id, and an entry written as an id must not be met by such a name. none_of,
+which refuses, counts both.
 """
 
 from __future__ import annotations
@@ -27,14 +28,16 @@ def _group_keys(device: DeviceRecord) -> frozenset[str]:
 
 
 def _granting_keys(device: DeviceRecord) -> frozenset[str]:
-    """The folded names and ids all_of and any_of accept: a name shaped like a GUID only
-    when it is the group's own id (Graph names a group it may not read by its id)."""
+    """The folded names and ids all_of and any_of accept: a name shaped like a GUID only when
+    it is the group's own id (Graph names a group it may not read by its id) or the group has
+    no id at all (inventory files and tags know groups by name only)."""
     keys: set[str] = set()
     for group in device.groups:
         name, ident = fold(group.name), fold(group.id) if group.id else None
         if ident is not None:
             keys.add(ident)
-        if name == ident or not _GUID.fullmatch(name):
+        # A group without an id (a file's, a tag) is known by its name alone, as before.
+        if ident is None or name == ident or not _GUID.fullmatch(name):
             keys.add(name)
     return frozenset(keys)
 

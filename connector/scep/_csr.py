@@ -111,11 +111,13 @@ def read_certificate(raw_b64: str | None) -> IssuedFacts:
         raise CsrError("the certificate is not X.509 DER") from None
     with _names_of("certificate"):
         issuer_cn = _single_cn(cert.issuer, "issuer")
-        return IssuedFacts(
-            serial=f"{cert.serial_number:X}",
-            thumbprint=cert.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303 - an identifier, as Windows shows it
-            not_after=cert.not_valid_after_utc.astimezone(UTC),
-            issuer=cert.issuer.rfc4514_string(),
-            issuer_common_name=issuer_cn or cert.issuer.rfc4514_string(),
-            common_name=_single_cn(cert.subject, "certificate subject"),
-        )
+        issuer = cert.issuer.rfc4514_string()
+        common_name = _single_cn(cert.subject, "certificate subject")
+    return IssuedFacts(
+        serial=f"{cert.serial_number:X}",
+        thumbprint=cert.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303 - an identifier, as Windows shows it
+        not_after=cert.not_valid_after_utc.astimezone(UTC),
+        issuer=issuer,
+        issuer_common_name=issuer_cn or issuer,
+        common_name=common_name,
+    )

@@ -29,6 +29,7 @@ import structlog
 from connector.store import Generation, Store, StoredDevice, StoreError, SyncState
 from providers._listing import CursorTrail
 from providers.base import CursorRejected, DeviceRecord, ProviderError
+from providers.identifiers import ascii_upper
 from providers.sync_options import SyncOptions
 
 log = structlog.get_logger("connector.sync")
@@ -76,8 +77,10 @@ class LeaseLost(Exception):
 
 
 def record_keys(record: DeviceRecord) -> tuple[str, ...]:
-    """The normalised identifiers a record answers to (as `DeviceIdentifier.normalized`)."""
-    return tuple(dict.fromkeys(v.upper() for v in (record.serial, record.udid) if v))
+    """The normalised identifiers a record answers to (as `DeviceIdentifier.normalized`); a
+    serial or UDID other than ASCII answers to none (`ascii_upper`)."""
+    keys = (ascii_upper(record.serial), ascii_upper(record.udid))
+    return tuple(dict.fromkeys(k for k in keys if k))
 
 
 def record_rank(record: DeviceRecord) -> float:

@@ -19,7 +19,7 @@ from providers.abm._api import AbmApi
 from providers.abm._auth import AbmTokens
 from providers.abm._settings import AbmSettings
 from providers.base import DeviceRecord, ProviderError
-from providers.identifiers import DeviceIdentifier, IdentifierKind
+from providers.identifiers import DeviceIdentifier, IdentifierKind, ascii_upper
 from providers.observe import NO_HOOKS, ProviderHook
 
 log = structlog.get_logger("providers.abm")
@@ -131,7 +131,7 @@ class AbmProvider:
         serial = identifier.value.upper()
         async with bounded(self._name, self._settings.budget) as deadline:
             device = await self._api.device(serial, deadline)
-            if device is not None and device.serial.upper() != serial:
+            if device is not None and ascii_upper(device.serial) != serial:
                 raise ProviderError(self._name, "Apple answered another device")
             server = None
             if device is not None and not device.released and _may_be_assigned(device):
@@ -169,7 +169,7 @@ class AbmProvider:
                     yield mapping.device_record(
                         self._name,
                         device,
-                        assigned.get(device.serial.upper()),
+                        assigned.get(ascii_upper(device.serial)),
                         self._settings.mdm_servers,
                     )
             cursor = m.next_cursor(page.meta)
@@ -191,7 +191,8 @@ class AbmProvider:
                         quote(server.id, safe=""), cursor, self._settings.page_size, deadline
                     )
                 for linkage in page.data:
-                    assigned[linkage.id.upper()] = server
+                    if key := ascii_upper(linkage.id):
+                        assigned[key] = server
                 cursor = m.next_cursor(page.meta)
                 if cursor is None:
                     break

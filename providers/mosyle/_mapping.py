@@ -63,7 +63,10 @@ def group_index(groups: Iterable[DeviceGroup]) -> dict[str, tuple[GroupRef, ...]
     for group in groups:
         ref = GroupRef(name=text(group.name) or group.id, id=group.id)
         for udid in group.deviceudids:
-            members = index.setdefault(udid.strip().upper(), [])
+            key = ascii_upper(udid.strip())
+            if not key:
+                continue
+            members = index.setdefault(key, [])
             if ref not in members:
                 members.append(ref)
     return {udid: tuple(refs) for udid, refs in index.items()}
@@ -76,7 +79,7 @@ def groups(device: MosyleDevice, index: GroupIndex | None) -> tuple[GroupRef, ..
         name = text(tag)
         if name is not None and all(r.name != name for r in refs):
             refs.append(GroupRef(name=name))
-    udid = (device.deviceudid or "").strip().upper()
+    udid = ascii_upper((device.deviceudid or "").strip())
     if index is not None and udid:
         refs += index.get(udid, ())
     return tuple(refs)

@@ -52,8 +52,9 @@ collides with a smart group of the same name or number."""
 
 
 def udid_key(value: str) -> str:
-    """A UDID compared without dashes and case: Workspace ONE may store it either way (?)."""
-    return value.replace("-", "").upper()
+    """A UDID compared without dashes and case: Workspace ONE may store it either way (?).
+    Other than ASCII it is "" (never equal: see `ascii_upper`)."""
+    return ascii_upper(value.replace("-", ""))
 
 
 def matches(device: m.Device, identifier: DeviceIdentifier) -> bool:
