@@ -30,7 +30,7 @@ from connector.errors import (
     UnknownWebhook,
 )
 from connector.keys import CLOCK, HOOKS, PROVIDERS, ROUTES, SETTINGS, WebhookRuntime
-from connector.listener import request_started
+from connector.listener import request_started, vouch
 from connector.models import (
     ScepChallengeRequest,
     ScepNotification,
@@ -200,6 +200,7 @@ async def handle_webhook(request: web.Request) -> web.Response:
     _check_client_cert(request, hook)
     _check_signature(request, body, hook)
     _check_credentials(request, hook)
+    vouch(request)  # step-ca's connection: kept when the connection cap makes room
     now = request.app[CLOCK]()
     if hook.kind in SCEP_KINDS:  # SCEP calls: same checks, own bodies, decided in connector.scep
         scep = _parse(body, BODIES[hook.kind])

@@ -56,7 +56,16 @@ class Connection(web.RequestHandler):
     claims it and the body gets what is left of the same deadline (`read_capped`).
     """
 
-    __slots__ = ("_busy", "_head_timer", "_listener", "_read_timeout", "_requests", "_started")
+    __slots__ = (
+        "_busy",
+        "_head_timer",
+        "_listener",
+        "_read_timeout",
+        "_requests",
+        "_started",
+        "adoption",
+        "vouched",
+    )
 
     def __init__(
         self,
@@ -74,11 +83,21 @@ class Connection(web.RequestHandler):
         self._head_timer: asyncio.TimerHandle | None = None
         self._busy = False
         self._requests = 0
+        self.adoption: asyncio.Task[None] | None = None
+        """The listener's task handing this socket over (TLS handshake included), until done."""
+        self.vouched = False
+        """A request on it carried a valid webhook signature: step-ca's, kept at the cap."""
 
     @property
     def unproven(self) -> bool:
         """No request head has arrived yet: silent, trickling, or just connected."""
         return self._requests == 0 and not self._busy
+
+    @property
+    def spare(self) -> bool:
+        """Idle between requests, none of them signed: anyone's keep-alive, closed at the cap
+        before a newcomer is refused (a client reconnects; a signed caller is never displaced)."""
+        return not self.vouched and not self._busy and self._started is None
 
     @property
     def draining(self) -> bool:
@@ -186,6 +205,14 @@ def install(app: web.Application) -> None:
     app.on_response_prepare.append(_close_after_answer)
 
 
+def vouch(request: web.Request) -> None:
+    """The request carried a valid webhook signature: its connection is step-ca's, and is kept
+    when the connection cap makes room (anyone can hold idle keep-alive connections open)."""
+    protocol = request.protocol
+    if isinstance(protocol, Connection):
+        protocol.vouched = True
+
+
 def request_started(request: web.Request) -> float:
     """When the request's first byte arrived (now, for a server that does not track it)."""
     return request.get(REQUEST_STARTED) or asyncio.get_running_loop().time()
@@ -195,9 +222,10 @@ class Listener:
     """Binds, accepts up to `max_connections` sockets and drains them on shutdown.
 
     At the cap a new connection first displaces the oldest one that has not yet delivered a
-    request head (a TLS handshake under way, a silent or trickling connection): a flood of
-    such connections cannot lock step-ca out. Only when every open connection has proven itself
-    (a request under way or answered) is the newcomer refused (closed at once).
+    request head (a TLS handshake under way, a silent or trickling connection), then the oldest
+    idle one that never carried a signed webhook call (anyone's keep-alive, pinging `/healthz`
+    to stay open): a flood of either cannot lock step-ca out. Only when every open connection
+    is busy with a request or has carried a signed call is the newcomer refused (closed at once).
     """
 
     def __init__(
@@ -303,7 +331,10 @@ class Listener:
                 log.warning("server.drain_timeout", open_connections=self.open_connections)
 
     def opened(self, connection: Connection) -> None:
-        """A connection is established (TLS handshake done)."""
+        """A connection is established (TLS handshake done): counted once, as a connection."""
+        if connection.adoption is not None:  # its task may still be finishing
+            self._handshakes.pop(connection.adoption, None)
+            connection.adoption = None
         self._connections[connection] = None
 
     def closed(self, connection: Connection) -> None:
@@ -354,7 +385,9 @@ class Listener:
             task.add_done_callback(self._handshake_done)
 
     def _make_room(self, sock: socket.socket) -> bool:
-        """At the cap: close the oldest unproven connection for `sock`, or refuse `sock`."""
+        """At the cap: close, for `sock`, the oldest handshake under way, else the oldest
+        connection that sent no request head, else the oldest idle one that never carried a
+        signed request; refuse `sock` when every connection is busy or step-ca's."""
         if not (self._evicted or self._refused):
             log.warning("server.connection_limit_reached", max_connections=self._max)
         # Forgotten at once, so that a burst of newcomers displaces a different one each.
@@ -366,6 +399,8 @@ class Listener:
             self.evicted_total += 1
             return True
         unproven = next((c for c in self._connections if c.unproven), None)
+        if unproven is None:
+            unproven = next((c for c in self._connections if c.spare), None)
         if unproven is not None:
             del self._connections[unproven]
             unproven.force_close()
@@ -392,25 +427,38 @@ class Listener:
         """Hand an accepted socket to aiohttp (after the TLS handshake, bounded by read_timeout)."""
         loop = asyncio.get_running_loop()
         connection = self._connection(server)
+        connection.adoption = asyncio.current_task()
         transport: asyncio.Transport | None = None
+        tls: _LeanTLS | None = None
+        handshake: asyncio.Future[None] | None = None
+        taken = False
+
+        def protocol() -> asyncio.BaseProtocol:
+            # The loop asks for the protocol as it takes the socket into a transport of its own.
+            nonlocal taken
+            taken = True
+            return connection if tls is None else tls
+
         try:
-            if self._ssl is None:
-                await loop.connect_accepted_socket(lambda: connection, sock)
-                return
-            handshake = loop.create_future()
-            tls = _LeanTLS(
-                loop,
-                connection,
-                self._ssl,
-                handshake,
-                server_side=True,
-                ssl_handshake_timeout=self._read_timeout,  # type: ignore[arg-type] # a float works
-                ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT,
-            )
-            transport, _ = await loop.connect_accepted_socket(lambda: tls, sock)
-            await handshake
+            if self._ssl is not None:
+                handshake = loop.create_future()
+                tls = _LeanTLS(
+                    loop,
+                    connection,
+                    self._ssl,
+                    handshake,
+                    server_side=True,
+                    ssl_handshake_timeout=self._read_timeout,  # type: ignore[arg-type] # a float works
+                    ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT,
+                )
+            transport, _ = await loop.connect_accepted_socket(protocol, sock)
+            if handshake is not None:
+                await handshake
         except (OSError, asyncio.CancelledError):
-            # A failed, timed-out or displaced handshake never reaches `connection_made`.
+            # A failed, timed-out or displaced handshake never reaches `connection_made`. A
+            # transport owns its socket: the loop closes one it made before failing, and closing
+            # the socket beneath a live transport would free a descriptor the loop still uses.
             if transport is not None:
                 transport.abort()
-            sock.close()
+            elif not taken:
+                sock.close()

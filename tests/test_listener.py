@@ -198,6 +198,33 @@ async def test_silent_connections_at_the_cap_make_room_for_a_new_one(serve: Serv
         silent_writer.close()
 
 
+async def test_idle_connections_without_a_signed_call_make_room_for_step_ca(
+    serve: Serve,
+) -> None:
+    """Keep-alive connections held open by anyone (pinging `/healthz`) cannot lock step-ca out:
+    at the cap the oldest idle one that never carried a signed call is closed for a newcomer,
+    while a connection that carried one is kept."""
+    served = await serve(max_connections=3, keepalive_timeout=60, read_timeout=60)
+    step_ca = await asyncio.open_connection("127.0.0.1", served.port)
+    step_ca[1].write(_request(enrich("C02TEST00001")))
+    assert (await _answer(step_ca[0]))[0] == 200
+    pingers = [await asyncio.open_connection("127.0.0.1", served.port) for _ in range(2)]
+    for reader, writer in pingers:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert (await _answer(reader))[0] == 200
+    await _at_cap(served, 3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(_request(enrich("C02TEST00001")))
+    status, _, body = await _answer(reader)
+    assert (status, json.loads(body)["allow"]) == (200, True)
+    assert await _closed(pingers[0][0], within=3)  # the oldest pinger made room
+    assert not await _closed(pingers[1][0], within=0.2)
+    step_ca[1].write(_request(enrich("C02TEST00001")))  # step-ca's connection was kept
+    assert (await _answer(step_ca[0]))[0] == 200
+    for _, open_writer in [step_ca, *pingers, (reader, writer)]:
+        open_writer.close()
+
+
 async def test_a_freed_slot_accepts_again(serve: Serve) -> None:
     """Once a held connection closes, a new connection is served again."""
     served = await serve(max_connections=1, keepalive_timeout=60)
