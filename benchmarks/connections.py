@@ -38,7 +38,7 @@ from aiohttp import web
 from connector import create_app, stepca
 from connector.app import PROVIDERS_STARTED
 from connector.logs import configure_logging
-from connector.server import make_listener, running
+from connector.server import loop_factory, make_listener, running
 from connector.settings import settings_from_mapping
 from connector.tls import ensure_dev_certificate, server_context
 
@@ -288,8 +288,11 @@ def _child(argv: list[str]) -> None:
     )
     stack, folder = argv[1], Path(argv[2])
     folder.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_child(stack, "--tls" in argv, folder))
+    # Ours on the loop `serve` runs on (uvloop by default), the stock stack on asyncio's, as
+    # `web.run_app` runs it.
+    factory = loop_factory("auto" if stack == "ours" else "asyncio")
+    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_serve_child(stack, "--tls" in argv, folder))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Hot path: cache-hit decisions over plain HTTP against a bare aiohttp handler, load from `wrk`.
 
     .venv/bin/python -m benchmarks.hot_path [--seconds N] [--rounds N] [--connections N]
-                                            [--inventory jamf|csv] [--uvloop [connector]]
+                                            [--inventory jamf|csv] [--event-loop auto|uvloop|asyncio]
+                                            [--uvloop]
                                             [--without log,audit,metrics] [--floor]
                                             [--floor-parts parse,audit,log,metrics]
                                             [--floor-audit thread|process]
@@ -33,8 +34,9 @@ raises it); the connector's distance from it is roughly what its structure costs
 part costs on its own. `--floor-audit process` inserts its audit rows in a writer process fed
 through a pipe instead of on a thread (a design the connector does not use).
 
-`--uvloop` runs every server on uvloop, `--uvloop connector` only the connector (uvloop is not a
-dependency: ``.venv/bin/pip install uvloop`` first).
+The connector runs on the event loop `serve` picks (`server.event_loop`, uvloop by default);
+`--event-loop asyncio` runs it on asyncio's own loop instead. The reference servers run on asyncio's
+loop, as a stock aiohttp handler does; `--uvloop` puts them on uvloop too (the ratio on equal loops).
 
 `--without` shows what a part of every call costs by leaving it out of the connector (never
 for a figure of the service itself): ``log`` logs at warning, so the ``webhook.decision`` line is
@@ -71,7 +73,7 @@ from connector import create_app, stepca
 from connector.app import PROVIDERS_STARTED
 from connector.logs import configure_logging
 from connector.persistence import PERSISTENCE
-from connector.server import make_listener, running, settle_heap
+from connector.server import loop_factory, make_listener, running, settle_heap
 from connector.settings import settings_from_mapping
 from connector.signing import decode_secret
 
@@ -136,7 +138,9 @@ def _connector_config(
     return mapping
 
 
-async def _connector(stop: asyncio.Future[None], inventory: str, without: frozenset[str]) -> None:
+async def _connector(
+    stop: asyncio.Future[None], inventory: str, without: frozenset[str], event_loop: str
+) -> None:
     """The connector as `serve` runs it, logging JSON lines to /dev/null."""
     from tests.fakes.jamf import FakeJamf  # noqa: PLC0415 - only this child needs the fake
     from tests.fakes.jamf import create_app as jamf_app  # noqa: PLC0415
@@ -153,6 +157,7 @@ async def _connector(stop: asyncio.Future[None], inventory: str, without: frozen
         ) as sink,
     ):
         mapping = _connector_config(inventory, Path(tmp), jamf_url, without)
+        mapping["server"]["event_loop"] = event_loop
         configure_logging(mapping["logging"]["level"], "json", stream=sink)
         settings = settings_from_mapping(mapping)
         app = create_app(settings)
@@ -187,14 +192,14 @@ def child(kind: str, args: argparse.Namespace) -> None:
                 stopped, _serve_on_free_port, DEVICE, args.floor_parts, args.floor_audit
             )
         else:
-            await _connector(stopped, args.inventory, args.without)
+            await _connector(stopped, args.inventory, args.without, args.event_loop)
 
-    if args.uvloop:
-        import uvloop  # noqa: PLC0415 - optional
-
-        uvloop.run(main())
+    if kind == "connector":
+        factory = loop_factory(args.event_loop)
     else:
-        asyncio.run(main())
+        factory = loop_factory("uvloop" if args.uvloop else "asyncio")
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
 
 
 # --- the load generator -------------------------------------------------------------------------
@@ -205,8 +210,8 @@ class Server:
 
     def __init__(self, kind: str, args: argparse.Namespace) -> None:
         command = [sys.executable, "-m", "benchmarks.hot_path", "--child", kind]
-        on_uvloop = args.uvloop == "both" or (args.uvloop == "connector" and kind == "connector")
-        command += ["--inventory", args.inventory] + (["--uvloop"] if on_uvloop else [])
+        command += ["--inventory", args.inventory, "--event-loop", args.event_loop]
+        command += ["--uvloop"] if args.uvloop else []
         command += ["--without", ",".join(sorted(args.without))]
         command += ["--floor-parts", ",".join(sorted(args.floor_parts))]
         command += ["--floor-audit", args.floor_audit]
@@ -322,11 +327,15 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--inventory", choices=("jamf", "csv"), default="jamf")
     parser.add_argument(
+        "--event-loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="the connector's server.event_loop (auto: uvloop, as serve runs it)",
+    )
+    parser.add_argument(
         "--uvloop",
-        nargs="?",
-        const="both",
-        choices=("both", "connector"),
-        help="run the servers on uvloop (every one, or only the connector)",
+        action="store_true",
+        help="run the reference servers (bare, floor) on uvloop too",
     )
     parser.add_argument(
         "--without",
@@ -377,7 +386,8 @@ def main() -> None:
             for server in servers.values():
                 server.close()
         bare, ours = best["bare"], best["connector"]
-    loop = {None: "asyncio", "both": "uvloop", "connector": "connector on uvloop"}[args.uvloop]
+    connector_loop = "asyncio" if args.event_loop == "asyncio" else "uvloop"
+    loop = f"connector on {connector_loop}, reference on {'uvloop' if args.uvloop else 'asyncio'}"
     left_out = f"; connector without {', '.join(sorted(args.without))}" if args.without else ""
     print(
         f"signed AUTHORIZING call, {args.inventory} inventory "

@@ -12,8 +12,9 @@ import errno
 import gc
 import signal
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Literal
 
 import structlog
 from aiohttp import web
@@ -132,9 +133,30 @@ def serve(settings: Settings, config_dir: Path, *, config_path: Path | None = No
         if config_path is not None:
             reload_on_sighup(app, settings, config_path, certificates=reloader)
         settle_heap()
-        asyncio.run(_until_signal(app, listener, settings))
+        with asyncio.Runner(loop_factory=loop_factory(server.event_loop)) as runner:
+            runner.run(_until_signal(app, listener, settings))
     finally:
         listener.close()
+
+
+def loop_factory(
+    choice: Literal["auto", "uvloop", "asyncio"],
+) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop for `server.event_loop`: uvloop unless ``"asyncio"`` is asked for, or
+    ``"auto"`` finds it not installed (settings refuse ``"uvloop"`` where it is missing)."""
+    if choice == "asyncio":
+        return asyncio.new_event_loop
+    try:
+        import uvloop  # noqa: PLC0415 - not built for every platform
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
+def event_loop_name() -> str:
+    """``uvloop`` or ``asyncio``: what the running loop is, for `server.listening`."""
+    module = type(asyncio.get_running_loop()).__module__
+    return "uvloop" if module.startswith("uvloop") else "asyncio"
 
 
 def settle_heap() -> None:
@@ -192,6 +214,7 @@ async def running(
             tls=listener.tls,
             mtls=server.client_ca is not None,
             max_connections=server.max_connections,
+            event_loop=event_loop_name(),
             webhooks={h.name: h.path for h in settings.webhooks},
         )
         yield

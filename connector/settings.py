@@ -69,6 +69,16 @@ class ServerSettings(_Frozen):
     drain_period: float = Field(default=5.0, ge=0, le=300)
     # A separate thread reports an event loop that has not run for this long (0: no watchdog).
     loop_stall_timeout: float = Field(default=2.0, ge=0, le=60)
+    # uvloop (libuv) serves a call in about 10 % less CPU than asyncio's own loop; "auto" uses
+    # it where it is installed (every platform but Windows), "asyncio" is the way back.
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+
+    @field_validator("event_loop")
+    @classmethod
+    def _loop_installed(cls, value: str) -> str:
+        if value == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            raise ValueError('uvloop is not installed here; use "auto" or "asyncio"')
+        return value
 
     @model_validator(mode="after")
     def _one_way_to_listen(self) -> ServerSettings:

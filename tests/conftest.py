@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 import structlog
+import uvloop
 from aiohttp.test_utils import TestClient
 
 from connector import create_app
@@ -22,6 +23,23 @@ from tests.helpers import FIXED_NOW, INVENTORY_CSV, config, make_settings
 from tests.postgres import postgres_cluster
 
 AppClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+ON_BOTH_LOOPS = frozenset({"test_listener.py", "test_tls.py", "test_watchdog.py"})
+"""Test modules run on asyncio's loop and on uvloop, the one `serve` runs on by default: the
+listener's socket handling (the connection cap, TLS handshakes) and the watchdog depend on how a
+loop owns sockets and schedules callbacks. Every other in-process test runs on asyncio; the
+tests that start `serve` itself run on its default."""
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The event loops an async test runs on (pytest-asyncio's hook)."""
+    del config
+    loops: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop}
+    if item.path.name in ON_BOTH_LOOPS:
+        loops["uvloop"] = uvloop.new_event_loop
+    return loops
 
 
 @pytest.fixture

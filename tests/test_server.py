@@ -278,6 +278,21 @@ def test_every_log_line_is_json_even_for_garbage_and_dropped_clients(serve: Any)
     assert not [e for e in events if "exception" in e or e["level"] == "error"]
 
 
+@pytest.mark.parametrize(("extra", "loop"), [("", "uvloop"), ('event_loop = "asyncio"', "asyncio")])
+def test_serve_runs_on_the_configured_event_loop(serve: Any, extra: str, loop: str) -> None:
+    """uvloop by default, asyncio's own loop when asked; `server.listening` says which, and a
+    signed call is answered on either."""
+    server = serve(extra)
+    body = enrich("C02TEST00001", now=datetime.now(UTC))
+    answer = httpx.post(
+        f"http://127.0.0.1:{server.port}{PEOPLE}", content=body, headers=signed(body), timeout=5
+    )
+    assert (answer.status_code, answer.json()["allow"]) == (200, True)
+    assert server.stop() == 0
+    [listening] = [e for e in server.events() if e["event"] == "server.listening"]
+    assert listening["event_loop"] == loop
+
+
 def test_a_taken_port_is_one_error_line_and_exit_2(tmp_path: Path) -> None:
     """Serving on a port already in use exits 2 with one `server.listen_failed` line."""
     with socket.socket() as holder:

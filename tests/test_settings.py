@@ -87,6 +87,10 @@ def test_unknown_keys_are_rejected_with_their_path(
         ({"server": {"port": 70000, "plain_http": True}}, "server.port: Input should be less"),
         ({"cache": {"not_found_ttl": -1}}, "cache.not_found_ttl: Input should be greater"),
         ({"logging": {"level": "loud"}}, "logging.level: Input should be"),
+        (
+            {"server": {"plain_http": True, "event_loop": "trio"}},
+            "server.event_loop: Input should be 'auto', 'uvloop' or 'asyncio'",
+        ),
     ],
     ids=[
         "secret-base64",
@@ -103,6 +107,7 @@ def test_unknown_keys_are_rejected_with_their_path(
         "port",
         "ttl",
         "log-level",
+        "event-loop",
     ],
 )
 def test_every_error_names_its_key_path(
