@@ -21,7 +21,7 @@ from connector.observe import FanOut, StructlogHook
 from connector.persistence import PERSISTENCE, AuditHook, Persistence, persistence_ctx
 from connector.readiness import READINESS, Readiness
 from connector.scep.endpoint import handle_challenge_request
-from connector.scep.runtime import SCEP, ScepRuntime, scep_ctx
+from connector.scep.runtime import SCEP, CurrentScep, ScepRuntime, scep_ctx
 from connector.settings import Settings
 from connector.watchdog import LoopWatchdog
 from providers import Provider, ProviderError, build_provider
@@ -79,14 +79,14 @@ def create_app(
             hooks=hooks,
         )
         for webhook_id in hook.ids:  # two during a secret rotation
-            routes.setdefault(hook.path, {})[webhook_id] = WebhookRuntime(hook, chain)
+            routes.setdefault(hook.path, {})[webhook_id] = WebhookRuntime(hook, chain, scep)
     app[SETTINGS] = settings
     app[PROVIDERS] = providers
     app[HOOKS] = hooks
     app[PERSISTENCE] = persistence
     app[ROUTES] = routes
     app[CLOCK] = clock
-    app[SCEP] = scep
+    app[SCEP] = CurrentScep(scep)
     app.add_routes(
         [
             web.get("/healthz", handle_healthz, allow_head=True, expect_handler=expect_handler),

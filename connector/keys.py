@@ -12,6 +12,7 @@ from connector.decision import DecisionMemo
 from connector.listener import Listener
 from connector.lookup import ProviderChain
 from connector.observe import Hook
+from connector.scep.runtime import ScepRuntime
 from connector.settings import Settings, WebhookSettings
 from providers.base import Provider
 
@@ -23,11 +24,14 @@ class WebhookRuntime:
     Attributes:
         settings: The ``[[webhooks]]`` entry.
         chain: Its providers, in order, behind the shared cache.
+        scep: The SCEP parts built from the same config (validators, Intune clients), so a call
+            that outlives a reload finishes with one config's webhook and validator.
         memo: What its decisions may reuse (`DecisionMemo`); a reload builds a new runtime.
     """
 
     settings: WebhookSettings
     chain: ProviderChain
+    scep: ScepRuntime | None = field(default=None, compare=False, repr=False)
     memo: DecisionMemo = field(default_factory=DecisionMemo, compare=False, repr=False)
 
 

@@ -3,14 +3,17 @@ while the service runs, and say which changes wait for a restart.
 
 Live (swapped in one step, between two requests): every ``[[webhooks]]`` entry on a path the
 service already serves (ids, secrets and rotations, credentials, policies, enrichment, provider
-lists), ``[providers.*]`` in ``mode = "live"`` (a changed table is built and started before the
-swap; unchanged ones keep running, with their tokens and loaded files), and ``[cache]`` (a fresh
-cache). The TLS certificate files are re-read as the periodic check does.
+lists, SCEP validators), ``[providers.*]`` in ``mode = "live"`` (a changed table is built and
+started before the swap; unchanged ones keep running, with their tokens and loaded files), and
+``[cache]`` (a fresh cache). The SCEP runtime (validators, challenge URLs' credentials, Intune
+SCEP clients) is built anew from the new config and swapped in with the routes; the replaced
+one closes once its requests and reports to Intune are done. The TLS certificate files are
+re-read as the periodic check does.
 
 After a restart only: ``[server]`` (the listening socket, TLS settings, timeouts), ``[logging]``,
-``[store]``, a webhook on a path not served yet (the router is fixed at start), and providers
-in a sync mode (their syncers belong to the store). The reload still applies everything else
-and lists these as ``restart_required`` in `config.reloaded`.
+``[store]``, a webhook or a challenge URL on a path not served yet (the router is fixed at
+start), and providers in a sync mode (their syncers belong to the store). The reload still
+applies everything else and lists these as ``restart_required`` in `config.reloaded`.
 
 A config that fails validation, or a changed provider that does not start, is refused whole
 (`config.reload_failed` with the problems) and the running config keeps serving.
@@ -31,6 +34,9 @@ from aiohttp import web
 from connector.checks import preflight
 from connector.keys import HOOKS, PROVIDERS, ROUTES, WebhookRuntime
 from connector.lookup import AnswerCache, MemoryCache, ProviderChain
+from connector.persistence import PERSISTENCE
+from connector.scep import ChallengeValidatorSettings
+from connector.scep.runtime import SCEP, ScepRuntime
 from connector.settings import ConfigError, Settings, load_settings
 from connector.tls import CertificateReloader
 from providers import Provider, ProviderError, ProviderSettings, build_provider
@@ -45,6 +51,15 @@ RETIRE_GRACE = 1.0
 
 def _synced(table: ProviderSettings | None) -> bool:
     return isinstance(table, SyncOptions) and table.mode != "live"
+
+
+def _challenge_urls(settings: Settings) -> dict[int, str]:
+    """The challenge URL path of each webhook (by index) that has one."""
+    return {
+        index: hook.validator.path
+        for index, hook in enumerate(settings.webhooks)
+        if isinstance(hook.validator, ChallengeValidatorSettings)
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +87,9 @@ def plan_reload(
     new: Settings,
     served: frozenset[str],
 ) -> ReloadPlan:
-    """Compare `new` with the settings the process `started` with (restart-only sections) and
-    the tables of the providers `running` now; `served` are the paths the router knows."""
+    """Compare `new` with the settings the process `started` with (restart-only sections, and
+    the challenge URLs it routes) and the tables of the providers `running` now; `served` are
+    the webhook paths the router knows."""
     restart: list[str] = []
     for section in RESTART_SECTIONS:
         before, after = getattr(started, section), getattr(new, section)
@@ -86,6 +102,12 @@ def plan_reload(
         f"webhooks[{index}].path ({hook.path} is not served yet)"
         for index, hook in enumerate(new.webhooks)
         if hook.path not in served
+    ]
+    routed = frozenset(_challenge_urls(started).values())
+    restart += [
+        f"webhooks[{index}].validator.path ({path} is not served yet)"
+        for index, path in _challenge_urls(new).items()
+        if path not in routed
     ]
     build: list[str] = []
     keep: list[str] = []
@@ -116,9 +138,10 @@ def plan_reload(
 class ConfigReloader:
     """Re-reads the config file on `reload()` (SIGHUP) and swaps the live parts into the app.
 
-    The app's provider and route tables are the same dict objects before and after: a reload
-    replaces their contents in one step, so a request sees the old or the new config, never a
-    mix, and the provider keeper retries whatever providers are current.
+    The app's provider and route tables are the same dict objects before and after, and the
+    SCEP runtime sits in one `CurrentScep`: a reload replaces their contents in one step, so a
+    request sees the old or the new config, never a mix, and the provider keeper retries
+    whatever providers are current.
     """
 
     def __init__(
@@ -140,6 +163,7 @@ class ConfigReloader:
         self._caches: list[AnswerCache] = []  # the cache in use since the last reload
         self._retired: list[Provider] = []  # replaced, closing after the grace
         self._old_caches: list[AnswerCache] = []
+        self._old_scep: list[ScepRuntime] = []  # replaced, closing after the grace
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def reload(self) -> bool:
@@ -199,6 +223,9 @@ class ConfigReloader:
 
     def _swap(self, new: Settings, plan: ReloadPlan, built: Mapping[str, Provider]) -> None:
         running = self._app[PROVIDERS]
+        # Built from the new config, like the chains: validators, challenge URLs, Intune clients
+        # (a rotated secret or a changed validator table must not keep its start-time objects).
+        scep = ScepRuntime(new, self._app[PERSISTENCE].store, self._app[HOOKS])
         providers = {**{name: running[name] for name in plan.keep}, **built}
         cache = AnswerCache(
             MemoryCache(new.cache.max_entries),
@@ -212,25 +239,28 @@ class ConfigReloader:
             chain = ProviderChain(
                 [providers[name] for name in hook.providers],
                 cache,
-                budget=self._started.server.decision_budget,
+                budget=scep.chain_budget(hook, self._started.server.decision_budget),
                 on_failure=hook.on_provider_failure,
                 hooks=self._app[HOOKS],
             )
             for webhook_id in hook.ids:
-                routes[hook.path][webhook_id] = WebhookRuntime(hook, chain)
+                routes[hook.path][webhook_id] = WebhookRuntime(hook, chain, scep)
         retired = [p for p in running.values() if p not in providers.values()]
         old_caches, self._caches = self._caches, [cache]
+        current = self._app[SCEP]
+        old_scep = current.runtime
         # One step, no await in between: a request sees the old tables or the new ones.
         running.clear()
         running.update(providers)
         self._app[ROUTES].clear()
         self._app[ROUTES].update(routes)
+        current.runtime = scep
         # A kept provider runs with the table it started with (a synced one may differ).
         self._tables = {
             **{name: self._tables[name] for name in plan.keep},
             **{name: new.providers[name] for name in built},
         }
-        self._retire(retired, old_caches)
+        self._retire(retired, old_caches, old_scep)
         log.info(
             "config.reloaded",
             config=str(self._path),
@@ -245,16 +275,22 @@ class ConfigReloader:
             ),
         )
 
-    def _retire(self, providers: list[Provider], caches: list[AnswerCache]) -> None:
+    def _retire(
+        self, providers: list[Provider], caches: list[AnswerCache], scep: ScepRuntime
+    ) -> None:
         """Close what the swap replaced once requests that still hold it have finished."""
         self._retired += providers
         self._old_caches += caches
+        self._old_scep.append(scep)
 
         async def later() -> None:
             await asyncio.sleep(self._started.server.decision_budget + RETIRE_GRACE)
             await _close(providers, caches)
             self._retired = [p for p in self._retired if p not in providers]
             self._old_caches = [c for c in self._old_caches if c not in caches]
+            # Reports to Intune that its calls started may run their notify_timeout.
+            await _close_scep(scep, grace=scep.notify_grace)
+            self._old_scep.remove(scep)
 
         self._track(asyncio.create_task(later(), name="config-retire"))
 
@@ -282,6 +318,8 @@ class ConfigReloader:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await _close(self._retired, [*self._old_caches, *self._caches])
+        for scep in self._old_scep:  # the one in use is closed by scep_ctx
+            await _close_scep(scep)
 
 
 async def _close(providers: list[Provider], caches: list[AnswerCache]) -> None:
@@ -290,6 +328,11 @@ async def _close(providers: list[Provider], caches: list[AnswerCache]) -> None:
             await provider.aclose()
     for cache in caches:
         await cache.aclose()
+
+
+async def _close_scep(scep: ScepRuntime, *, grace: float = 5.0) -> None:
+    with contextlib.suppress(Exception):
+        await scep.aclose(grace)
 
 
 def reload_on_sighup(

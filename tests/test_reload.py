@@ -34,6 +34,7 @@ from tests.helpers import (
     webhook,
 )
 from tests.pki import TestCA
+from tests.test_scep_challenge import scep_webhook
 
 ROOT = Path(__file__).resolve().parent.parent
 PEOPLE = "/webhooks/people"
@@ -325,6 +326,20 @@ def test_plan_lists_what_needs_a_restart(inventory: Path) -> None:
         "webhooks[0].path (/new is not served yet)",
     )
     assert plan.problems == ("providers.jamf: a new provider in a sync mode needs a restart",)
+
+
+def test_plan_lists_a_challenge_url_not_served_yet(inventory: Path) -> None:
+    """A SCEP challenge URL moved to a path the router did not get at start waits for a
+    restart; new credentials on the served one change live."""
+    served = frozenset({"/webhooks/people", "/webhooks/scep"})
+    started = _settings(inventory, webhooks=[webhook(), scep_webhook()])
+    rotated = _settings(inventory, webhooks=[webhook(), scep_webhook(password=OTHER_SECRET)])
+    moved = _settings(inventory, webhooks=[webhook(), scep_webhook(path="/scep/moved")])
+
+    assert plan_reload(started, started.providers, rotated, served).restart_required == ()
+    assert plan_reload(started, started.providers, moved, served).restart_required == (
+        "webhooks[1].validator.path (/scep/moved is not served yet)",
+    )
 
 
 def test_plan_keeps_a_synced_provider_until_a_restart(inventory: Path) -> None:

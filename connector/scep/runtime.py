@@ -1,10 +1,13 @@
 """What the app holds for SCEP: each webhook's validator, the challenge issuers by path, the
 Intune clients (one per Intune provider, shared by validation and notifications), and the
-background notifier. Built in `create_app`, closed by `scep_ctx`."""
+background notifier. Built from one config in `create_app` and again by each config reload,
+which swaps the new one in with the routes and retires the old one; `scep_ctx` closes the one
+in use at shutdown."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -22,7 +25,7 @@ MIN_CHAIN_BUDGET = 1.0
 
 
 class ScepRuntime:
-    """The SCEP parts of one app (see the module docstring)."""
+    """The SCEP parts built from one config (see the module docstring)."""
 
     def __init__(self, settings: Settings, store: Store, hooks: Hook) -> None:
         self.validators: dict[str, Validator] = {}
@@ -30,6 +33,8 @@ class ScepRuntime:
         self.forwarders: dict[str, tuple[IntuneScepClient, IntuneValidatorSettings]] = {}
         self.clients: dict[str, IntuneScepClient] = {}
         self.notifier = Notifier()
+        self.closed = False
+        """Whether `aclose` has run (a reload closes the runtime it replaced)."""
         for hook in settings.webhooks:
             validator = hook.validator
             if isinstance(validator, ChallengeValidatorSettings):
@@ -66,17 +71,39 @@ class ScepRuntime:
             return budget
         return max(budget - validator.timeout, MIN_CHAIN_BUDGET)
 
-    async def aclose(self) -> None:
-        """Let background reports finish (briefly), then close the Intune clients."""
-        await self.notifier.aclose()
+    @property
+    def notify_grace(self) -> float:
+        """Seconds its reports to Intune may still need (the longest ``notify_timeout``)."""
+        timeouts = [settings.notify_timeout for _, settings in self.forwarders.values()]
+        return max(timeouts, default=0.0)
+
+    async def aclose(self, grace: float = 5.0) -> None:
+        """Give background reports `grace` seconds to finish, then close the Intune clients."""
+        await self.notifier.aclose(grace)
         for client in self.clients.values():
             await client.aclose()
+        self.closed = True
 
 
-SCEP = web.AppKey("scep", ScepRuntime)
+@dataclass(slots=True)
+class CurrentScep:
+    """The SCEP runtime in use; mutable because aiohttp freezes the app's own keys at start.
+
+    A reload replaces `runtime` in the same step as the routes. The challenge URL reads it once
+    per request; a webhook call reads the runtime its `WebhookRuntime` was built with, so either
+    sees one config's SCEP parts whole.
+
+    Attributes:
+        runtime: The runtime built from the config now live.
+    """
+
+    runtime: ScepRuntime
+
+
+SCEP = web.AppKey("scep", CurrentScep)
 
 
 async def scep_ctx(app: web.Application) -> AsyncIterator[None]:
     """Close the SCEP clients and wait for pending notifications at shutdown."""
     yield
-    await app[SCEP].aclose()
+    await app[SCEP].runtime.aclose()

@@ -18,7 +18,6 @@ from connector.models import ScepChallengeRequest, ScepNotification
 from connector.persistence import PERSISTENCE
 from connector.scep._decide import decide_challenge
 from connector.scep._notify import audit_entry, forward_to_intune, read_notification
-from connector.scep.runtime import SCEP
 
 log = structlog.get_logger("connector.scep")
 
@@ -47,9 +46,15 @@ class ScepAnswer:
 async def answer_scep(
     request: web.Request, runtime: WebhookRuntime, payload: ScepBody, *, now: datetime
 ) -> ScepAnswer:
-    """Decide a challenge, or record a notification (and report it to Intune)."""
+    """Decide a challenge, or record a notification (and report it to Intune).
+
+    The validator and the Intune client come from `runtime`, never from the app: built with
+    its webhook settings, they stay that webhook's across a reload that renames or retunes it.
+    """
     hook = runtime.settings
-    scep = request.app[SCEP]
+    scep = runtime.scep
+    if scep is None:  # pragma: no cover - create_app and every reload build one
+        raise RuntimeError(f"webhook {hook.name} has no SCEP runtime")
     if isinstance(payload, ScepChallengeRequest):
         decision = await decide_challenge(
             hook, scep.validators[hook.name], payload, runtime.chain, now=now

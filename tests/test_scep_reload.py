@@ -1,0 +1,333 @@
+"""A config reload (SIGHUP) swaps in SCEP parts built from the new config: the challenge URL's
+credentials and options, the validators, the Intune SCEP clients and the chain's share of the
+decision budget; the replaced ones close once requests under way are done.
+
+The real app serves a config file; `ConfigReloader` re-reads it as SIGHUP does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from structlog.testing import capture_logs
+
+from connector import create_app
+from connector.app import PROVIDERS_STARTED
+from connector.keys import ROUTES
+from connector.persistence import PERSISTENCE
+from connector.reload import ConfigReloader
+from connector.scep.runtime import SCEP, ScepRuntime
+from connector.settings import load_settings
+from tests import test_scep_intune
+from tests.fakes.mdm import basic_auth, challenge_request
+from tests.helpers import FIXED_NOW, config, webhook
+from tests.test_scep_challenge import (
+    CHALLENGE_URL,
+    MANAGED,
+    MDM_PASSWORD,
+    MDM_USER,
+    SCEP_ID,
+    scep_webhook,
+)
+from tests.test_scep_challenge import present as present_challenge
+from tests.test_scep_intune import (
+    CHALLENGE_ID,
+    CLIENT_ID,
+    TENANT,
+    UNMANAGED,
+    until,
+)
+from tests.test_scep_intune import present as present_intune
+
+intune = test_scep_intune.intune
+"""The fake tenant (Entra + Graph with discovery) and Intune's validation service."""
+
+NEW_PASSWORD = "rotated password after the leak"
+CLIENT_SECRET = "fake-graph-client-secret"
+NEW_CLIENT_SECRET = "rotated-graph-client-secret"
+
+
+def _toml(value: Any) -> str:
+    """`value` as an inline TOML value (JSON strings are TOML basic strings)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    raise TypeError(f"no TOML for {type(value).__name__}")
+
+
+def write_config(path: Path, mapping: dict[str, Any]) -> None:
+    """Write a config mapping as the TOML file the service reads."""
+    path.write_text("".join(f"{json.dumps(k)} = {_toml(v)}\n" for k, v in mapping.items()))
+
+
+@dataclass
+class Served:
+    """The app serving a config file, and the reloader SIGHUP would run."""
+
+    client: TestClient[Any, Any]
+    app: web.Application
+    path: Path
+    reloader: ConfigReloader
+
+    async def reload(self, mapping: dict[str, Any]) -> bool:
+        """Rewrite the config file, then reload it."""
+        write_config(self.path, mapping)
+        return await self.reloader.reload()
+
+    @property
+    def scep(self) -> ScepRuntime:
+        """The SCEP runtime in use."""
+        return self.app[SCEP].runtime
+
+
+Serve = Callable[[dict[str, Any]], Coroutine[Any, Any, Served]]
+
+
+@pytest.fixture
+def serve(aiohttp_client: Any, tmp_path: Path) -> Serve:
+    """Start the app from a config file, with the reloader wired as `reload_on_sighup` does."""
+
+    async def started(mapping: dict[str, Any]) -> Served:
+        path = tmp_path / "connector.toml"
+        write_config(path, mapping)
+        settings = load_settings(path)
+        app = create_app(settings, clock=lambda: FIXED_NOW)
+        reloader = ConfigReloader(app, settings, path)
+        app.cleanup_ctx.append(reloader.ctx)
+        client: TestClient[Any, Any] = await aiohttp_client(app)
+        await app[PROVIDERS_STARTED].wait()
+        await app[PERSISTENCE].store.wait_ready()
+        return Served(client, app, path, reloader)
+
+    return started
+
+
+# --- one-time challenges --------------------------------------------------------------------
+
+
+def challenge_config(inventory: Path, tmp_path: Path, **validator: Any) -> dict[str, Any]:
+    """An ENRICHING webhook and the SCEP webhook "wifi" with a challenge validator."""
+    return config(
+        inventory,
+        webhooks=[webhook(), scep_webhook(**validator)],
+        store={"path": str(tmp_path / "store.sqlite3")},
+    )
+
+
+async def fetch(served: Served, password: str, **device: Any) -> Any:
+    """The MDM's POST to the challenge URL with `password`."""
+    return await served.client.post(
+        CHALLENGE_URL,
+        json=challenge_request(**device),
+        headers=basic_auth(MDM_USER, password),
+    )
+
+
+async def test_reload_applies_a_rotated_challenge_url_password(
+    serve: Serve, inventory: Path, tmp_path: Path
+) -> None:
+    """After a reload the challenge URL takes the new password and refuses the old one."""
+    served = await serve(challenge_config(inventory, tmp_path))
+
+    assert await served.reload(challenge_config(inventory, tmp_path, password=NEW_PASSWORD))
+
+    assert (await fetch(served, NEW_PASSWORD, serial=MANAGED)).status == 200
+    old = await fetch(served, MDM_PASSWORD, serial=MANAGED)
+    assert old.status == 401
+    assert (await old.json())["error"]["code"] == "unauthorized"
+
+
+async def test_reload_applies_unbound_probe(serve: Serve, inventory: Path, tmp_path: Path) -> None:
+    """Once a reload sets unbound = "probe", a request naming no device gets a probe, which
+    enrols nothing."""
+    served = await serve(challenge_config(inventory, tmp_path, unbound="csr"))
+
+    assert await served.reload(challenge_config(inventory, tmp_path, unbound="probe"))
+
+    response = await fetch(served, MDM_PASSWORD)
+    assert response.status == 200
+    challenge = await response.text()
+    assert challenge.startswith("probe-")
+    answer = await present_challenge(served.client, MANAGED, challenge)
+    assert answer["allow"] is False
+    assert answer["error"]["code"] == "challenge-invalid"
+
+
+async def test_renamed_scep_webhook_works_after_a_reload(
+    serve: Serve, inventory: Path, tmp_path: Path
+) -> None:
+    """A SCEP webhook renamed on the same path validates with its new name's validator."""
+    served = await serve(challenge_config(inventory, tmp_path))
+    renamed = challenge_config(inventory, tmp_path)
+    renamed["webhooks"][1]["name"] = "wifi-corp"
+
+    assert await served.reload(renamed)
+
+    challenge = await (await fetch(served, MDM_PASSWORD, serial=MANAGED)).text()
+    answer = await present_challenge(served.client, MANAGED, challenge)
+    assert answer["allow"] is True
+
+
+async def test_scep_chain_keeps_its_share_of_the_budget_after_a_reload(
+    serve: Serve, inventory: Path, tmp_path: Path
+) -> None:
+    """A reload gives a SCEP webhook's chain what the validator leaves of the decision budget,
+    as the start does (8 s - 3 s), so both fit into step-ca's 10 s."""
+    served = await serve(challenge_config(inventory, tmp_path))
+
+    def budget() -> float:
+        chain = served.app[ROUTES]["/webhooks/scep"][SCEP_ID].chain
+        return float(chain._budget)
+
+    assert budget() == 5.0
+    assert await served.reload(challenge_config(inventory, tmp_path))
+    assert budget() == 5.0
+
+
+async def test_moved_challenge_url_waits_for_a_restart(
+    serve: Serve, inventory: Path, tmp_path: Path
+) -> None:
+    """A challenge URL moved to a path the router does not know is listed in restart_required;
+    the old path then answers 404 rather than handing out challenges."""
+    served = await serve(challenge_config(inventory, tmp_path))
+
+    with capture_logs() as logs:
+        assert await served.reload(challenge_config(inventory, tmp_path, path="/scep/moved"))
+
+    [reloaded] = [e for e in logs if e["event"] == "config.reloaded"]
+    assert reloaded["restart_required"] == [
+        "webhooks[1].validator.path (/scep/moved is not served yet)"
+    ]
+    response = await fetch(served, MDM_PASSWORD, serial=MANAGED)
+    assert response.status == 404
+    assert (await response.json())["error"]["code"] == "not-found"
+
+
+async def test_unchanged_scep_config_reloads_with_nothing_to_restart(
+    serve: Serve, inventory: Path, tmp_path: Path
+) -> None:
+    """Reloading an unchanged SCEP config swaps in a new runtime and asks for no restart."""
+    served = await serve(challenge_config(inventory, tmp_path))
+    before = served.scep
+
+    with capture_logs() as logs:
+        assert await served.reload(challenge_config(inventory, tmp_path))
+
+    [reloaded] = [e for e in logs if e["event"] == "config.reloaded"]
+    assert reloaded["restart_required"] == []
+    assert served.scep is not before
+
+
+# --- Intune -----------------------------------------------------------------------------------
+
+
+def intune_config(
+    inventory: Path,
+    tmp_path: Path,
+    graph_url: str,
+    *,
+    secret: str = CLIENT_SECRET,
+    server: dict[str, Any] | None = None,
+    **validator: Any,
+) -> dict[str, Any]:
+    """An Intune-validated SCEPCHALLENGE webhook that allows a CSR naming no device."""
+    return config(
+        inventory,
+        server=server or {},
+        providers={
+            "inventory": {"kind": "csv", "path": str(inventory), "reload_interval": 0},
+            "intune": {
+                "kind": "intune",
+                "tenant_id": TENANT,
+                "client_id": CLIENT_ID,
+                "client_secret": secret,
+                "authority_host": graph_url,
+                "graph_host": graph_url,
+                "backoff": 0.01,
+            },
+        },
+        webhooks=[
+            webhook(
+                "intune-wifi",
+                "SCEPCHALLENGE",
+                path="/webhooks/intune",
+                webhook_id=CHALLENGE_ID,
+                policy={"managed": True},
+                on_missing_identifier="allow",
+                validator={"kind": "intune", "provider": "intune", **validator},
+            )
+        ],
+        store={"path": str(tmp_path / "store.sqlite3")},
+    )
+
+
+async def test_reload_applies_a_tightened_intune_identity(
+    serve: Serve, inventory: Path, tmp_path: Path, intune: Any
+) -> None:
+    """After a reload to identity = "common_name" the CSR's device goes through the policy:
+    an unmanaged one is denied, as after a fresh start."""
+    _, scep, graph_url = intune
+    served = await serve(intune_config(inventory, tmp_path, graph_url, identity="none"))
+    assert await present_intune(served.client, UNMANAGED, scep.issue_challenge(UNMANAGED)) == {
+        "allow": True,
+        "data": {},
+    }
+
+    assert await served.reload(
+        intune_config(inventory, tmp_path, graph_url, identity="common_name")
+    )
+
+    answer = await present_intune(served.client, UNMANAGED, scep.issue_challenge(UNMANAGED))
+    assert answer["allow"] is False
+    assert answer["error"]["code"] == "device-unmanaged"
+
+
+async def test_reload_gives_the_intune_scep_client_a_rotated_secret(
+    serve: Serve, inventory: Path, tmp_path: Path, intune: Any
+) -> None:
+    """After the app's client secret is rotated in Entra and in the config, a reload signs the
+    SCEP validation in with the new secret."""
+    graph, scep, graph_url = intune
+    served = await serve(intune_config(inventory, tmp_path, graph_url))
+    assert (await present_intune(served.client, MANAGED, scep.issue_challenge(MANAGED)))["allow"]
+
+    graph.clients[CLIENT_ID] = NEW_CLIENT_SECRET  # the old secret is revoked...
+    graph.expire_tokens()  # ...and so are the tokens it got
+    assert await served.reload(
+        intune_config(inventory, tmp_path, graph_url, secret=NEW_CLIENT_SECRET)
+    )
+
+    answer = await present_intune(served.client, MANAGED, scep.issue_challenge(MANAGED))
+    assert answer["allow"] is True
+
+
+async def test_replaced_intune_clients_close_after_requests_under_way(
+    serve: Serve, inventory: Path, tmp_path: Path, intune: Any
+) -> None:
+    """The SCEP runtime a reload replaces closes its Intune clients once the decision budget
+    (plus a grace) has passed; the new one keeps serving."""
+    _, scep, graph_url = intune
+    fast = {"decision_budget": 1.0}
+    served = await serve(intune_config(inventory, tmp_path, graph_url, server=fast))
+    old = served.scep
+
+    assert await served.reload(intune_config(inventory, tmp_path, graph_url, server=fast))
+
+    assert not old.closed  # requests under way may still hold it
+    await until(lambda: old.closed)
+    assert not served.scep.closed
+    assert (await present_intune(served.client, MANAGED, scep.issue_challenge(MANAGED)))["allow"]
