@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
+from providers.base import ProviderError
+
 _K = TypeVar("_K", bound=Hashable)
 _V = TypeVar("_V")
 
@@ -14,10 +16,15 @@ class Coalescer(Generic[_K, _V]):
     """Runs one call per key at a time; everyone asking meanwhile awaits the same result.
 
     The call runs as its own task, so a caller cancelled by its budget does not cancel it for
-    the others (each caller's wait is shielded). Results are not kept: cache them yourself.
+    the others (each caller's wait is shielded). No caller's budget bounds it, so it has its own
+    (`limit` seconds): past it the call is cancelled and its callers get a `ProviderError` of
+    `provider`, rather than a call that never ends holding its connection for good. Results are
+    not kept: cache them yourself.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, provider: str, *, limit: float) -> None:
+        self._provider = provider
+        self._limit = limit
         self._running: dict[_K, asyncio.Task[_V]] = {}
 
     async def run(self, key: _K, call: Callable[[], Awaitable[_V]]) -> _V:
@@ -26,7 +33,16 @@ class Coalescer(Generic[_K, _V]):
         if task is None:
 
             async def wrapped() -> _V:
-                return await call()
+                scope = asyncio.timeout(self._limit)
+                try:
+                    async with scope:
+                        return await call()
+                except TimeoutError:
+                    if not scope.expired():
+                        raise
+                    raise ProviderError(
+                        self._provider, f"a shared call ran past its {self._limit:g}s limit"
+                    ) from None
 
             task = asyncio.create_task(wrapped())
             self._running[key] = task

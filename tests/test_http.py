@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import functools
+import gzip
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
+from aiohttp.typedefs import Handler
 from pydantic import BaseModel
 from structlog.testing import capture_logs
 
+from providers._coalesce import Coalescer
 from providers._http import (
     Backoff,
     BearerAuth,
@@ -44,9 +51,59 @@ def fake() -> FakeJamf:
     return FakeJamf()
 
 
+BOMB_MIB = 32
+DRIP = {"misbehave": "drip"}
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    """About 32 KiB of gzip inflating to `BOMB_MIB` MiB of valid JSON (a token answer)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    parts = [packer.compress(b'{"access_token": "x", "expires_in": 60, "pad": [0')]
+    parts += [packer.compress(b",0" * (1 << 19)) for _ in range(BOMB_MIB)]
+    return b"".join([*parts, packer.compress(b"]}"), packer.flush()])
+
+
+def _encoded(coding: str, body: bytes) -> bytes:
+    if coding == "deflate":
+        return zlib.compress(body)
+    if coding == "raw-deflate":  # what some servers send as "deflate"
+        packer = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+        return packer.compress(body) + packer.flush()
+    return functools.reduce(lambda data, _: gzip.compress(data), coding.split(","), body)
+
+
+@web.middleware
+async def misbehave(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """``?misbehave=``: ``drip`` a 200 one blank a tenth of a second for ever, a gzip ``bomb``
+    (``bomb401``: as a 401), or the real answer encoded as ``gzip``, ``deflate``, ``raw-deflate``
+    or ``gzip,gzip``."""
+    kind = request.query.get("misbehave")
+    if kind is None:
+        return await handler(request)
+    if kind == "drip":
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        while True:  # blanks are valid JSON, each well within any read timeout
+            await response.write(b" ")
+            await asyncio.sleep(0.1)
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    if kind.startswith("bomb"):
+        return web.Response(
+            status=401 if kind == "bomb401" else 200, body=gzip_bomb(), headers=headers
+        )
+    answer = await handler(request)
+    assert isinstance(answer, web.Response)
+    assert isinstance(answer.body, bytes)
+    headers["Content-Encoding"] = "deflate" if kind == "raw-deflate" else kind.replace(",", ", ")
+    return web.Response(status=answer.status, body=_encoded(kind, answer.body), headers=headers)
+
+
 @pytest.fixture
 async def url(aiohttp_server: Any, fake: FakeJamf) -> str:
-    server = await aiohttp_server(create_app(fake))
+    app = create_app(fake)
+    app.middlewares.insert(0, misbehave)  # ahead of the fake's token check
+    server = await aiohttp_server(app)
     return str(server.make_url("")).rstrip("/")
 
 
@@ -167,6 +224,116 @@ def test_retry_after_parses_seconds_and_dates(header: str, seconds: float | None
     """Retry-After is seconds or an HTTP date (a past date is no wait); anything else is ignored."""
     response = httpx.Response(503, headers={"Retry-After": header})
     assert retry_after_seconds(response, NOW) == seconds
+
+
+# --- a deadline for the whole call ---------------------------------------------------------------
+
+
+async def test_an_answer_trickling_in_is_cut_at_the_deadline(
+    make_client: Callable[..., UpstreamClient], fake: FakeJamf
+) -> None:
+    """Reads each well within the read timeout do not stretch a call past its deadline, and
+    the connection it held serves the next call."""
+    hook = RecordingHook()
+    client = make_client(hook, Sleeps(), read_timeout=3, max_connections=1)
+    started = time.monotonic()
+    async with asyncio.timeout(5):  # what the call did before: wait as long as the drip lasts
+        with pytest.raises(ProviderError, match=rf"{TOKEN}: timed out \(DeadlineExceeded"):
+            await client.request(
+                "POST",
+                TOKEN,
+                route=TOKEN,
+                data=FORM,
+                params=DRIP,
+                deadline=started + 0.5,
+            )
+    assert 0.5 <= time.monotonic() - started < 1.5
+    assert [(c.status, c.error) for c in hook.calls] == [(200, None)]  # its head was answered
+    async with asyncio.timeout(2):
+        answer = await client.request("POST", TOKEN, route=TOKEN, data=FORM)
+    assert answer.status_code == 200
+
+
+async def test_a_call_without_a_deadline_ends_within_its_budget(
+    make_client: Callable[..., UpstreamClient],
+) -> None:
+    """No deadline given means the budget from now, for the exchange as for the retries."""
+    client = make_client(RecordingHook(), Sleeps(), read_timeout=3, budget=0.5)
+    started = time.monotonic()
+    async with asyncio.timeout(5):
+        with pytest.raises(ProviderError, match="DeadlineExceeded"):
+            await client.request("POST", TOKEN, route=TOKEN, data=FORM, params=DRIP)
+    assert time.monotonic() - started < 1.5
+
+
+async def test_an_exchange_cut_at_the_deadline_is_reported_unanswered(
+    make_client: Callable[..., UpstreamClient], fake: FakeJamf
+) -> None:
+    """An exchange with no answer by the deadline counts as one failed exchange, not retried,
+    named like the read timeouts are."""
+    fake.inject("slow", path=TOKEN, delay=3.0)
+    hook = RecordingHook()
+    client = make_client(hook, Sleeps(), read_timeout=5, retries=2)
+    async with asyncio.timeout(5):
+        with pytest.raises(ProviderError, match="DeadlineExceeded"):
+            await client.request(
+                "POST", TOKEN, route=TOKEN, data=FORM, deadline=time.monotonic() + 0.3
+            )
+    assert [(c.route, c.status, c.error) for c in hook.calls] == [(TOKEN, None, "DeadlineExceeded")]
+    assert hook.retries == []
+
+
+# --- bounded answers ------------------------------------------------------------------------------
+
+
+async def test_an_answer_inflating_past_the_limit_fails_before_it_is_read(
+    make_client: Callable[..., UpstreamClient],
+) -> None:
+    """A small gzip answer that would inflate to 32 MiB fails at the limit, unretried."""
+    hook = RecordingHook()
+    client = make_client(hook, Sleeps(), max_answer_bytes=1 << 20, retries=2)
+    bomb = {"misbehave": "bomb"}
+    with pytest.raises(ProviderError) as caught:
+        await client.request("POST", TOKEN, route=TOKEN, data=FORM, params=bomb)
+    assert caught.value.message == (
+        f"{TOKEN}: the answer is larger than max_answer_bytes (1048576 bytes)"
+    )
+    assert [c.status for c in hook.calls] == [200]
+    assert hook.retries == []
+
+
+async def test_a_refusal_is_read_within_the_limit_too(
+    make_client: Callable[..., UpstreamClient],
+) -> None:
+    """The body of a 401 that the auth flow reads before renewing the token is bounded too."""
+    client = make_client(RecordingHook(), Sleeps(), max_answer_bytes=1 << 20)
+    auth = BearerAuth("up", TokenCache(_token))
+    bomb = {"misbehave": "bomb401"}
+    with pytest.raises(ProviderError, match="larger than max_answer_bytes"):
+        await client.request("GET", "/api/v1/auth", route="/api/v1/auth", params=bomb, auth=auth)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "raw-deflate", "gzip,gzip"], ids=lambda c: c)
+async def test_an_encoded_answer_within_the_limit_is_decoded(
+    make_client: Callable[..., UpstreamClient], coding: str
+) -> None:
+    """Each coding the client asks for is decoded, one applied after another in order."""
+    client = make_client(RecordingHook(), Sleeps(), max_answer_bytes=1 << 16)
+    params = {"misbehave": coding}
+    answer = await client.request("POST", TOKEN, route=TOKEN, data=FORM, params=params)
+    assert answer.status_code == 200
+    assert answer.json()["token_type"] == "Bearer"
+    assert answer.request.headers["Accept-Encoding"] == "gzip, deflate"
+
+
+async def test_a_shared_call_past_its_limit_fails_every_caller() -> None:
+    """A coalesced call has its own limit: its callers do not bound it, it is ended anyway."""
+    shared: Coalescer[str, None] = Coalescer("up", limit=0.1)
+    callers = [shared.run("key", lambda: asyncio.sleep(30)) for _ in range(2)]
+    async with asyncio.timeout(2):
+        failures = await asyncio.gather(*callers, return_exceptions=True)
+    assert [type(f) for f in failures] == [ProviderError, ProviderError]
+    assert "past its 0.1s limit" in str(failures[0])
 
 
 # --- observation ------------------------------------------------------------------------------------

@@ -16,7 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
+from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
@@ -761,6 +763,43 @@ async def test_slow_jamf_exceeds_the_lookup_budget(
     fake.inject("slow", path="/api/v4/computers-inventory", delay=1.0)
     with pytest.raises(ProviderError, match=r"exceeded its 0\.3s budget"):
         await provider.lookup(classify(MAC))
+
+
+@web.middleware
+async def _drip_departments(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Department answers trickle in, one blank a tenth of a second, for ever."""
+    if not request.path.startswith("/api/v1/departments/"):
+        return await handler(request)
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    while True:
+        await response.write(b" ")
+        await asyncio.sleep(0.1)
+
+
+async def test_a_trickling_department_does_not_keep_the_connections(
+    aiohttp_server: Any, fake: FakeJamf
+) -> None:
+    """A shared department fetch whose answer trickles in ends with its lookup's budget: its
+    connection serves the next lookup, which would otherwise wait for it and fail."""
+    app = create_app(fake)
+    app.middlewares.append(_drip_departments)
+    server = await aiohttp_server(app)
+    url = str(server.make_url("")).rstrip("/")
+    settings = jamf_settings(url, device_classes="computers", max_connections=2, budget=1.0)
+    provider = JamfProvider("jamf", settings)
+    await provider.start()
+    try:
+        for serial in (MAC, "C02XL0UNMGD1"):  # in two departments: two fetches, two connections
+            with pytest.raises(ProviderError, match=r"exceeded its 1s budget"):
+                await provider.lookup(classify(serial))
+        await asyncio.sleep(0.1)
+        record = await provider.lookup(classify(BARE_MAC))  # no department to fetch
+        assert record is not None
+        assert record.serial == BARE_MAC
+    finally:
+        async with asyncio.timeout(5):
+            await provider.aclose()
 
 
 async def test_read_timeout_is_a_provider_error(

@@ -1,8 +1,9 @@
 """Shared plumbing for providers that call an HTTP API.
 
 - `_settings`: `UpstreamSettings` (timeouts, budget, retries, TLS) and the https-or-loopback rule;
-- `_client`: `UpstreamClient`, one httpx client with retries inside a deadline, every exchange
-  reported to the provider's hook;
+- `_client`: `UpstreamClient`, one httpx client with retries inside a total deadline, every
+  exchange reported to the provider's hook;
+- `_body`: answers decoded in small steps and refused past ``max_answer_bytes``;
 - `_gate`: the queue in front of the connection pool (one request per connection, earliest
   deadline first) that admits a lookup only if it can finish within its budget;
 - `_retry`: the backoff and ``Retry-After`` rules (pure);

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import httpx
 import structlog
 
+from providers._http._body import read_within
 from providers.observe import ProviderHook, TokenEvent
 
 log = structlog.get_logger("providers.http")
@@ -158,7 +159,7 @@ class BearerAuth(httpx.Auth):
         response = yield request
         if response.status_code != 401:
             return
-        await response.aread()
+        await read_within(response)  # httpx would read it unbounded before sending again
         self._tokens.invalidate(token)
         log.info(
             "provider.token_rejected",

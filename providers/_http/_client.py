@@ -1,4 +1,5 @@
-"""One httpx client per upstream: retries inside a deadline, every exchange observed.
+"""One httpx client per upstream: retries inside a total deadline, bounded answers, every
+exchange observed.
 
 Each request names its ``route``, the path template with ids replaced
 (``/api/v1/departments/{id}``); it travels in the request's extensions, so the 401 retry of
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from providers._http._body import ACCEPT_ENCODING, LIMIT, read_within
 from providers._http._errors import translate
 from providers._http._gate import Gate, Ticket
 from providers._http._retry import RETRYABLE_STATUSES, Backoff
@@ -32,11 +34,16 @@ _ADMITTED: contextvars.ContextVar[tuple[Gate, Ticket] | None] = contextvars.Cont
     "posture_admitted", default=None
 )
 _OBSERVED = "posture.observed"
+DEADLINE_EXCEEDED = "DeadlineExceeded"
+"""The ``error`` of an exchange cut at its deadline (as httpx's are named by their class)."""
+_SLACK = 0.001
+"""The deadline's own timeout fires this long after it: a lookup whose budget ends at the same
+moment reports its budget, as it did before requests had a deadline of their own."""
 Params = Mapping[str, str] | Sequence[tuple[str, str]]
 
 
 class UpstreamClient:
-    """An httpx client bound to one provider, with retries inside a per-call deadline."""
+    """An httpx client bound to one provider, with retries inside a per-call total deadline."""
 
     def __init__(
         self,
@@ -63,7 +70,8 @@ class UpstreamClient:
             verify = ssl.create_default_context(cafile=str(settings.ca_bundle))
         self._client = httpx.AsyncClient(
             base_url=base_url,
-            headers=headers,
+            # Only the codings `read_within` inflates in bounded steps.
+            headers={"Accept-Encoding": ACCEPT_ENCODING, **(headers or {})},
             verify=verify,
             timeout=httpx.Timeout(
                 connect=settings.connect_timeout,
@@ -95,10 +103,13 @@ class UpstreamClient:
     ) -> httpx.Response:
         """Send a request, retrying transport errors and retryable statuses.
 
-        Retries back off exponentially with jitter, honour `Retry-After`, and never sleep past
-        `deadline` (a `time.monotonic()` value): a wait that would overrun it fails at once.
-        Any other status is returned for the caller to interpret; every other failure is a
-        `ProviderError` whose message starts with `route`.
+        `deadline` (a `time.monotonic()` value; the budget from now when not given) ends the
+        whole call: the wait for a slot, every exchange and every body are cut when it passes
+        (``timed out (DeadlineExceeded ...)``). Retries back off exponentially with jitter,
+        honour `Retry-After`, and never sleep past it: a wait that would overrun it fails at once.
+        An answer is read in full, decoded within ``max_answer_bytes`` (`read_within`), before
+        it is returned. Any other status is returned for the caller to interpret; every other
+        failure is a `ProviderError` whose message starts with `route`.
 
         Each attempt first passes the `Gate`: one request per connection, earliest deadline
         first; inside `admission` the lookup was admitted as a whole, any other request is
@@ -106,31 +117,45 @@ class UpstreamClient:
         token fetch inside a request's auth flow) passes ``gated=False``, or it would wait for
         the slot its own caller holds.
         """
-        end = deadline if deadline is not None else time.monotonic() + self.settings.budget
+        began = time.monotonic()
+        end = deadline if deadline is not None else began + self.settings.budget
         current = _ADMITTED.get()
         ticket = current[1] if current is not None and current[0] is self.gate else None
         attempt = 1
         while True:
             answer: httpx.Response | None = None
-            entered = await self.gate.enter(end, route, ticket) if gated else None
+            sent = self._client.build_request(
+                method,
+                url,
+                params=params if params is None or isinstance(params, Mapping) else tuple(params),
+                headers=headers,
+                data=data,
+                json=json,
+                extensions={"route": route, LIMIT: self.settings.max_answer_bytes},
+            )
+            entered: float | None = None
+            # Slot, exchange and body all end by `end`: httpx's timeouts bound each read, not a
+            # whole answer, and an answer trickling in under them would hold its slot for ever.
+            scope = asyncio.timeout(end - time.monotonic() + _SLACK)
             try:
-                answer = await self._client.request(
-                    method,
-                    url,
-                    params=params
-                    if params is None or isinstance(params, Mapping)
-                    else tuple(params),
-                    headers=headers,
-                    data=data,
-                    json=json,
-                    auth=auth,
-                    extensions={"route": route},
-                )
+                async with scope:
+                    entered = await self.gate.enter(end, route, ticket) if gated else None
+                    answer = await self._client.send(sent, auth=auth, stream=True)
+                    await read_within(answer)
+            except TimeoutError:
+                if not scope.expired():
+                    raise
+                self._unanswered(method, route, DEADLINE_EXCEEDED, sent.extensions)
+                raise ProviderError(
+                    self.provider,
+                    f"{route}: timed out ({DEADLINE_EXCEEDED}: no complete answer within "
+                    f"{end - began:.3g}s)",
+                ) from None
             except httpx.TransportError as exc:
                 self._failed(method, route, exc)
                 failure = translate(self.provider, exc).message
                 reason = type(exc).__name__
-            except httpx.HTTPError as exc:  # not worth retrying: decoding, protocol misuse
+            except httpx.HTTPError as exc:  # not worth retrying: decoding, too large, misuse
                 self._failed(method, route, exc)
                 raise ProviderError(
                     self.provider, f"{route}: {translate(self.provider, exc).message}"
@@ -210,7 +235,16 @@ class UpstreamClient:
             extensions: dict[str, Any] = exc.request.extensions
         except RuntimeError:  # raised before a request existed
             extensions = {}
+        self._unanswered(method, route, type(exc).__name__, extensions)
+
+    def _unanswered(
+        self, method: str, route: str, error: str, extensions: Mapping[str, Any]
+    ) -> None:
+        """Report an exchange that ended with `error` unless its answer was reported (its head
+        arrived), or it was never sent (a wait for a slot or a token that ran out of time)."""
         if extensions.get(_OBSERVED):
+            return
+        if error == DEADLINE_EXCEEDED and _STARTED not in extensions:
             return
         started = extensions.get(_STARTED, time.monotonic())
         self._hooks.upstream_call(
@@ -220,7 +254,7 @@ class UpstreamClient:
                 route=route,
                 status=None,
                 seconds=time.monotonic() - started,
-                error=type(exc).__name__,
+                error=error,
             )
         )
 

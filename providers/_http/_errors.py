@@ -4,6 +4,7 @@ What crosses it::
 
     ProviderError / ProviderNotReady    passed through unchanged
     ExceptionGroup (concurrent calls)   its first ProviderError, else its first failure translated
+    AnswerTooLarge                      ProviderError naming the limit (``max_answer_bytes``)
     httpx.HTTPError                     ProviderError naming the error class (never a URL or secret)
     TimeoutError of the budget          ProviderError "lookup exceeded its Ns budget"
     any other Exception (a bug)         ProviderError "unexpected <class>", traceback at debug
@@ -21,6 +22,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import structlog
 
+from providers._http._body import AnswerTooLarge
 from providers.base import ProviderError, ProviderNotReady
 
 log = structlog.get_logger("providers.http")
@@ -34,6 +36,10 @@ def translate(provider: str, error: BaseException) -> ProviderError:
         leaves = list(_leaves(error))
         chosen = next((e for e in leaves if isinstance(e, ProviderError)), None)
         return chosen or translate(provider, leaves[0])
+    if isinstance(error, AnswerTooLarge):
+        return ProviderError(
+            provider, f"the answer is larger than max_answer_bytes ({error.limit} bytes)"
+        )
     if isinstance(error, httpx.DecodingError):
         return ProviderError(provider, "the answer could not be decoded (bad Content-Encoding)")
     if isinstance(error, httpx.TimeoutException):

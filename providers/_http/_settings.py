@@ -26,6 +26,12 @@ class UpstreamSettings(SyncOptions):
     retries: int = Field(default=2, ge=0, le=5, description="extra attempts on retryable errors")
     backoff: float = Field(default=0.2, gt=0, le=5, description="first backoff in seconds")
     max_connections: int = Field(default=5, ge=1, le=100)
+    max_answer_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=64 * 1024,
+        le=256 * 1024 * 1024,
+        description="largest answer read, once decoded (gzip); a larger one fails the call",
+    )
     verify_tls: bool = True
     ca_bundle: ConfigPath | None = None
 

@@ -70,7 +70,8 @@ class JamfProvider:
         self._departments: TTLCache[str, str | None] = TTLCache(
             maxsize=1024, ttl=settings.department_ttl, timer=clock
         )
-        self._department_calls: Coalescer[str, str | None] = Coalescer()
+        # Shared by lookups, so bounded by no one of them: never longer than one lookup may take.
+        self._department_calls: Coalescer[str, str | None] = Coalescer(name, limit=settings.budget)
         self._computers_api: str | None = (
             None if settings.computers_api_version == "auto" else settings.computers_api_version
         )

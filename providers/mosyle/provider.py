@@ -67,7 +67,10 @@ class MosyleProvider:
         self._groups: TTLCache[str, mapping.GroupIndex] = TTLCache(
             maxsize=8, ttl=settings.group_ttl, timer=clock
         )
-        self._group_calls: Coalescer[str, mapping.GroupIndex] = Coalescer()
+        # Shared by lookups, so bounded by no one of them: never longer than one lookup may take.
+        self._group_calls: Coalescer[str, mapping.GroupIndex] = Coalescer(
+            name, limit=settings.budget
+        )
         self._ready = False
         self._udid_hint_logged = False
 
