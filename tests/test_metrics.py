@@ -373,12 +373,17 @@ async def test_connections_open_evicted_and_refused_reach_metrics(
     async with running(app, listener, settings), httpx.AsyncClient() as http:
         await app[PROVIDERS_STARTED].wait()
         url = f"http://127.0.0.1:{listener.addresses[0][1]}"
-        assert (await http.get(f"{url}/healthz")).status_code == 200  # kept alive: proven
+        body = enrich("C02TEST00001")
+        # A signed call on a kept-alive connection: step-ca's, never displaced at the cap.
+        step_ca = await http.post(f"{url}/webhooks/people", content=body, headers=signed(body))
+        assert step_ca.status_code == 200
         silent = await asyncio.open_connection("127.0.0.1", listener.addresses[0][1])
         await _until(lambda: listener.open_connections == 2)
         reader, writer = await asyncio.open_connection("127.0.0.1", listener.addresses[0][1])
         await _until(lambda: listener.evicted_total == 1)  # the silent one made room
-        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = f"POST /webhooks/people HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in signed(body).items())
+        writer.write(head.encode() + b"\r\n" + body)
         assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
         refused = await asyncio.open_connection("127.0.0.1", listener.addresses[0][1])
         await _until(lambda: listener.refused_total == 1)
