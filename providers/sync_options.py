@@ -32,7 +32,7 @@ class SyncOptions(BaseModel):
     max_staleness: float = Field(
         default=7200.0,
         ge=30,
-        description="seconds after the last complete sync at which the copy stops answering",
+        description="seconds after the last complete sync began at which the copy stops answering",
     )
 
     @model_validator(mode="after")

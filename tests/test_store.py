@@ -109,6 +109,22 @@ async def test_aborted_generation_keeps_the_current_one(store: Store) -> None:
         await store.commit_generation("jamf", broken)
 
 
+async def test_committed_generation_is_dated_from_its_start(store: Store) -> None:
+    """A generation's completed_at is when it was begun (its oldest rows), not its commit."""
+    gen = await store.begin_generation("jamf")
+    started = await store.building_started(gen)
+    assert started is not None
+    await store.add_devices(gen, [_device("C02SLOW")])
+    await asyncio.sleep(0.1)  # the listing goes on (or waits to be resumed)
+    current = await store.commit_generation("jamf", gen)
+    assert current.completed_at == started
+    found = await store.find_device("jamf", "serial:C02SLOW")
+    assert found is not None
+    assert found.completed_at == started
+    assert await store.building_started(gen) is None  # current now, not being built
+    assert await store.building_started(gen + 1) is None
+
+
 async def test_generations_are_per_provider(store: Store) -> None:
     """One provider's generation never answers for another."""
     gen = await store.begin_generation("jamf")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
@@ -296,6 +297,67 @@ async def test_failed_sync_resumes_from_the_page_it_reached(store: Store) -> Non
     done = await syncer(store, inventory).sync()
     assert done.devices == 6
     assert inventory.pages_served == 3  # pages one and two once, then page three
+
+
+async def test_a_resumed_sync_is_as_fresh_as_its_first_page(store: Store) -> None:
+    """A sync resumed later commits a generation dated from its first page: a reader counts
+    max_staleness from when that page was listed, not from the commit."""
+    inventory = ListedInventory([device(f"C02P{i}") for i in range(4)])
+    inventory.fail_after_pages = 1
+    with pytest.raises(ProviderError):
+        await syncer(store, inventory).sync()
+    first_page_listed = time.time()
+    await asyncio.sleep(0.1)  # the resume comes later (here: a tenth of a second)
+    inventory.fail_after_pages = None
+    done = await syncer(store, inventory).sync()
+    assert done.completed_at < first_page_listed
+    clock = Clock()
+    clock.now = first_page_listed + SYNC.max_staleness + 0.01
+    reader = SyncedProvider("jamf", SYNC, store, decode=decode, live=None, clock=clock)
+    with pytest.raises(ProviderNotReady, match="max_staleness"):
+        await reader.start()  # committed 0.1 s after that page: fresh until then, were it dated so
+
+
+async def test_a_partial_listing_older_than_max_staleness_starts_over(store: Store) -> None:
+    """A paged sync stopped partway and resumed after max_staleness lists everything again: its
+    early pages (a device since turned unmanaged) never pass for fresh."""
+    inventory = ListedInventory([device("C02STOLEN1"), device("C02B"), device("C02C")])
+    inventory.fail_after_pages = 1
+    with pytest.raises(ProviderError):
+        await syncer(store, inventory).sync()
+    stale = await store.load_sync_state("jamf")
+    assert (stale.building, stale.cursor) != (None, None)
+    inventory.records[0] = device("C02STOLEN1", managed=False, contact=99)
+    inventory.fail_after_pages = None
+    inventory.pages_served = 0
+    later = Clock()
+    later.now = time.time() + SYNC.max_staleness  # the restarted service, max_staleness later
+    with capture_logs() as logs:
+        done = await syncer(store, inventory, clock=later).sync()
+    assert done.id != stale.building
+    assert inventory.pages_served == 2  # from the first page again
+    assert await keys(store, "C02STOLEN1", "C02C") == {"C02STOLEN1": False, "C02C": True}
+    restarted = [e for e in logs if e["event"] == "sync.restarted"]
+    assert len(restarted) == 1
+    assert restarted[0]["generation"] == stale.building
+    assert restarted[0]["reason"].startswith("the partial listing began ")
+    assert restarted[0]["reason"].endswith("s ago (max_staleness 600s)")
+    assert await store.building_started(stale.building or 0) is None  # thrown away
+
+
+async def test_a_partial_listing_within_max_staleness_resumes(store: Store) -> None:
+    """A partial listing younger than max_staleness is resumed at its cursor, not restarted."""
+    inventory = ListedInventory([device(f"C02Y{i}") for i in range(4)])
+    inventory.fail_after_pages = 1
+    with pytest.raises(ProviderError):
+        await syncer(store, inventory).sync()
+    building = (await store.load_sync_state("jamf")).building
+    inventory.fail_after_pages = None
+    later = Clock()
+    later.now = time.time() + SYNC.max_staleness - 60
+    done = await syncer(store, inventory, clock=later).sync()
+    assert done.id == building
+    assert inventory.pages_served == 2  # page one, then page two only
 
 
 async def test_resuming_at_a_cursor_that_keeps_failing_starts_over(store: Store) -> None:

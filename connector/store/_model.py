@@ -56,7 +56,8 @@ class StoredAnswer:
 
     Attributes:
         generation: The generation that answered (for the audit log).
-        completed_at: Unix time that generation became current (for staleness).
+        completed_at: Unix time that generation's listing began (its oldest rows; staleness
+            counts from here).
         payload: The encoded record.
     """
 
@@ -72,7 +73,8 @@ class Generation:
     Attributes:
         id: Monotonic id across all providers.
         provider: Configured provider name.
-        completed_at: Unix time it became current.
+        completed_at: Unix time its listing began, so its oldest rows are this old (set when
+            it became current; staleness counts from here, not from the commit).
         devices: How many devices it holds.
     """
 

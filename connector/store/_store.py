@@ -3,7 +3,9 @@
 One class over either driver, so SQLite and PostgreSQL run the very same statements. A sync
 writes a generation in the *building* state, then `commit_generation` makes it current in one
 transaction by moving the provider's head: a reader sees the old generation or the new one,
-never a mix, and a failed sync leaves the current one untouched.
+never a mix, and a failed sync leaves the current one untouched. A committed generation is
+dated from when it was begun (``completed_at`` = ``started_at``), not from its commit: its
+oldest rows are that old, however long the listing took or waited to be resumed.
 """
 
 from __future__ import annotations
@@ -131,6 +133,16 @@ class Store:
         assert row is not None  # noqa: S101 - RETURNING always yields the row
         return int(row[0])
 
+    async def building_started(self, generation: int) -> float | None:
+        """When a building generation was begun (database clock), None when it is not being
+        built: how old its first rows are, for deciding whether to resume it."""
+        async with self._reader() as conn:
+            row = await conn.fetchone(
+                "SELECT started_at FROM generations WHERE id = ? AND state = 'building'",
+                generation,
+            )
+        return None if row is None else float(row[0])
+
     async def add_devices(self, generation: int, devices: Sequence[StoredDevice]) -> None:
         """Add devices to a building generation; of two with one key the higher rank wins.
 
@@ -158,7 +170,11 @@ class Store:
             )
 
     async def commit_generation(self, provider: str, generation: int) -> Generation:
-        """Make a building generation current (atomically) and drop the ones it replaces."""
+        """Make a building generation current (atomically) and drop the ones it replaces.
+
+        Its ``completed_at`` becomes its ``started_at``: freshness counts from the listing's
+        first page, so pages listed long ago (a resumed sync) never pass for fresh.
+        """
         async with self._transaction() as tx:
             row = await tx.fetchone(
                 "SELECT provider, state FROM generations WHERE id = ?", generation
@@ -170,8 +186,7 @@ class Store:
                 provider,
             )
             await tx.execute(
-                f"UPDATE generations SET state = 'current', completed_at = {self._now} "
-                "WHERE id = ?",
+                "UPDATE generations SET state = 'current', completed_at = started_at WHERE id = ?",
                 generation,
             )
             await tx.execute(

@@ -7,11 +7,17 @@ from the saved cursor when the provider lists page by page (`PagedLister`), and 
 throws it away and starts over, since rows listed by a dead leader may describe devices that
 have since gone. Nothing but a complete listing ever becomes current.
 
-A saved cursor is given up, and the listing starts over in a new generation, when the provider
-rejects it (`CursorRejected`: another configuration, an expired page link) or when resuming
-from it failed `MAX_RESUMES` times in a row. After a failed attempt the next one waits longer
-each time (`RETRY_FIRST` doubling, at most ``sync_interval``), so an upstream that throttles or is
-down is not asked every few seconds.
+A generation is as fresh as its oldest page: the store dates a committed generation from when its
+listing began, and readers measure ``max_staleness`` from there, so early pages listed long ago
+(a device turned unmanaged since) never pass for fresh. A partial listing begun
+``max_staleness`` ago or earlier is therefore not resumed: it would commit a copy too old to
+answer. It is thrown away and the listing starts over.
+
+A saved cursor is also given up, and the listing starts over in a new generation, when the
+provider rejects it (`CursorRejected`: another configuration, an expired page link) or when
+resuming from it failed `MAX_RESUMES` times in a row. After a failed attempt the next one waits
+longer each time (`RETRY_FIRST` doubling, at most ``sync_interval``), so an upstream that
+throttles or is down is not asked every few seconds.
 """
 
 from __future__ import annotations
@@ -175,14 +181,13 @@ class Syncer:
         started = time.perf_counter()
         paged = isinstance(self._lister, PagedLister)
         generation, cursor = state.building, state.cursor
-        if generation is not None and paged and cursor is not None and self._stuck(cursor):
-            log.warning(
-                "sync.restarted",
-                provider=self.name,
-                generation=generation,
-                reason=f"resuming from the saved cursor failed {MAX_RESUMES} times",
-            )
-            cursor = None
+        if generation is not None and paged and cursor is not None:
+            reason = await self._unresumable(generation, cursor)
+            if reason is not None:
+                log.warning(
+                    "sync.restarted", provider=self.name, generation=generation, reason=reason
+                )
+                cursor = None
         if generation is not None and not (paged and cursor is not None):
             await self._store.abort_generation(generation)
             generation, cursor = None, None
@@ -233,9 +238,19 @@ class Syncer:
         )
         return current
 
-    def _stuck(self, cursor: str) -> bool:
-        """Whether resuming from `cursor` has already failed `MAX_RESUMES` times here."""
-        return self._resumes[0] == cursor and self._resumes[1] >= MAX_RESUMES
+    async def _unresumable(self, generation: int, cursor: str) -> str | None:
+        """Why the partial listing `generation` must start over rather than resume at `cursor`
+        (None: resume it): resuming failed `MAX_RESUMES` times here, or its first pages are
+        ``max_staleness`` old, so committing it could never answer (see the module docstring)."""
+        if self._resumes[0] == cursor and self._resumes[1] >= MAX_RESUMES:
+            return f"resuming from the saved cursor failed {MAX_RESUMES} times"
+        started = await self._store.building_started(generation)
+        if started is None:
+            return "the partial generation is gone"
+        age, limit = self._clock() - started, self._options.max_staleness
+        if age >= limit:
+            return f"the partial listing began {age:.0f}s ago (max_staleness {limit:g}s)"
+        return None
 
     async def _copy(self, generation: int, cursor: str | None, state: SyncState) -> None:
         if isinstance(self._lister, PagedLister):

@@ -2,10 +2,11 @@
 
 Every lookup reads the store, not a local copy, so a generation another replica committed
 decides the very next call on every replica; that is why it is not `cacheable`. A generation
-older than ``max_staleness`` answers nothing: in ``"sync"`` mode the provider is then not ready
-and decisions fail closed (``inventory-unavailable``); in ``"sync+live"`` mode the upstream is
-asked instead, as it is for a device the copy does not know (one enrolled minutes ago) and when
-the database cannot be reached.
+older than ``max_staleness`` answers nothing; its age counts from when its listing began, so
+its oldest page decides, also in a sync resumed later. In ``"sync"`` mode the provider is then
+not ready and decisions fail closed (``inventory-unavailable``); in ``"sync+live"`` mode the
+upstream is asked instead, as it is for a device the copy does not know (one enrolled minutes
+ago) and when the database cannot be reached.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class SyncedProvider:
 
     @property
     def fresh(self) -> bool:
-        """Whether the last known generation is within ``max_staleness``."""
+        """Whether the last known generation's listing began within ``max_staleness``."""
         done = self._completed_at
         return done is not None and self._clock() - done <= self._options.max_staleness
 
@@ -93,7 +94,7 @@ class SyncedProvider:
             return "no complete sync yet"
         age = self._clock() - self._completed_at
         limit = self._options.max_staleness
-        return f"the last complete sync is {age:.0f}s old (max_staleness {limit:g}s)"
+        return f"the last complete sync began {age:.0f}s ago (max_staleness {limit:g}s)"
 
     async def lookup(self, identifier: DeviceIdentifier) -> DeviceRecord | None:
         """The synced record; the live provider on a miss or a stale copy in sync+live mode."""
