@@ -24,6 +24,7 @@ from providers.files import (
     parse_json,
 )
 from providers.files._build import build_image
+from providers.files._provider import UNSETTLED_POLLS
 from providers.identifiers import DeviceIdentifier, IdentifierKind, classify
 
 HEADER = "serial,udid,name,managed,supervised,last_contact,username,email,groups"
@@ -33,17 +34,30 @@ def _serial(value: str) -> DeviceIdentifier:
     return classify(value, frozenset({IdentifierKind.SERIAL}))
 
 
+SETTLE = 0.05  # the settle wait of the tests' providers (the service's is 1 s)
+
+
 def _csv_provider(
-    path: Path, *, reload_interval: float = 0, process_above: int = 1 << 20
+    path: Path,
+    *,
+    reload_interval: float = 0,
+    process_above: int = 1 << 20,
+    settle_wait: float = SETTLE,
 ) -> FileProvider:
     settings = CsvSettings(kind="csv", path=path, reload_interval=reload_interval)
-    return FileProvider("inv", settings, process_above=process_above)
+    return FileProvider("inv", settings, process_above=process_above, settle_wait=settle_wait)
 
 
 async def _settled_reload(provider: FileProvider) -> bool:
-    """Two polls: the first only notices the change, the second loads the settled file."""
-    assert await provider.reload() is False
+    """One poll: it notices the change, sees it unchanged after the settle wait and loads it."""
     return await provider.reload()
+
+
+def _replace(path: Path, text: str) -> None:
+    """What exporters are told to do: write a temporary file beside it, rename it over."""
+    staged = path.with_name(path.name + ".tmp")
+    staged.write_text(text, encoding="utf-8")
+    staged.replace(path)
 
 
 @pytest.fixture
@@ -406,7 +420,6 @@ async def test_lookups_during_reload_see_old_or_new(tmp_path: Path, process_abov
     provider = _csv_provider(path, process_above=process_above)
     await provider.start()
     path.write_text(inventory("newer"), encoding="utf-8")
-    assert await provider.reload() is False  # noticed; loaded once it is unchanged at a poll
     reload = asyncio.create_task(provider.reload())
     seen: list[tuple[str | None, str | None]] = []
     while not reload.done():
@@ -441,28 +454,31 @@ async def _vanished(tmp_path: Path, grace: float, clock: _Clock) -> tuple[FilePr
     path = tmp_path / "inv.csv"
     path.write_text(LOST, encoding="utf-8")
     settings = CsvSettings(kind="csv", path=path, reload_interval=0, missing_grace=grace)
-    provider = FileProvider("inv", settings, clock=clock)
+    provider = FileProvider("inv", settings, clock=clock, settle_wait=SETTLE)
     await provider.start()
     path.unlink()
     return provider, path
 
 
 async def test_file_rewritten_in_place_is_loaded_only_once_settled(tmp_path: Path) -> None:
-    """A writer that truncates and pauses mid-row is not loaded; the finished file is, once settled."""
+    """A writer that truncates and pauses mid-row, for less than the settle wait, is not read
+    half-way; the finished file is loaded at the next poll, unchanged since."""
     path = tmp_path / "inv.csv"
     path.write_text(LOST, encoding="utf-8")
-    provider = _csv_provider(path)
+    provider = _csv_provider(path, settle_wait=0.5)
     await provider.start()
     with path.open("r+", encoding="utf-8") as writer:  # same inode: an in-place rewrite
         writer.truncate(0)
         writer.write("serial,name,groups\nC02A00000001,mac,Lost or")
         writer.flush()
-        assert await provider.reload() is False
+        poll = asyncio.create_task(provider.reload())
+        await asyncio.sleep(0.1)  # the poll noticed the change and waits for it to settle
+        writer.write(" Found;Pilot\n")
+        writer.flush()
+        assert await poll is False
         record = await provider.lookup(_serial("C02A00000001"))
         assert record is not None
         assert record.groups == (GroupRef("Lost or Stolen"),)
-        writer.write(" Found;Pilot\n")
-    assert await provider.reload() is False  # changed again since the last poll
     assert await provider.reload() is True
     record = await provider.lookup(_serial("C02A00000001"))
     assert record is not None
@@ -473,10 +489,9 @@ async def test_file_changed_while_reading_is_discarded(tmp_path: Path) -> None:
     """A load whose stat after the read differs from the one before it keeps the old inventory."""
     path = tmp_path / "inv.csv"
     path.write_text(LOST, encoding="utf-8")
-    provider = _csv_provider(path)
+    provider = _csv_provider(path, settle_wait=0)  # only the stamp across the read is checked
     await provider.start()
     path.write_text("serial,name,groups\nC02A00000001,mac,Pilot\n", encoding="utf-8")
-    assert await provider.reload() is False
     reload = asyncio.create_task(provider.reload())
     await asyncio.sleep(0)  # the poll took its stamp and is reading in a worker
     with path.open("a", encoding="utf-8") as writer:
@@ -489,19 +504,67 @@ async def test_file_changed_while_reading_is_discarded(tmp_path: Path) -> None:
     assert await provider.lookup(_serial("C02A00000002")) is not None
 
 
-async def test_renamed_file_is_loaded_at_the_next_settled_poll(tmp_path: Path) -> None:
-    """A file renamed over the inventory (atomic) is loaded at the poll after the one noticing it."""
+async def test_renamed_file_is_loaded_at_the_poll_that_notices_it(tmp_path: Path) -> None:
+    """A file renamed over the inventory (atomic) is loaded by the poll that notices it."""
     path = tmp_path / "inv.csv"
     path.write_text(LOST, encoding="utf-8")
     provider = _csv_provider(path)
     await provider.start()
-    staged = tmp_path / "inv.csv.tmp"
-    staged.write_text("serial,name\nC02A00000002,new\n", encoding="utf-8")
-    staged.replace(path)
-    assert await provider.reload() is False
+    _replace(path, "serial,name\nC02A00000002,new\n")
     assert await provider.reload() is True
     assert await provider.lookup(_serial("C02A00000001")) is None
     assert await provider.lookup(_serial("C02A00000002")) is not None
+
+
+async def test_file_replaced_between_every_poll_is_loaded(tmp_path: Path) -> None:
+    """An exporter that renames a new copy over the file more often than the polls come (the
+    same content each time) does not keep the change out: each poll loads what it noticed."""
+    path = tmp_path / "inv.csv"
+    path.write_text(f"{HEADER}\nC02A00000001,,mac,true,,,,,\n", encoding="utf-8")
+    provider = _csv_provider(path)
+    await provider.start()
+    unmanaged = f"{HEADER}\nC02A00000001,,mac,false,,,,,\n"
+    loads = []
+    for _ in range(3):
+        _replace(path, unmanaged)  # a new inode before every poll
+        loads.append(await provider.reload())
+    assert loads == [True, True, True]
+    record = await provider.lookup(_serial("C02A00000001"))
+    assert record is not None
+    assert record.managed is False
+
+
+async def test_file_that_never_settles_is_logged_once(tmp_path: Path) -> None:
+    """A change that keeps changing through every poll's settle wait is not loaded, and that is
+    logged once after UNSETTLED_POLLS polls; once it stops changing the next poll loads it."""
+    path = tmp_path / "inv.csv"
+    path.write_text(LOST, encoding="utf-8")
+    provider = _csv_provider(path, settle_wait=0.3)
+    await provider.start()
+    with capture_logs() as logs:
+        for n in range(1, UNSETTLED_POLLS + 2):
+            rows = "".join(f"C02B{i:08d},before,\n" for i in range(n))
+            path.write_text(f"serial,name,groups\n{rows}", encoding="utf-8")
+            poll = asyncio.create_task(provider.reload())
+            await asyncio.sleep(0.1)  # within the poll's settle wait: the writer goes on
+            path.write_text(f"serial,name,groups\n{rows}C02B99999999,busy,\n", encoding="utf-8")
+            assert await poll is False
+    record = await provider.lookup(_serial("C02A00000001"))
+    assert record is not None
+    assert record.groups == (GroupRef("Lost or Stolen"),)
+    warnings = [e for e in logs if e["log_level"] != "debug"]
+    assert warnings == [
+        {
+            "event": "provider.reload_unsettled",
+            "provider": "inv",
+            "path": str(path),
+            "polls": UNSETTLED_POLLS,
+            "kept": "previous",
+            "log_level": "warning",
+        }
+    ]
+    assert await provider.reload() is True  # unchanged since the last poll: settled
+    assert await provider.lookup(_serial("C02B99999999")) is not None
 
 
 async def test_vanished_file_serves_within_grace_and_logs_once(tmp_path: Path) -> None:
@@ -693,7 +756,7 @@ async def test_worker_process_loads_and_reports_like_a_thread(tmp_path: Path) ->
     path = tmp_path / "inv.json"
     path.write_text(json.dumps(RICH_JSON), encoding="utf-8")
     settings = JsonSettings(kind="json", path=path, reload_interval=0)
-    provider = FileProvider("inv", settings, process_above=0)
+    provider = FileProvider("inv", settings, process_above=0, settle_wait=SETTLE)
     await provider.start()
     reference = build_index(parse_json(path.read_text(), source="x"), provider="inv", source="x")
     assert [r async for r in provider.iter_devices()] == list(dict.fromkeys(reference.values()))

@@ -33,15 +33,18 @@ def _write(inventory: Path, text: str) -> None:
     os.utime(inventory, ns=(before + 10**9, before + 10**9))  # a new version even on coarse clocks
 
 
-async def _rewrite(client: TestClient[Any, Any], inventory: Path, text: str) -> None:
-    """Write the new inventory and have the running provider load it (what its watcher does:
-    a first poll sees the change, the second finds the file settled and loads it)."""
-    _write(inventory, text)
+def _provider(client: TestClient[Any, Any]) -> FileProvider:
     assert client.app is not None
     provider = client.app[PROVIDERS]["inventory"]
     assert isinstance(provider, FileProvider)
-    assert await provider.reload() is False
-    assert await provider.reload() is True
+    return provider
+
+
+async def _rewrite(client: TestClient[Any, Any], inventory: Path, text: str) -> None:
+    """Write the new inventory and have the running provider load it (what its watcher does:
+    the poll that sees the change finds it unchanged a moment later and loads it)."""
+    _write(inventory, text)
+    assert await _provider(client).reload() is True
 
 
 @pytest.mark.parametrize(
@@ -75,3 +78,20 @@ async def test_a_device_added_to_the_inventory_is_allowed_at_once(
     assert (refused["allow"], refused["error"]["code"]) == (False, "device-not-found")
     await _rewrite(client, inventory, INVENTORY_CSV + NEW + "\n")
     assert (await _answer(client, "C02NEW000001"))["allow"] is True
+
+
+async def test_an_inventory_replaced_before_every_check_still_decides(
+    app_client: AppClient, inventory: Path
+) -> None:
+    """An exporter that renames a fresh copy over the file more often than the provider checks
+    it (the same content each time) does not keep a revocation out: the next check loads it."""
+    client = await app_client(config(inventory, webhooks=[webhook(policy=LOST_POLICY)]))
+    assert (await _answer(client, "C02TEST00001"))["allow"] is True
+    revoked = INVENTORY_CSV.replace(ONE, ONE.replace("true,true,company", "false,true,company"))
+    staged = inventory.with_name(inventory.name + ".tmp")
+    for _ in range(2):  # a new inode before each check
+        staged.write_text(revoked, encoding="utf-8")
+        staged.replace(inventory)
+        assert await _provider(client).reload() is True
+    answer = await _answer(client, "C02TEST00001")
+    assert (answer["allow"], answer.get("error", {}).get("code")) == (False, "device-unmanaged")

@@ -2,11 +2,15 @@
 
 The watcher polls the file every `reload_interval` seconds and compares (size, mtime_ns, inode):
 
-- a change is loaded only when the file looked the same at two polls in a row (settled), and
-  the stamp taken after reading still matches the one taken before; otherwise the read is
-  discarded and retried at the next poll. A tool that rewrites the file in place, or pauses
-  mid-row, is never read half-way (unless it pauses for a whole poll interval: write a
-  temporary file and rename it over the inventory, which is atomic).
+- a change is loaded only once it has settled: unchanged since the previous poll, or else
+  unchanged over a short wait within this poll (`SETTLE_WAIT`, at most half the interval, on
+  the event loop's timer), and the stamp taken after reading still matches the one taken before;
+  otherwise the read is discarded and retried at the next poll. Settling within one poll is what
+  lets an exporter that replaces the file more often than `reload_interval` be loaded at all: two
+  polls in a row would never see one stamp. A tool that rewrites the file in place, or pauses
+  mid-row, is never read half-way unless it pauses for longer than that wait (write a temporary
+  file and rename it over the inventory, which is atomic). A change still not loaded after
+  `UNSETTLED_POLLS` polls is logged once (`provider.reload_unsettled`).
 - a broken version keeps the last good inventory; the same version is not parsed again, and
   each distinct error is logged once.
 - a vanished file keeps the last good inventory for `missing_grace` seconds, then the provider
@@ -36,6 +40,12 @@ from providers.identifiers import DeviceIdentifier
 
 log = structlog.get_logger("providers.files")
 
+SETTLE_WAIT = 1.0
+"""Seconds a changed file must keep its stamp within one poll to count as settled (capped at
+half the `reload_interval`): long enough for a writer's next chunk, short beside an interval."""
+UNSETTLED_POLLS = 3
+"""Polls in a row that find a change that has not settled before it is logged."""
+
 
 @dataclass(frozen=True, slots=True)
 class _Stamp:
@@ -62,11 +72,15 @@ class FileProvider:
         *,
         clock: Callable[[], float] = time.monotonic,
         process_above: int = PROCESS_ABOVE,
+        settle_wait: float = SETTLE_WAIT,
     ) -> None:
         self._name = name
         self._settings = settings
         self._clock = clock
         self._process_above = process_above  # larger files are parsed in a worker process
+        interval = settings.reload_interval
+        self._settle_wait = min(settle_wait, interval / 2) if interval > 0 else settle_wait
+        self._unsettled = 0  # polls in a row that found a change not yet settled
         self._index: InventoryIndex | None = None
         self._loaded: _Stamp | None = None  # the version the index came from
         self._seen: _Stamp | None = None  # the version the previous poll saw
@@ -154,11 +168,41 @@ class FileProvider:
                 missing_for=round(self._clock() - self._missing_since, 3),
             )
             self._missing_since = None
-        settled = stamp == self._seen
-        self._seen = stamp
-        if stamp in (self._loaded, self._failed) or not settled:
+        if stamp in (self._loaded, self._failed):
+            self._seen, self._unsettled = stamp, 0
             return False
+        if stamp != self._seen and not await self._settles(stamp):
+            return self._not_settled()
+        self._seen = stamp
         return await self._load(stamp)
+
+    async def _settles(self, stamp: _Stamp) -> bool:
+        """Whether a change first seen at this poll keeps its stamp over `SETTLE_WAIT`: a writer
+        still busy in place changes it; a file replaced whole (renamed over) does not."""
+        self._seen = stamp
+        if self._settle_wait > 0:  # 0 (tests): only the stamp across the read is checked
+            await asyncio.sleep(self._settle_wait)
+        try:
+            self._seen = _stamp(self._settings.path)
+        except OSError:
+            self._seen = None  # gone for a moment (replaced by delete and create): next poll
+        return self._seen == stamp
+
+    def _not_settled(self) -> bool:
+        """Count a poll whose change did not settle; say so once it has happened
+        `UNSETTLED_POLLS` times in a row (a writer that never pauses, a file that never stops
+        changing): the old inventory is serving meanwhile. Returns False (nothing swapped)."""
+        log.debug("provider.reload_deferred", provider=self._name, path=str(self._settings.path))
+        self._unsettled += 1
+        if self._unsettled == UNSETTLED_POLLS:
+            log.warning(
+                "provider.reload_unsettled",
+                provider=self._name,
+                path=str(self._settings.path),
+                polls=self._unsettled,
+                kept="previous" if self._index is not None else "none",
+            )
+        return False
 
     async def _load(self, stamp: _Stamp) -> bool:
         """Read and index the version `stamp`; swap it in only if it was stable and valid."""
@@ -178,19 +222,21 @@ class FileProvider:
         except _ChangedWhileReading as changed:
             # A writer is still busy: discard, and retry once the new stamp has settled.
             self._seen = changed.stamp
-            log.debug("provider.reload_deferred", provider=self._name, path=str(path))
-            return False
+            return self._not_settled()
         except (OSError, InventoryFileError) as exc:
+            self._unsettled = 0
             self._failed = stamp
             self._report(exc)
             return False
         except Exception as exc:  # a bug must not end the watcher: keep serving, say so once
             log.exception("provider.reload_crashed", provider=self._name, path=str(path))
+            self._unsettled = 0
             self._failed = stamp
             self._report(InventoryFileError(f"{path}: cannot be loaded ({type(exc).__name__})"))
             return False
         self._index = index  # one reference swap: a lookup sees the old or the new index
         self._loaded = stamp
+        self._unsettled = 0
         self.loaded_at = time.time()
         self._failed = None
         self._logged_error = None
@@ -215,7 +261,7 @@ class FileProvider:
         """The file is gone: keep the last good inventory for `missing_grace`, then fail closed."""
         now = self._clock()
         grace = self._settings.missing_grace
-        self._seen = None
+        self._seen, self._unsettled = None, 0
         if self._missing_since is None:
             self._missing_since = now
             log.warning(
