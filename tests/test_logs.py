@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +17,7 @@ import orjson
 import pytest
 import structlog
 
-from connector.logs import JSON_OPTIONS, JsonLineRenderer, configure_logging
+from connector.logs import HAND_OVER, JSON_OPTIONS, JsonLineRenderer, configure_logging
 from connector.persistence import PERSISTENCE
 from connector.store import AuditQuery
 from tests.conftest import AppClient
@@ -353,3 +355,41 @@ def test_json_line_renderer_writes_lone_surrogates_as_u_fffd() -> None:
     assert list(json.loads(line)) == ["user", "ratio", "event", "level", "timestamp"]
     assert json.loads(line)["user"] == "a\ufffdb"
     assert json.loads(line)["ratio"] is None
+
+
+async def test_lines_a_stalled_stream_cannot_take_are_dropped_counted_and_reported() -> None:
+    """A pipe nobody reads: logging never blocks the event loop; past `max_pending` lines are
+    dropped, and once the pipe is read again the lines that waited arrive in order, followed by
+    `log.lines_dropped` with how many went."""
+    handlers, level = logging.root.handlers[:], logging.root.level
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    stream = open(write_end, "w", encoding="utf-8")  # noqa: ASYNC230, SIM115 - a pipe's end
+    try:
+        configure_logging("info", "json", stream=stream, max_pending=16 * 1024)
+        log = structlog.get_logger("test")
+        async with asyncio.timeout(10):  # a blocked loop would never get here
+            for index in range(2000):  # some 300 KiB: the pipe holds 64 KiB
+                log.info("test.line", index=index, padding="x" * 100)
+                if index % 50 == 49:  # lines are handed to the writer every 50 ms
+                    await asyncio.sleep(HAND_OVER * 1.2)
+        received = bytearray()
+        async with asyncio.timeout(10):
+            while b'"log.lines_dropped"' not in received:
+                with contextlib.suppress(BlockingIOError):
+                    while chunk := os.read(read_end, 1 << 16):
+                        received.extend(chunk)
+                await asyncio.sleep(0.01)
+        events = [json.loads(line) for line in received.decode().splitlines()]
+        indexes = [e["index"] for e in events if e["event"] == "test.line"]
+        [dropped] = [e for e in events if e["event"] == "log.lines_dropped"]
+        assert indexes == sorted(indexes)
+        assert dropped["dropped"] > 0
+        assert len(indexes) + dropped["dropped"] == 2000
+        assert (dropped["level"], dropped["max_pending"]) == ("warning", 16 * 1024)
+    finally:
+        structlog.reset_defaults()
+        logging.root.handlers[:] = handlers
+        logging.root.setLevel(level)
+        stream.close()
+        os.close(read_end)

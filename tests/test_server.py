@@ -293,6 +293,60 @@ def test_serve_runs_on_the_configured_event_loop(serve: Any, extra: str, loop: s
     assert listening["event_loop"] == loop
 
 
+def test_a_log_reader_that_stalls_never_stops_the_answers(tmp_path: Path) -> None:
+    """stderr is a pipe nobody reads (a hung log shipper): once it is full, lines wait in the
+    service while calls are still answered; when the pipe is read again, every line arrives."""
+    port = _free_port()
+    folder = tmp_path / "stalled"
+    folder.mkdir()
+    (folder / "inventory.csv").write_text(INVENTORY_CSV, encoding="utf-8")
+    config = folder / "connector.toml"
+    text = CONFIG.format(port=port, extra="", drain_period=0, hook_id=ENRICH_ID, secret=SECRET)
+    config.write_text(text, encoding="utf-8")
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "connector", "serve", "--config", str(config)],
+        cwd=folder,
+        stdout=write_end,
+        stderr=write_end,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    os.close(write_end)
+    received = bytearray()
+
+    def read_until(marker: bytes, count: int = 1) -> None:
+        deadline = time.monotonic() + 20
+        while received.count(marker) < count:
+            assert time.monotonic() < deadline, received[-2000:].decode(errors="replace")
+            with contextlib.suppress(BlockingIOError):
+                while chunk := os.read(read_end, 1 << 16):
+                    received.extend(chunk)
+            time.sleep(0.02)
+
+    server = Process(process, port, folder / "unused.log")
+    try:
+        read_until(b'"service.started"')
+        # Nobody reads from here on; each refused call logs a line, some 20 pipes' worth in all.
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            for _ in range(3000):
+                refused = client.post(PEOPLE, content=b"x", headers={"X-Smallstep-Webhook-ID": "x"})
+                assert refused.status_code == 401
+            body = enrich("C02TEST00001", now=datetime.now(UTC))
+            answer = client.post(PEOPLE, content=body, headers=signed(body))
+            assert (answer.status_code, answer.json()["allow"]) == (200, True)
+        read_until(b'"webhook.decision"')  # the pipe is read again: what waited arrives, in order
+        events = [json.loads(line) for line in received.decode().splitlines()]
+        names = [e["event"] for e in events]
+        assert names.count("request.rejected") == 3000
+        assert names.index("webhook.decision") > max(
+            i for i, name in enumerate(names) if name == "request.rejected"
+        )
+    finally:
+        assert server.stop() == 0
+        os.close(read_end)
+
+
 def test_a_taken_port_is_one_error_line_and_exit_2(tmp_path: Path) -> None:
     """Serving on a port already in use exits 2 with one `server.listen_failed` line."""
     with socket.socket() as holder:
