@@ -25,13 +25,19 @@ async def sqlite_connection(path: Path) -> aiosqlite.Connection:
     return conn
 
 
+async def sqlite_store(path: Path) -> tuple[Store, tuple[aiosqlite.Connection, ...]]:
+    """A migrated store on `path` over connections opened here: writer, reader, searcher."""
+    connections = tuple([await sqlite_connection(path) for _ in range(3)])
+    await connections[0].execute("PRAGMA journal_mode = WAL")
+    store = Store(SqliteDriver(*connections), describe=f"sqlite:{path}")
+    await store.migrate()
+    return store, connections
+
+
 async def gated_store(path: Path) -> tuple[Store, aiosqlite.Connection]:
     """A migrated store on `path`, and its writer connection (for `StatementGate`)."""
-    writer, reader = await sqlite_connection(path), await sqlite_connection(path)
-    await writer.execute("PRAGMA journal_mode = WAL")
-    store = Store(SqliteDriver(writer, reader), describe=f"sqlite:{path}")
-    await store.migrate()
-    return store, writer
+    store, connections = await sqlite_store(path)
+    return store, connections[0]
 
 
 class StatementGate:

@@ -29,11 +29,11 @@ SCHEMA = (
 async def sqlite_parts(tmp_path: Path) -> AsyncIterator[tuple[SqliteDriver, aiosqlite.Connection]]:
     """A SQLite driver over a WAL file with the test schema, and its raw writer connection."""
     path = tmp_path / "store.sqlite3"
-    writer, reader = await sqlite_connection(path), await sqlite_connection(path)
+    writer, reader, searcher = [await sqlite_connection(path) for _ in range(3)]
     await writer.execute("PRAGMA journal_mode = WAL")
     for statement in SCHEMA:
         await writer.execute(statement)
-    driver = SqliteDriver(writer, reader)
+    driver = SqliteDriver(writer, reader, searcher)
     yield driver, writer
     await driver.aclose()
 

@@ -65,6 +65,11 @@ class Driver(Protocol):
         """A connection for reads that see the latest committed data."""
         ...
 
+    def searcher(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        """A connection for reads that may scan (audit searches): never the one the decision
+        path reads with, where a driver has few connections."""
+        ...
+
     async def aclose(self) -> None:
         """Close every connection."""
         ...
@@ -137,12 +142,20 @@ async def _to_the_end(step: Awaitable[None]) -> None:
 
 
 class SqliteDriver:
-    """One writer and one reader connection to a WAL-mode file: reads never wait for a sync."""
+    """One writer and two reader connections to a WAL-mode file: reads never wait for a sync,
+    and a synced decision's read never waits behind an audit search scanning the log (each
+    aiosqlite connection runs one statement at a time, on a thread of its own)."""
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+    def __init__(
+        self,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        searcher: aiosqlite.Connection,
+    ) -> None:
         self._writer = _SqliteConnection(writer)
         self._reader = _SqliteConnection(reader)
-        self._raw = (writer, reader)
+        self._searcher = _SqliteConnection(searcher)
+        self._raw = (writer, reader, searcher)
         self._write_lock = asyncio.Lock()
         self._closed = False
 
@@ -153,7 +166,7 @@ class SqliteDriver:
         try:
             with _translated("sqlite"):
                 path.parent.mkdir(parents=True, exist_ok=True)
-                for _ in range(2):
+                for _ in range(3):
                     opened.append(await _connect_sqlite(path))
                 for conn in opened:
                     await conn.execute("PRAGMA busy_timeout = 5000")
@@ -165,7 +178,7 @@ class SqliteDriver:
                 with contextlib.suppress(Exception):
                     await conn.close()
             raise
-        return cls(opened[0], opened[1])
+        return cls(opened[0], opened[1], opened[2])
 
     @property
     def dialect(self) -> Dialect:
@@ -202,12 +215,18 @@ class SqliteDriver:
         self._check_open()
         yield self._reader
 
+    @contextlib.asynccontextmanager
+    async def searcher(self) -> AsyncIterator[Connection]:
+        """The connection audit searches read with (autocommit, as the reader)."""
+        self._check_open()
+        yield self._searcher
+
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("sqlite: the store is closed")
 
     async def aclose(self) -> None:
-        """Close both connections."""
+        """Close every connection."""
         self._closed = True
         for conn in self._raw:
             with contextlib.suppress(Exception):
@@ -294,6 +313,10 @@ class PostgresDriver:
             async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
                 yield _PostgresConnection(conn)
 
+    def searcher(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        """A pooled connection, as for any read: the pool runs them side by side."""
+        return self.reader()
+
     async def aclose(self) -> None:
         """Close the pool."""
         with contextlib.suppress(Exception):
@@ -357,6 +380,13 @@ class LazyDriver:
         """The real driver's reader (connecting first if needed)."""
         driver = await self._driver()
         async with driver.reader() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def searcher(self) -> AsyncIterator[Connection]:
+        """The real driver's searcher (connecting first if needed)."""
+        driver = await self._driver()
+        async with driver.searcher() as conn:
             yield conn
 
     async def aclose(self) -> None:

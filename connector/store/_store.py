@@ -74,6 +74,10 @@ class Store:
         self._require()
         return self._driver.reader()
 
+    def _searcher(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        self._require()
+        return self._driver.searcher()
+
     def _require(self) -> None:
         if not self._migrated:
             raise StoreError(f"{self.describe}: not connected yet (the schema is not checked)")
@@ -322,7 +326,7 @@ class Store:
         """Entries matching every field of `query`, newest first."""
         where: list[str] = []
         args: list[Any] = []
-        if query.identifier is not None:
+        if query.identifier is not None:  # indexed as upper(identifier) (schema version 2)
             where.append("upper(identifier) = ?")
             args.append(query.identifier.upper())
         if query.since is not None:
@@ -345,7 +349,7 @@ class Store:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY at DESC, id DESC LIMIT ?"
         args.append(int(query.limit))
-        async with self._reader() as conn:
+        async with self._searcher() as conn:  # a scan here never delays a synced decision
             rows = await conn.fetchall(sql, *args)
         return [audit_entry(row) for row in rows]
 
