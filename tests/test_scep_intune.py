@@ -58,6 +58,22 @@ async def intune(aiohttp_server: Any) -> tuple[FakeGraph, FakeIntuneScep, str]:
     return graph, scep, str(graph_server.make_url("")).rstrip("/")
 
 
+CLIENT_SECRET = "fake-graph-client-secret"
+
+
+def intune_provider(graph_url: str, secret: str = CLIENT_SECRET) -> dict[str, Any]:
+    """The ``[providers.intune]`` table for the fake tenant at `graph_url`."""
+    return {
+        "kind": "intune",
+        "tenant_id": TENANT,
+        "client_id": CLIENT_ID,
+        "client_secret": secret,
+        "authority_host": graph_url,
+        "graph_host": graph_url,
+        "backoff": 0.01,
+    }
+
+
 @pytest.fixture
 def start(aiohttp_client: Any, inventory: Path, tmp_path: Path, intune: Any) -> Any:
     """Start the app with an Intune-validated SCEPCHALLENGE webhook and a NOTIFYING one."""
@@ -71,15 +87,7 @@ def start(aiohttp_client: Any, inventory: Path, tmp_path: Path, intune: Any) -> 
             inventory,
             providers={
                 "inventory": {"kind": "csv", "path": str(inventory), "reload_interval": 0},
-                "intune": {
-                    "kind": "intune",
-                    "tenant_id": TENANT,
-                    "client_id": CLIENT_ID,
-                    "client_secret": "fake-graph-client-secret",
-                    "authority_host": graph_url,
-                    "graph_host": graph_url,
-                    "backoff": 0.01,
-                },
+                "intune": intune_provider(graph_url),
             },
             webhooks=[
                 webhook(

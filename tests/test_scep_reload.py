@@ -40,8 +40,9 @@ from tests.test_scep_challenge import present as present_challenge
 from tests.test_scep_intune import (
     CHALLENGE_ID,
     CLIENT_ID,
-    TENANT,
+    CLIENT_SECRET,
     UNMANAGED,
+    intune_provider,
     until,
 )
 from tests.test_scep_intune import present as present_intune
@@ -50,7 +51,6 @@ intune = test_scep_intune.intune
 """The fake tenant (Entra + Graph with discovery) and Intune's validation service."""
 
 NEW_PASSWORD = "rotated password after the leak"
-CLIENT_SECRET = "fake-graph-client-secret"
 NEW_CLIENT_SECRET = "rotated-graph-client-secret"
 
 
@@ -250,15 +250,7 @@ def intune_config(
         server=server or {},
         providers={
             "inventory": {"kind": "csv", "path": str(inventory), "reload_interval": 0},
-            "intune": {
-                "kind": "intune",
-                "tenant_id": TENANT,
-                "client_id": CLIENT_ID,
-                "client_secret": secret,
-                "authority_host": graph_url,
-                "graph_host": graph_url,
-                "backoff": 0.01,
-            },
+            "intune": intune_provider(graph_url, secret),
         },
         webhooks=[
             webhook(
