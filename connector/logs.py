@@ -3,23 +3,18 @@
 Event names are a public interface (see docs/observability.md): `area.what_happened`, details
 as flat keyword fields. Nothing here logs secrets; callers never pass them.
 
-Every verified call writes a line, so the JSON path is kept cheap: orjson renders the event,
-and `JsonLines` gathers the lines of one event-loop iteration and hands them to a writer thread
-(one write for all the lines a burst of calls produced), so a stalled reader of stderr never
-blocks the event loop.
+Every verified call writes a line, so the JSON path is kept cheap: orjson renders the event
+with structlog's level and timestamp in one processor (`JsonLineRenderer`), and
+`connector.logwriter.JsonLines` writes the lines of one event-loop iteration in one write, never
+blocking the loop on a stalled reader of stderr.
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
-import contextlib
-import io
 import logging
 import sys
-import threading
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TextIO, cast
 
@@ -28,6 +23,7 @@ import structlog
 from aiohttp import web
 
 from connector import jsonbytes
+from connector.logwriter import MAX_PENDING, JsonLines, LibraryRecords
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -35,16 +31,6 @@ LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
-
-
-MAX_PENDING = 8 * 1024 * 1024
-"""Bytes of log lines that may wait for a stream that does not take them; beyond, lines are
-dropped and counted (`log.lines_dropped`)."""
-
-
-HAND_OVER = 0.05
-"""Seconds lines gather on the event loop before the writer thread gets them: waking it for every
-loop iteration cost more CPU per call than the write itself, and took the GIL from the loop."""
 
 
 def configure_logging(
@@ -69,7 +55,7 @@ def configure_logging(
     if console:
         renderer = structlog.dev.ConsoleRenderer()
         logger_factory = structlog.PrintLoggerFactory(out)
-        library_out: TextIO | _Records = out
+        library_out: TextIO | LibraryRecords = out
         event_processors: list[structlog.typing.Processor] = [
             structlog.contextvars.merge_contextvars,
             *event_steps(),
@@ -77,10 +63,10 @@ def configure_logging(
         ]
     else:
         renderer = structlog.processors.JSONRenderer(_json_text, option=JSON_OPTIONS)
-        lines = JsonLines(out, max_pending=max_pending)
+        lines = JsonLines(out, render=JsonLineRenderer(), max_pending=max_pending)
         atexit.register(lines.close)
         logger_factory = lambda *_args: lines  # noqa: E731 - one writer for every logger
-        library_out = _Records(lines)  # the stdlib's records take the same way out as ours
+        library_out = LibraryRecords(lines)  # the stdlib's records take the same way out
         event_processors = [structlog.contextvars.merge_contextvars, JsonLineRenderer()]
     structlog.configure(
         processors=event_processors,
@@ -165,157 +151,6 @@ class JsonLineRenderer:
             stamp = self._stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
         micro = fraction // 1000
         return f"{stamp[1]}.{micro:06d}Z" if micro else f"{stamp[1]}Z"
-
-
-class JsonLines:
-    """A structlog logger writing one rendered event per line; the event loop never waits on it.
-
-    A stream with a binary buffer (stderr: a pipe to a log shipper, a file) is written by a
-    thread of its own, which gets the lines gathered on the event loop every `HAND_OVER` seconds.
-    When the stream's reader stalls and the pipe fills, a write blocks that thread, not the loop
-    and every decision with it. Up to `MAX_PENDING` bytes then wait; lines beyond are dropped and
-    counted, and once the stream takes lines again ``log.lines_dropped`` says how many went.
-    A text stream (an in-memory one in tests) is written at once. With no running loop (start-up,
-    another thread) a line is handed over at once.
-    """
-
-    def __init__(self, stream: TextIO, *, max_pending: int = MAX_PENDING) -> None:
-        self._stream = stream
-        buffer = getattr(stream, "buffer", None)  # raw with PYTHONUNBUFFERED (containers)
-        self._buffer: io.BufferedIOBase | io.RawIOBase | None = (
-            buffer if isinstance(buffer, io.BufferedIOBase | io.RawIOBase) else None
-        )
-        self._max_pending = max_pending
-        self._lock = threading.Lock()
-        self._lines: list[bytes] = []  # this loop iteration's, not yet handed over
-        self._flush_pending = False
-        self._batches: deque[bytes] = deque()  # handed over, for the writer thread
-        self._queued = 0  # bytes in `_batches` and the one being written
-        self._dropped = 0
-        self._wake = threading.Condition(self._lock)
-        self._writer: threading.Thread | None = None
-        self._closing = False
-
-    def msg(self, message: str | bytes) -> None:
-        """Write one line; soon."""
-        line = message if isinstance(message, bytes) else message.encode("utf-8", "replace")
-        with self._lock:
-            if self._buffer is not None:
-                self._lines.append(line)
-            else:  # a text stream (in memory): written at once, flushed with the iteration
-                with contextlib.suppress(OSError, ValueError):
-                    self._stream.write(line.decode("utf-8", "replace") + "\n")
-        if self._flush_pending:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.flush()
-            return
-        self._flush_pending = True
-        if self._buffer is None:
-            loop.call_soon(self.flush)
-        else:  # one hand-over per `HAND_OVER` seconds: the writer thread rarely wants the GIL
-            loop.call_later(HAND_OVER, self.flush)
-
-    debug = info = warning = warn = error = critical = exception = fatal = failure = err = log = msg
-
-    def flush(self) -> None:
-        """Hand the gathered lines over (a stream that is gone loses them: nowhere to say)."""
-        self._flush_pending = False
-        with self._lock:
-            if self._buffer is None:
-                with contextlib.suppress(OSError, ValueError):
-                    self._stream.flush()
-                return
-            lines, self._lines = self._lines, []
-            room, kept = self._max_pending - self._queued, 0
-            for line in lines:  # as many as may wait, in order; the rest are dropped
-                room -= len(line) + 1
-                if room < 0:
-                    break
-                kept += 1
-            self._dropped += len(lines) - kept
-            if kept:
-                data = b"\n".join(lines[:kept]) + b"\n"
-                self._queued += len(data)
-                self._batches.append(data)
-            if kept or self._dropped:
-                self._start_writer()
-                self._wake.notify()
-
-    def close(self, timeout: float = 2.0) -> None:
-        """Write out what waits, for at most `timeout` seconds (a stalled reader gets no more),
-        and stop the writer thread. At exit."""
-        self.flush()
-        with self._lock:
-            self._closing = True
-            self._wake.notify()
-            writer = self._writer
-        if writer is not None:
-            writer.join(timeout)
-
-    def _start_writer(self) -> None:
-        """Under the lock: a writer thread, unless one runs."""
-        if self._writer is None:
-            writer = threading.Thread(target=self._write, name="log-writer", daemon=True)
-            try:
-                writer.start()
-            except RuntimeError:  # the interpreter is shutting down: nothing may wait any more
-                return
-            self._writer = writer
-
-    def _write(self) -> None:
-        """The writer thread: batches to the stream's buffer in order, until closed and empty."""
-        assert self._buffer is not None  # noqa: S101 - started only for a buffered stream
-        while True:
-            with self._lock:
-                while not (self._batches or self._dropped or self._closing):
-                    self._wake.wait()
-                if self._batches:
-                    data, dropped = self._batches.popleft(), 0
-                elif self._dropped:  # after every line that waited was taken
-                    data, dropped, self._dropped = b"", self._dropped, 0
-                else:  # closing, and all is written
-                    self._writer = None
-                    return
-            if dropped:  # what waited is written: say what was lost (blocks until it is read)
-                structlog.get_logger("connector.logs").warning(
-                    "log.lines_dropped", dropped=dropped, max_pending=self._max_pending
-                )
-                continue
-            with contextlib.suppress(OSError, ValueError):  # a stream that is gone: nowhere to say
-                _write_all(self._buffer, data)
-            with self._lock:
-                self._queued -= len(data)
-
-
-def _write_all(out: io.BufferedIOBase | io.RawIOBase, data: bytes) -> None:
-    """Write all of `data`: a raw stream (PYTHONUNBUFFERED) may take part of it per call."""
-    view = memoryview(data)
-    while view:
-        written = out.write(view)
-        if written is None:  # a non-blocking stream that is full: this thread may wait
-            time.sleep(0.05)
-            continue
-        view = view[written:]
-    out.flush()
-
-
-class _Records:
-    """The stream the stdlib's log handler writes to: each rendered record is a JSON line."""
-
-    def __init__(self, lines: JsonLines) -> None:
-        self._lines = lines
-
-    def write(self, text: str) -> int:
-        """One line per rendered record (the handler adds a newline)."""
-        for line in text.splitlines():
-            self._lines.msg(line)
-        return len(text)
-
-    def flush(self) -> None:
-        """Nothing: `JsonLines` writes."""
 
 
 def _library_event(

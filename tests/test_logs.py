@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,8 @@ import orjson
 import pytest
 import structlog
 
-from connector.logs import HAND_OVER, JSON_OPTIONS, JsonLineRenderer, configure_logging
+from connector.logs import JSON_OPTIONS, JsonLineRenderer, configure_logging
+from connector.logwriter import JsonLines
 from connector.persistence import PERSISTENCE
 from connector.store import AuditQuery
 from tests.conftest import AppClient
@@ -357,39 +359,94 @@ def test_json_line_renderer_writes_lone_surrogates_as_u_fffd() -> None:
     assert json.loads(line)["ratio"] is None
 
 
-async def test_lines_a_stalled_stream_cannot_take_are_dropped_counted_and_reported() -> None:
-    """A pipe nobody reads: logging never blocks the event loop; past `max_pending` lines are
-    dropped, and once the pipe is read again the lines that waited arrive in order, followed by
-    `log.lines_dropped` with how many went."""
+@pytest.fixture
+def piped_logs() -> Iterator[tuple[int, JsonLines]]:
+    """configure_logging(json) into a pipe (its read end, non-blocking), with 16 KiB of lines
+    allowed to wait; undone after the test."""
     handlers, level = logging.root.handlers[:], logging.root.level
     read_end, write_end = os.pipe()
     os.set_blocking(read_end, False)
-    stream = open(write_end, "w", encoding="utf-8")  # noqa: ASYNC230, SIM115 - a pipe's end
-    try:
-        configure_logging("info", "json", stream=stream, max_pending=16 * 1024)
-        log = structlog.get_logger("test")
-        async with asyncio.timeout(10):  # a blocked loop would never get here
-            for index in range(2000):  # some 300 KiB: the pipe holds 64 KiB
-                log.info("test.line", index=index, padding="x" * 100)
-                if index % 50 == 49:  # lines are handed to the writer every 50 ms
-                    await asyncio.sleep(HAND_OVER * 1.2)
-        received = bytearray()
-        async with asyncio.timeout(10):
-            while b'"log.lines_dropped"' not in received:
-                with contextlib.suppress(BlockingIOError):
-                    while chunk := os.read(read_end, 1 << 16):
-                        received.extend(chunk)
-                await asyncio.sleep(0.01)
-        events = [json.loads(line) for line in received.decode().splitlines()]
-        indexes = [e["index"] for e in events if e["event"] == "test.line"]
-        [dropped] = [e for e in events if e["event"] == "log.lines_dropped"]
-        assert indexes == sorted(indexes)
-        assert dropped["dropped"] > 0
-        assert len(indexes) + dropped["dropped"] == 2000
-        assert (dropped["level"], dropped["max_pending"]) == ("warning", 16 * 1024)
-    finally:
-        structlog.reset_defaults()
-        logging.root.handlers[:] = handlers
-        logging.root.setLevel(level)
-        stream.close()
-        os.close(read_end)
+    stream = open(write_end, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    configure_logging("info", "json", stream=stream, max_pending=16 * 1024)
+    lines = structlog.get_config()["logger_factory"]()
+    yield read_end, lines
+    lines.close()
+    structlog.reset_defaults()
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)
+    stream.close()
+    os.close(read_end)
+
+
+def _read(read_end: int, into: bytearray) -> list[dict[str, Any]]:
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(read_end, 1 << 16):
+            into.extend(chunk)
+    return [json.loads(line) for line in into.decode().splitlines()]
+
+
+async def test_lines_a_stalled_stream_cannot_take_are_dropped_counted_and_reported(
+    piped_logs: tuple[int, JsonLines],
+) -> None:
+    """A pipe nobody reads: logging never blocks the event loop; past `max_pending` lines are
+    dropped, and once the pipe is read again the lines that waited arrive in order, followed by
+    `log.lines_dropped` with how many went."""
+    read_end, _ = piped_logs
+    log = structlog.get_logger("test")
+    for index in range(2000):  # some 300 KiB: the pipe holds 64 KiB (a blocked loop hangs here)
+        log.info("test.line", index=index, padding="x" * 100)
+        if index % 50 == 49:
+            await asyncio.sleep(0)  # a loop iteration ends: its lines are written or handed over
+    received = bytearray()
+    async with asyncio.timeout(10):
+        while not [e for e in _read(read_end, received) if e["event"] == "log.lines_dropped"]:  # noqa: ASYNC110 - a pipe
+            await asyncio.sleep(0.01)
+    events = _read(read_end, received)
+    indexes = [e["index"] for e in events if e["event"] == "test.line"]
+    [dropped] = [e for e in events if e["event"] == "log.lines_dropped"]
+    assert indexes == sorted(indexes)
+    assert dropped["dropped"] > 0
+    assert len(indexes) + dropped["dropped"] == 2000
+    assert (dropped["level"], dropped["max_pending"]) == ("warning", 16 * 1024)
+
+
+async def test_a_line_from_another_thread_is_written_while_the_loop_is_busy(
+    piped_logs: tuple[int, JsonLines],
+) -> None:
+    """The watchdog reports a stalled loop from its thread: that line (and the loop's lines
+    before it, in order) is written at once, not when the loop next runs."""
+    read_end, _ = piped_logs
+    log = structlog.get_logger("test")
+    log.info("on.loop")  # due at the end of this loop iteration, which has not come
+    thread = threading.Thread(target=lambda: log.warning("from.thread"))
+    thread.start()
+    thread.join(5)
+    assert [e["event"] for e in _read(read_end, bytearray())] == ["on.loop", "from.thread"]
+
+
+def test_a_line_logged_while_the_writer_holds_its_lock_does_not_deadlock(
+    piped_logs: tuple[int, JsonLines],
+) -> None:
+    """A garbage collection inside the writer's critical section may run a destructor that
+    logs: the lock is re-entrant, so that line is written rather than waiting for ever."""
+    read_end, lines = piped_logs
+
+    def nested() -> None:
+        with lines._lock:  # as during a flush
+            logging.getLogger("gc").error("from a destructor")
+
+    thread = threading.Thread(target=nested, daemon=True)
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive()
+    [event] = _read(read_end, bytearray())
+    assert (event["event"], event["message"]) == ("library.message", "from a destructor")
+
+
+def test_a_library_record_with_a_unicode_line_break_stays_one_json_line(
+    json_logs: Lines,
+) -> None:
+    """U+2028 in a stdlib record (a peer's text in an exception) is inside its JSON line."""
+    logging.getLogger("aiohttp.server").error("before\u2028after")
+    [line] = json_logs.text.split("\n")[:-1]
+    assert json.loads(line)["message"] == "before\u2028after"
