@@ -18,6 +18,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
+from connector.connection import request_started, vouch
 from connector.decision import Decision, decide, shadow_reply
 from connector.errors import (
     AuthError,
@@ -30,7 +31,6 @@ from connector.errors import (
     UnknownWebhook,
 )
 from connector.keys import CLOCK, HOOKS, PROVIDERS, ROUTES, SETTINGS, WebhookRuntime
-from connector.listener import request_started, vouch
 from connector.models import (
     ScepChallengeRequest,
     ScepNotification,
@@ -200,17 +200,18 @@ async def handle_webhook(request: web.Request) -> web.Response:
     _check_client_cert(request, hook)
     _check_signature(request, body, hook)
     _check_credentials(request, hook)
-    vouch(request)  # step-ca's connection: kept when the connection cap makes room
     now = request.app[CLOCK]()
     if hook.kind in SCEP_KINDS:  # SCEP calls: same checks, own bodies, decided in connector.scep
         scep = _parse(body, BODIES[hook.kind])
         _check_timestamp(scep.timestamp, now, settings.server.clock_skew)
+        vouch(request)  # step-ca's connection (a fresh signed call): kept at the connection cap
         answer = await answer_scep(request, runtime, scep, now=now)
         if answer.decision is not None:
             _log_decision(request, hook, answer.decision, started)
         return answer.response
     payload = _parse(body, WebhookRequest)
     _check_timestamp(payload.timestamp, now, settings.server.clock_skew)
+    vouch(request)
     decision = await decide(hook, payload, runtime.chain, now=now, memo=runtime.memo)
     _log_decision(request, hook, decision, started)
     if hook.mode == "shadow" and not decision.allow:
