@@ -20,8 +20,9 @@ import structlog
 from aiohttp import web
 
 from connector.app import create_app
+from connector.connection import install
 from connector.keys import SERVICE_LISTENER
-from connector.listener import Listener, install
+from connector.listener import Listener
 from connector.readiness import READINESS
 from connector.reload import reload_on_sighup
 from connector.settings import ServerSettings, Settings

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from connector.listener import Listener, install
+from connector.connection import install
+from connector.listener import Listener
 
 log = structlog.get_logger("connector.server")
 
