@@ -74,7 +74,7 @@ def configure_logging(
         logger_factory=logger_factory,
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(library_out)
+    handler = logging.StreamHandler(out) if console else _LibraryHandler(library_out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, _library_event],
@@ -151,6 +151,16 @@ class JsonLineRenderer:
             stamp = self._stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
         micro = fraction // 1000
         return f"{stamp[1]}.{micro:06d}Z" if micro else f"{stamp[1]}Z"
+
+
+class _LibraryHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The stdlib's handler for `JsonLines`, without a lock of its own: `JsonLines` keeps lines
+    whole and in order, and a second lock, taken in the other order by a destructor that logs
+    during a garbage collection inside `JsonLines`, could deadlock two threads."""
+
+    def createLock(self) -> None:
+        """No lock (see the class docstring)."""
+        self.lock = None
 
 
 def _library_event(

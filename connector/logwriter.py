@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
 import select
+import sys
 import threading
 import time
 from collections import deque
@@ -23,9 +25,11 @@ from typing import Any, TextIO
 MAX_PENDING = 8 * 1024 * 1024
 """Bytes of log lines that may wait for a stream that does not take them; beyond, lines are
 dropped and counted (`log.lines_dropped`)."""
-AT_ONCE = 4096
-"""Bytes written on the event loop in one go at most: a pipe that reports room has a page
-(4 KiB) free, so a write this size returns at once; more goes to the writer thread."""
+AT_ONCE = select.PIPE_BUF
+"""Bytes written on the event loop in one go at most: a pipe that reports room takes this much
+at once (4 KiB on Linux); more goes to the writer thread."""
+GATHERED = 64 * 1024
+"""Bytes gathered during one loop iteration before they are handed over at once."""
 
 Render = Callable[[object, str, MutableMapping[str, Any]], bytes]
 """A structlog processor rendering an event as one JSON line (`connector.logs.JsonLineRenderer`)."""
@@ -46,6 +50,7 @@ class JsonLines:
             buffer if isinstance(buffer, io.BufferedIOBase | io.RawIOBase) else None
         )
         self._poll = _writable_poll(stream) if self._buffer is not None else None
+        self._gathered = 0  # bytes in `_lines`
         self._render = render
         self._max_pending = max_pending
         # Re-entrant: a garbage collection while it is held may run a destructor that logs.
@@ -69,9 +74,13 @@ class JsonLines:
                     self._stream.flush()
                 return
             self._lines.append(line)
+            self._gathered += len(line) + 1
+            now = self._gathered > GATHERED  # a long loop step: its lines do not pile up
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # another thread, or no loop: now
+            now = True
+        if now:
             self.flush()
             return
         if self._flush_on is not loop:
@@ -88,11 +97,15 @@ class JsonLines:
             if not self._lines:
                 return
             lines, self._lines = self._lines, []
-            data = b"\n".join(lines) + b"\n"
-            if not self._queued and len(data) <= AT_ONCE and self._takes_a_write():
+            size, self._gathered = self._gathered, 0
+            if not self._queued and size <= AT_ONCE and self._takes_a_write():
                 with contextlib.suppress(OSError, ValueError):  # gone: nowhere to say
-                    _write_all(self._buffer, data)  # type: ignore[arg-type] # not None here
+                    _write_all(self._buffer, b"\n".join(lines) + b"\n")  # type: ignore[arg-type]
                 return
+            report = self._dropped_report() if self._dropped else b""
+            if report and len(report) < self._max_pending - self._queued:
+                lines.insert(0, report)  # lines were lost before these: said where the gap is
+                self._dropped = 0
             room, kept = self._max_pending - self._queued, 0
             for line in lines:  # as many as may wait, in order; the rest are dropped
                 room -= len(line) + 1
@@ -101,7 +114,7 @@ class JsonLines:
                 kept += 1
             self._dropped += len(lines) - kept
             if kept:
-                batch = data if kept == len(lines) else b"\n".join(lines[:kept]) + b"\n"
+                batch = b"\n".join(lines[:kept]) + b"\n"
                 self._queued += len(batch)
                 self._batches.append(batch)
             self._start_writer()
@@ -127,9 +140,15 @@ class JsonLines:
         except (OSError, ValueError):
             return False
 
+    def _dropped_report(self) -> bytes:
+        """Under the lock: the ``log.lines_dropped`` line for the lines dropped so far."""
+        event = {"dropped": self._dropped, "max_pending": self._max_pending}
+        return self._render(None, "warning", {**event, "event": "log.lines_dropped"})
+
     def _start_writer(self) -> None:
-        """Under the lock: a writer thread, unless one runs."""
-        if self._writer is None:
+        """Under the lock: a writer thread, unless one runs (none at interpreter exit, where
+        starting one waits for ever on Python 3.11: the lines wait for nothing more)."""
+        if self._writer is None and not sys.is_finalizing():
             writer = threading.Thread(target=self._write, name="log-writer", daemon=True)
             try:
                 writer.start()
@@ -138,36 +157,39 @@ class JsonLines:
             self._writer = writer
 
     def _write(self) -> None:
-        """The writer thread: batches to the stream in order, then the count of dropped lines
-        once every line that waited is written; until closed and empty."""
+        """The writer thread: batches to the stream in order, then the count of lines dropped
+        since, once every line that waited is written; until closed and empty."""
         out = self._buffer
         assert out is not None  # noqa: S101 - started only for a stream with a binary buffer
-        while True:
-            with self._lock:
-                while not (self._batches or self._dropped or self._closing):
-                    self._wake.wait()
-                if self._batches:
-                    data, dropped = self._batches.popleft(), 0
-                elif self._dropped:
-                    data, dropped, self._dropped = b"", self._dropped, 0
-                else:  # closing, and all is written
-                    self._writer = None
-                    return
-            if dropped:  # written here, never queued: it cannot be dropped in turn
-                event = {"dropped": dropped, "max_pending": self._max_pending}
-                data = self._render(None, "warning", {**event, "event": "log.lines_dropped"})
-                data += b"\n"
-            with contextlib.suppress(OSError, ValueError):  # a stream that is gone: nowhere to say
-                _write_all(out, data)
-            if not dropped:
+        try:
+            while True:
+                with self._lock:
+                    while not (self._batches or self._dropped or self._closing):
+                        self._wake.wait()
+                    if self._batches:
+                        data = self._batches.popleft()
+                    elif self._dropped:  # counted as waiting while written: no line overtakes it
+                        data = self._dropped_report() + b"\n"
+                        self._dropped = 0
+                        self._queued += len(data)
+                    else:  # closing, and all is written
+                        return
+                with contextlib.suppress(OSError, ValueError):  # a stream that is gone
+                    _write_all(out, data)
                 with self._lock:
                     self._queued -= len(data)
+        finally:
+            with self._lock:
+                self._writer = None
 
 
 def _writable_poll(stream: TextIO) -> select.poll | None:
-    """A poll for the stream's descriptor becoming writable, or None when it has none."""
+    """A poll for the stream's descriptor becoming writable; None when it has none, or is a
+    terminal (which reports room for a single byte: a larger write there may block)."""
     try:
         descriptor = stream.fileno()
+        if os.isatty(descriptor):
+            return None
     except (OSError, ValueError, AttributeError):
         return None
     poll = select.poll()
