@@ -74,6 +74,19 @@ def intune_provider(graph_url: str, secret: str = CLIENT_SECRET) -> dict[str, An
     }
 
 
+def intune_webhook(validator: dict[str, Any], **hook: Any) -> dict[str, Any]:
+    """The Intune-validated SCEPCHALLENGE webhook (policy: managed), with `hook`'s extra keys."""
+    return webhook(
+        "intune-wifi",
+        "SCEPCHALLENGE",
+        path="/webhooks/intune",
+        webhook_id=CHALLENGE_ID,
+        policy={"managed": True},
+        validator=validator,
+        **hook,
+    )
+
+
 @pytest.fixture
 def start(aiohttp_client: Any, inventory: Path, tmp_path: Path, intune: Any) -> Any:
     """Start the app with an Intune-validated SCEPCHALLENGE webhook and a NOTIFYING one."""
@@ -90,15 +103,7 @@ def start(aiohttp_client: Any, inventory: Path, tmp_path: Path, intune: Any) -> 
                 "intune": intune_provider(graph_url),
             },
             webhooks=[
-                webhook(
-                    "intune-wifi",
-                    "SCEPCHALLENGE",
-                    path="/webhooks/intune",
-                    webhook_id=CHALLENGE_ID,
-                    policy={"managed": True},
-                    validator=table,
-                    **hook,
-                ),
+                intune_webhook(table, **hook),
                 webhook(
                     "intune-notify",
                     "NOTIFYING",

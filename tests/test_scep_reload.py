@@ -38,11 +38,11 @@ from tests.test_scep_challenge import (
 )
 from tests.test_scep_challenge import present as present_challenge
 from tests.test_scep_intune import (
-    CHALLENGE_ID,
     CLIENT_ID,
     CLIENT_SECRET,
     UNMANAGED,
     intune_provider,
+    intune_webhook,
     until,
 )
 from tests.test_scep_intune import present as present_intune
@@ -253,14 +253,9 @@ def intune_config(
             "intune": intune_provider(graph_url, secret),
         },
         webhooks=[
-            webhook(
-                "intune-wifi",
-                "SCEPCHALLENGE",
-                path="/webhooks/intune",
-                webhook_id=CHALLENGE_ID,
-                policy={"managed": True},
+            intune_webhook(
+                {"kind": "intune", "provider": "intune", **validator},
                 on_missing_identifier="allow",
-                validator={"kind": "intune", "provider": "intune", **validator},
             )
         ],
         store={"path": str(tmp_path / "store.sqlite3")},
