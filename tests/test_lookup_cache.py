@@ -109,7 +109,7 @@ def test_codec_refuses_what_it_did_not_write(data: bytes) -> None:
 def test_keys_are_strings_per_provider_and_normalized_identifier() -> None:
     """A key names the codec version, the provider and the upper-cased identifier."""
     lower = classify("00008110-000a1c2e3f40801e")
-    assert cache_key("jamf", lower) == "posture:lookup:v1:jamf:00008110-000A1C2E3F40801E"
+    assert cache_key("jamf", lower) == "posture:lookup:v2:jamf:udid:00008110-000A1C2E3F40801E"
     assert cache_key("jamf", MAC) != cache_key("intune", MAC)
 
 

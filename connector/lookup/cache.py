@@ -22,8 +22,9 @@ from pydantic import TypeAdapter, ValidationError
 from providers.base import DeviceRecord
 from providers.identifiers import DeviceIdentifier
 
-KEY_PREFIX = "posture:lookup:v1"
-"""Leads every key; the version changes with the codec, so old entries are never misread."""
+KEY_PREFIX = "posture:lookup:v2"
+"""Leads every key; the version changes with the codec or the key's layout, so old entries are
+never misread (v2: the identifier's kind joined the key)."""
 
 _ANSWER: TypeAdapter[DeviceRecord | None] = TypeAdapter(DeviceRecord | None)
 DECODED_ENTRIES = 4096
@@ -100,8 +101,10 @@ def decode_answer(data: bytes) -> DeviceRecord | None:
 
 
 def cache_key(provider: str, identifier: DeviceIdentifier) -> str:
-    """The key of one provider's answer for one identifier (case variants share it)."""
-    return f"{KEY_PREFIX}:{provider}:{identifier.normalized}"
+    """The key of one provider's answer for one identifier of one kind (case variants share
+    it). The kind is part of it: the same digits are a serial to one webhook and a YubiKey
+    serial to another, and a provider answers the two differently."""
+    return f"{KEY_PREFIX}:{provider}:{identifier.kind.value}:{identifier.normalized}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ import structlog
 from connector.store import Generation, Store, StoredDevice, StoreError, SyncState
 from providers._listing import CursorTrail
 from providers.base import CursorRejected, DeviceRecord, ProviderError
-from providers.identifiers import ascii_upper
+from providers.identifiers import IdentifierKind, ascii_upper
 from providers.sync_options import SyncOptions
 
 log = structlog.get_logger("connector.sync")
@@ -80,6 +80,11 @@ class Lister(Protocol):
 
 class LeaseLost(Exception):
     """When another replica took the sync lease over during a sync."""
+
+
+KEYED_KINDS = frozenset({IdentifierKind.SERIAL, IdentifierKind.UDID})
+"""The identifier kinds `record_keys` indexes. A YubiKey serial with a device serial's digits
+names another thing, which the synced upstreams (Jamf, Intune, ...) do not know."""
 
 
 def record_keys(record: DeviceRecord) -> tuple[str, ...]:

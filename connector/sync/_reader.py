@@ -17,6 +17,7 @@ from collections.abc import Callable
 import structlog
 
 from connector.store import Store, StoreError
+from connector.sync._engine import KEYED_KINDS
 from providers.base import DeviceRecord, Provider, ProviderError, ProviderNotReady
 from providers.identifiers import DeviceIdentifier
 from providers.sync_options import SyncOptions
@@ -98,6 +99,8 @@ class SyncedProvider:
 
     async def lookup(self, identifier: DeviceIdentifier) -> DeviceRecord | None:
         """The synced record; the live provider on a miss or a stale copy in sync+live mode."""
+        if identifier.kind not in KEYED_KINDS:  # never in the copy, whatever its digits
+            return await self._live.lookup(identifier) if self._live is not None else None
         try:
             found = await self._store.find_device(self._name, identifier.normalized)
             if found is None:
