@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -418,3 +419,83 @@ async def test_unbound_challenge_needs_a_device_in_the_csr(start: Any) -> None:
     answer = await present(client, None, challenge)
 
     assert answer["error"]["code"] == "csr-identity-missing"
+
+
+async def test_a_lookalike_common_name_is_not_the_bound_device(start: Any) -> None:
+    """Unicode's case mapping is not the binding's: the serial with a long s (U+017F) for its S
+    upper-cases to the bound serial but names no device, and is refused (and spends it)."""
+    client = await start()
+    challenge = await challenge_for(client, serial=MANAGED)
+    lookalike = MANAGED.replace("S", "\u017f")
+    assert lookalike.upper() == MANAGED
+
+    answer = await present(client, lookalike, challenge)
+
+    assert answer["error"]["code"] == "challenge-device-mismatch"
+    assert (await present(client, MANAGED, challenge))["error"]["code"] == "challenge-invalid"
+
+
+async def test_a_refused_device_keeps_its_challenge(start: Any) -> None:
+    """A challenge that issued nothing is given back: its device, refused by the policy, is
+    judged again when its SCEP client retries with the same challenge (and the audit says so)."""
+    client = await start()
+    challenge = await challenge_for(client, serial=UNMANAGED)
+
+    first = await present(client, UNMANAGED, challenge)
+    retry = await present(client, UNMANAGED, challenge)
+
+    assert first["error"]["code"] == "device-unmanaged"
+    assert retry["error"]["code"] == "device-unmanaged"  # not challenge-invalid
+    persistence = client.app[PERSISTENCE]
+    await written(persistence.audit, 2)
+    entries = await persistence.store.query_decisions(AuditQuery(webhook="wifi"))
+    assert [e.detail for e in entries] == [
+        {"transaction_id": "7b3c2a1f9e8d", "binding": "device", "challenge": "returned"}
+    ] * 2
+
+
+async def test_a_challenge_outlives_an_inventory_that_could_not_answer(
+    aiohttp_client: Any, inventory: Path, tmp_path: Path, clock: Clock
+) -> None:
+    """The inventory is away (`inventory-unavailable`): the challenge is given back, and once
+    the inventory is back the device's retry with it enrols, once."""
+    late = tmp_path / "late.csv"  # not there yet: the provider is not ready
+    mapping = config(
+        inventory,
+        providers={"late": {"kind": "csv", "path": str(late), "reload_interval": 0}},
+        webhooks=[webhook(providers=("late",)), scep_webhook() | {"providers": ["late"]}],
+        store={"path": str(tmp_path / "store.sqlite3")},
+        server={"provider_retry_interval": 0.1},
+    )
+    app = create_app(make_settings(mapping), clock=clock)
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    await app[PROVIDERS_STARTED].wait()
+    await app[PERSISTENCE].store.wait_ready()
+    challenge = await challenge_for(client, serial=MANAGED)
+
+    away = await present(client, MANAGED, challenge)
+    shutil.copy(inventory, late)
+    async with asyncio.timeout(10):  # the app starts the provider again, now with its file
+        while (await client.get("/readyz")).status != 200:  # noqa: ASYNC110 - polling HTTP
+            await asyncio.sleep(0.05)
+    back = await present(client, MANAGED, challenge)
+    replay = await present(client, MANAGED, challenge)
+
+    assert away["error"]["code"] == "inventory-unavailable"
+    assert back["allow"] is True
+    assert replay["error"]["code"] == "challenge-invalid"
+
+
+async def test_an_unbound_challenge_comes_back_only_when_the_inventory_could_not_answer(
+    start: Any,
+) -> None:
+    """A device-less challenge refused for one device's posture stays spent: else it could try
+    device after device until the policy passes one."""
+    client = await start(unbound="csr")
+    challenge = await challenge_for(client)
+
+    refused = await present(client, UNMANAGED, challenge)
+    other = await present(client, MANAGED, challenge)
+
+    assert refused["error"]["code"] == "device-unmanaged"
+    assert other["error"]["code"] == "challenge-invalid"

@@ -167,6 +167,23 @@ async def test_reload_applies_unbound_probe(serve: Serve, inventory: Path, tmp_p
     assert answer["error"]["code"] == "challenge-invalid"
 
 
+async def test_unbound_challenges_issued_before_a_reload_to_probe_enrol_nothing(
+    serve: Serve, inventory: Path, tmp_path: Path
+) -> None:
+    """A device-less challenge handed out while unbound = "csr" is refused once a reload set
+    "probe": the admin dropped the weaker mode, so its challenges end with it."""
+    served = await serve(challenge_config(inventory, tmp_path, unbound="csr"))
+    response = await fetch(served, MDM_PASSWORD)
+    challenge = await response.text()
+    assert not challenge.startswith("probe-")
+
+    assert await served.reload(challenge_config(inventory, tmp_path, unbound="probe"))
+
+    answer = await present_challenge(served.client, MANAGED, challenge)
+    assert answer["allow"] is False
+    assert answer["error"]["code"] == "challenge-invalid"
+
+
 async def test_renamed_scep_webhook_works_after_a_reload(
     serve: Serve, inventory: Path, tmp_path: Path
 ) -> None:

@@ -277,6 +277,18 @@ async def test_challenge_burns_once_and_expires(store: Store) -> None:
     assert await store.burn_challenge("cd" * 32, "scep", now=60) is None
 
 
+async def test_a_released_challenge_can_be_used_once_more(store: Store) -> None:
+    """Only the use made at the given time is undone, for its webhook; then it burns again."""
+    await store.add_challenge(Challenge("ef" * 32, "scep", "C02SCEP", expires_at=1000))
+    assert await store.release_challenge("ef" * 32, "scep", used_at=10) is False  # unused
+    assert await store.burn_challenge("ef" * 32, "scep", now=10.25) is not None
+    assert await store.release_challenge("ef" * 32, "scep", used_at=10) is False  # another use
+    assert await store.release_challenge("ef" * 32, "other", used_at=10.25) is False
+    assert await store.release_challenge("ef" * 32, "scep", used_at=10.25) is True
+    assert await store.burn_challenge("ef" * 32, "scep", now=12) is not None
+    assert await store.burn_challenge("ef" * 32, "scep", now=13) is None
+
+
 async def test_unreachable_postgres_is_a_clear_store_error() -> None:
     """A database nobody listens on fails fast with a password-free reason."""
     settings = StoreSettings(

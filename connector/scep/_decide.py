@@ -61,4 +61,6 @@ async def decide_challenge(
         attestationData=AttestationData(permanentIdentifier=verdict.identity),
     )
     decision = await decide(hook, device, chain, now=now)
+    if not decision.allow and verdict.release and await verdict.release(decision.code):
+        detail["challenge"] = "returned"  # it issued nothing: the device may present it again
     return dataclasses.replace(decision, detail=detail)

@@ -6,7 +6,12 @@
 - `ChallengeValidator`: a one-time challenge the connector handed out is used up atomically
   (`Store.burn_challenge`: one ``UPDATE ... RETURNING``, so two replicas cannot both accept it)
   and must be bound to the device the CSR's common name names. A challenge presented with
-  another device's CSR is used up too: it was seen by the wrong device, so it is spent.
+  another device's CSR is used up too: it was seen by the wrong device, so it is spent. A good
+  challenge whose device is then refused (posture, or an inventory that could not answer) is
+  given back (`Verdict.release`): it issued nothing, and the device's SCEP client retries with
+  the challenge its profile holds. A challenge bound to no device (``unbound = "csr"``) comes
+  back only when the inventory could not answer: else one challenge could try device after
+  device until the policy passes one.
 
 Every failure (Intune away, store away, timeout) is a deny with its own reason code.
 """
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -26,6 +31,7 @@ from connector.scep._csr import CsrFacts
 from connector.scep._settings import ChallengeValidatorSettings, IntuneValidatorSettings
 from connector.store import Store, StoreError
 from providers.base import ProviderError
+from providers.identifiers import ascii_upper
 from providers.intune import IntuneScepClient
 
 log = structlog.get_logger("connector.scep")
@@ -34,6 +40,8 @@ MAX_TRANSACTION_ID = 128
 """Characters of a SCEP transaction id that reach a log line or the audit log (clients pick it)."""
 UNBOUND = "*"
 """The identity stored for a challenge issued without a device (``unbound = "csr"``)."""
+UNAVAILABLE = "inventory-unavailable"
+"""The denial that says nothing about the device: its inventory could not be consulted."""
 
 
 def challenge_digest(challenge: str) -> str:
@@ -42,8 +50,9 @@ def challenge_digest(challenge: str) -> str:
 
 
 def same_device(bound: str, named: str | None) -> bool:
-    """Whether the CSR names the bound device (serials and UUIDs compare without case)."""
-    return named is not None and bound.upper() == named.upper()
+    """Whether the CSR names the bound device: serials and UUIDs compare without ASCII case
+    (Unicode's case mapping takes a long s, U+017F, for an S)."""
+    return named is not None and ascii_upper(bound) == ascii_upper(named) != ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +65,8 @@ class Verdict:
         message: What the refusal tells step-ca's log.
         identity: The device the validation vouches for, when it knows one.
         detail: Facts for the audit log (never the challenge).
+        release: Gives a good one-time challenge back when its device is then refused with the
+            code passed (never raises; True if given back); None where nothing was used up.
     """
 
     allow: bool
@@ -63,6 +74,7 @@ class Verdict:
     message: str | None = None
     identity: str | None = None
     detail: Mapping[str, str] = field(default_factory=dict)
+    release: Callable[[str | None], Awaitable[bool]] | None = None
 
 
 def refuse(code: str, message: str, **detail: str) -> Verdict:
@@ -129,6 +141,7 @@ class ChallengeValidator:
     def __init__(self, webhook: str, store: Store, settings: ChallengeValidatorSettings) -> None:
         self._webhook = webhook
         self._store = store
+        self._unbound = settings.unbound
         self.timeout = settings.timeout
 
     async def validate(
@@ -138,11 +151,10 @@ class ChallengeValidator:
         del transaction_id
         if not challenge:
             return refuse("challenge-missing", "the CSR carries no challenge password")
+        digest = challenge_digest(challenge)
         try:
             async with asyncio.timeout(self.timeout):
-                used = await self._store.burn_challenge(
-                    challenge_digest(challenge), self._webhook, now
-                )
+                used = await self._store.burn_challenge(digest, self._webhook, now)
         except (StoreError, TimeoutError) as exc:
             reason = str(exc) or f"no answer within {self.timeout:g}s"
             log.warning("scep.challenge_store_unavailable", webhook=self._webhook, error=reason)
@@ -152,9 +164,19 @@ class ChallengeValidator:
         if used is None:
             return refuse("challenge-invalid", "the challenge is unknown, already used or expired")
         if used.identity == UNBOUND:
+            if self._unbound != "csr":  # issued before the webhook was set to "probe"
+                return refuse(
+                    "challenge-invalid",
+                    'the challenge names no device, and this webhook now has unbound = "probe"',
+                )
             if csr.common_name is None:
                 return refuse("csr-identity-missing", "the CSR names no device (subject CN)")
-            return Verdict(allow=True, identity=csr.common_name, detail={"binding": "csr"})
+            return Verdict(
+                allow=True,
+                identity=csr.common_name,
+                detail={"binding": "csr"},
+                release=self._giving_back(digest, now, after=frozenset({UNAVAILABLE})),
+            )
         if not same_device(used.identity, csr.common_name):
             log.warning(
                 "scep.challenge_device_mismatch",
@@ -167,4 +189,28 @@ class ChallengeValidator:
                 "the challenge was issued for another device than the CSR names",
                 bound=used.identity,
             )
-        return Verdict(allow=True, identity=used.identity, detail={"binding": "device"})
+        return Verdict(
+            allow=True,
+            identity=used.identity,
+            detail={"binding": "device"},
+            release=self._giving_back(digest, now),
+        )
+
+    def _giving_back(
+        self, digest: str, used_at: float, *, after: frozenset[str] | None = None
+    ) -> Callable[[str | None], Awaitable[bool]]:
+        """A `Verdict.release` for the challenge used up at `used_at`: after a denial with one
+        of the codes `after` (None: any). A store that fails keeps it spent."""
+
+        async def release(code: str | None) -> bool:
+            if after is not None and code not in after:
+                return False
+            try:
+                async with asyncio.timeout(self.timeout):
+                    return await self._store.release_challenge(digest, self._webhook, used_at)
+            except (StoreError, TimeoutError) as exc:
+                reason = str(exc) or f"no answer within {self.timeout:g}s"
+                log.warning("scep.challenge_release_failed", webhook=self._webhook, error=reason)
+                return False
+
+        return release

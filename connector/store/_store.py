@@ -389,6 +389,20 @@ class Store:
             return None
         return Challenge(digest=digest, webhook=webhook, identity=row[0], expires_at=row[1])
 
+    async def release_challenge(self, digest: str, webhook: str, used_at: float) -> bool:
+        """Give back a challenge that `burn_challenge` used up at `used_at` but that issued
+        nothing (the device's posture was refused or could not be checked), so the device
+        may present it again before it expires. Only that use is undone; True if it was."""
+        async with self._transaction() as tx:
+            row = await tx.fetchone(
+                "UPDATE scep_challenges SET used_at = NULL WHERE digest = ? AND webhook = ? "
+                "AND used_at = ? RETURNING digest",
+                digest,
+                webhook,
+                used_at,
+            )
+        return row is not None
+
     async def prune_challenges(self, before: float) -> None:
         """Forget challenges that expired before `before`."""
         async with self._transaction() as tx:
