@@ -121,11 +121,15 @@ class Connection(web.RequestHandler):
         super().log_access(request, response, time)
 
     def log_exception(self, *args: Any, **kwargs: Any) -> None:
-        """A request aiohttp could not parse is one line without a traceback, not an error."""
+        """A request aiohttp could not parse is one line without a traceback, not an error; so
+        is a body that does not unpack (aiohttp reads what is left of it after our 400)."""
         exc = kwargs.get("exc_info")
         if isinstance(exc, HttpProcessingError):
             error = " ".join(str(exc.message).split())  # aiohttp draws a caret on extra lines
             log.info("request.malformed", error=error, status=exc.code, peer=self._peer())
+            return
+        if isinstance(exc, web.RequestPayloadError):
+            log.info("request.malformed", error=str(exc)[:256], status=400, peer=self._peer())
             return
         log.error("server.unhandled_error", exc_info=exc if exc is not None else True)
 

@@ -61,7 +61,21 @@ log = structlog.get_logger("connector.webhook")
 
 async def read_capped(request: web.Request, limit: int, *, read_timeout: float) -> bytes:
     """Read the body, refusing it as soon as it passes `limit` bytes (never buffering more) or
-    when it is not complete `read_timeout` seconds after the request's first byte arrived."""
+    when it is not complete `read_timeout` seconds after the request's first byte arrived.
+
+    A body aiohttp cannot unpack (a ``Content-Encoding`` that does not decode, broken chunks)
+    is the sender's fault: 400, not a 500 with a traceback that anyone could trigger.
+    """
+    try:
+        return await _read_capped(request, limit, read_timeout=read_timeout)
+    except web.RequestPayloadError as exc:
+        raise PayloadError(
+            "the body could not be read as sent (its encoding or chunking is broken)",
+            detail={"error": clip(str(exc), MAX_LOGGED_OBSERVED) or ""},
+        ) from None
+
+
+async def _read_capped(request: web.Request, limit: int, *, read_timeout: float) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge(f"body of {request.content_length} bytes exceeds {limit}")
     content = request.content

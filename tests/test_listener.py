@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from connector import create_app
 from connector.app import PROVIDERS_STARTED
@@ -109,6 +110,32 @@ async def test_stalled_body_is_answered_408_at_the_read_timeout(serve: Serve) ->
     assert headers["connection"] == "close"
     assert await _closed(reader, within=5)
     writer.close()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+@pytest.mark.parametrize("late", [False, True], ids=["with-the-head", "after-the-head"])
+async def test_a_body_that_does_not_decode_is_a_400_not_a_500(
+    serve: Serve, encoding: str, late: bool
+) -> None:
+    """aiohttp unpacks a ``Content-Encoding`` itself; a body that does not unpack is the
+    sender's fault (400 payload-invalid, no error line), whether it came with the head or while
+    the handler waited for it, before any id or signature is checked."""
+    served = await serve(read_timeout=5)
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    head = (
+        f"POST {PEOPLE} HTTP/1.1\r\nHost: x\r\nContent-Encoding: {encoding}\r\n"
+        "Content-Length: 16\r\n\r\n"
+    ).encode()
+    with capture_logs() as logs:
+        writer.write(head if late else head + b"not compressed!!")
+        if late:  # the body arrives while the handler waits in read_capped
+            await asyncio.sleep(0.2)
+            writer.write(b"not compressed!!")
+        async with asyncio.timeout(5):
+            status, _, body = await _answer(reader)
+    writer.close()
+    assert (status, json.loads(body)["error"]["code"]) == (400, "payload-invalid")
+    assert [e["event"] for e in logs if e["log_level"] in ("error", "critical")] == []
 
 
 async def test_request_head_sent_slowly_is_cut_at_the_read_timeout(serve: Serve) -> None:
