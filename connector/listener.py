@@ -212,7 +212,10 @@ class Listener:
     def _make_room(self, sock: socket.socket) -> bool:
         """At the cap: close, for `sock`, the oldest handshake under way, else the oldest
         connection that sent no request head, else the oldest idle one that never carried a
-        signed request; refuse `sock` when every connection is busy or step-ca's."""
+        signed request, else the oldest that never carried one and is reading a request (a
+        body or a second head trickling in, which anyone can send without a signature: the
+        signature is checked once the body is in); refuse `sock` when every connection is
+        step-ca's."""
         if not (self._evicted or self._refused):
             log.warning("server.connection_limit_reached", max_connections=self._max)
         # Forgotten at once, so that a burst of newcomers displaces a different one each.
@@ -226,6 +229,8 @@ class Listener:
         unproven = next((c for c in self._connections if c.unproven), None)
         if unproven is None:
             unproven = next((c for c in self._connections if c.spare), None)
+        if unproven is None:
+            unproven = next((c for c in self._connections if not c.vouched), None)
         if unproven is not None:
             del self._connections[unproven]
             unproven.force_close()

@@ -252,6 +252,37 @@ async def test_idle_connections_without_a_signed_call_make_room_for_step_ca(
         open_writer.close()
 
 
+async def test_unsigned_requests_under_way_make_room_for_step_ca(serve: Serve) -> None:
+    """Requests anyone can send without a signature and hold open until `read_timeout` (a
+    head, then a body that trickles; a second head trickling in on a kept connection) cannot
+    lock step-ca out at the cap either: the oldest of them is closed for a newcomer."""
+    served = await serve(max_connections=3, keepalive_timeout=60, read_timeout=30)
+    slow_bodies = [await asyncio.open_connection("127.0.0.1", served.port) for _ in range(2)]
+    for _, writer in slow_bodies:  # a complete head, one byte of the announced body
+        writer.write(
+            f"POST {PEOPLE} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{{".encode()
+        )
+    second_head = await asyncio.open_connection("127.0.0.1", served.port)
+    second_head[1].write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert (await _answer(second_head[0]))[0] == 200
+    second_head[1].write(b"GET /healthz HTTP/1.1\r\n")  # and the rest never comes
+    await _at_cap(served, 3)
+    await asyncio.sleep(0.2)  # the two bodies are awaited in their handlers
+
+    callers = []
+    for _ in range(3):  # each newcomer displaces another of them, oldest first
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        callers.append((reader, writer))
+        writer.write(_request(enrich("C02TEST00001")))
+        async with asyncio.timeout(3):
+            status, _, body = await _answer(reader)
+        assert (status, json.loads(body)["allow"]) == (200, True)
+    for reader, _ in [*slow_bodies, second_head]:
+        assert await _closed(reader, within=3)
+    for _, open_writer in [*slow_bodies, second_head, *callers]:
+        open_writer.close()
+
+
 async def test_a_freed_slot_accepts_again(serve: Serve) -> None:
     """Once a held connection closes, a new connection is served again."""
     served = await serve(max_connections=1, keepalive_timeout=60)
