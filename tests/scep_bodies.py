@@ -10,6 +10,7 @@ CSR and only the outer fields of ``x509Certificate`` (``raw`` = the DER); a fail
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,10 +25,17 @@ from tests.helpers import FIXED_NOW
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def scep_csr(common_name: str | None, challenge: str | None = None) -> bytes:
-    """A DER PKCS#10 request as a SCEP client makes it (RSA, challengePassword attribute)."""
+def scep_csr(
+    common_name: str | None,
+    challenge: str | None = None,
+    alt_names: Sequence[x509.GeneralName] = (),
+) -> bytes:
+    """A DER PKCS#10 request as a SCEP client makes it (RSA, challengePassword attribute, and
+    the subject alternative names its profile asks for)."""
     names = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else []
     builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(names))
+    if alt_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
     if challenge is not None:
         builder = builder.add_attribute(AttributeOID.CHALLENGE_PASSWORD, challenge.encode())
     csr = builder.sign(_KEY, hashes.SHA256())
@@ -43,14 +51,18 @@ def _csr_member(der: bytes) -> dict[str, Any]:
     spki = csr.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    try:
+        sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        sans = x509.SubjectAlternativeName([])
     return {
         "version": 0,
         "subject": {"commonName": cn[-1].value} if cn else {},
         "rawSubject": base64.b64encode(csr.subject.public_bytes()).decode(),
-        "dnsNames": None,
-        "emailAddresses": None,
-        "ipAddresses": None,
-        "uris": None,
+        "dnsNames": sans.get_values_for_type(x509.DNSName) or None,
+        "emailAddresses": sans.get_values_for_type(x509.RFC822Name) or None,
+        "ipAddresses": [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] or None,
+        "uris": None,  # Go writes each url.URL as an object; no test sends a URI
         "sans": None,
         "extensions": None,
         "keyUsage": None,

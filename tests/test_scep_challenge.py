@@ -499,3 +499,57 @@ async def test_an_unbound_challenge_comes_back_only_when_the_inventory_could_not
 
     assert refused["error"]["code"] == "device-unmanaged"
     assert other["error"]["code"] == "challenge-invalid"
+
+
+def _with_names(common_name: str, challenge: str, *names: x509.GeneralName) -> bytes:
+    return scep_csr(common_name, challenge, alt_names=names)
+
+
+async def test_a_csr_naming_another_device_besides_the_bound_one_is_refused(
+    start: Any,
+) -> None:
+    """step-ca's default template copies the CSR's SANs into the certificate: a challenge for
+    one device cannot buy a certificate that also names another device or a user."""
+    client = await start()
+    for names in (
+        [x509.DNSName(UNMANAGED)],
+        [x509.RFC822Name("ceo@example.com")],
+        [x509.OtherName(x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.3"), b"\x0c\x03ceo")],
+    ):
+        challenge = await challenge_for(client, serial=MANAGED)
+        der = _with_names(MANAGED, challenge, x509.DNSName(MANAGED), *names)
+
+        answer = await present(client, MANAGED, challenge, csr_der=der)
+        again = await present(client, MANAGED, challenge)
+
+        assert answer["error"]["code"] == "csr-names-unbound"
+        assert again["error"]["code"] == "challenge-invalid"  # seen with a wrong CSR: spent
+
+
+async def test_a_csr_naming_only_the_bound_device_is_allowed(start: Any) -> None:
+    """A SAN that repeats the bound device's serial (any case) is its own name."""
+    client = await start()
+    challenge = await challenge_for(client, serial=MANAGED)
+    der = _with_names(MANAGED, challenge, x509.DNSName(MANAGED.lower()))
+
+    assert (await present(client, MANAGED, challenge, csr_der=der))["allow"] is True
+
+
+async def test_csr_names_any_leaves_the_names_to_the_template(start: Any) -> None:
+    """With csr_names = "any" the SANs are not compared (the template ignores them)."""
+    client = await start(csr_names="any")
+    challenge = await challenge_for(client, serial=MANAGED)
+    der = _with_names(MANAGED, challenge, x509.RFC822Name("alice@example.com"))
+
+    assert (await present(client, MANAGED, challenge, csr_der=der))["allow"] is True
+
+
+async def test_an_unbound_challenges_names_must_be_the_csrs_device(start: Any) -> None:
+    """With unbound = "csr" the common name is the device; the SANs may name only it."""
+    client = await start(unbound="csr")
+    challenge = await challenge_for(client)
+    der = _with_names(MANAGED, challenge, x509.DNSName(UNMANAGED))
+
+    answer = await present(client, MANAGED, challenge, csr_der=der)
+
+    assert answer["error"]["code"] == "csr-names-unbound"

@@ -2,7 +2,8 @@
 
 The identity a challenge is bound to is compared with the CSR's subject common name, read from
 the CSR's own DER (step-ca's ``raw``), the bytes step-ca signs from and Intune validates. A
-CSR with two common names is refused: Go keeps the last, other readers the first.
+CSR with two common names is refused: Go keeps the last, other readers the first. Its subject
+alternative names are read too: step-ca's default template copies them into the certificate.
 """
 
 from __future__ import annotations
@@ -29,10 +30,14 @@ class CsrFacts:
     Attributes:
         common_name: The subject CN, if any.
         base64_der: The request as standard base64 of its DER (Intune's ``certificateRequest``).
+        alt_names: The subject alternative names it asks for, as text (DNS names, e-mail
+            addresses, URIs, IP addresses); None for a kind with no text form (a UPN, a
+            directory name, a registered id).
     """
 
     common_name: str | None
     base64_der: str
+    alt_names: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +104,32 @@ def read_csr(raw_b64: str | None) -> CsrFacts:
         raise CsrError("the certificate request is not PKCS#10 DER") from None
     with _names_of("certificate request"):
         common_name = _single_cn(csr.subject, "certificate request")
-    return CsrFacts(common_name=common_name, base64_der=base64.b64encode(der).decode("ascii"))
+        alt_names = _alt_names(csr)
+    return CsrFacts(
+        common_name=common_name,
+        base64_der=base64.b64encode(der).decode("ascii"),
+        alt_names=alt_names,
+    )
+
+
+def _alt_names(csr: x509.CertificateSigningRequest) -> tuple[str | None, ...]:
+    """The requested subject alternative names; `CsrError` for a request that repeats an
+    extension or holds a name of a kind the parser does not know."""
+    try:
+        extension = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return ()
+    except (x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        raise CsrError("the certificate request's extensions cannot be read") from None
+    texts: list[str | None] = []
+    for name in extension.value:
+        if isinstance(name, x509.DNSName | x509.RFC822Name | x509.UniformResourceIdentifier):
+            texts.append(name.value)
+        elif isinstance(name, x509.IPAddress):
+            texts.append(str(name.value))
+        else:
+            texts.append(None)
+    return tuple(texts)
 
 
 def read_certificate(raw_b64: str | None) -> IssuedFacts:

@@ -74,6 +74,11 @@ class ChallengeValidatorSettings(_Frozen):
             that can never be used: what an MDM's configuration test needs) or ``csr`` (a real
             one-time challenge for whichever device the CSR's common name then names; weaker).
         timeout: Seconds the store may take to issue or use up a challenge.
+        csr_names: ``bound``: the CSR's subject alternative names may only name the device
+            the challenge vouches for (step-ca's default template copies them into the
+            certificate, so a device could otherwise ask for another device's or a user's
+            name); ``any``: not checked, for a template that takes its names from the
+            webhook's data instead of the CSR.
     """
 
     kind: Literal["challenge"]
@@ -83,6 +88,7 @@ class ChallengeValidatorSettings(_Frozen):
     ttl: float = Field(default=3600.0, ge=60, le=7 * 86400)
     unbound: Literal["probe", "csr"] = "probe"
     timeout: float = Field(default=3.0, gt=0, le=6)
+    csr_names: Literal["bound", "any"] = "bound"
 
     @field_validator("username")
     @classmethod

@@ -5,7 +5,8 @@
   it vouches for is the CSR's common name, which Intune has just compared with the profile.
 - `ChallengeValidator`: a one-time challenge the connector handed out is used up atomically
   (`Store.burn_challenge`: one ``UPDATE ... RETURNING``, so two replicas cannot both accept it)
-  and must be bound to the device the CSR's common name names. A challenge presented with
+  and must be bound to the device the CSR's common name names, which is also the only name its
+  subject alternative names may hold (``csr_names = "bound"``). A challenge presented with
   another device's CSR is used up too: it was seen by the wrong device, so it is spent. A good
   challenge whose device is then refused (posture, or an inventory that could not answer) is
   given back (`Verdict.release`): it issued nothing, and the device's SCEP client retries with
@@ -26,7 +27,7 @@ from typing import Protocol
 
 import structlog
 
-from connector.observe import MAX_LOGGED_IDENTIFIER, clip
+from connector.observe import MAX_LOGGED_IDENTIFIER, MAX_LOGGED_OBSERVED, clip
 from connector.scep._csr import CsrFacts
 from connector.scep._settings import ChallengeValidatorSettings, IntuneValidatorSettings
 from connector.store import Store, StoreError
@@ -142,6 +143,7 @@ class ChallengeValidator:
         self._webhook = webhook
         self._store = store
         self._unbound = settings.unbound
+        self._csr_names = settings.csr_names
         self.timeout = settings.timeout
 
     async def validate(
@@ -171,6 +173,8 @@ class ChallengeValidator:
                 )
             if csr.common_name is None:
                 return refuse("csr-identity-missing", "the CSR names no device (subject CN)")
+            if (names := self._other_names(csr, csr.common_name)) is not None:
+                return names
             return Verdict(
                 allow=True,
                 identity=csr.common_name,
@@ -189,11 +193,35 @@ class ChallengeValidator:
                 "the challenge was issued for another device than the CSR names",
                 bound=used.identity,
             )
+        if (names := self._other_names(csr, used.identity)) is not None:
+            return names
         return Verdict(
             allow=True,
             identity=used.identity,
             detail={"binding": "device"},
             release=self._giving_back(digest, now),
+        )
+
+    def _other_names(self, csr: CsrFacts, identity: str) -> Verdict | None:
+        """The refusal of a CSR that asks for names other than `identity` (``csr_names =
+        "bound"``); None when it asks for none, or may."""
+        if self._csr_names == "any":
+            return None
+        others = [n for n in csr.alt_names if n is None or not same_device(identity, n)]
+        if not others:
+            return None
+        shown = ", ".join("(a name with no text form)" if n is None else n for n in others)
+        log.warning(
+            "scep.challenge_names_mismatch",
+            webhook=self._webhook,
+            bound=identity,
+            presented=clip(shown, MAX_LOGGED_OBSERVED),
+        )
+        return refuse(
+            "csr-names-unbound",
+            "the CSR asks for subject alternative names other than the device the challenge "
+            'vouches for (set csr_names = "any" if the template does not copy them)',
+            names=clip(shown, MAX_LOGGED_OBSERVED) or "",
         )
 
     def _giving_back(
