@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from providers._http._gate import TRUSTED, Gate
-from providers.base import ProviderError
+from providers.base import DeviceRecord, ProviderError
 from providers.identifiers import classify
 from providers.intune import IntuneProvider, IntuneSettings
 from providers.jamf import JamfProvider, JamfSettings
@@ -147,9 +148,29 @@ async def test_rounds_of_requests_count_one_after_another() -> None:
     clock = Clock()
     gate = Gate("intune", 5, clock=clock)
     await timed(gate, clock, 1.0)
+    gate.admit(clock.now + 4, requests=1, rounds=1)  # the gate is not idle (no probe)
     with pytest.raises(ProviderError, match="refused at once"):
         gate.admit(clock.now + 4, requests=3, rounds=3)
     assert gate.admit(clock.now + 4, requests=3, rounds=2) is not None
+
+
+async def test_an_idle_gate_admits_a_probe_whatever_the_estimate() -> None:
+    """A refused lookup times no exchange, so on an idle gate the next lookup goes through
+    (one at a time): its exchanges bring a stale estimate back down."""
+    clock = Clock()
+    gate = Gate("jamf", 5, clock=clock)
+    await timed(gate, clock, 3.0)  # a slow spell: no lookup of 2 s fits any more
+    probe = gate.admit(clock.now + 2, requests=1, rounds=1)
+    with pytest.raises(ProviderError, match="refused at once"):
+        gate.admit(clock.now + 2, requests=1, rounds=1)  # not idle: judged as before
+    for _ in range(3):  # the upstream is fast again
+        entered = await gate.enter(probe.deadline, "/probe", probe)
+        clock.now += 0.01
+        gate.leave(entered, probe)
+    gate.close(probe)
+    assert gate.estimate is not None
+    assert gate.estimate < 1.5
+    assert gate.admit(clock.now + 2, requests=1, rounds=1) is not None
 
 
 async def test_a_closed_lookup_frees_what_it_did_not_send() -> None:
@@ -302,6 +323,30 @@ async def test_expired_token_in_a_busy_pool_is_renewed_without_deadlock(
         asyncio.gather(*(provider.lookup(classify(MAC)) for _ in range(5))), 3
     )
     assert all(r is not None for r in results)
+
+
+async def test_lookups_are_served_again_after_a_slow_spell(
+    jamf_provider: Any, jamf: FakeJamf
+) -> None:
+    """Jamf slow for a while (answers in 0.6 s of a 1 s budget: later lookups are refused at
+    once), then fast again: lookups are found again, not refused for good."""
+    provider = await jamf_provider(budget=1.0, device_classes="computers")
+    jamf.latency = 0.6
+    for _ in range(TRUSTED + 1):
+        with contextlib.suppress(ProviderError):
+            await provider.lookup(classify("C02NULLSECT1"))  # no department: one request
+    slow = await asyncio.gather(
+        *(provider.lookup(classify("C02NULLSECT1")) for _ in range(3)), return_exceptions=True
+    )
+    assert any("refused at once" in str(r) for r in slow)
+    jamf.latency = 0.0
+    outcomes = []
+    for _ in range(10):
+        try:
+            outcomes.append(await provider.lookup(classify("C02NULLSECT1")))
+        except ProviderError as exc:
+            outcomes.append(str(exc))
+    assert all(isinstance(o, DeviceRecord) for o in outcomes[-5:]), outcomes
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,11 @@ the earlier deadline, so its later requests go first and it finishes. Requests o
 everything is admitted; when the estimate is first trusted, or it grows by a quarter, the
 admitted lookups are checked again in deadline order and those that can no longer start in time
 are refused at once rather than left to time out.
+
+The estimate changes only when exchanges are timed, and a refused lookup sends none: an idle
+gate (nothing admitted, nothing sent or waiting) therefore admits the next lookup whatever the
+estimate says, as a probe. Without it, a slow spell that once made lookups look too long would
+refuse every later one for good, however fast the upstream had become again.
 """
 
 from __future__ import annotations
@@ -106,8 +111,9 @@ class Gate:
     # --- lookups -------------------------------------------------------------------------------
 
     def admit(self, deadline: float, *, requests: int, rounds: int) -> Ticket:
-        """Admit a lookup of about `requests` requests in `rounds` rounds, or raise at once."""
-        if self.trusted:
+        """Admit a lookup of about `requests` requests in `rounds` rounds, or raise at once
+        (never on an idle gate: see the module docstring)."""
+        if self.trusted and not self._idle:
             refusal = self._refusal(self._outstanding + self._loose, requests, rounds, deadline)
             if refusal is not None:
                 raise refusal
@@ -180,6 +186,11 @@ class Gate:
         elif checked is not None and estimate < checked:
             self._checked_at = estimate
         self._pass_on()
+
+    @property
+    def _idle(self) -> bool:
+        """No lookup admitted and no request sent or waiting: nothing will time an exchange."""
+        return not (self._tickets or self._busy or self._waiting)
 
     @property
     def trusted(self) -> bool:
