@@ -333,6 +333,29 @@ async def test_rejected_jwt_is_replaced_once(make_provider: MakeProvider, fake: 
     assert fake.logins == 2
 
 
+@pytest.mark.parametrize(
+    ("connections", "families", "lookups"),
+    [(1, ["mac"], 1), (5, None, 2)],
+    ids=["one-connection", "defaults-two-lookups"],
+)
+async def test_expired_jwt_in_a_busy_pool_is_renewed_without_deadlock(
+    make_provider: MakeProvider,
+    fake: FakeMosyle,
+    connections: int,
+    families: list[str] | None,
+    lookups: int,
+) -> None:
+    """The login a rejected JWT needs never waits for a connection slot: the lookups waiting
+    for the token hold them all (one connection; or two lookups of four families on five)."""
+    families_set = {"os_families": families} if families else {}
+    provider = await make_provider(max_connections=connections, budget=2, **families_set)
+    fake.expire_tokens()
+    results = await asyncio.wait_for(
+        asyncio.gather(*(provider.lookup(classify(MAC)) for _ in range(lookups))), 1.5
+    )
+    assert all(r is not None for r in results)
+
+
 async def test_persistent_401_fails_after_one_new_login(
     make_provider: MakeProvider, fake: FakeMosyle
 ) -> None:

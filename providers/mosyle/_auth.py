@@ -88,7 +88,9 @@ class MosyleTokens(TokenIssuer):
             "email": settings.email,
             "password": settings.password.get_secret_value(),
         }
-        response = await self._client.request("POST", LOGIN, route=LOGIN, json=body)
+        # Not gated: the lookup that needs this token may hold the slot the login would wait
+        # for (the login shares the lookups' client and connections).
+        response = await self._client.request("POST", LOGIN, route=LOGIN, json=body, gated=False)
         header = response.headers.get("authorization", "")
         scheme, _, value = header.partition(" ")
         if response.status_code != 200 or scheme.lower() != "bearer" or not value.strip():
