@@ -728,6 +728,45 @@ def test_a_group_named_after_another_groups_id_grants_nothing(rule: str) -> None
     assert check(policy, by_name_only).allow
 
 
+@pytest.mark.parametrize(
+    ("entry", "impostor_name"),
+    [
+        ("10", "10"),  # a Jamf (or Fleet, Mosyle, Workspace ONE smart) group id
+        ("og:570", "OG:570"),  # a Workspace ONE organisation group id
+        (
+            "abm-server:1F97349736CF4614A94F624E705841AD",
+            "abm-server:1f97349736cf4614a94f624e705841ad",
+        ),
+        ("10", "\uff11\uff10"),  # full-width digits normalise to "10"
+    ],
+    ids=["digits", "og", "abm-server", "full-width-digits"],
+)
+@pytest.mark.parametrize("rule", ["all_of", "any_of"])
+def test_a_group_named_like_another_inventorys_id_grants_nothing(
+    rule: str, entry: str, impostor_name: str
+) -> None:
+    """An entry written as one inventory's group id is not met by a group of another inventory
+    (an Entra group anyone may create) that is merely named like it; the group with that id,
+    and a group known by its name alone, still meet it."""
+    policy = {"groups": {rule: [entry]}}
+    impostor = dev(groups=(GroupRef(impostor_name, id="9c1e0f2a-0000-4000-8000-000000000001"),))
+    jamf_group = dev(groups=(GroupRef("Engineering", id=entry),))
+    by_name_only = dev(groups=(GroupRef(entry),))  # a file's or a tag's: no id
+    assert [o.code for o in check(policy, impostor).failures] == ["group-required"]
+    assert check(policy, jamf_group).allow
+    assert check(policy, by_name_only).allow
+
+
+def test_group_names_compare_in_one_unicode_form() -> None:
+    """A name an inventory writes decomposed (as macOS does) is the composed one: none_of
+    refuses it and any_of grants it."""
+    composed, decomposed = "Quarant\u00e4ne", "Quaranta\u0308ne"
+    device = dev(groups=(GroupRef(decomposed, id="42"),))
+    refused = check({"groups": {"none_of": [composed]}}, device).failures
+    assert [o.code for o in refused] == ["group-forbidden"]
+    assert check({"groups": {"any_of": [composed]}}, device).allow
+
+
 def test_none_of_still_refuses_on_a_group_named_like_an_id() -> None:
     """Refusing is the safe side: none_of matches such a name as it always did."""
     impostor = dev(groups=(GroupRef(ENGINEERING_ID, id="9c1e0f2a-0000-4000-8000-000000000001"),))

@@ -1,11 +1,13 @@
 """The group rules: ``groups.all_of``, ``groups.any_of`` and ``groups.none_of``.
 
-A device group matches an entry by its name or its id, both trimmed and case-folded; the
-outcome's ``observed`` value is the device's group names (the first twenty). For the rules that
-grant (all_of, any_of), a group that has an id and a *name* shaped like a GUID counts by its id
-only, unless that name is its own id: in Entra anyone who may create a group may name it after
-another group's id, and an entry written as an id must not be met by such a name. none_of,
-which refuses, counts both.
+A device group matches an entry by its name or its id, both normalised, trimmed and case-folded;
+the outcome's ``observed`` value is the device's group names (the first twenty). For the rules
+that grant (all_of, any_of), a group that has an id and a *name* shaped like an id of any
+inventory (a GUID: Entra, Kandji; digits: Jamf, Fleet, Workspace ONE, Mosyle; ``og:`` and
+digits; ``abm-server:`` and 32 hex digits) counts by its id only, unless that name is its own
+id: in Entra anyone who may create a group may name it after another group's id (an Entra
+group named ``10`` must not meet an entry for the Jamf group with id 10). none_of, which
+refuses, counts both.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from connector.policy._rule import Subject, duplicates, elide, verdict
 from connector.policy._settings import PolicySettings, fold
 from providers.base import DeviceRecord
 
-_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_ID_SHAPED = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # Entra, Kandji
+    r"|[0-9]+"  # Jamf, Fleet, Workspace ONE smart groups, Mosyle
+    r"|og:[0-9]+"  # Workspace ONE organisation groups
+    r"|abm-server:[0-9a-f]{32}"  # Apple Business Manager services
+)
+"""Folded names shaped like a group id of one of the inventories (ASCII digits only)."""
 
 
 def _group_keys(device: DeviceRecord) -> frozenset[str]:
@@ -28,16 +36,16 @@ def _group_keys(device: DeviceRecord) -> frozenset[str]:
 
 
 def _granting_keys(device: DeviceRecord) -> frozenset[str]:
-    """The folded names and ids all_of and any_of accept: a name shaped like a GUID only when
-    it is the group's own id (Graph names a group it may not read by its id) or the group has
-    no id at all (inventory files and tags know groups by name only)."""
+    """The folded names and ids all_of and any_of accept: a name shaped like an id only when it
+    is the group's own id (Graph names a group it may not read by its id) or the group has no
+    id at all (inventory files and tags know groups by name only)."""
     keys: set[str] = set()
     for group in device.groups:
         name, ident = fold(group.name), fold(group.id) if group.id else None
         if ident is not None:
             keys.add(ident)
         # A group without an id (a file's, a tag) is known by its name alone, as before.
-        if ident is None or name == ident or not _GUID.fullmatch(name):
+        if ident is None or name == ident or not _ID_SHAPED.fullmatch(name):
             keys.add(name)
     return frozenset(keys)
 

@@ -7,6 +7,7 @@ never starts with them. Folded lookups are computed once per settings object.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Annotated, Literal
@@ -40,8 +41,10 @@ NameList = tuple[Name, ...]
 
 
 def fold(value: str) -> str:
-    """The form values are compared in: trimmed and Unicode case-folded."""
-    return value.strip().casefold()
+    """The form values are compared in: Unicode-normalised (NFKC: an inventory may write
+    ``Quarantäne`` with a combining diaeresis, as macOS does, or in full-width letters),
+    trimmed and case-folded."""
+    return unicodedata.normalize("NFKC", value).strip().casefold()
 
 
 def _non_empty(value: tuple[object, ...] | None) -> tuple[object, ...] | None:
