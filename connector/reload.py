@@ -11,9 +11,11 @@ one closes once its requests and reports to Intune are done. The TLS certificate
 re-read as the periodic check does.
 
 After a restart only: ``[server]`` (the listening socket, TLS settings, timeouts), ``[logging]``,
-``[store]``, a webhook or a challenge URL on a path not served yet (the router is fixed at
-start), and providers in a sync mode (their syncers belong to the store). The reload still
-applies everything else and lists these as ``restart_required`` in `config.reloaded`.
+``[store]``, ``[metrics]``, ``[tracing]`` and ``[admin]`` (built once at start), a webhook or a
+challenge URL on a path not served yet (the router is fixed at start), and providers in a sync
+mode (their syncers belong to the store). The reload still applies everything else and lists
+these as ``restart_required`` in `config.reloaded`. A provider whose certificate, key,
+service-account file or CA bundle was replaced in place counts as changed, as if its table had.
 
 A config that fails validation, or a changed provider that does not start, is refused whole
 (`config.reload_failed` with the problems) and the running config keeps serving.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import signal
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ from pathlib import Path
 
 import structlog
 from aiohttp import web
+from pydantic import BaseModel
 
 from connector.checks import preflight
 from connector.keys import HOOKS, PROVIDERS, ROUTES, WebhookRuntime
@@ -40,17 +44,39 @@ from connector.scep.runtime import SCEP, ScepRuntime
 from connector.settings import ConfigError, Settings, load_settings
 from connector.tls import CertificateReloader
 from providers import Provider, ProviderError, ProviderSettings, build_provider
+from providers.files import CsvSettings, JsonSettings
 from providers.sync_options import SyncOptions
 
 log = structlog.get_logger("connector.config")
 
-RESTART_SECTIONS = ("server", "logging", "store")
+RESTART_SECTIONS = ("server", "logging", "store", "metrics", "tracing", "admin")
+"""Sections built once at start (the listener, log setup, store, metrics and tracing exporters,
+the admin lock): a change is listed in `restart_required`, never reported as applied."""
 RETIRE_GRACE = 1.0
 """Seconds beyond the decision budget before replaced providers close (requests under way)."""
 
 
 def _synced(table: ProviderSettings | None) -> bool:
     return isinstance(table, SyncOptions) and table.mode != "live"
+
+
+def credential_stamp(table: ProviderSettings) -> str:
+    """A digest of the files a provider reads at start and keeps (a certificate and key, a
+    service-account file, a CA bundle): replaced in place (cert-manager, a mounted secret),
+    they leave the table equal, so the reload compares this too. A file inventory's `path`
+    is not one: its provider watches it."""
+    digest = hashlib.sha256()
+    if not isinstance(table, BaseModel) or isinstance(table, CsvSettings | JsonSettings):
+        return digest.hexdigest()
+    for field in type(table).model_fields:
+        path = getattr(table, field)
+        if isinstance(path, Path):
+            digest.update(f"{field}={path}\0".encode())
+            try:
+                digest.update(path.read_bytes())
+            except OSError as exc:  # the provider's own start reports it; a change is a change
+                digest.update(f"unreadable: {exc.strerror}".encode())
+    return digest.hexdigest()
 
 
 def _challenge_urls(settings: Settings) -> dict[int, str]:
@@ -86,10 +112,12 @@ def plan_reload(
     running: Mapping[str, ProviderSettings],
     new: Settings,
     served: frozenset[str],
+    stale: frozenset[str] = frozenset(),
 ) -> ReloadPlan:
     """Compare `new` with the settings the process `started` with (restart-only sections, and
     the challenge URLs it routes) and the tables of the providers `running` now; `served` are
-    the webhook paths the router knows."""
+    the webhook paths the router knows, `stale` the running providers whose credential files
+    changed since they were built (`credential_stamp`)."""
     restart: list[str] = []
     for section in RESTART_SECTIONS:
         before, after = getattr(started, section), getattr(new, section)
@@ -114,7 +142,7 @@ def plan_reload(
     problems: list[str] = []
     for name, table in new.providers.items():
         old = running.get(name)
-        if old == table:
+        if old == table and name not in stale:
             keep.append(name)
         elif not (_synced(old) or _synced(table)):
             build.append(name)
@@ -155,6 +183,7 @@ class ConfigReloader:
         self._app = app
         self._started = settings
         self._tables: dict[str, ProviderSettings] = dict(settings.providers)  # what runs
+        self._stamps = {name: credential_stamp(t) for name, t in settings.providers.items()}
         self._path = config_path
         self._certificates = certificates
         routes = app[ROUTES]
@@ -178,7 +207,9 @@ class ConfigReloader:
                 new, problems = None, exc.problems
             if new is None or problems:
                 return self._refuse(problems)
-            plan = plan_reload(self._started, self._tables, new, self._served)
+            stamps = {name: credential_stamp(table) for name, table in new.providers.items()}
+            stale = frozenset(n for n, stamp in stamps.items() if self._stamps.get(n) != stamp)
+            plan = plan_reload(self._started, self._tables, new, self._served, stale)
             if plan.problems:
                 return self._refuse(list(plan.problems))
             built = await self._start(new, plan.build)
@@ -191,6 +222,7 @@ class ConfigReloader:
                 )
                 return self._refuse(failed)
             self._swap(new, plan, {n: p for n, p in built.items() if not isinstance(p, str)})
+            self._stamps = {n: stamps[n] if n in built else self._stamps[n] for n in self._tables}
             return True
 
     def _refuse(self, problems: list[str]) -> bool:

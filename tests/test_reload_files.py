@@ -1,0 +1,94 @@
+"""A reload (SIGHUP) applies credential files replaced in place, and says what needs a restart.
+
+Certificates, keys, service-account files and CA bundles are read when a provider starts and
+kept. A rotation that rewrites the file under the same name (cert-manager, a mounted Kubernetes
+secret, ``mv new.pem jamf-ca.pem``) leaves the config table equal; the reloader compares the
+files' contents too, and rebuilds the provider.
+"""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+from pathlib import Path
+from typing import Any
+
+from structlog.testing import capture_logs
+
+from connector.keys import PROVIDERS
+from connector.reload import plan_reload
+from providers.identifiers import classify
+from tests.fakes.jamf import FakeJamf
+from tests.fakes.jamf import create_app as jamf_app
+from tests.helpers import config, make_settings, webhook
+from tests.pki import TestCA
+from tests.test_scep_reload import Serve, serve  # noqa: F401 - the in-process reloader fixture
+
+JAMF_DEVICES = Path(__file__).parent / "fakes" / "jamf_devices.json"
+MAC = "C02FK3Q7MD6T"
+
+
+async def test_a_ca_bundle_rewritten_in_place_rebuilds_its_provider(
+    serve: Serve,  # noqa: F811 - the fixture imported above
+    aiohttp_server: Any,
+    inventory: Path,
+    tmp_path: Path,
+) -> None:
+    """Jamf moves to a certificate from another CA and the bundle file is rewritten under the
+    same name: the reload builds Jamf anew, which trusts the new CA; a reload with nothing
+    changed keeps the running provider."""
+    first, second = TestCA(tmp_path / "a", "first CA"), TestCA(tmp_path / "b", "second CA")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    leaf = first.issue("jamf", ip="127.0.0.1")
+    context.load_cert_chain(leaf.cert, leaf.key)
+    server = await aiohttp_server(jamf_app(FakeJamf.from_file(JAMF_DEVICES)), ssl=context)
+    bundle = tmp_path / "jamf-ca.pem"
+    shutil.copy(first.cert_path, bundle)
+    jamf = {
+        "kind": "jamf",
+        "url": f"https://127.0.0.1:{server.port}",
+        "client_id": "posture-connector",
+        "client_secret": "fake-secret",
+        "ca_bundle": str(bundle),
+    }
+    mapping = config(
+        inventory,
+        providers={"jamf": jamf},
+        webhooks=[webhook(providers=("jamf",))],
+        store={"path": str(tmp_path / "store.sqlite3")},
+    )
+    served = await serve(mapping)
+    running = served.app[PROVIDERS]["jamf"]
+    assert await served.reload(mapping)
+    assert served.app[PROVIDERS]["jamf"] is running  # nothing changed: kept
+
+    rotated = second.issue("jamf", ip="127.0.0.1")
+    context.load_cert_chain(rotated.cert, rotated.key)  # new handshakes get the second CA's
+    shutil.copy(second.cert_path, bundle)  # rewritten under the same name
+    with capture_logs() as logs:
+        assert await served.reload(mapping)
+
+    rebuilt = served.app[PROVIDERS]["jamf"]
+    assert rebuilt is not running
+    assert await rebuilt.lookup(classify(MAC)) is not None  # a new connection, the new CA
+    reloaded = next(e for e in logs if e["event"] == "config.reloaded")
+    assert reloaded["providers_started"] == ["jamf"]
+
+
+def test_sections_built_at_start_wait_for_a_restart(inventory: Path) -> None:
+    """A changed admin token, metrics or tracing table is listed in restart_required, never
+    reported as applied (the admin lock and the exporters are built once)."""
+    store = {"path": str(inventory.with_name("store.sqlite3"))}
+    started = make_settings(config(inventory, store=store))
+    token = "a new admin token, long enough"
+    new = make_settings(
+        config(
+            inventory,
+            store=store,
+            admin={"enabled": True, "token": token},
+            metrics={"enabled": False},
+        )
+    )
+    served = frozenset({"/webhooks/people", "/webhooks/gate"})
+    plan = plan_reload(started, started.providers, new, served)
+    assert plan.restart_required == ("metrics.enabled", "admin.enabled", "admin.token")
