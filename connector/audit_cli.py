@@ -19,6 +19,7 @@ from connector.logs import configure_logging
 from connector.policy import parse_duration
 from connector.settings import load_settings
 from connector.store import AuditEntry, AuditQuery, StoreError, StoreSettings, open_store
+from providers.unicode import terminal_safe
 
 EXAMPLES = """\
 examples:
@@ -122,15 +123,18 @@ def table(entries: list[AuditEntry]) -> list[str]:
         verdict = "allow" if e.allow else "DENY"
         if e.mode == "shadow" and e.would_allow is False:
             verdict = "allow(shadow)"
-        identifier = (e.identifier or "-")[:26]
+        # Identifiers, request ids and observed values come from whoever sent the call: each is
+        # written with its control characters escaped, before the columns are aligned.
+        identifier = terminal_safe(e.identifier or "-")[:26]
         lines.append(
             f"{_iso(e.at)[:19]:<20} {e.webhook[:12]:<12} {identifier:<26} {verdict:<13} "
             f"{e.code or '-'}"
             + (f"  provider={e.provider}" if e.provider else "")
-            + (f"  request={e.request_id}" if e.request_id else "")
+            + (f"  request={terminal_safe(e.request_id)}" if e.request_id else "")
         )
         lines.extend(
-            f"    {r.code}: {r.message}" + (f" (saw {r.observed})" if r.observed else "")
+            terminal_safe(f"    {r.code}: {r.message}")
+            + (f" (saw {terminal_safe(r.observed)})" if r.observed else "")
             for r in e.failed_rules
         )
     return lines

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from connector import jsonbytes
 from connector.logwriter import MAX_PENDING, JsonLines, LibraryRecords
+from providers.unicode import terminal_safe
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -59,6 +60,7 @@ def configure_logging(
         event_processors: list[structlog.typing.Processor] = [
             structlog.contextvars.merge_contextvars,
             *event_steps(),
+            terminal_safe_fields,
             renderer,
         ]
     else:
@@ -81,6 +83,7 @@ def configure_logging(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                *((terminal_safe_fields,) if console else ()),
                 renderer,
             ],
         )
@@ -110,6 +113,22 @@ def event_steps() -> tuple[structlog.typing.Processor, ...]:
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
     )
+
+
+def terminal_safe_fields(
+    _logger: object, _method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """For the console format: text values with their control characters escaped
+    (`terminal_safe`), so a value someone sent (an identifier, ``X-Request-Id``) cannot move the
+    cursor or forge lines on an operator's terminal. A traceback keeps its line breaks.
+    Values inside lists and dicts are written with `repr`, which escapes them already."""
+    for key, value in event.items():
+        if isinstance(value, str):
+            if key in ("exception", "stack"):
+                event[key] = "\n".join(terminal_safe(line) for line in value.split("\n"))
+            else:
+                event[key] = terminal_safe(value)
+    return event
 
 
 def _json_fallback(value: object) -> object:

@@ -47,6 +47,7 @@ from connector.observe import DecisionEvent, LookupEvent
 from connector.settings import TracingSettings
 from connector.status import connector_version
 from providers.observe import RetryScheduled, TokenEvent, UpstreamCall
+from providers.unicode import valid_text
 
 REQUEST_ID_HEADER = "X-Request-Id"
 MAX_REQUEST_ID = 64
@@ -119,7 +120,8 @@ class Tracing:
             }
             request_id = request.headers.get(REQUEST_ID_HEADER)
             if request_id:
-                attributes["stepca.request_id"] = request_id[:MAX_REQUEST_ID]
+                # Bytes that are not UTF-8 arrive as lone surrogates, which OTLP cannot encode.
+                attributes["stepca.request_id"] = valid_text(request_id[:MAX_REQUEST_ID])
             parent = self._propagator.extract(dict(request.headers))
             with self._tracer.start_as_current_span(
                 f"{request.method} {path}",

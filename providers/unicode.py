@@ -21,6 +21,24 @@ def valid_text(text: str) -> str:
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
+_UNSHOWABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """`text` for a terminal: control characters (C0, DEL, C1: ESC and CSI start the sequences
+    that move the cursor, clear the screen or set the title) and the marks that reorder text
+    shown (bidirectional overrides and isolates) written as ``\\xNN`` or ``\\uNNNN`` escapes,
+    so whoever chose a value (an identifier, a header) cannot redraw what an operator sees."""
+    if text.isascii() and text.isprintable():
+        return text
+    return _UNSHOWABLE.sub(_escape, valid_text(text))
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
 def ascii_digits(text: str) -> bool:
     """Whether `text` is one or more ASCII digits, what `int` and `float` are then sure to read.
 

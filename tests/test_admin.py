@@ -85,6 +85,29 @@ async def test_a_wrong_token_is_refused_and_never_logged(
     assert TOKEN not in repr(logs)
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"token=+2AA-", "application/x-www-form-urlencoded; charset=utf-7"),
+        (b"token=\\ud800", "application/x-www-form-urlencoded; charset=unicode_escape"),
+    ],
+    ids=["utf-7", "unicode-escape"],
+)
+async def test_a_form_decoding_to_a_lone_surrogate_is_a_failed_sign_in(
+    aiohttp_client: Any, inventory: Path, body: bytes, content_type: str
+) -> None:
+    """A charset that decodes the token to a lone surrogate is a wrong token (401 and
+    `admin.login_failed`), not a 500 with a traceback."""
+    admin = await start_admin(aiohttp_client, admin_config(inventory))
+    async with httpx.AsyncClient(base_url=admin.url) as client:
+        with capture_logs() as logs:
+            response = await client.post(
+                "/login", content=body, headers={"Content-Type": content_type}
+            )
+    assert response.status_code == 401
+    assert [e["event"] for e in logs if e["log_level"] != "debug"] == ["admin.login_failed"]
+
+
 async def test_the_right_token_opens_a_strict_http_only_session(
     aiohttp_client: Any, inventory: Path
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -70,6 +71,36 @@ def test_audit_lists_denials_with_their_rules(
     assert "C02QUICK0001" not in out
     assert "device-unmanaged: the device is not managed by the MDM (saw false)" in out
     assert "request=req-new" in out
+
+
+def test_the_text_table_escapes_control_characters_someone_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Identifiers (even ones refused by the shape check, cut to 64 characters), request ids
+    and observed values are chosen by whoever sent the call: they reach the operator's terminal
+    with their control characters escaped, so they cannot set the title, clear the screen,
+    move the cursor or forge a row."""
+    config = _config(tmp_path)
+    sent = "\x1b]0;owned\x07\x1b[2J\x1b[H\r"
+    forged = FailedRule("device-unmanaged", "not managed", "false\x1b[1A\u202eallow")
+    entry = AuditEntry(at=NOW - 60, webhook="gate", webhook_kind="AUTHORIZING",
+                       identifier=sent, identifier_kind=None, allow=False,
+                       code="identifier-invalid", failed_rules=(forged,),
+                       request_id="\x9b2J")  # fmt: skip
+
+    async def write() -> None:
+        store = await open_store(load_settings(config).store)
+        await store.record_decisions([entry])
+        await store.aclose()
+
+    asyncio.run(write())
+    capsys.readouterr()  # the seeding's own log lines
+    assert main(["audit", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", out) is None, repr(out)
+    assert "\\x1b]0;owned\\x07\\x1b[2J" in out
+    assert "request=\\x9b2J" in out
+    assert "(saw false\\x1b[1A\\u202eallow)" in out
 
 
 def test_audit_json_lines_filter_by_time(

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,12 +19,24 @@ import orjson
 import pytest
 import structlog
 
+from connector import create_app
+from connector.app import PROVIDERS_STARTED
 from connector.logs import JSON_OPTIONS, JsonLineRenderer, configure_logging
 from connector.logwriter import JsonLines
 from connector.persistence import PERSISTENCE
 from connector.store import AuditQuery
 from tests.conftest import AppClient
-from tests.helpers import AUTH_ID, SECRET, authorize, config, enrich, signed, webhook
+from tests.helpers import (
+    AUTH_ID,
+    FIXED_NOW,
+    SECRET,
+    authorize,
+    config,
+    enrich,
+    make_settings,
+    signed,
+    webhook,
+)
 
 
 class Lines:
@@ -475,3 +488,39 @@ def test_library_records_take_no_lock_besides_the_writers(json_logs: Lines) -> N
     assert handler.lock is None
     logging.getLogger("aiohttp.server").warning("still written")
     assert json.loads(json_logs.text)["message"] == "still written"
+
+
+@pytest.mark.usefixtures("restore_logging")
+async def test_console_lines_escape_control_characters_callers_chose(
+    aiohttp_client: Any, inventory: Path
+) -> None:
+    """The console format (a terminal, the quickstart) writes values a caller chose with their
+    control characters escaped: a C1 CSI in any caller's ``X-Request-Id`` before verification,
+    ESC sequences in a signed call's identifier. Only the renderer's own colours remain."""
+    out = io.StringIO()
+    configure_logging("info", "console", out)
+    app = create_app(make_settings(config(inventory)), clock=lambda: FIXED_NOW)
+    client = await aiohttp_client(app)
+    await app[PROVIDERS_STARTED].wait()
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(
+        b"POST /webhooks/people HTTP/1.1\r\nHost: x\r\nX-Request-Id: \xc2\x9b2J\xc2\x9bH\r\n"
+        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+    )
+    assert (await reader.read()).startswith(b"HTTP/1.1 401")
+    writer.close()
+    body = enrich("\x1b]0;owned\x07\x1b[2J\x1b[1A\x1b[2K")
+    response = await client.post(
+        "/webhooks/people", data=body, headers=signed(body), skip_auto_headers=["Content-Type"]
+    )
+    assert response.status == 200
+    text = re.sub(r"\x1b\[[0-9;]*m", "", out.getvalue())  # the renderer's own colours
+    rejected = [line for line in text.splitlines() if "request.rejected" in line]
+    decided = [line for line in text.splitlines() if "webhook.decision" in line]
+    assert rejected
+    assert decided
+    controls = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+    assert controls.search(rejected[0]) is None, repr(rejected[0])
+    assert controls.search(decided[0]) is None, repr(decided[0])
+    assert "\\x9b2J" in rejected[0]
+    assert "\\x1b]0;owned" in decided[0]

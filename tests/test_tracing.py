@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -182,6 +183,31 @@ async def test_a_callers_traceparent_is_continued(aiohttp_client: Any, inventory
     assert root.context is not None
     assert f"{root.context.trace_id:032x}" == trace_id
     assert parent_id(root) == int(parent, 16)
+
+
+async def test_a_request_id_that_is_not_utf8_is_exported_as_valid_text(
+    aiohttp_client: Any, inventory: Path
+) -> None:
+    """A header's bytes that are not UTF-8 (anyone may send them) reach the span as U+FFFD, as
+    in the log and the audit log: OTLP's encoder refused the lone surrogates aiohttp keeps, and
+    logged a traceback per request."""
+    client, exporter = await traced(aiohttp_client, config(inventory))
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(
+        f"POST {PEOPLE} HTTP/1.1\r\nHost: x\r\n".encode()
+        + b"X-Request-Id: req-\xff-42\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+    )
+    assert (await reader.read()).startswith(b"HTTP/1.1 401")  # unsigned: refused, traced
+    writer.close()
+    root = by_name(exporter.get_finished_spans())[f"POST {PEOPLE}"]
+    assert (root.attributes or {})["stepca.request_id"] == "req-\ufffd-42"
+    [encoded] = [
+        span
+        for resource in encode_spans([root]).resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+    assert "stepca.request_id" in [kv.key for kv in encoded.attributes]
 
 
 async def test_health_checks_are_not_traced(aiohttp_client: Any, inventory: Path) -> None:

@@ -11,7 +11,7 @@ from providers._http import parse_body
 from providers.base import ProviderError
 from providers.jamf import _models as jamf_models
 from providers.jamf._listing import device_id
-from providers.unicode import ascii_int, may_hold_surrogates, valid_text, valid_tree
+from providers.unicode import ascii_int, may_hold_surrogates, terminal_safe, valid_text, valid_tree
 
 
 class _Named(BaseModel):
@@ -105,3 +105,20 @@ def test_a_jamf_id_that_is_no_short_number_is_no_id() -> None:
     """A Jamf id of 5,000 digits (it stopped the listing with ValueError) is no id."""
     assert device_id(jamf_models.Computer.model_validate({"id": "9" * 5000})) is None
     assert device_id(jamf_models.Computer.model_validate({"id": "42"})) == 42
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("C02TEST00001", "C02TEST00001"),
+        ("Quarant\u00e4ne", "Quarant\u00e4ne"),
+        ("\x1b]0;owned\x07", "\\x1b]0;owned\\x07"),
+        ("\x9b2J\r", "\\x9b2J\\x0d"),
+        ("a\u202eb\u2066c", "a\\u202eb\\u2066c"),
+        ("lone \udcff", "lone \ufffd"),
+    ],
+    ids=["ascii", "accented", "osc-bel", "c1-cr", "bidi", "surrogate"],
+)
+def test_terminal_safe_escapes_what_a_terminal_acts_on(text: str, shown: str) -> None:
+    """Control characters and bidirectional marks become visible escapes; other text stays."""
+    assert terminal_safe(text) == shown

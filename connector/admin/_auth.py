@@ -39,8 +39,13 @@ class Lock:
         self._clock = clock
 
     def token_matches(self, given: str) -> bool:
-        """Constant-time comparison with the configured token."""
-        return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._token)
+        """Constant-time comparison with the configured token; a string UTF-8 cannot hold (a
+        form in another charset can decode to a lone surrogate) is never it."""
+        try:
+            encoded = given.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return False
+        return hmac.compare_digest(encoded, self._token)
 
     def _mac(self, expiry: str) -> str:
         message = f"posture-admin-session:{expiry}".encode()
