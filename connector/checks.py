@@ -122,11 +122,28 @@ def config_warnings(settings: Settings) -> list[str]:
         for index, hook in enumerate(settings.webhooks)
         if hook.next_secret is not None
     )
+    warnings.extend(unpinned_client_warnings(settings))
     warnings.extend(mac_udid_warnings(settings))
     warnings.extend(budget_warnings(settings))
     warnings.extend(shadow_warnings(settings))
     warnings.extend(exposed_admin_warnings(settings))
     return warnings
+
+
+def unpinned_client_warnings(settings: Settings) -> list[str]:
+    """Webhooks with the empty key (ca.json-only) while no client certificate name is pinned:
+    their only guard is the client certificate, and `server.client_ca` (step-ca's root) also
+    issued every device's certificate."""
+    if settings.server.client_dns_names:
+        return []
+    return [
+        f"{settings.source}: webhooks[{index}].secret: empty (a ca.json webhook) while "
+        "server.client_dns_names is not set, so any certificate server.client_ca issued is taken "
+        "for step-ca's, a device's own included; set client_dns_names to a name in step-ca's "
+        "client certificate"
+        for index, hook in enumerate(settings.webhooks)
+        if not hook.secret.get_secret_value()
+    ]
 
 
 def budget_warnings(settings: Settings) -> list[str]:

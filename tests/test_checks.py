@@ -80,8 +80,27 @@ def test_ca_json_webhooks_sharing_the_empty_key_are_not_flagged(
         webhook("gate", "AUTHORIZING", secret="", require_client_cert=True),
     ]
     mapping = config(inventory, webhooks=hooks)
-    mapping["server"] = {"dev_certificate": True, "client_ca": str(client_ca)}
+    mapping["server"] = {
+        "dev_certificate": True,
+        "client_ca": str(client_ca),
+        "client_dns_names": ["step-ca.example.com"],
+    }
     assert config_warnings(make_settings(mapping)) == []
+
+
+def test_ca_json_webhooks_without_a_pinned_client_name_are_warned(
+    inventory: Path, tmp_path: Path
+) -> None:
+    """Without client_dns_names, any certificate client_ca issued (a device's own) passes as
+    step-ca's for a webhook with the empty key: each such webhook is named."""
+    client_ca = tmp_path / "ca.crt"
+    client_ca.write_text("unused by the warnings", encoding="utf-8")
+    hooks = [webhook(secret="", require_client_cert=True), webhook("gate", "AUTHORIZING")]
+    mapping = config(inventory, webhooks=hooks)
+    mapping["server"] = {"dev_certificate": True, "client_ca": str(client_ca)}
+    (warning,) = config_warnings(make_settings(mapping))
+    assert warning.startswith("<test>: webhooks[0].secret: empty (a ca.json webhook) while ")
+    assert "a device's own included" in warning
 
 
 EXAMPLES = [

@@ -212,6 +212,16 @@ TRIGGERS: dict[tuple[str, str], tuple[Config, str]] = {
         lambda inv: config(inv, webhooks=[webhook(next_id=OTHER, next_secret=NEXT_SECRET)]),
         "webhooks[0].next_secret",
     ),
+    ("webhooks[N].secret", "empty (a ca.json webhook) while server.client_dns_names"): (
+        lambda inv: {
+            **config(inv, webhooks=[webhook(secret="", require_client_cert=True)]),
+            "server": {
+                "dev_certificate": True,
+                "client_ca": str(TestCA(inv.parent / "client-ca").cert_path),
+            },
+        },
+        "webhooks[0].secret",
+    ),
     ("webhooks[N].identifier_kinds", "accepts udid, but none of its providers"): (
         lambda inv: config(
             inv, providers={"jamf": _jamf(4)}, webhooks=[webhook(providers=("jamf",))]
