@@ -26,7 +26,8 @@ LABEL org.opencontainers.image.title="posture-connector" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 # /var/lib/posture-connector is the one directory the service may write to (the quickstart's
-# development certificate); everything under /etc/posture-connector is read-only for uid 10001.
+# development certificate, and an SQLite store: set [store] path there, or use PostgreSQL);
+# everything under /etc/posture-connector is read-only for uid 10001.
 RUN groupadd --system --gid 10001 connector \
     && useradd --system --uid 10001 --gid connector --home-dir /nonexistent --shell /usr/sbin/nologin connector \
     && install -d -o 10001 -g 10001 -m 0750 /var/lib/posture-connector

@@ -44,10 +44,11 @@ def seconds(duration: str) -> float:
 
 
 def test_the_compose_file_is_valid() -> None:
-    """compose-go loads the kit with schema and consistency checks: three services, one volume."""
+    """compose-go loads the kit with schema and consistency checks: three services, two volumes
+    (step-ca's, the connector's state)."""
     model = load()
     assert set(model["services"]) == {"step-ca", "tls", "connector"}
-    assert set(model["volumes"]) == {"step"}
+    assert set(model["volumes"]) == {"step", "connector-state"}
 
 
 @pytest.mark.parametrize(
@@ -154,6 +155,17 @@ def test_every_file_the_connector_config_names_is_mounted() -> None:
     assert "/etc/posture-connector/inventory.csv" in paths
     for path in paths:
         assert any(path == t or path.startswith(t.rstrip("/") + "/") for t in targets), path
+
+
+def test_the_store_is_on_a_writable_volume() -> None:
+    """The container is read-only: connector.toml's SQLite store lies on a named volume (the
+    default, beside the read-only config, could never be created)."""
+    connector = load()["services"]["connector"]
+    store = tomllib.loads(CONNECTOR_CONFIG.read_text(encoding="utf-8"))["store"]["path"]
+    [volume] = [v for v in connector["volumes"] if store.startswith(v["target"] + "/")]
+    assert volume["type"] == "volume"
+    assert not volume.get("read_only")
+    assert volume["source"] in load()["volumes"]
 
 
 def test_mtls_pins_step_ca_and_every_webhook_requires_its_certificate() -> None:

@@ -9,12 +9,15 @@ root, which is how the container's uid 10001 sees ``/etc/posture-connector``).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import ssl
 import stat
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,9 +99,11 @@ def test_the_image_runs_as_uid_10001_with_a_state_directory_it_owns() -> None:
 
 
 def test_the_image_quickstart_keeps_its_certificate_in_the_state_directory() -> None:
-    """The image's quickstart writes its dev certificate under the state folder, not beside /etc."""
+    """The image's quickstart writes its dev certificate and its store under the state folder,
+    not beside the read-only config in /etc."""
     text = IMAGE_QUICKSTART.read_text(encoding="utf-8")
     assert f'dev_certificate_dir = "{STATE_DIR}/dev-tls"' in text
+    assert f'path = "{STATE_DIR}/posture-connector.sqlite3"' in text
     assert 'secret = { env = "POSTURE_QUICKSTART_SECRET" }' in text
     assert "quickstart.secret" not in text.split("[server]", 1)[1]
 
@@ -213,6 +218,10 @@ def test_image_quickstart_serves_with_a_read_only_config_folder(image_root: Path
     process = _start_unprivileged(config, log)
     try:
         wait_ready(process, f"{url}/readyz", cafile, log)
+        context = ssl.create_default_context(cafile=str(cafile))
+        with urllib.request.urlopen(f"{url}/readyz", context=context, timeout=5) as response:  # noqa: S310 - loopback
+            store = json.loads(response.read())["store"]
+        assert store["ready"] is True, store  # the audit log and SCEP challenges have a home
         answer = run(
             sys.executable, "-m", "connector", "send",
             "--url", f"{url}/webhooks/people", "--id", PEOPLE_ID,

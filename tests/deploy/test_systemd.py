@@ -131,6 +131,15 @@ def test_the_service_is_sandboxed_without_capabilities() -> None:
     assert unit["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
 
 
+def test_the_store_lives_in_the_one_folder_the_sandbox_lets_the_service_write() -> None:
+    """ProtectSystem=strict makes /etc read-only: the config's SQLite store is in the unit's
+    StateDirectory (the default, beside the config, could never be created)."""
+    unit = directives(SERVICE)
+    assert unit["StateDirectory"] == ["posture-connector"]
+    store = Path(tomllib.loads(CONFIG.read_text(encoding="utf-8"))["store"]["path"])
+    assert store.parent == Path("/var/lib/posture-connector")
+
+
 def test_stopping_waits_longer_than_the_connector_drains() -> None:
     """TimeoutStopSec exceeds the config's shutdown_timeout, so SIGKILL never cuts a request."""
     server = tomllib.loads(CONFIG.read_text(encoding="utf-8"))["server"]
