@@ -171,8 +171,20 @@ def test_the_grace_period_outlasts_the_prestop_sleep_and_the_drain(tmp_path: Pat
         ),
         ({"clientCA": {"existingSecret": "root"}}, "clientCA: set exactly one"),
         ({"tls": {"existingSecret": ""}}, "tls.existingSecret"),
+        ({"store": {"urlSecretKey": ""}}, "SQLite serves replicaCount 1 only"),
+        ({"config": "[store]\npath = 'x'\n"}, "leave out the [store] table"),
+        ({"secrets": {"existingSecret": ""}}, "store.urlSecretKey: needs secrets.existingSecret"),
     ],
-    ids=["grace-too-short", "server-table", "no-client-ca", "two-client-cas", "no-tls"],
+    ids=[
+        "grace-too-short",
+        "server-table",
+        "no-client-ca",
+        "two-client-cas",
+        "no-tls",
+        "replicas-on-sqlite",
+        "store-table",
+        "store-url-without-secret",
+    ],
 )
 def test_the_chart_refuses_unsafe_values(
     tmp_path: Path, values: dict[str, Any], message: str
@@ -181,6 +193,29 @@ def test_the_chart_refuses_unsafe_values(
     code, _, errors = render(tmp_path, values)
     assert code != 0
     assert message in errors
+
+
+def test_the_replicas_share_a_postgresql_store_read_from_the_secret(tmp_path: Path) -> None:
+    """By default the replicas' store is PostgreSQL, its URL (a secret) a file of the mounted
+    Secret; no SQLite file is written anywhere in the read-only pod."""
+    config = tomllib.loads(objects(tmp_path)["ConfigMap"]["data"]["config.toml"])
+    assert config["store"] == {
+        "backend": "postgresql",
+        "url": {"file": "/run/secrets/posture-connector/store-url"},
+    }
+
+
+def test_one_replica_may_keep_sqlite_on_a_writable_volume(tmp_path: Path) -> None:
+    """replicaCount 1 without a URL: SQLite in /var/lib/posture-connector, an emptyDir mounted
+    writable there (the root filesystem is read-only)."""
+    rendered = objects(tmp_path, {"replicaCount": 1, "store": {"urlSecretKey": ""}})
+    config = tomllib.loads(rendered["ConfigMap"]["data"]["config.toml"])
+    assert config["store"] == {"path": "/var/lib/posture-connector/posture-connector.sqlite3"}
+    pod = rendered["Deployment"]["spec"]["template"]["spec"]
+    [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "state"]
+    assert mount["mountPath"] == "/var/lib/posture-connector"
+    assert not mount.get("readOnly")
+    assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == "state")
 
 
 def test_metrics_annotations_follow_the_switch(tmp_path: Path) -> None:
@@ -228,6 +263,7 @@ def test_the_rendered_config_passes_check_config_with_every_file_mounted(tmp_pat
             secrets / "jamf-client-secret": "secret",
         },
     )
+    (secrets / "store-url").write_text("postgresql://connector@postgres/posture", encoding="utf-8")
     config = etc / "config.toml"
     relocated = relocate(
         text, {"/etc/posture-connector/": etc, "/run/secrets/posture-connector/": secrets}

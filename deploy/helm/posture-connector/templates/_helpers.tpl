@@ -51,6 +51,7 @@ config: /etc/posture-connector/config.toml
 tls: /etc/posture-connector/tls
 clientCA: /etc/posture-connector/client-ca
 secrets: /run/secrets/posture-connector
+state: /var/lib/posture-connector
 {{- end }}
 
 {{/* The whole config.toml: the chart's [server] table, then the user's config. */}}
@@ -58,6 +59,9 @@ secrets: /run/secrets/posture-connector
 {{- $paths := include "posture-connector.paths" . | fromYaml -}}
 {{- if regexMatch "(?m)^\\s*\\[server\\]" .Values.config }}
 {{- fail "config: leave out the [server] table; set server.* values instead (the chart writes [server] to match its mounts)" }}
+{{- end -}}
+{{- if regexMatch "(?m)^\\s*\\[store\\]" .Values.config }}
+{{- fail "config: leave out the [store] table; set store.urlSecretKey instead (the chart writes [store] to match its mounts)" }}
 {{- end -}}
 # Written by the posture-connector Helm chart.
 [server]
@@ -70,6 +74,14 @@ client_dns_names = {{ .Values.server.clientDnsNames | toJson }}
 shutdown_timeout = {{ .Values.server.shutdownTimeout }}
 {{- range $key, $value := .Values.server.extra }}
 {{ $key }} = {{ $value | toJson }}
+{{- end }}
+
+[store]
+{{- if .Values.store.urlSecretKey }}
+backend = "postgresql"
+url = { file = {{ printf "%s/%s" $paths.secrets .Values.store.urlSecretKey | toJson }} }
+{{- else }}
+path = {{ printf "%s/posture-connector.sqlite3" $paths.state | toJson }}
 {{- end }}
 
 {{ .Values.config }}
@@ -86,6 +98,12 @@ shutdown_timeout = {{ .Values.server.shutdownTimeout }}
 {{- end }}
 {{- if eq (empty .Values.clientCA.existingConfigMap) (empty .Values.clientCA.existingSecret) }}
 {{- fail "clientCA: set exactly one of existingConfigMap and existingSecret (step-ca's root certificate)" }}
+{{- end }}
+{{- if and (not .Values.store.urlSecretKey) (gt (int .Values.replicaCount) 1) }}
+{{- fail "store.urlSecretKey: replicas share their store in PostgreSQL (name the key of secrets.existingSecret holding its URL); SQLite serves replicaCount 1 only" }}
+{{- end }}
+{{- if and .Values.store.urlSecretKey (not .Values.secrets.existingSecret) }}
+{{- fail "store.urlSecretKey: needs secrets.existingSecret, the Secret holding that key" }}
 {{- end }}
 {{- if not (has .Values.podAntiAffinity (list "preferred" "required" "none")) }}
 {{- fail "podAntiAffinity: one of preferred, required, none" }}
