@@ -62,9 +62,9 @@ def test_init_writes_a_config_check_config_accepts(
     assert all(len(base64.b64decode(v)) == 64 for v in values)
     assert not [v for v in values if v in out]
     assert (
-        "  step ca provisioner webhook add devices people \\\n"
+        "  (umask 077; step ca provisioner webhook add devices people \\\n"
         f"    --url {url}/webhooks/people \\\n"
-        "    --kind ENRICHING --cert-type X509 > people.webhook\n"
+        "    --kind ENRICHING --cert-type X509 > people.webhook)\n"
     ) in out
     assert f"    --url {url}/webhooks/gate \\\n    --kind AUTHORIZING --cert-type X509" in out
     assert (config.parent / "inventory.csv").read_text(encoding="utf-8").startswith("serial,udid,")
@@ -73,6 +73,39 @@ def test_init_writes_a_config_check_config_accepts(
     checked = capsys.readouterr()
     assert "listen: https://0.0.0.0:9443" in checked.out
     assert "webhooks[0].id: not a UUID" in checked.err  # the placeholder is flagged
+
+
+def test_step_output_others_may_read_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """step's saved output holds the secret: one that others may read (saved without umask
+    077) is named on stderr, with what to do; one only its owner reads is not."""
+    config = tmp_path / "config.toml"
+    assert main(["init", "--config", str(config), "--no-input"]) == EXIT_OK
+    people = _step_output(tmp_path, "people", PEOPLE_ID, PEOPLE_SECRET)
+    gate = _step_output(tmp_path, "gate", GATE_ID, GATE_SECRET)
+    people.chmod(0o644)
+    gate.chmod(0o600)
+    capsys.readouterr()
+    args = ["init", "--config", str(config), "--step-output", f"people={people}"]
+    assert main([*args, "--step-output", f"gate={gate}"]) == EXIT_OK
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [
+        f"init: warning: {people} holds the webhook secret and others may read it; delete it "
+        "once init has copied the secret (saved with umask 077 next time)"
+    ]
+
+
+def test_init_never_writes_through_a_link_left_in_the_folder(tmp_path: Path) -> None:
+    """A dangling link where the inventory goes is left alone: init writes nothing through
+    it (someone who could write to the folder could point it anywhere)."""
+    folder, elsewhere = tmp_path / "etc", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    (folder / "inventory.csv").symlink_to(elsewhere / "authorized_keys")
+    assert main(["init", "--config", str(folder / "config.toml"), "--no-input"]) == EXIT_OK
+    assert not (elsewhere / "authorized_keys").exists()
+    assert (folder / "inventory.csv").is_symlink()
 
 
 def test_init_takes_step_output_and_then_check_config_is_clean(

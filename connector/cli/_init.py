@@ -57,6 +57,12 @@ def given(args: argparse.Namespace) -> tuple[dict[str, str], dict[str, str]]:
     keys = _pairs(args.webhook_secret, "--webhook-secret")
     for name, file in _pairs(args.step_output, "--step-output").items():
         text = Path(file).read_text(encoding="utf-8")
+        if Path(file).stat().st_mode & 0o077:
+            print(
+                f"init: warning: {file} holds the webhook secret and others may read it; "
+                "delete it once init has copied the secret (saved with umask 077 next time)",
+                file=sys.stderr,
+            )
         found_id, found_secret = _STEP_ID.search(text), _STEP_SECRET.search(text)
         if found_id is None or found_secret is None:
             raise ValueError(f"{file}: no 'Webhook ID:' and 'Secret:' lines (step's output?)")
@@ -145,8 +151,11 @@ def write_starter(config: Path, kind: str, url: str) -> list[str]:
     names = ", ".join(h.secret_file for h in hooks)
     done.append(f"wrote {names} (mode 0600): random until step-ca's secrets replace them")
     inventory = FILE_KINDS.get(kind)
-    if inventory is not None and not (config.parent / inventory).exists():
-        (config.parent / inventory).write_text(EMPTY_INVENTORY[kind], encoding="utf-8")
+    if inventory is not None and not os.path.lexists(config.parent / inventory):
+        # Never through a link someone left in the folder (a dangling one is not "there").
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        with os.fdopen(os.open(config.parent / inventory, flags, 0o644), "w") as handle:
+            handle.write(EMPTY_INVENTORY[kind])
         done.append(f"wrote {inventory}: no devices yet, so every device is denied; add yours")
     for credential in credentials:
         path = config.parent / credential

@@ -222,12 +222,13 @@ def render(starter: Starter) -> tuple[str, list[str]]:
 
 
 def step_commands(starter: Starter, provisioner: str, hooks: Sequence[Webhook]) -> list[str]:
-    """The `step ca provisioner webhook add` commands for `hooks`, output kept in files."""
+    """The `step ca provisioner webhook add` commands for `hooks`, output kept in files that
+    only their owner may read (``umask 077``: the output holds the webhook's secret)."""
     lines: list[str] = []
     for hook in hooks:
         lines += [
-            f"step ca provisioner webhook add {provisioner} {hook.name} \\",
+            f"(umask 077; step ca provisioner webhook add {provisioner} {hook.name} \\",
             f"  --url {starter.url.rstrip('/')}{hook.path} \\",
-            f"  --kind {hook.kind} --cert-type X509 > {hook.name}.webhook",
+            f"  --kind {hook.kind} --cert-type X509 > {hook.name}.webhook)",
         ]
     return lines

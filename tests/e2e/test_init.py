@@ -49,9 +49,8 @@ def test_init_then_step_then_init_gives_a_config_check_config_passes(
         f" --admin-subject step --admin-provisioner admin "
         f"--admin-password-file {lab.ca.password_file} --ca-url {lab.ca.url} --root {lab.ca.root}"
     )
-    script = "set -e\n" + "\n".join(
-        line + (admin if line.rstrip().endswith(".webhook") else "")
-        for line in commands.splitlines()
+    script = "set -e\n" + "\n".join(  # each command runs in a subshell: (umask 077; ...)
+        line.replace(".webhook)", f".webhook{admin})") for line in commands.splitlines()
     )
     env = {
         **os.environ,
@@ -64,6 +63,8 @@ def test_init_then_step_then_init_gives_a_config_check_config_passes(
     )  # fmt: skip
     assert step.returncode == 0, step.stderr
     assert "Secret:" not in step.stdout  # it went into the files
+    for name in ("people", "gate"):  # which only their owner may read
+        assert (tmp_path / f"{name}.webhook").stat().st_mode & 0o077 == 0
 
     then = first.stdout.split("\n\nthen:\n  posture-connector ")[1].splitlines()[0]
     second = _cli(*then.split(), cwd=tmp_path)
