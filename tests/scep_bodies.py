@@ -16,7 +16,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import AttributeOID, NameOID
 
 from connector.stepca import go_json, rfc3339_nano
@@ -40,6 +40,62 @@ def scep_csr(
         builder = builder.add_attribute(AttributeOID.CHALLENGE_PASSWORD, challenge.encode())
     csr = builder.sign(_KEY, hashes.SHA256())
     return csr.public_bytes(serialization.Encoding.DER)
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    """One DER element: `tag`, the definite length of `content`, `content`."""
+    size = len(content)
+    if size < 0x80:
+        return bytes([tag, size]) + content
+    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(octets)]) + octets + content
+
+
+def _elements(content: bytes) -> list[bytes]:
+    """The DER elements one after another in `content`, each whole (tag, length, value)."""
+    found, at = [], 0
+    while at < len(content):
+        size, start = content[at + 1], at + 2
+        if size & 0x80:
+            count = size & 0x7F
+            size, start = int.from_bytes(content[start : start + count], "big"), start + count
+        found.append(content[at : start + size])
+        at = start + size
+    return found
+
+
+def _value_of(element: bytes) -> bytes:
+    """The value of one whole DER element."""
+    size, start = element[1], 2
+    if size & 0x80:
+        start += size & 0x7F
+    return element[start:]
+
+
+def _attributes(der: bytes) -> tuple[list[bytes], bytes, list[bytes]]:
+    """A CSR's (info's first three parts, its signature algorithm, its attributes)."""
+    request = _elements(_value_of(der))
+    info = _elements(_value_of(request[0]))
+    return info[:3], request[1], _elements(_value_of(info[3]))
+
+
+def csr_with_extension_requests(
+    common_name: str, challenge: str, *requests: Sequence[x509.ExtensionType]
+) -> bytes:
+    """A SCEP CSR with one extensionRequest attribute per item of `requests`, as no library
+    builds it (Go's parser merges them all; cryptography reads the first), signed."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    attributes: list[bytes] = []
+    for extensions in requests:
+        builder = x509.CertificateSigningRequestBuilder().subject_name(name)
+        for extension in extensions:
+            builder = builder.add_extension(extension, critical=False)
+        der = builder.sign(_KEY, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+        attributes += _attributes(der)[2]
+    head, algorithm, password = _attributes(scep_csr(common_name, challenge))
+    info = _der(0x30, b"".join(head) + _der(0xA0, b"".join(sorted(password + attributes))))
+    signature = _KEY.sign(info, padding.PKCS1v15(), hashes.SHA256())
+    return _der(0x30, info + algorithm + _der(0x03, b"\x00" + signature))
 
 
 def _csr_member(der: bytes) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from connector.persistence import PERSISTENCE
 from connector.store import AuditQuery, AuditRecorder
 from tests.fakes.mdm import basic_auth, challenge_request
 from tests.helpers import FIXED_NOW, config, make_settings, signed, webhook
-from tests.scep_bodies import challenge_body, scep_csr
+from tests.scep_bodies import challenge_body, csr_with_extension_requests, scep_csr
 
 SCEP_ID = "5d1c7a9e-4b2f-4c8d-9e3a-6f0b1c2d3e4f"
 CHALLENGE_URL = "/scep/challenge"
@@ -524,6 +524,22 @@ async def test_a_csr_naming_another_device_besides_the_bound_one_is_refused(
 
         assert answer["error"]["code"] == "csr-names-unbound"
         assert again["error"]["code"] == "challenge-invalid"  # seen with a wrong CSR: spent
+
+
+async def test_a_csr_with_two_extension_requests_is_refused(start: Any) -> None:
+    """Go merges every extensionRequest attribute (step-ca signs the names of all), a Python
+    reader takes the first: a harmless first one must not hide another device's name in the
+    second. Whose names count cannot be told, so such a CSR is refused."""
+    client = await start()
+    challenge = await challenge_for(client, serial=MANAGED)
+    usage = x509.KeyUsage(True, False, True, False, False, False, False, False, False)
+    names = x509.SubjectAlternativeName([x509.DNSName(UNMANAGED)])
+    der = csr_with_extension_requests(MANAGED, challenge, [usage], [names])
+    assert x509.load_der_x509_csr(der).is_signature_valid
+
+    answer = await present(client, MANAGED, challenge, csr_der=der)
+
+    assert answer["error"]["code"] == "csr-names-unbound"
 
 
 async def test_a_csr_naming_only_the_bound_device_is_allowed(start: Any) -> None:

@@ -18,6 +18,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
+_EXTENSION_REQUESTS = (
+    x509.ObjectIdentifier("1.2.840.113549.1.9.14"),  # PKCS#9 extensionRequest
+    x509.ObjectIdentifier("1.3.6.1.4.1.311.2.1.14"),  # Microsoft's msExtReq
+)
+
 
 class CsrError(ValueError):
     """When step-ca's ``raw`` is not a readable PKCS#10 request or certificate."""
@@ -32,12 +37,13 @@ class CsrFacts:
         base64_der: The request as standard base64 of its DER (Intune's ``certificateRequest``).
         alt_names: The subject alternative names it asks for, as text (DNS names, e-mail
             addresses, URIs, IP addresses); None for a kind with no text form (a UPN, a
-            directory name, a registered id).
+            directory name, a registered id). None as a whole when it carries more than one
+            extension request: Go (step-ca) merges them all, other readers take the first.
     """
 
     common_name: str | None
     base64_der: str
-    alt_names: tuple[str | None, ...] = ()
+    alt_names: tuple[str | None, ...] | None = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +118,16 @@ def read_csr(raw_b64: str | None) -> CsrFacts:
     )
 
 
-def _alt_names(csr: x509.CertificateSigningRequest) -> tuple[str | None, ...]:
-    """The requested subject alternative names; `CsrError` for a request that repeats an
-    extension or holds a name of a kind the parser does not know."""
+def _alt_names(csr: x509.CertificateSigningRequest) -> tuple[str | None, ...] | None:
+    """The requested subject alternative names; None when the request carries several extension
+    requests (which of them counts depends on the reader); `CsrError` for a request that repeats
+    an extension or holds a name of a kind the parser does not know."""
+    requests = [a for a in csr.attributes if a.oid in _EXTENSION_REQUESTS]
+    if len(requests) > 1:
+        # Go merges every extensionRequest (step-ca's template then sees all their names);
+        # cryptography reads the first (or an msExtReq, which Go ignores): we would check other
+        # names than step-ca signs.
+        return None
     try:
         extension = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:

@@ -207,6 +207,12 @@ class ChallengeValidator:
         "bound"``); None when it asks for none, or may."""
         if self._csr_names == "any":
             return None
+        if csr.alt_names is None:
+            return refuse(
+                "csr-names-unbound",
+                "the CSR carries more than one extension request, so which names step-ca would "
+                "sign cannot be checked",
+            )
         others = [n for n in csr.alt_names if n is None or not same_device(identity, n)]
         if not others:
             return None
