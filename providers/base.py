@@ -66,11 +66,15 @@ class GroupRef:
         name: Display name.
         id: Upstream id, as a string.
         smart: True for Jamf smart groups, False for static ones, None when unknown.
+        directory: Named in an identity provider where users may create groups and name them
+            as they like (Fleet's IdP groups, synced from Entra or Okta), and known by name
+            only: such a name that looks like a group id never meets a rule written as an id.
     """
 
     name: str
     id: str | None = None
     smart: bool | None = None
+    directory: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,7 +109,7 @@ async def test_managed_mac_maps_every_field(make_provider: MakeProvider) -> None
             GroupRef(name="All Hosts", id="6", smart=True),
             GroupRef(name="macOS", id="12", smart=True),
             GroupRef(name="MDA Pilot", id="42", smart=False),
-            GroupRef(name="mda-pilot-users"),
+            GroupRef(name="mda-pilot-users", directory=True),
             GroupRef(name="fleet-policy-failing:Screen lock"),
             GroupRef(name="fleet-policies-not-passing"),
         ),

@@ -80,7 +80,7 @@ def test_mac_maps_every_field() -> None:
             GroupRef(name="Engineering"),
             GroupRef(name="All Hosts", id="6", smart=True),
             GroupRef(name="MDA Pilot", id="42", smart=False),
-            GroupRef(name="mda-pilot-users"),
+            GroupRef(name="mda-pilot-users", directory=True),
             GroupRef(name="fleet-policy-failing:Screen lock"),
             GroupRef(name="fleet-policies-not-passing"),
         ),

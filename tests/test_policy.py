@@ -757,6 +757,25 @@ def test_a_group_named_like_another_inventorys_id_grants_nothing(
     assert check(policy, by_name_only).allow
 
 
+@pytest.mark.parametrize("name", ["10", "2dab5a4c-7f3e-4b1a-9c8d-0e1f2a3b4c5d"])
+def test_a_directory_group_known_by_name_only_grants_nothing_by_an_id_shaped_name(
+    name: str,
+) -> None:
+    """Fleet's IdP groups come by name only from a directory where users may create groups:
+    one named like a group id never meets a rule written with that id (a file's group still
+    does), though none_of still refuses on it."""
+    idp = dev(groups=(GroupRef(name, directory=True),))
+    assert [o.code for o in check({"groups": {"any_of": [name]}}, idp).failures] == [
+        "group-required"
+    ]
+    assert check({"groups": {"any_of": [name]}}, dev(groups=(GroupRef(name),))).allow
+    refused = check({"groups": {"none_of": [name]}}, idp).failures
+    assert [o.code for o in refused] == ["group-forbidden"]
+    assert check({"groups": {"any_of": ["Engineering"]}}, dev(
+        groups=(GroupRef("Engineering", directory=True),)
+    )).allow  # fmt: skip
+
+
 def test_group_names_compare_in_one_unicode_form() -> None:
     """A name an inventory writes decomposed (as macOS does) is the composed one: none_of
     refuses it and any_of grants it."""

@@ -38,14 +38,15 @@ def _group_keys(device: DeviceRecord) -> frozenset[str]:
 def _granting_keys(device: DeviceRecord) -> frozenset[str]:
     """The folded names and ids all_of and any_of accept: a name shaped like an id only when it
     is the group's own id (Graph names a group it may not read by its id) or the group has no
-    id at all (inventory files and tags know groups by name only)."""
+    id at all (inventory files and tags know groups by name only) and is not a directory's,
+    whose users name groups as they like (Fleet's IdP groups)."""
     keys: set[str] = set()
     for group in device.groups:
         name, ident = fold(group.name), fold(group.id) if group.id else None
         if ident is not None:
             keys.add(ident)
-        # A group without an id (a file's, a tag) is known by its name alone, as before.
-        if ident is None or name == ident or not _ID_SHAPED.fullmatch(name):
+        known_by_name = ident is None and not group.directory
+        if known_by_name or name == ident or not _ID_SHAPED.fullmatch(name):
             keys.add(name)
     return frozenset(keys)
 

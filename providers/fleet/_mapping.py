@@ -149,7 +149,7 @@ def groups(host: Host, *, policies: bool, idp: bool) -> tuple[GroupRef, ...]:
             smart = None if dynamic is None else dynamic.lower() == "dynamic"
             refs.append(GroupRef(name=name, id=text(label.id), smart=smart))
     if idp:
-        refs += [GroupRef(name=g) for g in _idp_groups(host.end_users or ())]
+        refs += [GroupRef(name=g, directory=True) for g in _idp_groups(host.end_users or ())]
     if policies:
         refs += policy_groups(host.policies)
     return tuple(_unique(refs))
