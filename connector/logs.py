@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -102,7 +103,23 @@ JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def _json_text(value: object, **options: Any) -> str:
-    return jsonbytes.dumps(value, **options).decode()
+    return shown_escaped(jsonbytes.dumps(value, **options)).decode()
+
+
+# In UTF-8: DEL, the C1 controls (U+0080-U+009F: CSI is U+009B) and the bidirectional marks
+# (U+061C, U+200E-U+200F, U+202A-U+202E, U+2066-U+2069). JSON escapes only U+0000-U+001F.
+_UNSHOWN = re.compile(
+    rb"\x7f|\xc2[\x80-\x9f]|\xd8\x9c|\xe2\x80[\x8e\x8f\xaa-\xae]|\xe2\x81[\xa6-\xa9]"
+)
+
+
+def shown_escaped(line: bytes) -> bytes:
+    """A rendered JSON line with the characters a terminal acts on but JSON leaves raw written
+    as ``\\uXXXX`` (still the same JSON): someone reading the log with ``kubectl logs`` or
+    ``journalctl`` sees them, and a caller's ``X-Request-Id`` cannot redraw their screen."""
+    if line.isascii() and b"\x7f" not in line:
+        return line
+    return _UNSHOWN.sub(lambda found: b"\\u%04x" % ord(found.group().decode()), line)
 
 
 def event_steps() -> tuple[structlog.typing.Processor, ...]:
@@ -159,7 +176,7 @@ class JsonLineRenderer:
         else:
             event = structlog.processors.add_log_level(logger, method, event)
             event["timestamp"] = self._now()
-        return jsonbytes.dumps(event, default=_json_fallback, option=JSON_OPTIONS)
+        return shown_escaped(jsonbytes.dumps(event, default=_json_fallback, option=JSON_OPTIONS))
 
     def _now(self) -> str:
         """``datetime.now(UTC).isoformat()`` with ``Z`` for ``+00:00``, as structlog's

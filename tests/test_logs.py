@@ -21,7 +21,7 @@ import structlog
 
 from connector import create_app
 from connector.app import PROVIDERS_STARTED
-from connector.logs import JSON_OPTIONS, JsonLineRenderer, configure_logging
+from connector.logs import JSON_OPTIONS, JsonLineRenderer, configure_logging, shown_escaped
 from connector.logwriter import JsonLines
 from connector.persistence import PERSISTENCE
 from connector.store import AuditQuery
@@ -178,6 +178,32 @@ async def test_rejections_are_logged_without_the_secret(
     assert rejected["level"] == "warning"
     for sensitive in (SECRET, headers["X-Smallstep-Signature"]):
         assert sensitive not in json_logs.text
+
+
+async def test_json_lines_escape_what_a_terminal_acts_on_but_json_leaves_raw(
+    json_logs: Lines, app_client: AppClient
+) -> None:
+    """A request id with a C1 CSI and a bidi override (anyone may send one, before any check)
+    is written as JSON escapes, so a log read in a terminal shows them; the parsed value is
+    unchanged. (aiohttp refuses DEL in a header; the renderer escapes it too.)"""
+    client = await app_client()
+    sent = "\u009b2J\u202eevil"
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(  # raw: a well-behaved client refuses to send such a header
+        b"POST /webhooks/people HTTP/1.1\r\nHost: x\r\nX-Request-Id: "
+        + sent.encode()
+        + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+    )
+    assert (await reader.read()).startswith(b"HTTP/1.1 401")
+    writer.close()
+    [line] = [line for line in json_logs.text.splitlines() if "request.rejected" in line]
+    assert re.search("[\x7f-\x9f\u202e]", line) is None, repr(line)
+    assert "\\u009b2J\\u202eevil" in line
+    assert json.loads(line)["request_id"] == sent
+    assert (
+        shown_escaped('{"a":"\x7f\u061c\u2066é"}'.encode())
+        == b'{"a":"\\u007f\\u061c\\u2066\xc3\xa9"}'
+    )
 
 
 async def test_decision_line_explains_each_failed_rule(
