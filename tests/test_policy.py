@@ -786,6 +786,16 @@ def test_group_names_compare_in_one_unicode_form() -> None:
     assert check({"groups": {"any_of": [composed]}}, device).allow
 
 
+def test_names_that_case_folded_alike_still_compare_equal() -> None:
+    """Normalising never separates two names case folding joined: a precomposed Greek iota
+    with dialytika and tonos and its upper-case decomposed spelling still meet in none_of."""
+    composed, decomposed = "Karant\u0390na", "KARANT\u0399\u0308\u0301NA"
+    assert composed.casefold() == decomposed.casefold()
+    device = dev(groups=(GroupRef(decomposed, id="42"),))
+    refused = check({"groups": {"none_of": [composed]}}, device).failures
+    assert [o.code for o in refused] == ["group-forbidden"]
+
+
 def test_none_of_still_refuses_on_a_group_named_like_an_id() -> None:
     """Refusing is the safe side: none_of matches such a name as it always did."""
     impostor = dev(groups=(GroupRef(ENGINEERING_ID, id="9c1e0f2a-0000-4000-8000-000000000001"),))

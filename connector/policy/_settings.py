@@ -41,10 +41,15 @@ NameList = tuple[Name, ...]
 
 
 def fold(value: str) -> str:
-    """The form values are compared in: Unicode-normalised (NFKC: an inventory may write
-    ``Quarantäne`` with a combining diaeresis, as macOS does, or in full-width letters),
-    trimmed and case-folded."""
-    return unicodedata.normalize("NFKC", value).strip().casefold()
+    """The form values are compared in: trimmed, case-folded, then Unicode's compatibility
+    caseless form (NFKD of the case folding of NFKD of the case folding of NFD) of that, so an
+    inventory's ``Quarantäne`` with a combining diaeresis (as macOS writes it) or in full-width
+    letters is the plain one, and any two values that case-folded alike still compare equal."""
+    folded = value.strip().casefold()
+    if folded.isascii():  # nothing to normalise: the common case
+        return folded
+    canonical = unicodedata.normalize("NFD", folded).casefold()
+    return unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", canonical).casefold())
 
 
 def _non_empty(value: tuple[object, ...] | None) -> tuple[object, ...] | None:
