@@ -106,10 +106,25 @@ def test_codec_refuses_what_it_did_not_write(data: bytes) -> None:
         decode_answer(data)
 
 
+def test_an_answer_from_before_directory_groups_holds_name_only_groups_to_their_ids() -> None:
+    """A record an earlier release stored (no `directory` in its groups) cannot say which groups
+    a directory's users named: each group known by name only counts as one, so an id-shaped
+    name in it never grants; groups with an id are as they were, and new answers round-trip."""
+    stored = (
+        b'{"provider":"fleet","serial":"C02FLEET0001","groups":['
+        b'{"name":"12345","id":null,"smart":null},{"name":"All Macs","id":"57","smart":true}]}'
+    )
+    record = decode_answer(stored)
+    assert record is not None
+    assert [(g.name, g.directory) for g in record.groups] == [("12345", True), ("All Macs", False)]
+    fresh = DeviceRecord(provider="files", serial="C02FLEET0001", groups=(GroupRef("12345"),))
+    assert decode_answer(encode_answer(fresh)) == fresh
+
+
 def test_keys_are_strings_per_provider_and_normalized_identifier() -> None:
     """A key names the codec version, the provider and the upper-cased identifier."""
     lower = classify("00008110-000a1c2e3f40801e")
-    assert cache_key("jamf", lower) == "posture:lookup:v2:jamf:udid:00008110-000A1C2E3F40801E"
+    assert cache_key("jamf", lower) == "posture:lookup:v3:jamf:udid:00008110-000A1C2E3F40801E"
     assert cache_key("jamf", MAC) != cache_key("intune", MAC)
 
 

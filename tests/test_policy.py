@@ -20,6 +20,7 @@ from connector.policy import (
     format_span,
     parse_duration,
 )
+from connector.policy._settings import fold
 from connector.versions import OsVersion, parse_version
 from providers.base import DeviceRecord, GroupRef
 from providers.identifiers import DeviceIdentifier, classify
@@ -794,6 +795,25 @@ def test_names_that_case_folded_alike_still_compare_equal() -> None:
     device = dev(groups=(GroupRef(decomposed, id="42"),))
     refused = check({"groups": {"none_of": [composed]}}, device).failures
     assert [o.code for o in refused] == ["group-forbidden"]
+
+
+@pytest.mark.parametrize(
+    ("rule", "reported"),
+    [
+        ("\u1fb4dis", "\u03b1\u0345\u0301dis"),  # the marks in another canonical order
+        ("\u00b4x", "\u0301x"),  # a spacing accent first: no space left over
+    ],
+    ids=["mark-order", "spacing-accent"],
+)
+def test_canonically_equivalent_spellings_meet_and_folding_is_stable(
+    rule: str, reported: str
+) -> None:
+    """Spellings one normal form apart meet in none_of, and folding a folded value changes it
+    no more."""
+    device = dev(groups=(GroupRef(reported, id="42"),))
+    refused = check({"groups": {"none_of": [rule]}}, device).failures
+    assert [o.code for o in refused] == ["group-forbidden"]
+    assert fold(fold(rule)) == fold(rule)
 
 
 def test_none_of_still_refuses_on_a_group_named_like_an_id() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from cachetools import TLRUCache
@@ -22,9 +22,9 @@ from pydantic import TypeAdapter, ValidationError
 from providers.base import DeviceRecord
 from providers.identifiers import DeviceIdentifier
 
-KEY_PREFIX = "posture:lookup:v2"
+KEY_PREFIX = "posture:lookup:v3"
 """Leads every key; the version changes with the codec or the key's layout, so old entries are
-never misread (v2: the identifier's kind joined the key)."""
+never misread (v2: the identifier's kind joined the key; v3: `GroupRef.directory`)."""
 
 _ANSWER: TypeAdapter[DeviceRecord | None] = TypeAdapter(DeviceRecord | None)
 DECODED_ENTRIES = 4096
@@ -90,13 +90,21 @@ def encode_answer(record: DeviceRecord | None) -> bytes:
 
 
 def decode_answer(data: bytes) -> DeviceRecord | None:
-    """The answer `encode_answer` wrote; raises `ValueError` for anything else."""
+    """The answer `encode_answer` wrote; raises `ValueError` for anything else.
+
+    An answer a release before `GroupRef.directory` wrote (a synced generation, a shared
+    cache) does not say which groups came from a directory whose users name groups: each group
+    it knows by name only counts as one, so an id-shaped name in it never grants (a Jamf group
+    known by name only may be denied until the next sync or lookup)."""
     try:
         record = _ANSWER.validate_json(data, strict=True)
     except ValidationError as exc:
         raise ValueError(f"not a cached answer: {exc.error_count()} problem(s)") from None
     if record is not None and record.last_contact and record.last_contact.tzinfo is None:
         raise ValueError("not a cached answer: last_contact has no time zone")
+    if record is not None and record.groups and b'"directory":' not in data:
+        groups = tuple(g if g.id else replace(g, directory=True) for g in record.groups)
+        record = replace(record, groups=groups)
     return record
 
 

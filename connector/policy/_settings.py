@@ -41,15 +41,17 @@ NameList = tuple[Name, ...]
 
 
 def fold(value: str) -> str:
-    """The form values are compared in: trimmed, case-folded, then Unicode's compatibility
-    caseless form (NFKD of the case folding of NFKD of the case folding of NFD) of that, so an
-    inventory's ``Quarantäne`` with a combining diaeresis (as macOS writes it) or in full-width
-    letters is the plain one, and any two values that case-folded alike still compare equal."""
-    folded = value.strip().casefold()
-    if folded.isascii():  # nothing to normalise: the common case
-        return folded
-    canonical = unicodedata.normalize("NFD", folded).casefold()
-    return unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", canonical).casefold())
+    """The form values are compared in: Unicode's compatibility caseless form (NFKD of the case
+    folding of NFKD of the case folding of NFD) of the value's case folding after NFD, trimmed.
+    So an inventory's ``Quarantäne`` with a combining diaeresis (as macOS writes it), with its
+    marks in another order, or in full-width letters is the plain one, and any two values that
+    case-folded alike still compare equal."""
+    if value.isascii():  # nothing to normalise: the common case
+        return value.strip().casefold()
+    case = unicodedata.normalize("NFD", value).casefold()
+    canonical = unicodedata.normalize("NFD", case).casefold()
+    compatible = unicodedata.normalize("NFKD", canonical).casefold()
+    return unicodedata.normalize("NFKD", compatible).strip()
 
 
 def _non_empty(value: tuple[object, ...] | None) -> tuple[object, ...] | None:
