@@ -132,6 +132,16 @@ def test_group_sources_can_be_switched_off() -> None:
     assert names == ["Engineering", "All Hosts", "MDA Pilot"]
 
 
+def test_a_label_named_like_the_team_keeps_its_id() -> None:
+    """A team and a label of the same name are two groups: the label's id stays, so a rule that
+    names it (none_of = ["17"]) still sees it."""
+    quarantine = {"id": 17, "name": "Quarantine", "label_membership_type": "manual"}
+    groups = mapping.groups(
+        host(team_name="Quarantine", labels=[quarantine]), policies=False, idp=False
+    )
+    assert [(g.name, g.id) for g in groups] == [("Quarantine", None), ("Quarantine", "17")]
+
+
 @pytest.mark.parametrize(
     ("mdm", "managed", "owner"),
     [

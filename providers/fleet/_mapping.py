@@ -160,11 +160,13 @@ def _idp_groups(users: Iterable[EndUser]) -> list[str]:
 
 
 def _unique(refs: Iterable[GroupRef]) -> list[GroupRef]:
-    seen: set[str] = set()
+    """Each group once: the same name with another id (a team and a label both called
+    "Quarantine") is another group, whose id a rule may name."""
+    seen: set[tuple[str, str | None]] = set()
     kept: list[GroupRef] = []
     for ref in refs:
-        if ref.name not in seen:
-            seen.add(ref.name)
+        if (ref.name, ref.id) not in seen:
+            seen.add((ref.name, ref.id))
             kept.append(ref)
     return kept
 
