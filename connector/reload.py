@@ -345,6 +345,9 @@ class ConfigReloader:
         loop.add_signal_handler(signal.SIGHUP, self._on_hup)
         yield
         loop.remove_signal_handler(signal.SIGHUP)
+        # Not back to the default action (end the process): the rest of the shutdown (the
+        # audit log's last writes, reports to Intune) still runs after this.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

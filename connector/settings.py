@@ -34,6 +34,8 @@ from providers.identifiers import IdentifierKind
 from providers.unicode import ascii_digits
 
 RESERVED_PATHS = frozenset({"/healthz", "/readyz"})
+MIN_LOOP_STALL_TIMEOUT = 0.5
+"""Seconds `server.loop_stall_timeout` may be at least (5 of the watchdog's heartbeats)."""
 
 
 class _Frozen(BaseModel):
@@ -69,6 +71,15 @@ class ServerSettings(_Frozen):
     drain_period: float = Field(default=5.0, ge=0, le=300)
     # A separate thread reports an event loop that has not run for this long (0: no watchdog).
     loop_stall_timeout: float = Field(default=2.0, ge=0, le=60)
+
+    @field_validator("loop_stall_timeout")
+    @classmethod
+    def _several_heartbeats(cls, value: float) -> float:
+        # The watchdog's heartbeat runs every 0.1 s: a shorter limit than a few of them is
+        # exceeded by an idle loop, and /readyz would say loop-stalled for ever.
+        if 0 < value < MIN_LOOP_STALL_TIMEOUT:
+            raise ValueError(f"use 0 (no watchdog) or at least {MIN_LOOP_STALL_TIMEOUT:g} seconds")
+        return value
     # uvloop (libuv) serves a call in about 10 % less CPU than asyncio's own loop; "auto" uses
     # it where it is installed (every platform but Windows), "asyncio" is the way back.
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"

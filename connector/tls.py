@@ -67,11 +67,27 @@ def server_context(paths: CertPaths, client_ca: Path | None) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(TLS12_CIPHERS)
     context.set_alpn_protocols(["http/1.1"])
-    context.load_cert_chain(paths.cert, paths.key)
+    context.load_cert_chain(paths.cert, paths.key, password=no_passphrase)
     if client_ca is not None:
         context.load_verify_locations(cafile=str(client_ca))
         context.verify_mode = ssl.CERT_OPTIONAL
     return context
+
+
+def no_passphrase() -> bytes:
+    """The passphrase OpenSSL gets for an encrypted key: none. Without it OpenSSL asks on the
+    terminal, which blocks the event loop for ever; an encrypted key is refused instead."""
+    return b""
+
+
+def _key_type(pem: bytes) -> str:
+    """The private key's algorithm (RSA, EC, ...): ``unknown`` when it cannot be read here (the
+    TLS load says why)."""
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        return "unknown"
+    return type(key).__name__.removeprefix("_").replace("PrivateKey", "") or "unknown"
 
 
 def _stamp(paths: CertPaths) -> tuple[int, int]:
@@ -87,6 +103,7 @@ class CertificateReloader:
         self._interval = interval
         self._stamp = _stamp(paths)
         self._broken: tuple[int, int] | None = None
+        self._key_type = _key_type(paths.key.read_bytes())
 
     def check(self) -> bool:
         """Reload if the files changed; returns whether a new pair is in use.
@@ -108,9 +125,18 @@ class CertificateReloader:
                 cert.write_bytes(self._paths.cert.read_bytes())
                 key.touch(mode=0o600)
                 key.write_bytes(self._paths.key.read_bytes())
-                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
-                self._context.load_cert_chain(cert, key)
-        except (OSError, ssl.SSLError) as exc:
+                scratch = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                scratch.load_cert_chain(cert, key, password=no_passphrase)
+                key_type = _key_type(key.read_bytes())
+                if key_type != self._key_type:
+                    # OpenSSL keeps one pair per key type: loaded into the live context, the
+                    # new pair would serve beside the old one, and clients may keep the old.
+                    raise ValueError(
+                        f"the key type changed ({self._key_type} to {key_type}); restart the "
+                        "service to serve the new pair"
+                    )
+                self._context.load_cert_chain(cert, key, password=no_passphrase)
+        except (OSError, ssl.SSLError, ValueError) as exc:
             return self._failed(stamp, exc)
         self._stamp = stamp
         self._broken = None

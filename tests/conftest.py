@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -108,3 +109,13 @@ def restore_logging() -> Iterator[None]:
     logging.root.handlers[:] = handlers
     logging.root.setLevel(level)
     structlog.reset_defaults()
+
+
+@pytest.fixture(autouse=True)
+def default_sighup() -> Iterator[None]:
+    """Every test starts and ends with SIGHUP's default action: an app's reloader leaves it
+    ignored after its shutdown (as `serve` wants), and processes a test starts would inherit
+    that."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)

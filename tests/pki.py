@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _PEM = serialization.Encoding.PEM
@@ -67,9 +67,15 @@ class TestCA:
         ip: str | None = None,
         client: bool = False,
         common_name: str = "leaf",
+        rsa_key: bool = False,
     ) -> Issued:
-        """A leaf for server (default) or client authentication, written as `<stem>.crt/.key`."""
-        key = ec.generate_private_key(ec.SECP256R1())
+        """A leaf for server (default) or client authentication, written as `<stem>.crt/.key`;
+        its key is EC P-256, or RSA 2048 with `rsa_key`."""
+        key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            if rsa_key
+            else ec.generate_private_key(ec.SECP256R1())
+        )
         now = dt.datetime.now(dt.UTC)
         sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
         if ip is not None:

@@ -9,14 +9,18 @@ files' contents too, and rebuilds the provider.
 from __future__ import annotations
 
 import shutil
+import signal
 import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from structlog.testing import capture_logs
 
+from connector import create_app
 from connector.keys import PROVIDERS
-from connector.reload import plan_reload
+from connector.reload import plan_reload, reload_on_sighup
 from providers.identifiers import classify
 from tests.fakes.jamf import FakeJamf
 from tests.fakes.jamf import create_app as jamf_app
@@ -92,3 +96,26 @@ def test_sections_built_at_start_wait_for_a_restart(inventory: Path) -> None:
     served = frozenset({"/webhooks/people", "/webhooks/gate"})
     plan = plan_reload(started, started.providers, new, served)
     assert plan.restart_required == ("metrics.enabled", "admin.enabled", "admin.token")
+
+
+async def test_a_sighup_late_in_the_shutdown_does_not_end_the_process(
+    inventory: Path, tmp_path: Path
+) -> None:
+    """The reload handler goes first at shutdown; SIGHUP then must not fall back to its default
+    action (end the process) while the audit log's last writes and the closes still run."""
+    settings = make_settings(config(inventory, store={"path": str(tmp_path / "s.sqlite3")}))
+    config_path = tmp_path / "connector.toml"
+    config_path.write_text("", encoding="utf-8")  # never read: no reload happens here
+    app = create_app(settings)
+    reload_on_sighup(app, settings, config_path)  # as `serve` does
+    seen: list[object] = []
+
+    async def last(_app: web.Application) -> AsyncIterator[None]:
+        yield
+        seen.append(signal.getsignal(signal.SIGHUP))  # where the audit log is flushed
+
+    app.cleanup_ctx.insert(0, last)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await runner.cleanup()
+    assert seen == [signal.SIG_IGN]  # the conftest puts the default back after the test

@@ -6,8 +6,13 @@ import asyncio
 import datetime as dt
 import ipaddress
 import os
+import pty
+import select
+import signal
 import ssl
 import stat
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +21,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from structlog.testing import capture_logs
 
 from connector import create_app
@@ -183,6 +189,73 @@ async def test_reloader_keeps_the_old_pair_on_a_broken_one(
         "error",
     )
     assert await _peer_serial(server.port, pki.cert_path) == good.serial
+
+
+async def test_a_pair_of_another_key_type_waits_for_a_restart(
+    tmp_path: Path, pki: TestCA, aiohttp_server: AiohttpServer
+) -> None:
+    """OpenSSL keeps one pair per key type: an RSA pair loaded beside the live EC one would
+    serve next to it (clients may keep the old certificate until it expires). The reload is
+    refused with the reason, and the old pair serves until a restart."""
+    paths = CertPaths(tmp_path / "server.crt", tmp_path / "server.key")
+    old = pki.issue("old", dns_names=("localhost",))
+    _install(old, paths, 1_000_000_000_000_000_000)
+    context = server_context(paths, None)
+    reloader = CertificateReloader(context, paths, interval=0)
+    server: TestServer = await aiohttp_server(web.Application(), ssl=context)
+    assert server.port is not None
+    _install(pki.issue("rsa", dns_names=("localhost",), rsa_key=True), paths, 10**18 + 10**9)
+    with capture_logs() as logs:
+        assert reloader.check() is False
+    [event] = logs
+    assert event["event"] == "tls.reload_failed"
+    assert "the key type changed (EC to RSA); restart the service" in event["error"]
+    assert await _peer_serial(server.port, pki.cert_path) == old.serial
+
+
+def test_an_encrypted_key_is_refused_not_asked_for(tmp_path: Path, pki: TestCA) -> None:
+    """OpenSSL asks for an encrypted key's passphrase on the terminal, which would block the
+    event loop for ever: from a terminal (`serve` in a shell, `docker run -it`) the reload of
+    such a key fails at once instead."""
+    issued = pki.issue("server", dns_names=("localhost",))
+    key = serialization.load_pem_private_key(issued.key.read_bytes(), None)
+    encrypted = tmp_path / "encrypted.key"
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+    )
+    child = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from connector.tls import CertificateReloader, CertPaths, server_context\n"
+        "cert, key, encrypted = map(Path, sys.argv[1:4])\n"
+        "paths = CertPaths(cert, key)\n"
+        "reloader = CertificateReloader(server_context(paths, None), paths, interval=0)\n"
+        "key.write_bytes(encrypted.read_bytes())\n"
+        "os.utime(key, ns=(10**18, 10**18))\n"
+        "print('CHECK-RETURNED', reloader.check(), flush=True)\n"
+    )
+    pid, fd = pty.fork()  # a controlling terminal, where OpenSSL would prompt
+    if pid == 0:
+        os.environ["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+        argv = [sys.executable, "-c", child, str(issued.cert), str(issued.key), str(encrypted)]
+        os.execv(sys.executable, argv)  # noqa: S606 - this test's own child
+    output, deadline = b"", time.monotonic() + 10
+    try:
+        while time.monotonic() < deadline and b"CHECK-RETURNED" not in output:
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    output += os.read(fd, 4096)
+                except OSError:
+                    break
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(fd)
+    assert b"CHECK-RETURNED False" in output, output.decode(errors="replace")[-300:]
 
 
 async def test_reload_loop_runs_with_the_app(
