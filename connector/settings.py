@@ -80,6 +80,7 @@ class ServerSettings(_Frozen):
         if 0 < value < MIN_LOOP_STALL_TIMEOUT:
             raise ValueError(f"use 0 (no watchdog) or at least {MIN_LOOP_STALL_TIMEOUT:g} seconds")
         return value
+
     # uvloop (libuv) serves a call in about 10 % less CPU than asyncio's own loop; "auto" uses
     # it where it is installed (every platform but Windows), "asyncio" is the way back.
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
