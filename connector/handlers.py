@@ -66,31 +66,26 @@ async def read_capped(request: web.Request, limit: int, *, read_timeout: float) 
     A body aiohttp cannot unpack (a ``Content-Encoding`` that does not decode, broken chunks)
     is the sender's fault: 400, not a 500 with a traceback that anyone could trigger.
     """
-    try:
-        return await _read_capped(request, limit, read_timeout=read_timeout)
-    except web.RequestPayloadError as exc:
-        raise PayloadError(
-            "the body could not be read as sent (its encoding or chunking is broken)",
-            detail={"error": clip(str(exc), MAX_LOGGED_OBSERVED) or ""},
-        ) from None
-
-
-async def _read_capped(request: web.Request, limit: int, *, read_timeout: float) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge(f"body of {request.content_length} bytes exceeds {limit}")
     content = request.content
-    if content.is_eof():  # it has all arrived (a small body comes with the head): no timer
-        whole = content.read_nowait()
-        if len(whole) > limit:
-            raise BodyTooLarge(f"body exceeds {limit} bytes")
-        return whole
     body = bytearray()
     try:
+        if content.is_eof():  # it has all arrived (a small body comes with the head): no timer
+            whole = content.read_nowait()
+            if len(whole) > limit:
+                raise BodyTooLarge(f"body exceeds {limit} bytes")
+            return whole
         async with asyncio.timeout_at(request_started(request) + read_timeout):
             async for chunk in request.content.iter_chunked(16 * 1024):
                 body += chunk
                 if len(body) > limit:
                     raise BodyTooLarge(f"body exceeds {limit} bytes")
+    except web.RequestPayloadError as exc:
+        raise PayloadError(
+            "the body could not be read as sent (its encoding or chunking is broken)",
+            detail={"error": clip(str(exc), MAX_LOGGED_OBSERVED) or ""},
+        ) from None
     except TimeoutError:
         raise ReadTimeout(
             f"request not complete within {read_timeout:g}s ({len(body)} body bytes arrived)"
