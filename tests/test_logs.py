@@ -19,24 +19,12 @@ import orjson
 import pytest
 import structlog
 
-from connector import create_app
-from connector.app import PROVIDERS_STARTED
 from connector.logs import JSON_OPTIONS, JsonLineRenderer, configure_logging, shown_escaped
 from connector.logwriter import JsonLines
 from connector.persistence import PERSISTENCE
 from connector.store import AuditQuery
 from tests.conftest import AppClient
-from tests.helpers import (
-    AUTH_ID,
-    FIXED_NOW,
-    SECRET,
-    authorize,
-    config,
-    enrich,
-    make_settings,
-    signed,
-    webhook,
-)
+from tests.helpers import AUTH_ID, SECRET, authorize, config, enrich, signed, webhook
 
 
 class Lines:
@@ -518,16 +506,14 @@ def test_library_records_take_no_lock_besides_the_writers(json_logs: Lines) -> N
 
 @pytest.mark.usefixtures("restore_logging")
 async def test_console_lines_escape_control_characters_callers_chose(
-    aiohttp_client: Any, inventory: Path
+    app_client: AppClient,
 ) -> None:
     """The console format (a terminal, the quickstart) writes values a caller chose with their
     control characters escaped: a C1 CSI in any caller's ``X-Request-Id`` before verification,
     ESC sequences in a signed call's identifier. Only the renderer's own colours remain."""
     out = io.StringIO()
     configure_logging("info", "console", out)
-    app = create_app(make_settings(config(inventory)), clock=lambda: FIXED_NOW)
-    client = await aiohttp_client(app)
-    await app[PROVIDERS_STARTED].wait()
+    client = await app_client()
     reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
     writer.write(
         b"POST /webhooks/people HTTP/1.1\r\nHost: x\r\nX-Request-Id: \xc2\x9b2J\xc2\x9bH\r\n"

@@ -136,25 +136,34 @@ def pki(tmp_path: Path) -> TestCA:
     return TestCA(tmp_path / "pki", "server CA")
 
 
-async def test_reloader_serves_a_changed_pair_to_new_handshakes(
-    tmp_path: Path, pki: TestCA, aiohttp_server: AiohttpServer
-) -> None:
-    """After `check()` sees new files, new connections get the new certificate."""
+async def _reloading(
+    tmp_path: Path, pki: TestCA, aiohttp_server: AiohttpServer, first: Issued
+) -> tuple[CertPaths, CertificateReloader, int]:
+    """`first` installed as the server pair, a reloader for it (no poll), and a TLS server
+    serving its live context: the paths, the reloader and the server's port."""
     paths = CertPaths(tmp_path / "server.crt", tmp_path / "server.key")
-    old = pki.issue("old", dns_names=("localhost",))
-    new = pki.issue("new", dns_names=("localhost",))
-    _install(old, paths, 1_000_000_000_000_000_000)
+    _install(first, paths, 1_000_000_000_000_000_000)
     context = server_context(paths, None)
     reloader = CertificateReloader(context, paths, interval=0)
     server: TestServer = await aiohttp_server(web.Application(), ssl=context)
     assert server.port is not None
-    assert await _peer_serial(server.port, pki.cert_path) == old.serial
+    return paths, reloader, server.port
+
+
+async def test_reloader_serves_a_changed_pair_to_new_handshakes(
+    tmp_path: Path, pki: TestCA, aiohttp_server: AiohttpServer
+) -> None:
+    """After `check()` sees new files, new connections get the new certificate."""
+    old = pki.issue("old", dns_names=("localhost",))
+    new = pki.issue("new", dns_names=("localhost",))
+    paths, reloader, port = await _reloading(tmp_path, pki, aiohttp_server, old)
+    assert await _peer_serial(port, pki.cert_path) == old.serial
     assert reloader.check() is False  # unchanged files
 
     _install(new, paths, 1_000_000_001_000_000_000)
     with capture_logs() as logs:
         assert reloader.check() is True
-    assert await _peer_serial(server.port, pki.cert_path) == new.serial
+    assert await _peer_serial(port, pki.cert_path) == new.serial
     [event] = logs
     assert (event["event"], event["cert"]) == ("tls.reloaded", str(paths.cert))
     assert event["not_after"] == _load(new.cert).not_valid_after_utc.isoformat()
@@ -165,14 +174,9 @@ async def test_reloader_keeps_the_old_pair_on_a_broken_one(
     tmp_path: Path, pki: TestCA, aiohttp_server: AiohttpServer, breakage: str
 ) -> None:
     """A broken pair is logged once as `tls.reload_failed` and the old one stays live."""
-    paths = CertPaths(tmp_path / "server.crt", tmp_path / "server.key")
     good = pki.issue("good", dns_names=("localhost",))
     other = pki.issue("other", dns_names=("localhost",))
-    _install(good, paths, 1_000_000_000_000_000_000)
-    context = server_context(paths, None)
-    reloader = CertificateReloader(context, paths, interval=0)
-    server: TestServer = await aiohttp_server(web.Application(), ssl=context)
-    assert server.port is not None
+    paths, reloader, port = await _reloading(tmp_path, pki, aiohttp_server, good)
 
     if breakage == "mismatched-key":
         paths.cert.write_bytes(other.cert.read_bytes())
@@ -188,7 +192,7 @@ async def test_reloader_keeps_the_old_pair_on_a_broken_one(
         "previous",
         "error",
     )
-    assert await _peer_serial(server.port, pki.cert_path) == good.serial
+    assert await _peer_serial(port, pki.cert_path) == good.serial
 
 
 async def test_a_pair_of_another_key_type_waits_for_a_restart(
@@ -197,20 +201,15 @@ async def test_a_pair_of_another_key_type_waits_for_a_restart(
     """OpenSSL keeps one pair per key type: an RSA pair loaded beside the live EC one would
     serve next to it (clients may keep the old certificate until it expires). The reload is
     refused with the reason, and the old pair serves until a restart."""
-    paths = CertPaths(tmp_path / "server.crt", tmp_path / "server.key")
     old = pki.issue("old", dns_names=("localhost",))
-    _install(old, paths, 1_000_000_000_000_000_000)
-    context = server_context(paths, None)
-    reloader = CertificateReloader(context, paths, interval=0)
-    server: TestServer = await aiohttp_server(web.Application(), ssl=context)
-    assert server.port is not None
+    paths, reloader, port = await _reloading(tmp_path, pki, aiohttp_server, old)
     _install(pki.issue("rsa", dns_names=("localhost",), rsa_key=True), paths, 10**18 + 10**9)
     with capture_logs() as logs:
         assert reloader.check() is False
     [event] = logs
     assert event["event"] == "tls.reload_failed"
     assert "the key type changed (EC to RSA); restart the service" in event["error"]
-    assert await _peer_serial(server.port, pki.cert_path) == old.serial
+    assert await _peer_serial(port, pki.cert_path) == old.serial
 
 
 def test_an_encrypted_key_is_refused_not_asked_for(tmp_path: Path, pki: TestCA) -> None:
