@@ -27,7 +27,7 @@ from typing import Protocol
 
 import structlog
 
-from connector.observe import MAX_LOGGED_IDENTIFIER, MAX_LOGGED_OBSERVED, clip
+from connector.observe import MAX_LOGGED_IDENTIFIER, clip
 from connector.scep._csr import CsrFacts
 from connector.scep._settings import ChallengeValidatorSettings, IntuneValidatorSettings
 from connector.store import Store, StoreError
@@ -216,18 +216,18 @@ class ChallengeValidator:
         others = [n for n in csr.alt_names if n is None or not same_device(identity, n)]
         if not others:
             return None
-        shown = ", ".join("(a name with no text form)" if n is None else n for n in others)
+        # How many, not which: they may be users' e-mail addresses or UPNs (personal data).
         log.warning(
             "scep.challenge_names_mismatch",
             webhook=self._webhook,
             bound=identity,
-            presented=clip(shown, MAX_LOGGED_OBSERVED),
+            other_names=len(others),
         )
         return refuse(
             "csr-names-unbound",
-            "the CSR asks for subject alternative names other than the device the challenge "
-            'vouches for (set csr_names = "any" if the template does not copy them)',
-            names=clip(shown, MAX_LOGGED_OBSERVED) or "",
+            f"the CSR asks for {len(others)} subject alternative name(s) other than the device "
+            'the challenge vouches for (set csr_names = "any" if the template does not copy them)',
+            other_names=str(len(others)),
         )
 
     def _giving_back(
