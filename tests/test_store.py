@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from connector.settings import ConfigError
 from connector.store import (
     LATEST,
     AuditEntry,
@@ -23,6 +25,7 @@ from connector.store import (
     open_store,
 )
 from tests.conftest import _fresh_postgres
+from tests.helpers import config, make_settings
 from tests.sqlite_support import StatementGate, sqlite_store
 
 
@@ -301,6 +304,35 @@ async def test_unreachable_postgres_is_a_clear_store_error() -> None:
     assert "hunter2" not in str(caught.value)
     assert "hunter2" not in repr(settings)
     assert settings.redacted == "postgresql://u@127.0.0.1:9/nowhere"
+
+
+@pytest.mark.parametrize("password", ["2024/Xy9+zzSECRET", "s3cr/et", "s3cr?et", "s3cr#et"])
+def test_a_password_that_would_end_the_host_part_is_refused_without_echoing_it(
+    password: str, tmp_path: Path
+) -> None:
+    """An unencoded "/", "?" or "#" would make the rest of the password the port and path,
+    shown on /readyz and in every store log line: such a URL is refused, and says how to fix it."""
+    store = {"backend": "postgresql", "url": f"postgresql://app:{password}@db:5432/posture"}
+    with pytest.raises(ConfigError) as caught:
+        make_settings({**config(tmp_path / "inventory.csv"), "store": store})
+    (problem,) = caught.value.problems
+    assert "store: url has an '@' after its host: percent-encode" in problem
+    for part in re.split("[/?#]", password):
+        assert part not in problem
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:p@ss@db:5432/x", "postgresql://u@db:5432/x"),
+        ("postgresql://u:pw@[::1]:5432/x?sslmode=require", "postgresql://u@[::1]:5432/x"),
+        ("postgresql://u:pw@h1:5432,h2:5433/x", "postgresql://u@h1:5432,h2:5433/x"),
+        ("postgresql://u:pw@db:notaport/x", "postgresql://u@db:notaport/x"),
+        ("postgres://db/x", "postgresql://db/x"),
+    ],
+)
+def test_the_store_is_shown_without_its_password_whatever_the_url(url: str, shown: str) -> None:
+    assert StoreSettings(backend="postgresql", url=url).redacted == shown
 
 
 async def test_waiting_for_a_pooled_postgres_connection_is_bounded(postgres_url: str) -> None:

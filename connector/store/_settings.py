@@ -45,8 +45,16 @@ class StoreSettings(BaseModel):
         if self.backend == "postgresql":
             if self.url is None:
                 raise ValueError('backend = "postgresql" needs url')
-            if urlsplit(self.url.get_secret_value()).scheme not in ("postgresql", "postgres"):
+            url = self.url.get_secret_value()
+            if urlsplit(url).scheme not in ("postgresql", "postgres"):
                 raise ValueError("url must start with postgresql://")
+            if "@" in _after_authority(url):
+                # A password with a bare "/", "?" or "#" ends the host part early: its rest
+                # would be read as the port and path, and so shown wherever the URL is.
+                raise ValueError(
+                    "url has an '@' after its host: percent-encode '/', '?', '#' and '@' in "
+                    "the user name and password (%2F, %3F, %23, %40)"
+                )
         elif self.url is not None:
             raise ValueError('url is for backend = "postgresql"; SQLite uses path')
         return self
@@ -58,9 +66,20 @@ class StoreSettings(BaseModel):
             return f"sqlite:{self.path}"
         assert self.url is not None  # noqa: S101 - checked by the validator
         parts = urlsplit(self.url.get_secret_value())
-        user = f"{parts.username}@" if parts.username else ""
-        port = f":{parts.port}" if parts.port else ""
-        return f"postgresql://{user}{parts.hostname or ''}{port}{parts.path}"
+        # Taken as written, never parsed further (a port that is not a number must not raise
+        # with the text in it); the validator made sure no part of the password is past "@".
+        user, at, host = parts.netloc.rpartition("@")
+        name = user.partition(":")[0]
+        return f"postgresql://{name}{at if name else ''}{host}{parts.path}"
+
+
+def _after_authority(url: str) -> str:
+    """What follows a URL's user, host and port: its path, query and fragment."""
+    rest = url.partition("://")[2]
+    for index, char in enumerate(rest):
+        if char in "/?#":
+            return rest[index:]
+    return ""
 
 
 def connect_store(settings: StoreSettings) -> Store:
