@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 import pytest
 from aiohttp import web
@@ -288,6 +289,26 @@ async def test_wrong_client_secret_makes_start_fail_without_leaking(
     assert "invalid_client" in str(info.value)
     assert "wrong-secret-value" not in str(info.value) + repr(hooks.tokens)
     assert [t.outcome for t in hooks.tokens] == ["refused"]
+
+
+@pytest.mark.parametrize(
+    ("secret", "at"),
+    [("wrong-secret-value-0123456789abcdef", 175), ("wrong+secret/value=0123456789ab", 20)],
+)
+async def test_a_refusal_that_echoes_the_secret_never_shows_it(
+    make_provider: MakeProvider, fake: FakeWorkspaceOne, secret: str, at: int
+) -> None:
+    """A token service that quotes the refused form (here URL-encoded, near where the message
+    is cut to 200 characters) shows the refusal, never any part of the secret."""
+    fake.refusal_description = "x" * at + " client_secret={secret} is not valid"
+    hooks = RecordingHook()
+    with pytest.raises(ProviderNotReady) as info:
+        await make_provider(client_secret=secret, hooks=hooks)
+    shown = str(info.value) + repr(hooks.tokens)
+    assert "invalid_client" in shown
+    assert "[redacted]" in str(info.value)
+    assert secret[:12] not in shown
+    assert quote_plus(secret)[:12] not in shown
 
 
 async def test_token_is_reused_and_renewed_once_after_expiry(

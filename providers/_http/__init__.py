@@ -26,6 +26,7 @@ from providers._http._oauth import (
     AssertionTokenIssuer,
     FormTokenIssuer,
     OAuthAnswer,
+    blank_secrets,
     oauth_refusal,
     split_url,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "UpstreamClient",
     "UpstreamSettings",
     "Wait",
+    "blank_secrets",
     "bounded",
     "checked_url",
     "json_field",

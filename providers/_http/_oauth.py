@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import ClassVar, Generic, Protocol, TypeVar
+from urllib.parse import quote, quote_plus
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,12 +47,32 @@ def split_url(url: str) -> tuple[str, str]:
     return origin, parsed.path
 
 
-def oauth_refusal(response: httpx.Response) -> tuple[str | None, str]:
-    """The OAuth ``error`` code (if it looks like one) and a one-line, printable description."""
+def blank_secrets(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each secret, as sent and as a form or a URL would encode it, blanked out.
+
+    Run on an upstream's text before it is cut or cleaned: a cut or altered secret no longer
+    matches, and its rest would be shown.
+    """
+    for secret in secrets:
+        if secret:
+            for form in dict.fromkeys((secret, quote_plus(secret), quote(secret, safe=""))):
+                text = text.replace(form, "[redacted]")
+    return text
+
+
+def oauth_refusal(
+    response: httpx.Response, *, secrets: Iterable[str] = ()
+) -> tuple[str | None, str]:
+    """The OAuth ``error`` code (if it looks like one) and a one-line, printable description
+    without any of `secrets` (an upstream may echo the form it was sent)."""
     code = json_field(response, "error")
     safe = code if isinstance(code, str) and _CODE.fullmatch(code) else None
+    if safe is not None and blank_secrets(safe, secrets) != safe:
+        safe = None
     description = json_field(response, "error_description")
-    text = _PRINTABLE.sub(" ", description)[:200].strip() if isinstance(description, str) else ""
+    if not isinstance(description, str):
+        return safe, ""
+    text = _PRINTABLE.sub(" ", blank_secrets(description, secrets))[:200].strip()
     return safe, text
 
 
@@ -100,9 +121,7 @@ class FormTokenIssuer(TokenIssuer):
         form = await self.form()
         response = await self._client.request("POST", self._path, route=self._path, data=form)
         if response.status_code != 200:
-            code, description = oauth_refusal(response)
-            for secret in self.secrets():
-                description = description.replace(secret, "[redacted]")
+            code, description = oauth_refusal(response, secrets=self.secrets())
             detail = f"HTTP {response.status_code}{', ' + code if code else ''}"
             if description:
                 detail += f": {description}"

@@ -20,7 +20,7 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from pydantic import ValidationError
 
-from providers._http import Token, TokenIssuer, UpstreamClient, read_model
+from providers._http import Token, TokenIssuer, UpstreamClient, blank_secrets, read_model
 from providers.base import ProviderError, ProviderNotReady
 from providers.intune._models import TokenAnswer, TokenErrorAnswer
 from providers.intune._settings import IntuneSettings
@@ -102,11 +102,12 @@ def describe_token_error(response: httpx.Response, *, redact: str | None = None)
         body = TokenErrorAnswer.model_validate_json(response.content)
     except ValidationError:
         return f"HTTP {response.status_code}"
-    description = body.error_description.split("\r\n")[0].split("\n")[0]
+    secrets = (redact,) if redact else ()
+    error = blank_secrets(body.error, secrets)
+    description = blank_secrets(body.error_description, secrets)
+    description = description.split("\r\n")[0].split("\n")[0]
     description = description.split(" Trace ID:")[0].strip()
-    text = f"{body.error}: {description}" if description else body.error
-    if redact:
-        text = text.replace(redact, "[redacted]")
+    text = f"{error}: {description}" if description else error
     return text[:300]
 
 

@@ -31,6 +31,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote_plus
 
 from aiohttp import web
 
@@ -163,6 +164,9 @@ class FakeWorkspaceOne:
     tenant_code: str = TENANT_CODE
     token_lifetime: int = 3600
     other_device: bool = False
+    refusal_description: str | None = None
+    """An ``error_description`` for a refused client; ``{secret}`` in it is replaced by the
+    secret the form carried, URL-encoded (some token services echo the request they refuse)."""
     board: FakeUpstream = field(default_factory=lambda: FakeUpstream(frozenset({TOKEN_PATH})))
     valid_tokens: set[str] = field(default_factory=set)
     token_requests: int = 0
@@ -211,7 +215,11 @@ async def token(request: web.Request) -> web.Response:
         return web.json_response({"error": "unsupported_grant_type"}, status=400)
     client_id = str(form.get("client_id", ""))
     if fake.clients.get(client_id) is None or fake.clients[client_id] != form.get("client_secret"):
-        return web.json_response({"error": "invalid_client"}, status=400)
+        refusal = {"error": "invalid_client"}
+        if fake.refusal_description is not None:
+            echoed = quote_plus(str(form.get("client_secret", "")))
+            refusal["error_description"] = fake.refusal_description.replace("{secret}", echoed)
+        return web.json_response(refusal, status=400)
     value = "ws1-" + secrets.token_urlsafe(24)
     fake.valid_tokens.add(value)
     return web.json_response(
