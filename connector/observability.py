@@ -76,7 +76,8 @@ class Observability:
             # Outside the error middleware: a refusal is reported while the call's span is open.
             at = list(app.middlewares).index(error_middleware)
             app.middlewares.insert(at, self.tracing.middleware(app))
-            app.cleanup_ctx.append(self.tracing.ctx)
+            # First in, so last out: the audit log and the providers close before the spans go.
+            app.cleanup_ctx.insert(0, self.tracing.ctx)
         if sides:
             app.cleanup_ctx.append(
                 side_listeners_ctx(

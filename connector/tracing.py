@@ -17,17 +17,21 @@ lookup coalesced into another call's run reports under the call that started it.
 carry names, codes and outcomes only: no identifier, user, token or secret.
 
 The `TracerProvider` belongs to the app (never the global one) and is shut down, flushing what
-is queued, when the app stops.
+is queued, when the app stops: for at most `FLUSH_TIMEOUT` seconds, after the audit log's flush
+(a collector that accepts and never answers must not keep a stopping replica alive).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from opentelemetry import trace
@@ -52,6 +56,10 @@ from providers.unicode import valid_text
 REQUEST_ID_HEADER = "X-Request-Id"
 MAX_REQUEST_ID = 64
 """Characters of step-ca's request id kept (as in the log context)."""
+FLUSH_TIMEOUT = 3.0
+"""Seconds the queued spans get to leave at shutdown; what is left then is dropped."""
+
+log = structlog.get_logger("connector")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -85,6 +93,7 @@ class Tracing:
             sampler=ParentBased(TraceIdRatioBased(settings.sample_ratio)),
             shutdown_on_exit=False,
         )
+        self._exporter: SpanExporter | None = None
         if exporter is None:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
                 OTLPSpanExporter,
@@ -95,6 +104,7 @@ class Tracing:
                 endpoint=settings.endpoint, headers=headers, timeout=settings.timeout
             )
             self.provider.add_span_processor(BatchSpanProcessor(otlp))
+            self._exporter = otlp
         else:  # tests: every span is handed over when it ends
             self.provider.add_span_processor(SimpleSpanProcessor(exporter))
         self._tracer = self.provider.get_tracer("posture-connector", connector_version())
@@ -144,9 +154,31 @@ class Tracing:
         return trace_webhook
 
     async def ctx(self, _app: web.Application) -> AsyncIterator[None]:
-        """Cleanup context: flush and shut the tracer provider down when the app stops."""
+        """Cleanup context: flush and shut the tracer provider down when the app stops, for at
+        most `FLUSH_TIMEOUT` seconds; then the exporter drops what is left.
+
+        The SDK's own shutdown waits up to 30 s and takes no timeout, so it runs on a daemon
+        thread of its own: a thread of the loop's executor would be waited for at exit.
+        """
         yield
-        await asyncio.to_thread(self.provider.shutdown)
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+
+        def shut_down() -> None:
+            try:
+                self.provider.shutdown()
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop is already closed
+                    loop.call_soon_threadsafe(done.set)
+
+        threading.Thread(target=shut_down, name="tracing-shutdown", daemon=True).start()
+        try:
+            async with asyncio.timeout(FLUSH_TIMEOUT):
+                await done.wait()
+        except TimeoutError:
+            log.warning("service.close_timeout", what="tracing", timeout=FLUSH_TIMEOUT)
+            if self._exporter is not None:
+                self._exporter.shutdown()  # the batches still queued fail at once
 
     def _child(self, call: _Call, name: str, start_ns: int, kind: SpanKind) -> Span:
         return self._tracer.start_span(

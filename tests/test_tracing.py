@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +15,14 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from structlog.testing import capture_logs
 
 from connector import create_app
 from connector.app import PROVIDERS_STARTED
+from connector.keys import SETTINGS
 from connector.observability import Observability
+from connector.persistence import PERSISTENCE
+from connector.tracing import FLUSH_TIMEOUT
 from tests.fakes.jamf import FakeJamf
 from tests.fakes.jamf import create_app as fake_jamf_app
 from tests.helpers import FIXED_NOW, SECRET, config, enrich, make_settings, signed, webhook
@@ -259,6 +265,48 @@ async def test_spans_reach_an_otlp_collector_with_its_headers(
     assert content_type == "application/x-protobuf"
     assert key == "collector-key"
     assert size > 0
+
+
+async def test_a_collector_that_never_answers_holds_the_shutdown_only_briefly(
+    aiohttp_client: Any, aiohttp_server: Any, inventory: Path
+) -> None:
+    """A collector that takes the spans and never answers gets `FLUSH_TIMEOUT` at shutdown,
+    not the SDK's 30 s or an export timeout per queued batch; the audit log is flushed first."""
+    stuck = asyncio.Event()
+
+    async def collect(request: web.Request) -> web.Response:
+        await request.read()
+        await stuck.wait()  # never set: the answer never comes
+        return web.Response()
+
+    collector = web.Application()
+    collector.router.add_post("/v1/traces", collect)
+    server = await aiohttp_server(collector)
+    tracing = {"enabled": True, "endpoint": str(server.make_url("/v1/traces")), "timeout": 5}
+    app = create_app(make_settings(config(inventory, tracing=tracing)), clock=lambda: FIXED_NOW)
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    await app[PROVIDERS_STARTED].wait()
+    for _ in range(500):  # the store opens beside the service: its rows need it
+        if app[PERSISTENCE].store.ready:
+            break
+        await asyncio.sleep(0.01)
+    for _ in range(3):
+        assert (await call(client, "C02TEST00001")).status == 200
+    began = time.monotonic()
+    with capture_logs() as logs:
+        await client.close()
+    assert time.monotonic() - began < FLUSH_TIMEOUT + 1.5
+    timeouts = [e for e in logs if e["event"] == "service.close_timeout"]
+    assert timeouts == [
+        {
+            "event": "service.close_timeout",
+            "what": "tracing",
+            "timeout": FLUSH_TIMEOUT,
+            "log_level": "warning",
+        }
+    ]
+    with sqlite3.connect(app[SETTINGS].store.path) as db:  # flushed, not held up by tracing
+        assert db.execute("SELECT count(*) FROM decisions").fetchone() == (3,)
 
 
 @pytest.mark.parametrize(
