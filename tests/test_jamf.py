@@ -36,6 +36,7 @@ from providers.base import (
 )
 from providers.identifiers import DeviceIdentifier, IdentifierKind, classify
 from providers.jamf import JamfProvider, JamfSettings
+from providers.jamf._api import MAX_PAGES
 from providers.jamf._models import parse_jamf_time
 from tests.fakes.jamf import FakeJamf, create_app
 from tests.fakes.provider_hooks import RecordingHook
@@ -50,6 +51,7 @@ from tests.helpers import (
     webhook,
 )
 from tests.pki import TestCA
+from tests.vendor_support import served_url
 
 DEVICES = Path(__file__).parent / "fakes" / "jamf_devices.json"
 MAC = "C02FK3Q7MD6T"
@@ -275,6 +277,54 @@ async def test_pagination_collects_every_page(make_provider: MakeProvider, fake:
     assert record.record_id == "502"
     pages = [dict(r.query).get("page") for r in searches(fake)]
     assert pages == ["0", "1"]
+
+
+async def test_more_matches_than_the_pages_read_fail_instead_of_choosing_among_some(
+    aiohttp_server: Any,
+) -> None:
+    """The newest of a serial's records decides, and Jamf sorts them by name: with more
+    matches than `MAX_PAGES` pages hold, the newest (here unmanaged, named last) may be unread,
+    so the lookup fails rather than allow on an older record that still says managed."""
+
+    def computer(n: int, *, managed: bool, contact: str, name: str) -> dict[str, Any]:
+        return {
+            "id": str(600 + n),
+            "udid": f"11111111-2222-4333-8444-{600 + n:012d}",
+            "general": {
+                "name": name,
+                "platform": "Mac",
+                "remoteManagement": {"managed": managed},
+                "supervised": True,
+                "lastContactTime": contact,
+            },
+            "hardware": {"model": "Mac mini", "serialNumber": "C02TRUNC0001"},
+            "operatingSystem": {"name": "macOS", "version": "15.3"},
+            "userAndLocation": None,
+            "groupMemberships": [],
+        }
+
+    old = [
+        computer(i, managed=True, contact=f"2024-01-{i + 1:02d}T00:00:00Z", name=f"A{i:02d}")
+        for i in range(MAX_PAGES)
+    ]
+    newest = computer(MAX_PAGES, managed=False, contact="2025-03-14T00:00:00Z", name="ZZ")
+    fake = FakeJamf.from_document({"computers": [*old, newest]})
+    url = await served_url(aiohttp_server, create_app(fake))
+    settings = jamf_settings(url, page_size=1, device_classes="computers")
+    provider = JamfProvider("jamf", settings)
+    try:
+        with pytest.raises(ProviderError, match="more than 10 devices match one identifier"):
+            await provider.lookup(classify("C02TRUNC0001"))
+        settings = jamf_settings(url, page_size=2, device_classes="computers")
+        wider = JamfProvider("jamf", settings)
+        try:  # with every match read, the newest decides
+            record = await wider.lookup(classify("C02TRUNC0001"))
+        finally:
+            await wider.aclose()
+    finally:
+        await provider.aclose()
+    assert record is not None
+    assert (record.record_id, record.managed) == (str(600 + MAX_PAGES), False)
 
 
 # --- identifiers and device classes ----------------------------------------------------------------

@@ -95,7 +95,13 @@ class JamfApi:
         privilege: str,
         page_size: int,
     ) -> list[_Item] | None:
-        """All pages of one filtered search; None when the collection itself is missing."""
+        """All pages of one filtered search; None when the collection itself is missing.
+
+        Every match is read or the search fails: the newest of them decides, and it may be on
+        any page (Jamf sorts by name). Past `MAX_PAGES` pages, or when the matches change
+        while they are paged (a page comes back empty before `totalCount` is reached), the
+        newest may have been missed.
+        """
         items: list[_Item] = []
         for page in range(MAX_PAGES):
             params = [("section", s) for s in sections]
@@ -105,9 +111,17 @@ class JamfApi:
                 return None
             parsed = self.parse(response, path, model, privilege=privilege)
             items.extend(parsed.results)
-            if not parsed.results or len(items) >= parsed.totalCount:
-                break
-        return items
+            if len(items) >= parsed.totalCount:
+                return items
+            if not parsed.results:
+                raise ProviderError(
+                    self._name,
+                    f"{path}: the matches changed while they were read "
+                    f"({len(items)} of {parsed.totalCount}); try again",
+                )
+        raise ProviderError(
+            self._name, f"{path}: more than {MAX_PAGES * page_size} devices match one identifier"
+        )
 
     async def page(
         self,
