@@ -25,6 +25,7 @@ load, the worst case of the mapping under those limits (every character escaped)
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC
@@ -32,7 +33,7 @@ from functools import cached_property
 from typing import Annotated, Any, Literal, get_args
 
 import structlog
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from providers.base import DeviceRecord
 from providers.identifiers import DeviceIdentifier
@@ -102,6 +103,8 @@ def _output_path(value: str) -> str:
 
 
 OutputPath = Annotated[str, AfterValidator(_output_path)]
+
+
 Constant = str | bool | int | float | list[str]
 
 
@@ -117,6 +120,16 @@ class EnrichmentSettings(BaseModel):
     max_list_items: int = Field(default=50, ge=0, le=1000)
     max_value_bytes: int = Field(default=128, ge=1, le=4096)
     max_bytes: int = Field(default=65536, ge=1024, le=1_048_576)
+
+    @field_validator("constants", mode="before")
+    @classmethod
+    def _finite(cls, value: object) -> object:
+        """TOML has nan and inf, JSON does not: step-ca could not read an answer with one."""
+        if isinstance(value, Mapping):
+            for key, constant in value.items():
+                if isinstance(constant, float) and not math.isfinite(constant):
+                    raise ValueError(f"{key}: nan and inf are not JSON values")
+        return value
 
     @model_validator(mode="after")
     def _check_mapping(self) -> EnrichmentSettings:

@@ -224,10 +224,10 @@ async def handle_webhook(request: web.Request) -> web.Response:
     decision = await decide(hook, payload, runtime.chain, now=now, memo=runtime.memo)
     _log_decision(request, hook, decision, started)
     if hook.mode == "shadow" and not decision.allow:
-        return web.json_response(shadow_reply(hook, decision).to_json())
-    return web.Response(
-        body=decision.reply_body(), content_type="application/json", charset="utf-8"
-    )
+        body = shadow_reply(hook, decision).to_bytes()
+    else:
+        body = decision.reply_body()
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 def _log_decision(

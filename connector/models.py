@@ -43,6 +43,8 @@ from typing import Annotated, Any, NoReturn, TypeVar, get_args
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictInt
 
+from connector import jsonbytes
+
 # Go's appendFormatRFC3339: 4-digit year, 'T', 1 to 9 fraction digits without trailing zeros (none
 # at all for a whole second), 'Z' or a ±hh:mm offset under 24 hours. ASCII digits only.
 _GO_RFC3339 = re.compile(
@@ -392,3 +394,7 @@ class WebhookReply(BaseModel):
     def to_json(self) -> dict[str, Any]:
         """The wire form, without null members."""
         return self.model_dump(exclude_none=True)
+
+    def to_bytes(self) -> bytes:
+        """`to_json` as the bytes sent, written as every answer is (`connector.jsonbytes`)."""
+        return jsonbytes.dumps(self.to_json())

@@ -196,6 +196,8 @@ BAD = [
     ),
     ("constant-hides-field", {"constants": {"device": "x"}}, "overlap"),
     ("constant-provider", {"constants": {"provider": "x"}}, "overlap"),
+    ("constant-nan", {"constants": {"tier": float("nan")}}, "tier: nan and inf are not JSON"),
+    ("constant-inf", {"constants": {"a.b": float("-inf")}}, "a.b: nan and inf are not JSON"),
     ("provider-reserved", {"fields": {"provider": "user.username"}}, "reserved"),
     ("exclude-unknown", {"exclude": ["device.colour"]}, "matches no field"),
     ("exclude-provider", {"exclude": ["provider"]}, "always included"),

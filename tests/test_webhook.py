@@ -112,6 +112,40 @@ async def test_forbidden_group_is_denied(app_client: AppClient, inventory: Path)
     assert answer["error"]["code"] == "group-forbidden"
 
 
+async def test_shadow_mode_allows_what_the_policy_refuses_with_the_devices_data(
+    app_client: AppClient, inventory: Path
+) -> None:
+    """In shadow mode step-ca always gets an allow, in strict JSON (what Go's decoder reads):
+    a device the policy refuses with its enrichment data, an unknown one with ``{}``."""
+    hooks = [
+        webhook(
+            mode="shadow",
+            policy={"groups": {"none_of": ["All Managed"]}},
+            enrichment={"constants": {"tier": 1.5}},
+        )
+    ]
+    client = await app_client(config(inventory, webhooks=hooks))
+    answers = {}
+    for serial in ("C02TEST00001", "C02NOTHERE01"):
+        body = enrich(serial)
+        response = await client.post(
+            PEOPLE, data=body, headers=signed(body), skip_auto_headers=["Content-Type"]
+        )
+        assert response.status == 200
+        assert response.content_type == "application/json"
+        answers[serial] = json.loads(await response.read(), parse_constant=_no_constant)
+    refused = answers["C02TEST00001"]
+    assert refused["allow"] is True
+    assert "error" not in refused
+    assert refused["data"]["device"]["serial"] == "C02TEST00001"
+    assert refused["data"]["tier"] == 1.5
+    assert answers["C02NOTHERE01"] == {"allow": True, "data": {}}
+
+
+def _no_constant(name: str) -> None:
+    raise AssertionError(f"{name} is not JSON")
+
+
 async def test_required_group_gate(app_client: AppClient, inventory: Path) -> None:
     """With any_of set, only devices in one of those groups pass."""
     hooks = [webhook(policy={"groups": {"any_of": ["MDA Pilot"]}})]

@@ -59,7 +59,10 @@ async def answer_scep(
         decision = await decide_challenge(
             hook, scep.validators[hook.name], payload, runtime.chain, now=now
         )
-        return ScepAnswer(web.json_response(decision.reply().to_json()), decision)
+        answer = web.Response(
+            body=decision.reply_body(), content_type="application/json", charset="utf-8"
+        )
+        return ScepAnswer(answer, decision)
     note = read_notification(payload)
     context = structlog.contextvars.get_contextvars()
     request_id = context.get("request_id")
