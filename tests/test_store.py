@@ -7,7 +7,9 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
 from connector.settings import ConfigError
 from connector.store import (
@@ -24,6 +26,7 @@ from connector.store import (
     SyncState,
     open_store,
 )
+from connector.store._schema import MIGRATIONS
 from tests.conftest import _fresh_postgres
 from tests.helpers import config, make_settings
 from tests.sqlite_support import StatementGate, sqlite_store
@@ -333,6 +336,37 @@ def test_a_password_that_would_end_the_host_part_is_refused_without_echoing_it(
 )
 def test_the_store_is_shown_without_its_password_whatever_the_url(url: str, shown: str) -> None:
     assert StoreSettings(backend="postgresql", url=url).redacted == shown
+
+
+async def test_a_schema_upgrade_is_not_cut_by_the_statement_timeout(postgres_url: str) -> None:
+    """Migration 2 indexes the whole audit log: on a large one that takes longer than any call
+    may (`[store] timeout`). It gets `MIGRATION_TIMEOUT`, and says it is under way."""
+    url = await _fresh_postgres(postgres_url)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for statement in MIGRATIONS[0].sql("postgresql"):
+            await conn.execute(statement)
+        await conn.execute("INSERT INTO schema_version VALUES (1)")
+        await conn.execute(
+            "INSERT INTO decisions (at, webhook, webhook_kind, identifier, identifier_kind,"
+            " allow, mode) SELECT 1.7e9 + g, 'people', 'ENRICHING',"
+            " 'C02' || lpad(g::text, 9, '0'), 'serial', true, 'enforce'"
+            " FROM generate_series(1, 300000) g"
+        )
+    finally:
+        await conn.close()
+    settings = StoreSettings(backend="postgresql", url=url, timeout=0.02)
+    with capture_logs() as logs:
+        store = await open_store(settings)
+    try:
+        assert await store.migrate() == LATEST
+    finally:
+        await store.aclose()
+    assert [(e["event"], e["version"]) for e in logs if e["event"].startswith("store.")] == [
+        ("store.migrating", 2),
+        ("store.migrated", 2),
+    ]
 
 
 async def test_waiting_for_a_pooled_postgres_connection_is_bounded(postgres_url: str) -> None:

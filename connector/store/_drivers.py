@@ -32,8 +32,9 @@ Row = tuple[Any, ...]
 class Connection(Protocol):
     """One connection (inside a transaction, or for a read)."""
 
-    async def execute(self, sql: str, *args: object) -> None:
-        """Run a statement."""
+    async def execute(self, sql: str, *args: object, time_limit: float | None = None) -> None:
+        """Run a statement (within `time_limit` seconds instead of the store's own limit, given
+        one: a schema change over a large table takes longer than any call may)."""
         ...
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
@@ -82,7 +83,8 @@ class _SqliteConnection:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 
-    async def execute(self, sql: str, *args: object) -> None:
+    async def execute(self, sql: str, *args: object, time_limit: float | None = None) -> None:
+        del time_limit  # SQLite bounds waiting for locks only (busy_timeout), never a statement
         with _translated("sqlite"):
             await self._conn.execute(sql, args)
 
@@ -247,9 +249,9 @@ class _PostgresConnection:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
-    async def execute(self, sql: str, *args: object) -> None:
+    async def execute(self, sql: str, *args: object, time_limit: float | None = None) -> None:
         with _translated("postgresql"):
-            await self._conn.execute(_numbered(sql), *args)
+            await self._conn.execute(_numbered(sql), *args, timeout=time_limit)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         with _translated("postgresql"):

@@ -44,6 +44,9 @@ from connector.store._schema import LATEST, MIGRATIONS, NOW_SQL
 log = structlog.get_logger("connector.store")
 
 _MIGRATION_LOCK = 0x706F7374  # pg_advisory_xact_lock key: replicas migrate one at a time
+MIGRATION_TIMEOUT = 1800.0
+"""Seconds a schema statement may take (an index over a large audit log takes minutes), and
+another replica may wait for it; every other statement keeps `[store] timeout`."""
 
 
 class Store:
@@ -93,15 +96,30 @@ class Store:
         """Bring the schema to `LATEST`; refuse a newer schema without touching it."""
         async with self._driver.transaction() as tx:
             if self._driver.dialect == "postgresql":
-                await tx.execute("SELECT pg_advisory_xact_lock(?)", _MIGRATION_LOCK)
+                # Another replica may be migrating: wait for it as long as a migration may take.
+                await tx.execute(
+                    "SELECT pg_advisory_xact_lock(?)", _MIGRATION_LOCK, time_limit=MIGRATION_TIMEOUT
+                )
             await tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = await tx.fetchone("SELECT max(version) FROM schema_version")
             found = int(row[0]) if row and row[0] is not None else 0
             if found > LATEST:
                 raise SchemaTooNew(found, LATEST)
             for migration in MIGRATIONS[found:]:
-                for statement in migration.sql(self._driver.dialect):
-                    await tx.execute(statement)
+                log.info(
+                    "store.migrating",
+                    backend=self.backend,
+                    version=migration.version,
+                    summary=migration.summary,
+                )
+                try:
+                    for statement in migration.sql(self._driver.dialect):
+                        await tx.execute(statement, time_limit=MIGRATION_TIMEOUT)
+                except StoreError as exc:
+                    raise StoreError(
+                        f"the schema upgrade to version {migration.version} failed "
+                        f"(nothing changed): {exc}"
+                    ) from None
                 await tx.execute(
                     "INSERT INTO schema_version (version) VALUES (?)", migration.version
                 )
