@@ -38,7 +38,7 @@ from connector.store import (
     StoreError,
     connect_store,
 )
-from connector.sync import SyncedProvider, Syncer, utc
+from connector.sync import SyncedProvider, Syncer, copy_name, utc
 from providers.base import DeviceLister, Provider
 from providers.observe import RetryScheduled, TokenEvent, UpstreamCall
 from providers.sync_options import SyncOptions
@@ -75,6 +75,7 @@ class Persistence:
         if not isinstance(live, DeviceLister):
             raise TypeError(f"provider {name} cannot list devices, so it cannot sync")
         self._modes[name] = options.mode
+        key = copy_name(name, options)
         self.syncers.append(
             Syncer(
                 name,
@@ -83,12 +84,13 @@ class Persistence:
                 self.store,
                 replica=self.replica,
                 encode=encode_answer,
+                key=key,
                 lease_ttl=self.settings.store.sync_lease_ttl,
             )
         )
         if options.mode == "sync":
             self.listers.append(live)
-        return SyncedProvider(name, options, self.store, decode=decode_answer, live=live)
+        return SyncedProvider(name, options, self.store, decode=decode_answer, live=live, key=key)
 
     def source(self, provider: str | None, cached: bool | None) -> str | None:
         """What answered a decision, for the audit log: cache, live, store or store+live."""
@@ -242,5 +244,5 @@ async def persistence_ctx(app: web.Application) -> AsyncIterator[None]:
     if persistence.store.ready:
         for syncer in persistence.syncers:
             with contextlib.suppress(StoreError):
-                await persistence.store.release_lease(f"sync:{syncer.name}", persistence.replica)
+                await persistence.store.release_lease(syncer.lease, persistence.replica)
     await persistence.store.aclose()

@@ -237,8 +237,8 @@ async def _provider_status(
     elif isinstance(provider, SyncedProvider) and persistence.store.ready:
         try:
             async with asyncio.timeout(STORE_READ_TIMEOUT):
-                current = await persistence.store.current_generation(name)
-                state = await persistence.store.load_sync_state(name)
+                current = await provider.answering_copy()
+                state = await persistence.store.load_sync_state(provider.key)
         except (StoreError, TimeoutError):
             pass
         else:

@@ -7,6 +7,8 @@ the store, and a store-backed reader answers lookups.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -43,3 +45,34 @@ class SyncOptions(BaseModel):
                 "would make the provider not ready"
             )
         return self
+
+
+PACING_KEYS = frozenset(
+    {
+        "connect_timeout",
+        "read_timeout",
+        "budget",
+        "retries",
+        "backoff",
+        "max_connections",
+        "max_answer_bytes",
+        "token_margin",
+        "department_ttl",
+        "group_ttl",
+    }
+)
+"""Keys that only pace or bound the calls to an upstream: never what it lists."""
+
+
+def listing_of(settings: SyncOptions) -> str:
+    """What a synced copy is listed under: a digest of the provider's table without its sync
+    keys, its `PACING_KEYS` and its secrets (dumped masked: a rotated secret lists the same
+    devices).
+
+    Any other change (another URL or tenant, fewer device classes, other groups read) makes the
+    copy another inventory, kept apart in the store. A key is left out only when it surely
+    changes nothing listed: a change to any other key costs a sync, never a wrong answer.
+    """
+    table = settings.model_dump(mode="json", exclude=set(SyncOptions.model_fields) | PACING_KEYS)
+    text = json.dumps(table, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]

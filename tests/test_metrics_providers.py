@@ -15,7 +15,7 @@ from connector import create_app
 from connector.app import PROVIDERS_STARTED
 from connector.lookup import encode_answer
 from connector.store import StoreSettings, open_store
-from connector.sync import Syncer
+from connector.sync import Syncer, copy_name
 from providers import build_provider
 from providers.base import DeviceLister
 from providers.sync_options import SyncOptions
@@ -188,7 +188,8 @@ async def test_a_synced_copy_reports_its_generation_devices_and_time(
         await lister.start()
         assert isinstance(lister, DeviceLister)
         options = SyncOptions(mode="sync", sync_interval=60, max_staleness=600)
-        syncer = Syncer("jamf", lister, options, store, replica="a", encode=encode_answer)
+        key = copy_name("jamf", settings.providers["jamf"])  # the service's own copy
+        syncer = Syncer("jamf", lister, options, store, replica="a", encode=encode_answer, key=key)
         generation = await syncer.sync()
     finally:
         await lister.aclose()

@@ -410,3 +410,77 @@ def test_failed_syncs_back_off_up_to_the_interval(store: Store) -> None:
     """Retries after failures wait 10, 20, 40... seconds, never longer than sync_interval."""
     leader = syncer(store, ListedInventory([]))
     assert [leader.pause(n) for n in range(5)] == [10.0, 10.0, 20.0, 40.0, 60.0]
+
+
+# --- copies listed under other settings --------------------------------------------------------
+
+
+async def test_a_listing_under_other_settings_neither_resumes_nor_mixes(store: Store) -> None:
+    """A sync interrupted under one configuration is never resumed under another (whose cursor
+    may well parse): the new copy holds the new inventory's devices only."""
+    old = ListedInventory([device("OLD1"), device("OLD2"), device("OLD3"), device("OLD4")])
+    old.fail_after_pages = 1
+    with pytest.raises(ProviderError):
+        await syncer(store, old, key="jamf@old").sync()
+    new = ListedInventory([device("NEW1"), device("NEW2"), device("NEW3"), device("NEW4")])
+    current = await syncer(store, new, key="jamf@new").sync()
+    assert current.devices == 4
+    assert await store.find_device("jamf@new", "OLD1") is None
+    assert await store.find_device("jamf@new", "NEW1") is not None
+    assert (await store.load_sync_state("jamf@old")).building is not None  # still its own
+
+
+async def test_a_reader_never_answers_from_another_settings_copy(store: Store) -> None:
+    """A copy made under other settings is another inventory: the reader's own copy decides,
+    and until it exists the provider is not ready rather than answer from the other."""
+    await syncer(store, ListedInventory([device("C02SYNCA0001")]), key="jamf@other").sync()
+    reader = SyncedProvider("jamf", SYNC, store, decode=decode, live=None, key="jamf@mine")
+    with pytest.raises(ProviderNotReady, match="no complete sync yet"):
+        await reader.start()
+    with pytest.raises(ProviderNotReady):
+        await reader.lookup(classify("C02SYNCA0001"))
+    await syncer(store, ListedInventory([device("C02SYNCB0002")]), key="jamf@mine").sync()
+    await reader.start()
+    assert await reader.lookup(classify("C02SYNCA0001")) is None
+    found = await reader.lookup(classify("C02SYNCB0002"))
+    assert found is not None
+    assert found.serial == "C02SYNCB0002"
+
+
+async def test_an_earlier_releases_copy_answers_until_the_own_one_exists(store: Store) -> None:
+    """An upgrade does not wait for the first sync: the copy an earlier release made (named
+    for the provider alone) answers until one under these settings is complete, then never."""
+    await syncer(
+        store, ListedInventory([device("C02SYNCA0001")])
+    ).sync()  # key "jamf": the old name
+    reader = SyncedProvider("jamf", SYNC, store, decode=decode, live=None, key="jamf@mine")
+    await reader.start()
+    assert reader.ready
+    old = await reader.lookup(classify("C02SYNCA0001"))
+    assert old is not None
+    assert old.serial == "C02SYNCA0001"
+    assert await reader.lookup(classify("C02SYNCB0002")) is None
+    await syncer(store, ListedInventory([device("C02SYNCB0002")]), key="jamf@mine").sync()
+    assert await reader.lookup(classify("C02SYNCA0001")) is None
+    assert await reader.lookup(classify("C02SYNCB0002")) is not None
+
+
+async def test_stale_copies_of_other_settings_are_dropped_fresh_ones_kept(store: Store) -> None:
+    """After a sync, the provider's other copies that can no longer answer (nothing of them
+    newer than max_staleness) go; one that replicas still keep fresh stays, as do the copies
+    of another provider whose name the first one's begins with."""
+    for key in ("jamf", "jamf@stale", "jamf@fresh", "jamf2@stale", "jamf_x@stale"):
+        await syncer(store, ListedInventory([device("C02SYNCA0001")]), key=key).sync()
+    async with store._transaction() as tx:  # age them by the database's clock
+        await tx.execute(
+            "UPDATE generations SET completed_at = completed_at - 10000, "
+            "started_at = started_at - 10000 WHERE provider <> 'jamf@fresh'"
+        )
+    with capture_logs() as logs:
+        await syncer(store, ListedInventory([device("C02SYNCB0002")]), key="jamf@mine").sync()
+    assert [e["copies"] for e in logs if e["event"] == "sync.copies_dropped"] == [2]
+    for gone in ("jamf", "jamf@stale"):
+        assert await store.current_generation(gone) is None
+        assert (await store.load_sync_state(gone)).last_success is None
+    for kept in ("jamf@fresh", "jamf2@stale", "jamf_x@stale", "jamf@mine"):
+        assert await store.current_generation(kept) is not None

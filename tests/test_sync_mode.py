@@ -29,12 +29,20 @@ SYNC_KEYS = {"mode": "sync", "sync_interval": 60, "max_staleness": 600}
 
 
 async def synced_service(
-    aiohttp_client: Any, name: str, table: dict[str, Any], policy: dict[str, Any] = PILOT
+    aiohttp_client: Any,
+    name: str,
+    table: dict[str, Any],
+    policy: dict[str, Any] = PILOT,
+    *,
+    store: Path | None = None,
 ) -> TestClient[Any, Any]:
-    """The app with `name` in sync mode, once its first sync made it ready and the syncer's
-    report (on /readyz) names the generation (the provider may turn ready a moment before)."""
+    """The app with `name` in sync mode (its store in the SQLite file `store`, if given), once
+    its first sync made it ready and the syncer's report (on /readyz) names the generation (the
+    provider may turn ready a moment before)."""
     mapping = provider_config(name, {**table, **SYNC_KEYS}, policy)
     mapping["server"]["provider_retry_interval"] = 0.1
+    if store is not None:
+        mapping["store"] = {"path": str(store)}
     client = await start_service(aiohttp_client, mapping)
     async with asyncio.timeout(20):
         while True:
@@ -109,7 +117,7 @@ async def test_failed_sync_keeps_the_last_generation_and_says_so(
     good = body["sync"]["jamf"]["generation"]
     persistence = client.app[PERSISTENCE]
     syncer = persistence.syncers[0]
-    state = await persistence.store.load_sync_state("jamf")
+    state = await persistence.store.load_sync_state(syncer.key)
     await persistence.store.save_sync_state(replace(state, last_success=0.0))  # due now
     fake.inject("503", path="/api/", times=None)
     with capture_logs() as logs:
@@ -120,6 +128,38 @@ async def test_failed_sync_keeps_the_last_generation_and_says_so(
     assert body["sync"]["jamf"]["generation"] == good
     assert "503" in body["sync"]["jamf"]["last_error"]
     assert (await call(client, "C02FK3Q7MD6T"))["allow"] is True
+
+
+async def test_a_copy_listed_under_other_settings_never_answers(
+    aiohttp_client: Any, aiohttp_server: Any, fake: FakeJamf, tmp_path: Path
+) -> None:
+    """A restart with settings that list another inventory (fewer device classes, another
+    tenant) decides from a copy listed under them, not from the one the store already holds:
+    that one would still allow an iPhone, or a Mac of the old tenant, until its next sync."""
+    store = tmp_path / "store.sqlite3"
+    url = str((await aiohttp_server(jamf_app(fake))).make_url("")).rstrip("/")
+    table = {
+        "kind": "jamf",
+        "url": url,
+        "client_id": "posture-connector",
+        "client_secret": "fake-secret",
+        "backoff": 0.01,
+    }
+    first = await synced_service(aiohttp_client, "jamf", table, store=store)
+    assert (await call(first, "F17ZK8XJN72Q", path=GATE))["allow"] is True  # an iPhone
+    assert (await call(first, "C02FK3Q7MD6T"))["allow"] is True  # a Mac
+    await first.close()
+    narrowed = {**table, "device_classes": "computers"}
+    second = await synced_service(aiohttp_client, "jamf", narrowed, store=store)
+    iphone = await call(second, "F17ZK8XJN72Q", path=GATE)
+    assert (iphone["allow"], iphone["error"]["code"]) == (False, "device-not-found")
+    await second.close()
+    tenant = FakeJamf.from_file(JAMF_DEVICES)
+    tenant.computers = [c for c in tenant.computers if "C02FK3Q7MD6T" not in str(c)]
+    other = str((await aiohttp_server(jamf_app(tenant))).make_url("")).rstrip("/")
+    third = await synced_service(aiohttp_client, "jamf", {**table, "url": other}, store=store)
+    mac = await call(third, "C02FK3Q7MD6T")
+    assert (mac["allow"], mac["error"]["code"]) == (False, "device-not-found")
 
 
 async def test_synced_intune_decides_from_the_store_alone(

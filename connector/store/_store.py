@@ -245,6 +245,49 @@ class Store:
                 "DELETE FROM generations WHERE provider = ? AND state = 'retired'", provider
             )
 
+    async def drop_stale_copies(self, provider: str, *, keep: str, max_age: float) -> list[str]:
+        """Forget `provider`'s other synced copies that can no longer answer; their names.
+
+        A provider's copies are named ``PROVIDER@LISTING``, one per set of settings it was
+        listed under (`connector.sync.copy_name`), and ``PROVIDER`` for one an earlier release
+        listed. A copy other than `keep` goes once nothing of it is newer than `max_age`
+        seconds (its readers' ``max_staleness``): replicas that still run under its settings
+        keep it fresh, and a stale copy answers nothing anyway.
+        """
+        prefix = f"{provider}@"
+        async with self._reader() as conn:
+            rows = await conn.fetchall(
+                "SELECT DISTINCT provider FROM generations "
+                "WHERE (provider = ? OR substr(provider, 1, ?) = ?) AND provider <> ?",
+                provider,
+                len(prefix),
+                prefix,
+                keep,
+            )
+        dropped: list[str] = []
+        for (name,) in rows:
+            async with self._transaction() as tx:
+                fresh = await tx.fetchone(
+                    "SELECT 1 FROM generations WHERE provider = ? AND ("
+                    f"(state = 'current' AND completed_at >= {self._now} - ?) OR "
+                    f"(state = 'building' AND started_at >= {self._now} - ?))",
+                    name,
+                    float(max_age),
+                    float(max_age),
+                )
+                if fresh is not None:
+                    continue
+                await tx.execute("DELETE FROM inventory_heads WHERE provider = ?", name)
+                await tx.execute(
+                    "DELETE FROM devices WHERE generation IN "
+                    "(SELECT id FROM generations WHERE provider = ?)",
+                    name,
+                )
+                await tx.execute("DELETE FROM generations WHERE provider = ?", name)
+                await tx.execute("DELETE FROM sync_state WHERE provider = ?", name)
+            dropped.append(name)
+        return dropped
+
     async def current_generation(self, provider: str) -> Generation | None:
         """The generation decisions read for `provider`, if one was ever completed."""
         async with self._reader() as conn:

@@ -1,6 +1,23 @@
 """Sync mode: list providers into the store (`Syncer`) and answer from it (`SyncedProvider`)."""
 
-from connector.sync._engine import LeaseLost, Page, PagedLister, Syncer, record_keys, utc
+from connector.sync._engine import (
+    LeaseLost,
+    Page,
+    PagedLister,
+    Syncer,
+    copy_name,
+    record_keys,
+    utc,
+)
 from connector.sync._reader import SyncedProvider
 
-__all__ = ["LeaseLost", "Page", "PagedLister", "SyncedProvider", "Syncer", "record_keys", "utc"]
+__all__ = [
+    "LeaseLost",
+    "Page",
+    "PagedLister",
+    "SyncedProvider",
+    "Syncer",
+    "copy_name",
+    "record_keys",
+    "utc",
+]

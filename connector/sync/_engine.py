@@ -1,6 +1,10 @@
 """The sync engine: list a provider into a new generation, then make it current atomically.
 
-Only the replica that holds the provider's lease (``sync:NAME`` in the store) syncs; it renews
+A provider's copy in the store is named for the settings it is listed under (`copy_name`,
+``NAME@LISTING``): a copy made under other settings (another URL or tenant, fewer device classes)
+is another inventory, never read or resumed under these; once stale it is dropped.
+
+Only the replica that holds the copy's lease (``sync:NAME@LISTING`` in the store) syncs; it renews
 the lease after every batch and abandons the sync, without committing, the moment it loses it.
 A replica that dies mid-sync leaves a building generation behind: the next leader resumes it
 from the saved cursor when the provider lists page by page (`PagedLister`), and otherwise
@@ -36,7 +40,7 @@ from connector.store import Generation, Store, StoredDevice, StoreError, SyncSta
 from providers._listing import CursorTrail
 from providers.base import CursorRejected, DeviceRecord, ProviderError
 from providers.identifiers import IdentifierKind, ascii_upper
-from providers.sync_options import SyncOptions
+from providers.sync_options import SyncOptions, listing_of
 
 log = structlog.get_logger("connector.sync")
 
@@ -87,6 +91,17 @@ KEYED_KINDS = frozenset({IdentifierKind.SERIAL, IdentifierKind.UDID})
 names another thing, which the synced upstreams (Jamf, Intune, ...) do not know."""
 
 
+def copy_name(name: str, options: SyncOptions) -> str:
+    """The store's name for provider `name`'s synced copy under `options`: ``NAME@LISTING``
+    (`providers.sync_options.listing_of`; a provider name never holds an ``@``).
+
+    Settings that list another inventory (another URL or tenant, fewer device classes) make
+    another copy, synced under a lease of its own: a copy answers only replicas that run the
+    settings it was listed under, and during a rolling change each side keeps its own.
+    """
+    return f"{name}@{listing_of(options)}"
+
+
 def record_keys(record: DeviceRecord) -> tuple[str, ...]:
     """The normalised identifiers a record answers to (as `DeviceIdentifier.normalized`); a
     serial or UDID other than ASCII answers to none (`ascii_upper`)."""
@@ -111,10 +126,13 @@ class Syncer:
         *,
         replica: str,
         encode: Callable[[DeviceRecord], bytes],
+        key: str | None = None,
         lease_ttl: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.name = name
+        self.key = key or name
+        """The copy's name in the store (`copy_name`): its generations, state and lease."""
         self._lister = lister
         self._options = options
         self._store = store
@@ -122,10 +140,11 @@ class Syncer:
         self._encode = encode
         self._lease_ttl = lease_ttl
         self._clock = clock
-        self._lease = f"sync:{name}"
+        self.lease = f"sync:{self.key}"
+        """The store lease whose holder syncs this copy."""
         self._last_error: str | None = None
         self._resumes: tuple[str | None, int] = (None, 0)
-        self._progress = SyncState(name)
+        self._progress = SyncState(self.key)
         self.status: SyncState | None = None
         """The shared sync state as last read (for `/readyz`), None before the store answered."""
         self.current: Generation | None = None
@@ -163,16 +182,16 @@ class Syncer:
     async def observe(self) -> None:
         """Read the shared sync state and current generation for the readiness report."""
         try:
-            self.status = await self._store.load_sync_state(self.name)
-            self.current = await self._store.current_generation(self.name)
+            self.status = await self._store.load_sync_state(self.key)
+            self.current = await self._store.current_generation(self.key)
         except StoreError:
             pass  # the store's own readiness says why
 
     async def sync_if_due(self) -> Generation | None:
         """Sync now if this replica leads and the last sync is older than the interval."""
-        if not await self._store.acquire_lease(self._lease, self._replica, self._lease_ttl):
+        if not await self._store.acquire_lease(self.lease, self._replica, self._lease_ttl):
             return None
-        state = await self._store.load_sync_state(self.name)
+        state = await self._store.load_sync_state(self.key)
         due = (
             state.building is not None
             or state.last_success is None
@@ -182,7 +201,7 @@ class Syncer:
 
     async def sync(self, state: SyncState | None = None) -> Generation:
         """List everything into a new (or resumed) generation and make it current."""
-        state = state or await self._store.load_sync_state(self.name)
+        state = state or await self._store.load_sync_state(self.key)
         started = time.perf_counter()
         paged = isinstance(self._lister, PagedLister)
         generation, cursor = state.building, state.cursor
@@ -198,7 +217,7 @@ class Syncer:
             generation, cursor = None, None
         resumed = generation is not None
         if generation is None:
-            generation = await self._store.begin_generation(self.name)
+            generation = await self._store.begin_generation(self.key)
         state = replace(state, building=generation, cursor=cursor, last_attempt=self._clock())
         await self._store.save_sync_state(state)
         self._progress = state
@@ -212,13 +231,13 @@ class Syncer:
                     "sync.restarted", provider=self.name, generation=generation, reason=exc.message
                 )
                 await self._store.abort_generation(generation)
-                generation = await self._store.begin_generation(self.name)
+                generation = await self._store.begin_generation(self.key)
                 state = replace(state, building=generation, cursor=None)
                 await self._store.save_sync_state(state)
                 self._progress = state
                 await self._copy(generation, None, state)
             await self._renew()
-            current = await self._store.commit_generation(self.name, generation)
+            current = await self._store.commit_generation(self.key, generation)
         except LeaseLost:
             log.warning("sync.lease_lost", provider=self.name, generation=generation)
             raise
@@ -231,9 +250,10 @@ class Syncer:
         self._resumes = (None, 0)
         now = self._clock()
         await self._store.save_sync_state(
-            SyncState(self.name, last_success=now, last_attempt=state.last_attempt)
+            SyncState(self.key, last_success=now, last_attempt=state.last_attempt)
         )
         self._last_error = None
+        await self._drop_stale_copies()
         log.info(
             "sync.completed",
             provider=self.name,
@@ -242,6 +262,20 @@ class Syncer:
             seconds=round(time.perf_counter() - started, 2),
         )
         return current
+
+    async def _drop_stale_copies(self) -> None:
+        """Forget this provider's copies listed under other settings once they are stale."""
+        if self.key == self.name:
+            return
+        try:
+            dropped = await self._store.drop_stale_copies(
+                self.name, keep=self.key, max_age=self._options.max_staleness
+            )
+        except StoreError as exc:  # tried again after the next sync
+            log.warning("sync.cleanup_failed", provider=self.name, error=str(exc))
+            return
+        if dropped:
+            log.info("sync.copies_dropped", provider=self.name, copies=len(dropped))
 
     async def _unresumable(self, generation: int, cursor: str) -> str | None:
         """Why the partial listing `generation` must start over rather than resume at `cursor`
@@ -307,7 +341,7 @@ class Syncer:
         await self._store.add_devices(generation, batch)
 
     async def _renew(self) -> None:
-        if not await self._store.acquire_lease(self._lease, self._replica, self._lease_ttl):
+        if not await self._store.acquire_lease(self.lease, self._replica, self._lease_ttl):
             raise LeaseLost(self.name)
 
     def _stored(self, record: DeviceRecord) -> StoredDevice:

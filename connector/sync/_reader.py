@@ -7,6 +7,10 @@ its oldest page decides, also in a sync resumed later. In ``"sync"`` mode the pr
 not ready and decisions fail closed (``inventory-unavailable``); in ``"sync+live"`` mode the
 upstream is asked instead, as it is for a device the copy does not know (one enrolled minutes
 ago) and when the database cannot be reached.
+
+It reads the copy listed under its own settings (`connector.sync.copy_name`), never one listed
+under others. Until that copy exists, the one an earlier release listed (named for the provider
+alone, its settings unknown) answers, so an upgrade does not wait for the first sync.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Callable
 
 import structlog
 
-from connector.store import Store, StoreError
+from connector.store import Generation, Store, StoredAnswer, StoreError
 from connector.sync._engine import KEYED_KINDS
 from providers.base import DeviceRecord, Provider, ProviderError, ProviderNotReady
 from providers.identifiers import DeviceIdentifier
@@ -36,9 +40,14 @@ class SyncedProvider:
         *,
         decode: Callable[[bytes], DeviceRecord | None],
         live: Provider | None,
+        key: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._name = name
+        self.key = key or name
+        """The copy it reads (`connector.sync.copy_name`)."""
+        # The copy of an earlier release, read until `key` has one (see the module docstring).
+        self._legacy: str | None = name if self.key != name else None
         self._options = options
         self._store = store
         self._decode = decode
@@ -85,10 +94,27 @@ class SyncedProvider:
             raise live_error or ProviderNotReady(self._name, self._stale_reason())
 
     async def _refresh(self) -> None:
-        current = await self._store.current_generation(self._name)
+        current = await self.answering_copy()
         if current is not None:
             self._completed_at = current.completed_at
             self.last_generation = current.id
+
+    async def answering_copy(self) -> Generation | None:
+        """The generation lookups read: this copy's current one, else an earlier release's."""
+        current = await self._store.current_generation(self.key)
+        if current is not None:
+            self._legacy = None  # this copy exists: never the old one again
+        elif self._legacy is not None:
+            current = await self._store.current_generation(self._legacy)
+        return current
+
+    async def _find(self, key: str) -> StoredAnswer | None:
+        found = await self._store.find_device(self.key, key)
+        if found is None and self._legacy is not None:
+            current = await self.answering_copy()
+            if current is not None and self._legacy is not None:
+                found = await self._store.find_device(self._legacy, key)
+        return found
 
     def _stale_reason(self) -> str:
         if self._completed_at is None:
@@ -102,7 +128,7 @@ class SyncedProvider:
         if identifier.kind not in KEYED_KINDS:  # never in the copy, whatever its digits
             return await self._live.lookup(identifier) if self._live is not None else None
         try:
-            found = await self._store.find_device(self._name, identifier.normalized)
+            found = await self._find(identifier.normalized)
             if found is None:
                 await self._refresh()  # how old is the copy that does not know the device?
         except StoreError as exc:

@@ -94,7 +94,8 @@ class Sample:
 
 
 class StoreWatch:
-    """Samples the provider's generations and lease every `interval` seconds on a thread."""
+    """Samples a synced copy's generations and lease (`copy`: its name in the store,
+    `connector.sync.copy_name`) every `interval` seconds on a thread."""
 
     def __init__(self, url: str, provider: str, *, interval: float = 0.1) -> None:
         self._url = url

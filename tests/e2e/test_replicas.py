@@ -22,8 +22,10 @@ from typing import Any
 import httpx
 import pytest
 
+from connector.sync import copy_name
 from posture_lab import Lab, WebhookCredentials
 from posture_lab.devicesim import SimulatedDevice
+from providers.jamf import JamfSettings
 from tests.conftest import _fresh_postgres
 from tests.e2e.balancers import Outcome, Replica, enrol_many, percentile, replica_document
 from tests.e2e.rig import Rig, balanced_replicas
@@ -47,22 +49,25 @@ def _document(
     document = replica_document(port, Path("unused.json"), hooks)  # its webhooks and server
     document["server"]["provider_retry_interval"] = 1.0  # ready soon after the first sync
     document["store"] = {"backend": "postgresql", "url": database, "sync_lease_ttl": LEASE_TTL}
-    document["providers"] = {
-        "inventory": {
-            "kind": "jamf",
-            "url": jamf,
-            "client_id": "posture-connector",
-            "client_secret": "fake-secret",
-            "computers_api_version": "v4",
-            "device_classes": "computers",
-            "page_size": PAGE_SIZE,
-            "list_page_size": PAGE_SIZE,  # many slow pages: the leader dies mid-listing
-            "mode": "sync",
-            "sync_interval": SYNC_INTERVAL,
-            "max_staleness": 600.0,
-        }
-    }
+    document["providers"] = {"inventory": _inventory(jamf)}
     return document
+
+
+def _inventory(jamf: str) -> dict[str, Any]:
+    """The replicas' one provider: the fake Jamf at `jamf`, in sync mode."""
+    return {
+        "kind": "jamf",
+        "url": jamf,
+        "client_id": "posture-connector",
+        "client_secret": "fake-secret",
+        "computers_api_version": "v4",
+        "device_classes": "computers",
+        "page_size": PAGE_SIZE,
+        "list_page_size": PAGE_SIZE,  # many slow pages: the leader dies mid-listing
+        "mode": "sync",
+        "sync_interval": SYNC_INTERVAL,
+        "max_staleness": 600.0,
+    }
 
 
 @pytest.fixture(scope="module", params=["haproxy", "nginx"])
@@ -177,7 +182,8 @@ def test_killing_the_sync_leader_mid_sync_exposes_no_partial_generation(
         _restart(replica)
     the_rig.balancer.wait_all_up(the_rig.replicas)
     late = SimulatedDevice.generate().serial  # listed only by the next sync
-    with StoreWatch(database, "inventory") as watch:
+    copy = copy_name("inventory", JamfSettings.model_validate(_inventory(jamf.url)))
+    with StoreWatch(database, copy) as watch:
         pids = [f":{r.pid}:" for r in the_rig.replicas]
         first = watch.wait_for(  # a live replica leads (not one killed by the last test)
             lambda s: s.current is not None and any(p in f"{s.holder}" for p in pids),
