@@ -188,7 +188,9 @@ async def test_a_synced_copy_reports_its_generation_devices_and_time(
         await lister.start()
         assert isinstance(lister, DeviceLister)
         options = SyncOptions(mode="sync", sync_interval=60, max_staleness=600)
-        key = copy_name("jamf", settings.providers["jamf"])  # the service's own copy
+        table = settings.providers["jamf"]
+        assert isinstance(table, SyncOptions)
+        key = copy_name("jamf", table)  # the service's own copy
         syncer = Syncer("jamf", lister, options, store, replica="a", encode=encode_answer, key=key)
         generation = await syncer.sync()
     finally:
