@@ -161,6 +161,17 @@ CSV_ERRORS = [
         "serial,owner_type\nC02A00000001,rented\n",
         "inv.csv:2: owner_type: Input should be 'company' or 'personal'",
     ),
+    # Which of two cells counts would be a guess; a short row even let the fast loader serve
+    # one the reference never checked (managed, and a group, from the first copy).
+    (
+        "serial,groups,managed,name,managed,groups\nC02A00000001,Admins,true\n",
+        "inv.csv:1: column(s) named twice: groups, managed",
+    ),
+    ("serial,managed,name,managed\nC02A00000001,perhaps\n", "inv.csv:1: column(s) named twice"),
+    # An exporter that truncated the file and has not written it yet: not "no devices".
+    ("", "inv.csv:1: no header line"),
+    ("\n", "inv.csv:1: no header line"),
+    ("name,managed\nMBP,true\n", "inv.csv:1: no serial or udid column"),
 ]
 CSV_ERROR_IDS = [
     "unknown-column",
@@ -169,6 +180,11 @@ CSV_ERROR_IDS = [
     "no-identifier",
     "extra-field",
     "bad-owner",
+    "repeated-column-short-row",
+    "repeated-column",
+    "empty-file",
+    "blank-header",
+    "no-identifier-column",
 ]
 
 

@@ -20,7 +20,7 @@ import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
 from providers.files._fast import CHUNK, Doubt, packed
-from providers.files._image import Image, pack
+from providers.files._image import Image
 from providers.files._parse import check_csv_header
 from providers.files._schema import InventoryRow
 
@@ -39,12 +39,8 @@ def csv_image(text: str, source: str, delimiter: str, *, trusted: bool = False) 
     # plain: a record is the row's line; quoted: its cells as a JSON array (decoding a line of
     # a quoted file would need the quoting rules, and re-quoting costs more)
     meta = {"columns": header, "group_delimiter": delimiter, "rows": "text" if plain else "json"}
-    if not header:
-        if not trusted:
-            raise Doubt
-        return pack("csv", meta, [], [])
     check_csv_header(header, source)
-    column = {name: i for i, name in enumerate(header)}  # a repeated column: the last counts
+    column = {name: i for i, name in enumerate(header)}
     needed = {n: column[n] for n in (*_CSV_TYPED, "serial", "udid") if n in column}
     chunks = (
         _plain_chunks(lines, len(header), max(needed.values(), default=0) + 1)

@@ -43,10 +43,21 @@ def parse_csv(
 
 
 def check_csv_header(columns: Iterable[str], source: str) -> None:
-    """Refuse columns the schema does not know (a typo would silently drop data)."""
+    """Refuse a header that could not mean what it says: no header at all (an empty file, most
+    likely one an exporter truncated and has not written yet, would deny every device), no
+    identifier column, a column the schema does not know (a typo would silently drop data), or
+    a column named twice (which of two cells counts would be a guess)."""
+    columns = list(columns)
+    if not columns:
+        raise InventoryFileError(f"{source}:1: no header line (an empty file is not an inventory)")
     unknown = [c for c in columns if c not in CSV_COLUMNS]
     if unknown:
         raise InventoryFileError(f"{source}:1: unknown column(s) {', '.join(unknown)}")
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise InventoryFileError(f"{source}:1: column(s) named twice: {', '.join(repeated)}")
+    if "serial" not in columns and "udid" not in columns:
+        raise InventoryFileError(f"{source}:1: no serial or udid column")
 
 
 def parse_json(text: str, *, source: str) -> list[tuple[int, InventoryRow]]:
