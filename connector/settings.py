@@ -423,7 +423,9 @@ def load_settings(path: Path) -> Settings:
         raise ConfigError(source, [f"{source}: not UTF-8 text"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"{source}: TOML syntax: {exc}"]) from None
-    return settings_from_mapping(data, source=source, base_dir=path.resolve().parent)
+    # Not resolved: through a symlinked config (a ConfigMap's ..data, a release switch) paths
+    # keep naming what the link names now, not the folder it named at start.
+    return settings_from_mapping(data, source=source, base_dir=path.absolute().parent)
 
 
 def settings_from_mapping(

@@ -36,6 +36,8 @@ def _resolve(value: Any, info: ValidationInfo) -> Any:
                 return SecretStr(path.read_text(encoding="utf-8").rstrip("\r\n"))
             except OSError as exc:
                 raise ValueError(f"cannot read secret file {str(path)!r}: {exc.strerror}") from None
+            except UnicodeDecodeError:  # its message quotes a byte of the secret
+                raise ValueError(f"secret file {str(path)!r} is not UTF-8 text") from None
     raise ValueError('expected a string, { env = "NAME" } or { file = "PATH" }')
 
 

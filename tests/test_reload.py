@@ -132,8 +132,12 @@ def write_config(folder: Path, **values: Any) -> None:
     (folder / "connector.toml").write_text(CONFIG.format(**fields), encoding="utf-8")
 
 
-def _start(folder: Path, tls: Path | None = None, **values: Any) -> Server:
+def _start(folder: Path, tls: Path | None = None, *, linked: bool = False, **values: Any) -> Server:
     folder.mkdir(parents=True, exist_ok=True)
+    if linked:  # as Kubernetes mounts a ConfigMap: each file a link through ..data
+        _configmap_version(folder, "..v1")
+        for name in ("connector.toml", "inventory.csv", "people.secret"):
+            (folder / name).symlink_to(Path("..data") / name)
     (folder / "inventory.csv").write_text(INVENTORY_CSV, encoding="utf-8")
     (folder / "people.secret").write_text(SECRET, encoding="utf-8")
     port = _free_port()
@@ -153,6 +157,20 @@ def _start(folder: Path, tls: Path | None = None, **values: Any) -> Server:
         assert time.monotonic() < deadline, server.events()
         time.sleep(0.05)
     return server
+
+
+def _configmap_version(folder: Path, version: str) -> Path:
+    """A new version folder, made current by swapping the ``..data`` link atomically (the old
+    one is removed, as the kubelet does)."""
+    (folder / version).mkdir()
+    old = (folder / "..data").resolve() if (folder / "..data").exists() else None
+    (folder / "..data.new").symlink_to(version)
+    os.replace(folder / "..data.new", folder / "..data")
+    if old is not None:
+        for item in old.iterdir():
+            item.unlink()
+        old.rmdir()
+    return folder / version
 
 
 @pytest.fixture
@@ -190,6 +208,22 @@ def test_sighup_swaps_in_a_new_policy_and_secret(serve: Any) -> None:
     assert (status, answer["error"]["code"]) == (200, "group-forbidden")
     assert server.post("C02TEST00001", SECRET)[0] == 401
     assert httpx.get(server.url + "/readyz").status_code == 200
+
+
+def test_sighup_reads_what_a_symlinked_config_names_now(serve: Any) -> None:
+    """A config mounted through links (a ConfigMap, a release switch) is read again by its
+    path: an update swaps the links and removes the old files. The service read the old target
+    again (its revoked secret still accepted), and failed once that was gone."""
+    server = serve(linked=True)
+    assert server.post("C02TEST00001")[1]["allow"] is True
+    version = _configmap_version(server.folder, "..v2")
+    (version / "inventory.csv").write_text(INVENTORY_CSV, encoding="utf-8")
+    (version / "people.secret").write_text(OTHER_SECRET, encoding="utf-8")
+    server.write()
+    event = server.reload(expect="config.reloaded")
+    assert event["config"] == str(server.folder / "connector.toml")
+    assert server.post("C02TEST00001", SECRET)[0] == 401
+    assert server.post("C02TEST00001", OTHER_SECRET)[1]["allow"] is True
 
 
 @pytest.mark.parametrize(

@@ -205,6 +205,18 @@ def test_secret_source_errors_name_the_source_not_the_value(
     assert SENSITIVE not in problems[0]
 
 
+def test_a_secret_file_that_is_not_utf8_is_refused_without_its_bytes(tmp_path: Path) -> None:
+    """The decoder's own message quotes the byte it could not read: a byte of the secret."""
+    secret_file = tmp_path / "gate.secret"
+    secret_file.write_bytes(b"ab\x9c" + SENSITIVE.encode())
+    problems = _problems(
+        _base(tmp_path) | {"webhooks": [webhook(secret={"file": str(secret_file)})]}
+    )
+    assert problems == [
+        f"cfg.toml: webhooks[0].secret: secret file {str(secret_file)!r} is not UTF-8 text"
+    ]
+
+
 def test_secrets_never_show_in_repr_or_errors(tmp_path: Path) -> None:
     """Webhook secrets, bearer tokens and basic passwords are masked in repr, str and errors."""
     hooks = [

@@ -35,7 +35,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for warning in config_warnings(settings):
         log.warning("config.warning", warning=warning)
     try:
-        serve(settings, args.config.resolve().parent, config_path=args.config.resolve())
+        config = args.config.absolute()  # not resolved: SIGHUP reads what a symlink names then
+        serve(settings, config.parent, config_path=config)
     except ListenError as exc:
         # One line in the configured log format, like every other line the service writes.
         structlog.get_logger("connector").error(
