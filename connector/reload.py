@@ -35,7 +35,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel
 
-from connector.checks import preflight
+from connector.checks import config_warnings, preflight
 from connector.keys import HOOKS, PROVIDERS, ROUTES, WebhookRuntime
 from connector.lookup import AnswerCache, MemoryCache, ProviderChain
 from connector.persistence import PERSISTENCE
@@ -223,6 +223,8 @@ class ConfigReloader:
                 return self._refuse(failed)
             self._swap(new, plan, {n: p for n, p in built.items() if not isinstance(p, str)})
             self._stamps = {n: stamps[n] if n in built else self._stamps[n] for n in self._tables}
+            for warning in config_warnings(new):  # as at start: shadow mode, a rotation open...
+                log.warning("config.warning", warning=warning)
             return True
 
     def _refuse(self, problems: list[str]) -> bool:

@@ -369,11 +369,7 @@ class Settings(_Frozen):
                 problems.append(f"{where}.providers: unknown provider(s) {', '.join(missing)}")
             if hook.require_client_cert and self.server.client_ca is None:
                 problems.append(f"{where}.require_client_cert: needs server.client_ca")
-            if (
-                hook.path == METRICS_PATH
-                and self.metrics.enabled
-                and self.metrics.listen == "service"
-            ):
+            if hook.path == METRICS_PATH and self._metrics_on_service:
                 problems.append(
                     f'{where}.path: {METRICS_PATH} is served by [metrics] listen = "service"'
                 )
@@ -381,6 +377,11 @@ class Settings(_Frozen):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    @property
+    def _metrics_on_service(self) -> bool:
+        """Whether ``/metrics`` is a route of the service's own listener."""
+        return self.metrics.enabled and self.metrics.listen == "service"
 
     def _validator_problems(self, index: int, hook: WebhookSettings) -> list[str]:
         """A validator's provider must be an Intune one; a challenge path must be its own."""
@@ -393,6 +394,8 @@ class Settings(_Frozen):
                 return [f"{where}.provider: {validator.provider} is not kind intune"]
         if isinstance(validator, ChallengeValidatorSettings):
             taken = {h.path for h in self.webhooks} | RESERVED_PATHS
+            if self._metrics_on_service:
+                taken.add(METRICS_PATH)
             taken |= {
                 earlier.validator.path
                 for earlier in self.webhooks[:index]

@@ -390,16 +390,25 @@ def test_healthcheck_probes_the_running_server(server: Server, args: tuple[str, 
     assert result.stdout.strip().endswith(": 200")
 
 
-def test_healthcheck_fails_when_nothing_listens(tmp_path: Path) -> None:
-    """With no service on the configured port, `healthcheck` exits 3."""
+@pytest.mark.parametrize(
+    ("host", "probed"),
+    [("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("::1", "[::1]"), ("::", "[::1]")],  # noqa: S104
+    ids=["ipv4", "ipv4-any", "ipv6", "ipv6-any"],
+)
+def test_healthcheck_fails_when_nothing_listens(tmp_path: Path, host: str, probed: str) -> None:
+    """With no service on the configured port, `healthcheck` exits 3 and says which URL it
+    probed (an IPv6 address in brackets: without them the URL was a traceback)."""
     for name in ("quickstart.secret", "quickstart-gate.secret", "quickstart-inventory.csv"):
         shutil.copy(EXAMPLES / name, tmp_path / name)
     config = tmp_path / "connector.toml"
-    text = QUICKSTART.read_text(encoding="utf-8").replace("port = 8443", f"port = {_free_port()}")
+    port = _free_port()
+    text = QUICKSTART.read_text(encoding="utf-8").replace("port = 8443", f"port = {port}")
+    text = text.replace('host = "127.0.0.1"', f'host = "{host}"')
     config.write_text(text, encoding="utf-8")
     result = _healthcheck(config)
     assert result.returncode == EXIT_FAILED
-    assert "healthcheck:" in result.stderr
+    assert result.stderr.startswith(f"healthcheck: https://{probed}:{port}/healthz: ")
+    assert "Traceback" not in result.stderr
 
 
 def test_sigterm_stops_the_server_gracefully(tmp_path: Path) -> None:

@@ -210,6 +210,17 @@ def test_sighup_swaps_in_a_new_policy_and_secret(serve: Any) -> None:
     assert httpx.get(server.url + "/readyz").status_code == 200
 
 
+def test_a_reload_that_turns_shadow_mode_on_warns_as_a_start_would(serve: Any) -> None:
+    """A reload is a new config: its warnings (shadow mode allows everything) are logged."""
+    server = serve()
+    seen = len(server.events())
+    server.write(policy='mode = "shadow"')
+    server.reload(expect="config.reloaded")
+    warnings = [e["warning"] for e in server.events()[seen:] if e["event"] == "config.warning"]
+    assert len(warnings) == 1
+    assert "shadow" in warnings[0]
+
+
 def test_sighup_reads_what_a_symlinked_config_names_now(serve: Any) -> None:
     """A config mounted through links (a ConfigMap, a release switch) is read again by its
     path: an update swaps the links and removes the old files. The service read the old target

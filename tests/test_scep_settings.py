@@ -146,10 +146,13 @@ def test_intune_validator_needs_an_intune_provider(
 
 
 @pytest.mark.parametrize(
-    "path", ["/webhooks/wifi", "/healthz", "/scep/challenge"], ids=["webhook", "health", "twice"]
+    "path",
+    ["/webhooks/wifi", "/healthz", "/scep/challenge", "/metrics"],
+    ids=["webhook", "health", "twice", "metrics"],
 )
 def test_challenge_url_must_be_its_own_path(tmp_path: Path, path: str) -> None:
-    """A challenge URL may not reuse a webhook's, a health or another challenge URL's path."""
+    """A challenge URL may not reuse a webhook's, a health, the metrics (served on the service's
+    listener by default) or another challenge URL's path: `serve` could not add its route."""
     other = scep("other", validator=CHALLENGE)
     hook = scep(validator=CHALLENGE | {"path": path})
     found = problems(tmp_path, other, hook)

@@ -51,12 +51,15 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     server = settings.server
     scheme = "http" if server.plain_http else "https"
-    host = "127.0.0.1" if server.host in {"0.0.0.0", "::", ""} else server.host  # noqa: S104
-    url = f"{scheme}://{host}:{server.port}/{'readyz' if args.ready else 'healthz'}"
+    # A wildcard is probed on loopback: "::" listens on IPv6 only (the listener sets V6ONLY).
+    loopback = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}  # noqa: S104
+    host = loopback.get(server.host, server.host)
+    netloc = f"[{host}]" if ":" in host else host  # an IPv6 address, in brackets
+    url = f"{scheme}://{netloc}:{server.port}/{'readyz' if args.ready else 'healthz'}"
     try:
         # Loopback liveness of our own listener: the certificate is not what is being checked.
         response = httpx.get(url, verify=False, timeout=3.0)  # noqa: S501
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         print(f"healthcheck: {url}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"healthcheck: {url}: {response.status_code}")
