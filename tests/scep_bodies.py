@@ -29,10 +29,12 @@ def scep_csr(
     common_name: str | None,
     challenge: str | None = None,
     alt_names: Sequence[x509.GeneralName] = (),
+    subject: Sequence[x509.NameAttribute] = (),
 ) -> bytes:
     """A DER PKCS#10 request as a SCEP client makes it (RSA, challengePassword attribute, and
-    the subject alternative names its profile asks for)."""
+    the subject attributes and alternative names its profile asks for)."""
     names = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else []
+    names += subject
     builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(names))
     if alt_names:
         builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
@@ -93,16 +95,37 @@ def csr_with_extension_requests(
         der = builder.sign(_KEY, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
         attributes += _attributes(der)[2]
     head, algorithm, password = _attributes(scep_csr(common_name, challenge))
-    info = _der(0x30, b"".join(head) + _der(0xA0, b"".join(sorted(password + attributes))))
+    return _signed([*head, _der(0xA0, b"".join(sorted(password + attributes)))], algorithm)
+
+
+def _signed(info_parts: Sequence[bytes], algorithm: bytes) -> bytes:
+    """A CSR of the request-info parts `info_parts` (DER), signed with `algorithm`."""
+    info = _der(0x30, b"".join(info_parts))
     signature = _KEY.sign(info, padding.PKCS1v15(), hashes.SHA256())
     return _der(0x30, info + algorithm + _der(0x03, b"\x00" + signature))
+
+
+def odd_csrs(common_name: str, challenge: str) -> dict[str, bytes]:
+    """Signed CSRs Go parses and cryptography refuses by raising something other than
+    `ValueError`: a version other than 0, and an organisation encoded as a BIT STRING."""
+    request = _elements(_value_of(scep_csr(common_name, challenge)))
+    version, _, *rest = _elements(_value_of(request[0]))
+    cn = _der(0x30, _der(0x06, b"\x55\x04\x03") + _der(0x13, common_name.encode()))
+    org = _der(0x30, _der(0x06, b"\x55\x04\x0a") + _der(0x03, b"\x00ab"))
+    subject = _der(0x30, _der(0x31, cn) + _der(0x31, org))
+    return {
+        "version-1": _signed(
+            [_der(0x02, b"\x01"), *_elements(_value_of(request[0]))[1:]], request[1]
+        ),
+        "bit-string-attribute": _signed([version, subject, *rest], request[1]),
+    }
 
 
 def _csr_member(der: bytes) -> dict[str, Any]:
     try:
         csr = x509.load_der_x509_csr(der)
         cn = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    except ValueError:  # a broken request (or name), as a test sends it
+    except (ValueError, TypeError, x509.InvalidVersion):  # broken, as a test sends it
         return {"subject": {}, "raw": base64.b64encode(der).decode()}
     spki = csr.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -27,7 +27,7 @@ from connector.persistence import PERSISTENCE
 from connector.store import AuditQuery, AuditRecorder
 from tests.fakes.mdm import basic_auth, challenge_request
 from tests.helpers import FIXED_NOW, config, make_settings, signed, webhook
-from tests.scep_bodies import challenge_body, csr_with_extension_requests, scep_csr
+from tests.scep_bodies import challenge_body, csr_with_extension_requests, odd_csrs, scep_csr
 
 SCEP_ID = "5d1c7a9e-4b2f-4c8d-9e3a-6f0b1c2d3e4f"
 CHALLENGE_URL = "/scep/challenge"
@@ -524,6 +524,57 @@ async def test_a_csr_naming_another_device_besides_the_bound_one_is_refused(
 
         assert answer["error"]["code"] == "csr-names-unbound"
         assert again["error"]["code"] == "challenge-invalid"  # seen with a wrong CSR: spent
+
+
+async def test_subject_attributes_naming_someone_else_are_refused(start: Any) -> None:
+    """The default template copies the whole subject too: an e-mail address, a UID, another
+    serial or an OU (networks authorise by them) must not ride on a device's challenge."""
+    client = await start()
+    for attribute in (
+        x509.NameAttribute(NameOID.EMAIL_ADDRESS, "ceo@example.com"),
+        x509.NameAttribute(NameOID.SERIAL_NUMBER, UNMANAGED),
+        x509.NameAttribute(NameOID.USER_ID, "ceo"),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Domain Admins"),
+    ):
+        challenge = await challenge_for(client, serial=MANAGED)
+        der = scep_csr(MANAGED, challenge, subject=[attribute])
+
+        answer = await present(client, MANAGED, challenge, csr_der=der)
+
+        assert answer["error"]["code"] == "csr-names-unbound", attribute
+
+
+async def test_organisation_attributes_and_the_devices_own_serial_are_allowed(
+    start: Any,
+) -> None:
+    """What a profile sets alike for every device (O, C, ST, L) names nobody, and a subject
+    serialNumber that repeats the bound device is its own name."""
+    client = await start()
+    challenge = await challenge_for(client, serial=MANAGED)
+    subject = [
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Corp"),
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "DE"),
+        x509.NameAttribute(NameOID.LOCALITY_NAME, "Berlin"),
+        x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "Berlin"),
+        x509.NameAttribute(NameOID.SERIAL_NUMBER, MANAGED),
+    ]
+    der = scep_csr(MANAGED, challenge, subject=subject)
+
+    assert (await present(client, MANAGED, challenge, csr_der=der))["allow"] is True
+
+
+async def test_a_csr_go_reads_and_cryptography_cannot_is_a_deny_not_a_500(start: Any) -> None:
+    """A CSR of another version, or with an attribute encoded as a BIT STRING, is signed by
+    step-ca (Go parses both); our parser raised other errors than it was asked to catch, and the
+    call ended in a 500 and a traceback. It is refused as unreadable (no challenge is used)."""
+    client = await start()
+    for kind in ("version-1", "bit-string-attribute"):
+        challenge = await challenge_for(client, serial=MANAGED)
+        der = odd_csrs(MANAGED, challenge)[kind]
+
+        answer = await present(client, MANAGED, challenge, csr_der=der)
+
+        assert answer["error"]["code"] == "csr-invalid", kind
 
 
 async def test_a_csr_with_two_extension_requests_is_refused(start: Any) -> None:

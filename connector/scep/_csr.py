@@ -3,7 +3,8 @@
 The identity a challenge is bound to is compared with the CSR's subject common name, read from
 the CSR's own DER (step-ca's ``raw``), the bytes step-ca signs from and Intune validates. A
 CSR with two common names is refused: Go keeps the last, other readers the first. Its subject
-alternative names are read too: step-ca's default template copies them into the certificate.
+alternative names, and the subject's other attributes, are read too: step-ca's default template
+copies them all into the certificate.
 """
 
 from __future__ import annotations
@@ -17,6 +18,18 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
+
+ORGANISATION_ATTRIBUTES = frozenset(
+    {
+        NameOID.COUNTRY_NAME,
+        NameOID.STATE_OR_PROVINCE_NAME,
+        NameOID.LOCALITY_NAME,
+        NameOID.ORGANIZATION_NAME,
+    }
+)
+"""Subject attributes that place a certificate in an organisation and name nobody in it (a
+profile sets them alike for every device); every other one (an e-mail address, a UID, a serial
+number, an OU a network may authorise by) names a subject."""
 
 _EXTENSION_REQUESTS = (
     x509.ObjectIdentifier("1.2.840.113549.1.9.14"),  # PKCS#9 extensionRequest
@@ -39,11 +52,14 @@ class CsrFacts:
             addresses, URIs, IP addresses); None for a kind with no text form (a UPN, a
             directory name, a registered id). None as a whole when it carries more than one
             extension request: Go (step-ca) merges them all, other readers take the first.
+        subject_names: The values of the subject's attributes beyond the common name and
+            `ORGANISATION_ATTRIBUTES` (None for a value that is not text).
     """
 
     common_name: str | None
     base64_der: str
     alt_names: tuple[str | None, ...] | None = ()
+    subject_names: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +100,13 @@ def _der(raw_b64: str | None, what: str) -> bytes:
 @contextmanager
 def _names_of(what: str) -> Iterator[None]:
     """Turn a name the parser refuses only when it is read (cryptography reads names lazily:
-    a common name whose UTF8String is not UTF-8, say) into `CsrError`."""
+    a common name whose UTF8String is not UTF-8, an attribute encoded as a BIT STRING, which
+    Go reads) into `CsrError`."""
     try:
         yield
     except CsrError:
         raise
-    except ValueError:
+    except (ValueError, TypeError):
         raise CsrError(f"the {what} holds a name that cannot be read") from None
 
 
@@ -106,15 +123,21 @@ def read_csr(raw_b64: str | None) -> CsrFacts:
     der = _der(raw_b64, "certificate request")
     try:
         csr = x509.load_der_x509_csr(der)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):  # Go signs a CSR of any version
         raise CsrError("the certificate request is not PKCS#10 DER") from None
     with _names_of("certificate request"):
         common_name = _single_cn(csr.subject, "certificate request")
         alt_names = _alt_names(csr)
+        subject_names = tuple(
+            attribute.value if isinstance(attribute.value, str) else None
+            for attribute in csr.subject
+            if attribute.oid != NameOID.COMMON_NAME and attribute.oid not in ORGANISATION_ATTRIBUTES
+        )
     return CsrFacts(
         common_name=common_name,
         base64_der=base64.b64encode(der).decode("ascii"),
         alt_names=alt_names,
+        subject_names=subject_names,
     )
 
 
@@ -150,7 +173,7 @@ def read_certificate(raw_b64: str | None) -> IssuedFacts:
     der = _der(raw_b64, "certificate")
     try:
         cert = x509.load_der_x509_certificate(der)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         raise CsrError("the certificate is not X.509 DER") from None
     with _names_of("certificate"):
         issuer_cn = _single_cn(cert.issuer, "issuer")

@@ -213,7 +213,8 @@ class ChallengeValidator:
                 "the CSR carries more than one extension request, so which names step-ca would "
                 "sign cannot be checked",
             )
-        others = [n for n in csr.alt_names if n is None or not same_device(identity, n)]
+        names = (*csr.alt_names, *csr.subject_names)
+        others = [n for n in names if n is None or not same_device(identity, n)]
         if not others:
             return None
         # How many, not which: they may be users' e-mail addresses or UPNs (personal data).
@@ -225,8 +226,9 @@ class ChallengeValidator:
         )
         return refuse(
             "csr-names-unbound",
-            f"the CSR asks for {len(others)} subject alternative name(s) other than the device "
-            'the challenge vouches for (set csr_names = "any" if the template does not copy them)',
+            f"the CSR asks for {len(others)} name(s) other than the device the challenge vouches "
+            'for, in its subject alternative names or subject (set csr_names = "any" if the '
+            "template copies neither)",
             other_names=str(len(others)),
         )
 
