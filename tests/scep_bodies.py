@@ -29,7 +29,7 @@ def scep_csr(
     common_name: str | None,
     challenge: str | None = None,
     alt_names: Sequence[x509.GeneralName] = (),
-    subject: Sequence[x509.NameAttribute] = (),
+    subject: Sequence[x509.NameAttribute[Any]] = (),
 ) -> bytes:
     """A DER PKCS#10 request as a SCEP client makes it (RSA, challengePassword attribute, and
     the subject attributes and alternative names its profile asks for)."""
