@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 
 from providers.base import DeviceRecord, ProviderError, ProviderNotReady
-from providers.identifiers import DeviceIdentifier
+from providers.identifiers import DeviceIdentifier, ascii_upper
 
 
 class MemoryProvider:
@@ -70,18 +70,19 @@ class MemoryProvider:
         return self._cacheable
 
     def add(self, record: DeviceRecord) -> None:
-        """Index `record` under its serial and UDID."""
-        for key in (record.serial, record.udid):
+        """Index `record` under its serial and UDID (as a real provider matches them: only an
+        ASCII one answers, `ascii_upper`)."""
+        for key in map(ascii_upper, (record.serial, record.udid)):
             if key:
-                self.records[key.upper()] = record
+                self.records[key] = record
 
     def remove(self, identifier: str) -> None:
         """Drop the record known under `identifier` (both its keys)."""
         record = self.records.pop(identifier.upper(), None)
         if record is not None:
-            for key in (record.serial, record.udid):
+            for key in map(ascii_upper, (record.serial, record.udid)):
                 if key:
-                    self.records.pop(key.upper(), None)
+                    self.records.pop(key, None)
 
     async def start(self) -> None:
         """Become ready."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import resource
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ from providers.files import (
     parse_json,
 )
 from providers.files._build import build_image
+from providers.files._load import _Grown, job_for, load_index, run_job
 from providers.files._provider import UNSETTLED_POLLS
 from providers.identifiers import DeviceIdentifier, IdentifierKind, classify
 
@@ -172,6 +175,9 @@ CSV_ERRORS = [
     ("", "inv.csv:1: no header line"),
     ("\n", "inv.csv:1: no header line"),
     ("name,managed\nMBP,true\n", "inv.csv:1: no serial or udid column"),
+    # Longer than the csv module reads: the fast loader split it, then lookups raised.
+    (f"serial,name\nC02A00000001,{'x' * 140_000}\n", "inv.csv:2: field larger than field limit"),
+    (f'serial,name\nC02A00000001,"{"x" * 140_000}"\n', "inv.csv:2: field larger than field limit"),
 ]
 CSV_ERROR_IDS = [
     "unknown-column",
@@ -185,6 +191,8 @@ CSV_ERROR_IDS = [
     "empty-file",
     "blank-header",
     "no-identifier-column",
+    "long-cell",
+    "long-quoted-cell",
 ]
 
 
@@ -369,6 +377,29 @@ async def test_broken_edit_keeps_last_good_inventory(
     fixed = await provider.lookup(_serial("C02A00000001"))
     assert fixed is not None
     assert fixed.name == "fixed"
+
+
+async def test_a_version_that_could_not_be_read_is_read_again(
+    csv_provider: tuple[FileProvider, Path],
+) -> None:
+    """A read that fails for the reader (out of file descriptors here; a permission fixed by
+    chmod, an I/O error) says nothing about the file: its version is read at the next poll. It
+    was remembered as broken, so a device removed in it stayed allowed until the next edit."""
+    provider, path = csv_provider
+    _replace(path, f"{HEADER}\nC02A00000001,,new,true,,,,,\n")  # C02A00000002 removed
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowest_free = os.open(os.devnull, os.O_RDONLY)  # a new descriptor takes the lowest free
+    os.close(lowest_free)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # none below: no new one
+    try:
+        with capture_logs() as logs:
+            assert await provider.reload() is False
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert [e["event"] for e in logs] == ["provider.reload_failed"]
+    assert await provider.lookup(_serial("C02A00000002")) is not None  # the last good one
+    assert await provider.reload() is True  # the same, unchanged version
+    assert await provider.lookup(_serial("C02A00000002")) is None
 
 
 async def test_deleted_file_keeps_last_good_inventory(
@@ -765,6 +796,19 @@ def test_fast_load_reports_the_reference_error(kind: str, text: str, message: st
     with pytest.raises(InventoryFileError) as info:
         build_image(text.encode(), kind="csv" if kind == "csv" else "json", source=f"inv.{kind}")
     assert str(info.value).startswith(message)
+
+
+async def test_a_file_grown_since_its_stat_is_parsed_in_the_worker(tmp_path: Path) -> None:
+    """The thread or the worker process is chosen by the size the poll saw; a file written in
+    place may hold far more by the time it is read. A thread never parses past the limit (it
+    would hold the GIL, and so the decisions, for seconds): the worker does."""
+    path = tmp_path / "inv.json"
+    path.write_text(json.dumps(RICH_JSON), encoding="utf-8")
+    settings = JsonSettings(kind="json", path=path, reload_interval=0)
+    with pytest.raises(_Grown):
+        run_job(job_for(path, settings), max_bytes=16)
+    index = await load_index(path, settings, "inv", size=8, process_above=16)  # a stale size
+    assert index.devices == 4
 
 
 async def test_worker_process_loads_and_reports_like_a_thread(tmp_path: Path) -> None:

@@ -22,6 +22,12 @@ async def test_it_is_a_provider_answering_by_serial_or_udid() -> None:
     assert provider.calls == ["F17ZK8XJN72Q", "00008110-000a1c2e3f40801e", "C02A00000001"]
 
 
+async def test_a_serial_other_than_ascii_answers_for_nothing() -> None:
+    """As every real provider: Unicode upper-cases 'ﬁ' to 'FI', an attested identifier is ASCII."""
+    provider = MemoryProvider("mem", [DeviceRecord(provider="mem", serial="ABCDEFGH\ufb01")])
+    assert await provider.lookup(classify("ABCDEFGHFI")) is None
+
+
 async def test_remove_drops_every_key_and_listing_shows_each_device_once() -> None:
     """`remove` by one identifier forgets the record under both; `iter_devices` never repeats."""
     other = DeviceRecord(provider="mem", serial="C02A00000001")

@@ -15,6 +15,8 @@ interpreter for the whole parse.
 
 from __future__ import annotations
 
+import csv
+
 from providers.files._build_csv import csv_image
 from providers.files._build_json import json_image, json_in_parts
 from providers.files._fast import Doubt
@@ -40,7 +42,7 @@ def build_image(
         text = data.decode("utf-8-sig")
         try:
             return csv_image(text, source, group_delimiter)
-        except Doubt:
+        except (Doubt, csv.Error):  # the reference parser words the error, with its line
             rows = parse_csv(text, source=source, group_delimiter=group_delimiter)
             build_index(rows, provider="", source=source)
             return csv_image(text, source, group_delimiter, trusted=True)

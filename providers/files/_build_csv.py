@@ -32,6 +32,8 @@ def csv_image(text: str, source: str, delimiter: str, *, trusted: bool = False) 
     plain = not any(c in text for c in '"\r\0')
     if plain:
         lines = text.split("\n")
+        if not trusted and max(map(len, lines)) > csv.field_size_limit():
+            raise Doubt  # a cell may be longer than the csv module, which reads it later, allows
         header = lines[0].split(",") if lines[0] else []
     else:
         reader = csv.reader(io.StringIO(text))

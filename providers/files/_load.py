@@ -20,7 +20,7 @@ from typing import Any
 
 from providers.files._build import build_image
 from providers.files._image import Image, InventoryIndex
-from providers.files._schema import InventoryFileError, describe
+from providers.files._schema import InventoryFileError, InventoryUnreadable, describe
 from providers.files._settings import CsvSettings, JsonSettings
 
 PROCESS_ABOVE = 1 << 20
@@ -45,9 +45,19 @@ async def load_index(
     """
     job = job_for(path, settings) | {"background": background}
     if size <= process_above:
-        image = await asyncio.to_thread(run_job, job)
-        return InventoryIndex(b"".join(image.parts), provider)
+        try:
+            # The size is the poll's: a file written in place meanwhile may have grown, and
+            # parsing a large one on a thread would hold the GIL for seconds of decisions.
+            image = await asyncio.to_thread(run_job, job, max_bytes=process_above)
+        except _Grown:
+            pass
+        else:
+            return InventoryIndex(b"".join(image.parts), provider)
     return InventoryIndex(await _in_process(job), provider)
+
+
+class _Grown(Exception):
+    """The file read on a thread holds more than a thread may parse."""
 
 
 def job_for(path: Path, settings: CsvSettings | JsonSettings) -> dict[str, Any]:
@@ -56,14 +66,23 @@ def job_for(path: Path, settings: CsvSettings | JsonSettings) -> dict[str, Any]:
     return {"path": str(path), "kind": settings.kind, "group_delimiter": delimiter}
 
 
-def run_job(job: dict[str, Any], keep: list[object] | None = None, parts: int = 1) -> Image:
+def run_job(
+    job: dict[str, Any],
+    keep: list[object] | None = None,
+    parts: int = 1,
+    *,
+    max_bytes: int | None = None,
+) -> Image:
     """Build the image for a job; errors carry the message an admin sees.
 
-    `parts` > 1 (a worker process only): parse a JSON file in that many processes.
+    `parts` > 1 (a worker process only): parse a JSON file in that many processes. With
+    `max_bytes`, a file that has grown past it is not parsed (`_Grown`).
     """
     path = Path(job["path"])
     try:
         data = path.read_bytes()
+        if max_bytes is not None and len(data) > max_bytes:
+            raise _Grown
         return build_image(
             data,
             kind=job["kind"],
@@ -72,7 +91,9 @@ def run_job(job: dict[str, Any], keep: list[object] | None = None, parts: int = 
             keep=keep,
             parts=parts,
         )
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise InventoryUnreadable(describe(exc, path)) from None
+    except UnicodeDecodeError as exc:
         raise InventoryFileError(describe(exc, path)) from None
 
 
@@ -106,7 +127,8 @@ async def _in_process(job: dict[str, Any]) -> mmap.mmap:
             message = f"{job['path']}: inventory worker failed ({proc.returncode}) {tail[0]}"
             raise InventoryFileError(message.strip()) from None
         if "error" in answer:
-            raise InventoryFileError(answer["error"])
+            error = InventoryUnreadable if answer.get("unreadable") else InventoryFileError
+            raise error(answer["error"])
         if os.fstat(fd).st_size != answer["size"]:
             raise InventoryFileError(f"{job['path']}: inventory worker wrote a short image")
         return mmap.mmap(fd, answer["size"], access=mmap.ACCESS_READ)

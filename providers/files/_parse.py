@@ -30,15 +30,19 @@ def parse_csv(
 ) -> list[tuple[int, InventoryRow]]:
     """Parse a CSV inventory; the header names the columns, `groups` is a delimited list."""
     reader = csv.DictReader(io.StringIO(text))
-    check_csv_header(reader.fieldnames or (), source)
-    rows: list[tuple[int, InventoryRow]] = []
-    for raw in reader:
-        line = reader.line_num
-        if None in raw:
-            raise InventoryFileError(f"{source}:{line}: more fields than header columns")
-        cells = csv_cells(raw, group_delimiter)
-        if cells is not None:
-            rows.append((line, validate_row(cells, source, line)))
+    try:
+        check_csv_header(reader.fieldnames or (), source)
+        rows: list[tuple[int, InventoryRow]] = []
+        for raw in reader:
+            line = reader.line_num
+            if None in raw:
+                raise InventoryFileError(f"{source}:{line}: more fields than header columns")
+            cells = csv_cells(raw, group_delimiter)
+            if cells is not None:
+                rows.append((line, validate_row(cells, source, line)))
+    except csv.Error as exc:  # a cell longer than the csv module reads (128 KiB), say
+        # line_num counts the lines read before the one that failed
+        raise InventoryFileError(f"{source}:{reader.line_num + 1}: {exc}") from None
     return rows
 
 

@@ -12,7 +12,8 @@ The watcher polls the file every `reload_interval` seconds and compares (size, m
   file and rename it over the inventory, which is atomic). A change still not loaded after
   `UNSETTLED_POLLS` polls is logged once (`provider.reload_unsettled`).
 - a broken version keeps the last good inventory; the same version is not parsed again, and
-  each distinct error is logged once.
+  each distinct error is logged once. A version that could not be read (permissions, an I/O
+  error) is tried again at every poll.
 - a vanished file keeps the last good inventory for `missing_grace` seconds, then the provider
   turns not ready and lookups raise `ProviderNotReady` (the chain denies: fail closed).
 
@@ -34,7 +35,7 @@ import structlog
 from providers.base import DeviceRecord, ProviderError, ProviderNotReady
 from providers.files._image import InventoryIndex
 from providers.files._load import PROCESS_ABOVE, load_index
-from providers.files._schema import InventoryFileError, describe
+from providers.files._schema import InventoryFileError, InventoryUnreadable, describe
 from providers.files._settings import CsvSettings, JsonSettings
 from providers.identifiers import DeviceIdentifier
 
@@ -223,9 +224,15 @@ class FileProvider:
             # A writer is still busy: discard, and retry once the new stamp has settled.
             self._seen = changed.stamp
             return self._not_settled()
-        except (OSError, InventoryFileError) as exc:
+        except (OSError, InventoryUnreadable) as exc:
+            # Reading failed, not the content (a permission fixed by chmod, which leaves the
+            # stamp as it was; an I/O error): the next poll reads this version again.
             self._unsettled = 0
-            self._failed = stamp
+            self._report(exc)
+            return False
+        except InventoryFileError as exc:
+            self._unsettled = 0
+            self._failed = stamp  # its content is wrong: reading it again changes nothing
             self._report(exc)
             return False
         except Exception as exc:  # a bug must not end the watcher: keep serving, say so once

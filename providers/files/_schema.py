@@ -88,6 +88,11 @@ class InventoryFileError(ValueError):
     """When an inventory file cannot be parsed; the message names the file and line."""
 
 
+class InventoryUnreadable(InventoryFileError):
+    """When the file could not be read at all (permissions, an I/O error, no descriptor left):
+    this says nothing of its content, so the same version is read again at the next poll."""
+
+
 CSV_USER_COLUMNS = ("username", "email", "full_name", "department", "title")
 CSV_COLUMNS = frozenset(InventoryRow.model_fields) - {"user"} | set(CSV_USER_COLUMNS)
 

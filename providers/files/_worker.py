@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from providers.files._load import run_job
-from providers.files._schema import InventoryFileError
+from providers.files._schema import InventoryFileError, InventoryUnreadable
 
 MAX_PARTS = 4
 """Processes parsing one JSON file at most (each part costs a copy of its text)."""
@@ -41,6 +41,8 @@ def main() -> None:
         image = run_job(job, keep=parsed, parts=parts)
     except InventoryFileError as exc:
         answer: dict[str, object] = {"error": str(exc)}
+        if isinstance(exc, InventoryUnreadable):
+            answer["unreadable"] = True
     else:
         with os.fdopen(fd, "wb", closefd=False) as out:
             for part in image.parts:
