@@ -28,6 +28,7 @@ from connector.store import AuditQuery, AuditRecorder
 from tests.fakes.mdm import basic_auth, challenge_request
 from tests.helpers import FIXED_NOW, config, make_settings, signed, webhook
 from tests.scep_bodies import challenge_body, csr_with_extension_requests, odd_csrs, scep_csr
+from tests.sqlite_support import StatementGate
 
 SCEP_ID = "5d1c7a9e-4b2f-4c8d-9e3a-6f0b1c2d3e4f"
 CHALLENGE_URL = "/scep/challenge"
@@ -452,6 +453,39 @@ async def test_a_refused_device_keeps_its_challenge(start: Any) -> None:
     assert [e.detail for e in entries] == [
         {"transaction_id": "7b3c2a1f9e8d", "binding": "device", "challenge": "returned"}
     ] * 2
+
+
+async def test_giving_a_challenge_back_never_delays_the_answer_past_the_budget(
+    aiohttp_client: Any, inventory: Path, tmp_path: Path, clock: Clock
+) -> None:
+    """Giving the challenge back comes after the validator and the chain have had their time:
+    a store that is slow to take it back must not push the deny past the decision budget
+    (step-ca gives up at 10 s, retries, and the reason is lost). The challenge stays spent."""
+    mapping = config(
+        inventory,
+        webhooks=[webhook(), scep_webhook()],
+        store={"path": str(tmp_path / "store.sqlite3")},
+        server={"decision_budget": 1.0},
+    )
+    app = create_app(make_settings(mapping), clock=clock)
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    await app[PROVIDERS_STARTED].wait()
+    await app[PERSISTENCE].store.wait_ready()
+    challenge = await challenge_for(client, serial=UNMANAGED)
+    # The store's own SQLite writer holds the statement that would give the challenge back.
+    writer = app[PERSISTENCE].store._driver._real._raw[0]  # type: ignore[attr-defined]  # noqa: SLF001
+    gate = StatementGate(lambda sql: sql.startswith("UPDATE scep_challenges SET used_at = NULL"))
+    await writer.set_trace_callback(gate)
+    try:
+        began = asyncio.get_running_loop().time()
+        answer = await present(client, UNMANAGED, challenge)
+        elapsed = asyncio.get_running_loop().time() - began
+        assert gate.reached.is_set()
+    finally:
+        gate.release()
+
+    assert answer["error"]["code"] == "device-unmanaged"
+    assert elapsed < 1.0 + 0.5  # the validator's own timeout (3 s) no longer adds to it
 
 
 async def test_a_challenge_outlives_an_inventory_that_could_not_answer(

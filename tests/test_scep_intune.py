@@ -93,7 +93,10 @@ def start(aiohttp_client: Any, inventory: Path, tmp_path: Path, intune: Any) -> 
     graph_url = intune[2]
 
     async def started(
-        *, validator: dict[str, Any] | None = None, **hook: Any
+        *,
+        validator: dict[str, Any] | None = None,
+        notify: dict[str, Any] | None = None,
+        **hook: Any,
     ) -> TestClient[Any, Any]:
         table = {"kind": "intune", "provider": "intune", **(validator or {})}
         mapping = config(
@@ -110,7 +113,7 @@ def start(aiohttp_client: Any, inventory: Path, tmp_path: Path, intune: Any) -> 
                     path="/webhooks/intune-notify",
                     webhook_id=NOTIFY_ID,
                     providers=(),
-                    validator=table,
+                    validator=table | (notify or {}),
                 ),
             ],
             store={"path": str(tmp_path / "store.sqlite3")},
@@ -328,6 +331,21 @@ async def test_issued_certificate_is_audited_and_reported_to_intune(
         "expires": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "thumbprint": thumbprint,
     }
+
+
+async def test_each_webhook_reports_to_intune_as_itself(start: Any, intune: Any) -> None:
+    """Two webhooks on one Intune provider that sign in alike but call themselves differently:
+    each report carries its own webhook's caller_info (one client served both, built from the
+    first webhook's settings)."""
+    scep = intune[1]
+    client = await start(notify={"caller_info": "vpn-ca"})
+    cert = issued_certificate(MANAGED)
+
+    await post(client, "/webhooks/intune-notify", notify_success_body(MANAGED, cert), NOTIFY_ID)
+    await until(lambda: scep.calls_to("successNotification"))
+
+    [call] = scep.calls_to("successNotification")
+    assert call.body["callerInfo"] == "vpn-ca"
 
 
 async def test_failed_issuance_is_audited_and_reported_to_intune(start: Any, intune: Any) -> None:

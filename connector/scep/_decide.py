@@ -28,8 +28,13 @@ async def decide_challenge(
     chain: ProviderChain,
     *,
     now: datetime,
+    deadline: float | None = None,
 ) -> Decision:
-    """The verdict on one SCEPCHALLENGE call; every path that is not an allow denies."""
+    """The verdict on one SCEPCHALLENGE call; every path that is not an allow denies.
+
+    `deadline` (event-loop time): when the answer is due (the decision budget from the call's
+    first byte); a challenge given back after a deny waits for no longer.
+    """
     detail = {"transaction_id": payload.scep_transaction_id[:MAX_TRANSACTION_ID]}
     try:
         csr = read_csr(payload.x509_certificate_request.raw)
@@ -61,6 +66,6 @@ async def decide_challenge(
         attestationData=AttestationData(permanentIdentifier=verdict.identity),
     )
     decision = await decide(hook, device, chain, now=now)
-    if not decision.allow and verdict.release and await verdict.release(decision.code):
+    if not decision.allow and verdict.release and await verdict.release(decision.code, deadline):
         detail["challenge"] = "returned"  # it issued nothing: the device may present it again
     return dataclasses.replace(decision, detail=detail)

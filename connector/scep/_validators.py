@@ -67,7 +67,8 @@ class Verdict:
         identity: The device the validation vouches for, when it knows one.
         detail: Facts for the audit log (never the challenge).
         release: Gives a good one-time challenge back when its device is then refused with the
-            code passed (never raises; True if given back); None where nothing was used up.
+            code passed, waiting no later than the event-loop time passed (None: its own
+            timeout); never raises; True if given back by then. None where nothing was used up.
     """
 
     allow: bool
@@ -75,7 +76,7 @@ class Verdict:
     message: str | None = None
     identity: str | None = None
     detail: Mapping[str, str] = field(default_factory=dict)
-    release: Callable[[str | None], Awaitable[bool]] | None = None
+    release: Callable[[str | None, float | None], Awaitable[bool]] | None = None
 
 
 def refuse(code: str, message: str, **detail: str) -> Verdict:
@@ -145,6 +146,12 @@ class ChallengeValidator:
         self._unbound = settings.unbound
         self._csr_names = settings.csr_names
         self.timeout = settings.timeout
+        self._returning: set[asyncio.Task[bool]] = set()  # give-backs that outlived their call
+
+    async def settle(self) -> None:
+        """Wait for the give-backs still under way (each bounded by `timeout`)."""
+        if self._returning:
+            await asyncio.wait(set(self._returning))
 
     async def validate(
         self, challenge: str, transaction_id: str, csr: CsrFacts, *, now: float
@@ -234,19 +241,40 @@ class ChallengeValidator:
 
     def _giving_back(
         self, digest: str, used_at: float, *, after: frozenset[str] | None = None
-    ) -> Callable[[str | None], Awaitable[bool]]:
+    ) -> Callable[[str | None, float | None], Awaitable[bool]]:
         """A `Verdict.release` for the challenge used up at `used_at`: after a denial with one
-        of the codes `after` (None: any). A store that fails keeps it spent."""
+        of the codes `after` (None: any). A store that fails keeps it spent.
 
-        async def release(code: str | None) -> bool:
-            if after is not None and code not in after:
-                return False
+        The answer waits for it only until the deadline it is given (what is left of the
+        decision budget: a late answer is lost, step-ca retries). A give-back still under way
+        then goes on beside the answer, bounded by `timeout`: a store statement cannot always
+        be abandoned (SQLite finishes it), and it only undoes this call's own use.
+        """
+
+        async def give_back() -> bool:
             try:
                 async with asyncio.timeout(self.timeout):
                     return await self._store.release_challenge(digest, self._webhook, used_at)
             except (StoreError, TimeoutError) as exc:
                 reason = str(exc) or f"no answer within {self.timeout:g}s"
                 log.warning("scep.challenge_release_failed", webhook=self._webhook, error=reason)
+                return False
+
+        async def release(code: str | None, deadline: float | None) -> bool:
+            if after is not None and code not in after:
+                return False
+            task = asyncio.create_task(give_back(), name="scep-challenge-release")
+            self._returning.add(task)
+            task.add_done_callback(self._returning.discard)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await asyncio.shield(task)
+            except TimeoutError:
+                log.warning(
+                    "scep.challenge_release_failed",
+                    webhook=self._webhook,
+                    error="no time left in the decision budget (it goes on after the answer)",
+                )
                 return False
 
         return release

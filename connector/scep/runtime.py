@@ -1,5 +1,6 @@
 """What the app holds for SCEP: each webhook's validator, the challenge issuers by path, the
-Intune clients (one per Intune provider, shared by validation and notifications), and the
+Intune clients (one per Intune provider and what it asks as, shared by validation and
+notifications), and the
 background notifier. Built from one config in `create_app` and again by each config reload,
 which swaps the new one in with the routes and retires the old one; `scep_ctx` closes the one
 in use at shutdown."""
@@ -31,7 +32,8 @@ class ScepRuntime:
         self.validators: dict[str, Validator] = {}
         self.issuers: dict[str, ChallengeIssuer] = {}
         self.forwarders: dict[str, tuple[IntuneScepClient, IntuneValidatorSettings]] = {}
-        self.clients: dict[str, IntuneScepClient] = {}
+        # One per (provider, scope, caller_info): webhooks that sign in alike share a token.
+        self.clients: dict[tuple[str, str, str], IntuneScepClient] = {}
         self.notifier = Notifier()
         self.closed = False
         """Whether `aclose` has run (a reload closes the runtime it replaced)."""
@@ -51,18 +53,19 @@ class ScepRuntime:
         self, settings: Settings, validator: IntuneValidatorSettings, hooks: Hook
     ) -> IntuneScepClient:
         name = validator.provider
-        if name not in self.clients:
+        key = (name, validator.scope, validator.caller_info)
+        if key not in self.clients:
             provider = settings.providers[name]
             if not isinstance(provider, IntuneSettings):  # pragma: no cover - settings check
                 raise TypeError(f"provider {name} is not an Intune provider")
-            self.clients[name] = IntuneScepClient(
+            self.clients[key] = IntuneScepClient(
                 f"{name}-scep",
                 provider,
                 scope=validator.scope,
                 caller_info=validator.caller_info,
                 hooks=hooks,
             )
-        return self.clients[name]
+        return self.clients[key]
 
     def chain_budget(self, hook: WebhookSettings, budget: float) -> float:
         """The provider chain's share of `budget` once the validator has had its time."""
@@ -78,8 +81,12 @@ class ScepRuntime:
         return max(timeouts, default=0.0)
 
     async def aclose(self, grace: float = 5.0) -> None:
-        """Give background reports `grace` seconds to finish, then close the Intune clients."""
+        """Give background reports `grace` seconds to finish, and challenges being given back
+        their store's time, then close the Intune clients."""
         await self.notifier.aclose(grace)
+        for validator in self.validators.values():
+            if isinstance(validator, ChallengeValidator):
+                await validator.settle()
         for client in self.clients.values():
             await client.aclose()
         self.closed = True

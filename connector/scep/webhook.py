@@ -12,8 +12,9 @@ from datetime import datetime
 import structlog
 from aiohttp import web
 
+from connector.connection import request_started
 from connector.decision import Decision
-from connector.keys import WebhookRuntime
+from connector.keys import SETTINGS, WebhookRuntime
 from connector.models import ScepChallengeRequest, ScepNotification
 from connector.persistence import PERSISTENCE
 from connector.scep._decide import decide_challenge
@@ -56,8 +57,14 @@ async def answer_scep(
     if scep is None:  # pragma: no cover - create_app and every reload build one
         raise RuntimeError(f"webhook {hook.name} has no SCEP runtime")
     if isinstance(payload, ScepChallengeRequest):
+        budget = request.app[SETTINGS].server.decision_budget
         decision = await decide_challenge(
-            hook, scep.validators[hook.name], payload, runtime.chain, now=now
+            hook,
+            scep.validators[hook.name],
+            payload,
+            runtime.chain,
+            now=now,
+            deadline=request_started(request) + budget,
         )
         answer = web.Response(
             body=decision.reply_body(), content_type="application/json", charset="utf-8"
