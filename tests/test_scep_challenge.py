@@ -473,7 +473,7 @@ async def test_giving_a_challenge_back_never_delays_the_answer_past_the_budget(
     await app[PERSISTENCE].store.wait_ready()
     challenge = await challenge_for(client, serial=UNMANAGED)
     # The store's own SQLite writer holds the statement that would give the challenge back.
-    writer = app[PERSISTENCE].store._driver._real._raw[0]  # type: ignore[attr-defined]  # noqa: SLF001
+    writer = app[PERSISTENCE].store._driver._real._raw[0]  # type: ignore[attr-defined]
     gate = StatementGate(lambda sql: sql.startswith("UPDATE scep_challenges SET used_at = NULL"))
     await writer.set_trace_callback(gate)
     try:
