@@ -155,9 +155,17 @@ def test_init_takes_ids_and_secrets_as_flags(
         (["--webhook-id", "nope=abc"], "no webhook named nope (have: people, gate)"),
         (["--webhook-id", "gate"], "--webhook-id takes NAME=VALUE"),
         (["--webhook-id", 'gate=a"b'], "the id given for gate is not an id step-ca prints"),
+        (["--webhook-id", "gate=ab\x7fcd"], "the id given for gate is not an id step-ca prints"),
         ([], "exists: give --webhook-id/--webhook-secret or --step-output"),
     ],
-    ids=["bad-secret", "unknown-webhook", "no-equals", "quote-in-id", "nothing-to-do"],
+    ids=[
+        "bad-secret",
+        "unknown-webhook",
+        "no-equals",
+        "quote-in-id",
+        "control-in-id",
+        "nothing-to-do",
+    ],
 )
 def test_init_usage_errors_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
@@ -170,6 +178,24 @@ def test_init_usage_errors_exit_2(
     assert main(["init", "--config", str(config), "--no-input", *args]) == EXIT_CONFIG
     assert message in capsys.readouterr().err
     assert config.read_text(encoding="utf-8") == before
+
+
+def test_init_writes_nothing_when_a_secret_cannot_be_stored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A webhook whose secret is inline (not a file init may write) refuses the whole change:
+    the id given with it is not written either (the config held a new id and an old secret)."""
+    config = tmp_path / "config.toml"
+    assert main(["init", "--config", str(config), "--no-input"]) == EXIT_OK
+    inline = config.read_text(encoding="utf-8").replace(
+        'secret = { file = "gate.secret" }', f'secret = "{GATE_SECRET}"'
+    )
+    config.write_text(inline, encoding="utf-8")
+    capsys.readouterr()
+    args = ["--webhook-id", f"gate={GATE_ID}", "--webhook-secret", f"gate={GATE_SECRET}"]
+    assert main(["init", "--config", str(config), "--no-input", *args]) == EXIT_CONFIG
+    assert 'webhook gate: secret is not { file = "..." }' in capsys.readouterr().err
+    assert config.read_text(encoding="utf-8") == inline
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))

@@ -38,7 +38,7 @@ from providers.registry import KINDS
 WEBHOOKS = (("people", "ENRICHING"), ("gate", "AUTHORIZING"))
 _STEP_ID = re.compile(r"^Webhook ID:\s*(\S+)\s*$", re.MULTILINE)
 _STEP_SECRET = re.compile(r"^Secret:\s*(\S+)\s*$", re.MULTILINE)
-_ID = re.compile(r'[^"\\\s]{1,128}')
+_ID = re.compile(r"[!#-\[\]-~]{1,128}")  # printable ASCII but '"' and '\\': a TOML string
 
 
 def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
@@ -82,8 +82,14 @@ def given(args: argparse.Namespace) -> tuple[dict[str, str], dict[str, str]]:
 
 def write_private(path: Path, text: str) -> None:
     """Write `text` to `path` readable by its owner only (mode 0600), replacing it atomically."""
+    _write_atomically(path, text, 0o600)
+
+
+def _write_atomically(path: Path, text: str, mode: int) -> None:
+    """Write `text` over `path` through a new file of `mode` renamed over it (never half
+    written, never through a file someone else holds open)."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(text)
     temporary.replace(path)
@@ -124,16 +130,19 @@ def apply(config: Path, ids: dict[str, str], keys: dict[str, str]) -> list[str]:
     unknown = sorted((set(ids) | set(keys)) - set(entries))
     if unknown:
         raise ValueError(f"no webhook named {', '.join(unknown)} (have: {', '.join(entries)})")
+    # Everything is checked before anything is written: a refusal leaves the files as they were.
+    secret_paths = {name: _secret_path(config, entries[name]) for name in keys}
     text = config.read_text(encoding="utf-8")
     done: list[str] = []
     for name, webhook_id in ids.items():
         text = set_id(text, name, webhook_id)
         done.append(f"{name}: id {webhook_id}")
-    config.write_text(text, encoding="utf-8")
+    tomllib.loads(text)  # what was put in reads back (an id is checked to be TOML-safe)
+    if ids:
+        _write_atomically(config, text, config.stat().st_mode & 0o777)
     for name, value in keys.items():
-        path = _secret_path(config, entries[name])
-        write_private(path, value + "\n")
-        done.append(f"{name}: secret stored in {path} (mode 0600)")
+        write_private(secret_paths[name], value + "\n")
+        done.append(f"{name}: secret stored in {secret_paths[name]} (mode 0600)")
     return done
 
 
