@@ -17,6 +17,7 @@ import ssl
 import stat
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -219,8 +220,14 @@ def test_image_quickstart_serves_with_a_read_only_config_folder(image_root: Path
     try:
         wait_ready(process, f"{url}/readyz", cafile, log)
         context = ssl.create_default_context(cafile=str(cafile))
-        with urllib.request.urlopen(f"{url}/readyz", context=context, timeout=5) as response:  # noqa: S310 - loopback
-            store = json.loads(response.read())["store"]
+        # The store opens beside the service (/readyz does not wait for it): give it a moment.
+        deadline = time.monotonic() + 10
+        while True:
+            with urllib.request.urlopen(f"{url}/readyz", context=context, timeout=5) as response:  # noqa: S310 - loopback
+                store = json.loads(response.read())["store"]
+            if store["ready"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert store["ready"] is True, store  # the audit log and SCEP challenges have a home
         answer = run(
             sys.executable, "-m", "connector", "send",
