@@ -13,7 +13,16 @@ from aiohttp import web
 
 from connector.errors import error_middleware, expect_handler
 from connector.handlers import handle_healthz, handle_readyz, handle_webhook
-from connector.keys import CLOCK, HOOKS, PROVIDERS, ROUTES, SETTINGS, WebhookRuntime
+from connector.keys import (
+    CLOCK,
+    HOOKS,
+    PROVIDERS,
+    ROUTES,
+    SERVED,
+    SETTINGS,
+    Served,
+    WebhookRuntime,
+)
 from connector.logs import request_context
 from connector.lookup import AnswerCache, MemoryCache, ProviderChain
 from connector.observability import Observability
@@ -81,6 +90,7 @@ def create_app(
         for webhook_id in hook.ids:  # two during a secret rotation
             routes.setdefault(hook.path, {})[webhook_id] = WebhookRuntime(hook, chain, scep)
     app[SETTINGS] = settings
+    app[SERVED] = Served(dict(settings.providers))
     app[PROVIDERS] = providers
     app[HOOKS] = hooks
     app[PERSISTENCE] = persistence

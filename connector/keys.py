@@ -14,6 +14,7 @@ from connector.lookup import ProviderChain
 from connector.observe import Hook
 from connector.scep.runtime import ScepRuntime
 from connector.settings import Settings, WebhookSettings
+from providers import ProviderSettings
 from providers.base import Provider
 
 
@@ -35,7 +36,21 @@ class WebhookRuntime:
     memo: DecisionMemo = field(default_factory=DecisionMemo, compare=False, repr=False)
 
 
+@dataclass(slots=True)
+class Served:
+    """The provider tables the running providers started with: a reload replaces them in the
+    same step as `PROVIDERS` and `ROUTES` (the webhooks served are the routes'). `SETTINGS` is
+    the config the service started with, whose restart-only sections still apply.
+
+    Attributes:
+        providers: Provider name to its config table.
+    """
+
+    providers: dict[str, ProviderSettings]
+
+
 SETTINGS = web.AppKey("settings", Settings)
+SERVED = web.AppKey("served", Served)
 PROVIDERS = web.AppKey("providers", dict[str, Provider])
 ROUTES = web.AppKey("routes", dict[str, dict[str, WebhookRuntime]])
 HOOKS: web.AppKey[Hook] = web.AppKey("hooks")

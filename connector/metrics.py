@@ -31,10 +31,11 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from connector.keys import PROVIDERS, ROUTES, SERVICE_LISTENER, SETTINGS
+from connector.keys import PROVIDERS, ROUTES, SERVED, SERVICE_LISTENER
 from connector.listener import Listener
 from connector.observe import DecisionEvent, LookupEvent
 from connector.persistence import PERSISTENCE
+from connector.readiness import READINESS
 from connector.settings import Settings
 from connector.sidecars import SIDE_LISTENERS
 from connector.status import ACTIVITY, Snapshot, connector_version, snapshot
@@ -117,7 +118,7 @@ _G, _C = GaugeMetricFamily, CounterMetricFamily
 STATE_FAMILIES: tuple[
     tuple[type[GaugeMetricFamily | CounterMetricFamily], str, str, tuple[str, ...]], ...
 ] = (
-    (_G, "ready", "1 when every provider is ready (what /readyz answers), else 0.", ()),
+    (_G, "ready", "1 when /readyz answers 200 (providers ready, not draining, loop on time).", ()),
     (_G, "provider_ready", "1 when the provider answers lookups.", _PROVIDER),
     (_G, "provider_info", "Each provider with its kind and mode (always 1).",
      ("provider", "kind", "mode")),
@@ -152,11 +153,14 @@ class Reading:
         snapshot: Providers and store now.
         listeners: Listener name (``service``, ``metrics``, ``admin``) to the listener.
         coalesced: Webhook name to lookups that waited for a run already under way.
+        webhooks: (name, kind, mode) of each webhook served now (a reload changes them);
+            None: the configured ones.
     """
 
     snapshot: Snapshot
     listeners: Mapping[str, Listener] = field(default_factory=dict)
     coalesced: Mapping[str, int] = field(default_factory=dict)
+    webhooks: tuple[tuple[str, str, str], ...] | None = None
 
 
 class _StateCollector:
@@ -196,8 +200,11 @@ class _StateCollector:
             "Each configured webhook with its kind and mode (always 1).",
             labels=["webhook", "kind", "mode"],
         )
-        for hook in settings.webhooks:
-            hooks.add_metric([hook.name, hook.kind, hook.mode], 1)
+        served = reading.webhooks if reading is not None else None
+        if served is None:
+            served = tuple((h.name, h.kind, h.mode) for h in settings.webhooks)
+        for name, kind, mode in served:
+            hooks.add_metric([name, kind, mode], 1)
         yield hooks
         families = {
             name: kind(P + name, doc, labels=list(labels))
@@ -343,17 +350,22 @@ def metrics_handler(
 
     async def handle(request: web.Request) -> web.Response:
         providers = app[PROVIDERS]
-        snap = await snapshot(app[SETTINGS], providers, app[PERSISTENCE], app[ACTIVITY])
+        snap = await snapshot(
+            app[SERVED].providers, providers, app[PERSISTENCE], app[ACTIVITY], app[READINESS]
+        )
         side = app[SIDE_LISTENERS]
         listeners = dict(side)
         service = app.get(SERVICE_LISTENER)
         if service is not None:
             listeners["service"] = service
         coalesced: dict[str, int] = {}
+        webhooks: dict[str, tuple[str, str, str]] = {}
         for runtimes in app[ROUTES].values():
             for runtime in runtimes.values():
-                coalesced[runtime.settings.name] = runtime.chain.coalesced
-        reading = Reading(snap, listeners, coalesced)
+                hook = runtime.settings
+                coalesced[hook.name] = runtime.chain.coalesced
+                webhooks[hook.name] = (hook.name, hook.kind, hook.mode)
+        reading = Reading(snap, listeners, coalesced, tuple(webhooks.values()))
         body, content_type = app[METRICS].exposition(reading, request.headers.get("Accept", ""))
         return web.Response(body=body, headers={"Content-Type": content_type})
 

@@ -36,8 +36,9 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from connector.checks import config_warnings, preflight
-from connector.keys import HOOKS, PROVIDERS, ROUTES, WebhookRuntime
+from connector.keys import HOOKS, PROVIDERS, ROUTES, SERVED, WebhookRuntime
 from connector.lookup import AnswerCache, MemoryCache, ProviderChain
+from connector.metrics import METRICS
 from connector.persistence import PERSISTENCE
 from connector.scep import ChallengeValidatorSettings
 from connector.scep.runtime import SCEP, ScepRuntime
@@ -294,6 +295,10 @@ class ConfigReloader:
             **{name: self._tables[name] for name in plan.keep},
             **{name: new.providers[name] for name in built},
         }
+        self._app[SERVED].providers = dict(self._tables)
+        metrics = self._app.get(METRICS)
+        if metrics is not None:  # a provider added or rebuilt counts its cache misses too
+            metrics.cacheable(n for n, p in providers.items() if p.cacheable)
         self._retire(retired, old_caches, old_scep)
         log.info(
             "config.reloaded",

@@ -20,9 +20,10 @@ from aiohttp import web
 
 from connector.observe import DecisionEvent, LookupEvent
 from connector.persistence import Persistence
-from connector.settings import Settings
+from connector.readiness import Readiness
 from connector.store import StoreError
 from connector.sync import SyncedProvider
+from providers import ProviderSettings
 from providers.base import Provider
 from providers.observe import RetryScheduled, TokenEvent, UpstreamCall
 from providers.sync_options import SyncOptions
@@ -184,29 +185,40 @@ class Snapshot:
     taken_at: float
     providers: tuple[ProviderStatus, ...]
     store: StoreStatus
+    status: str = "ready"
+    """What ``/readyz`` answers: ``ready``, ``not-ready`` (a provider is not), ``draining``
+    or ``loop-stalled``."""
 
     @property
     def ready(self) -> bool:
-        """What ``/readyz`` answers: every provider is ready."""
-        return all(p.ready for p in self.providers)
+        """Whether ``/readyz`` answers 200."""
+        return self.status == "ready"
 
 
 async def snapshot(
-    settings: Settings,
+    tables: Mapping[str, ProviderSettings],
     providers: Mapping[str, Provider],
     persistence: Persistence,
     activity: Activity,
+    readiness: Readiness | None = None,
 ) -> Snapshot:
-    """The state of every provider and the store now (store reads bounded, never raising)."""
+    """The state of every provider (started with its config `tables`) and the store now (store
+    reads bounded, never raising); with `readiness`, the service's as ``/readyz`` has it."""
     statuses = await asyncio.gather(
         *(
-            _provider_status(settings, name, provider, persistence, activity)
+            _provider_status(tables[name], name, provider, persistence, activity)
             for name, provider in providers.items()
         )
     )
+    providers_ready = all(p.ready for p in statuses)
+    if readiness is None:
+        status = "ready" if providers_ready else "not-ready"
+    else:
+        status = readiness.status(providers_ready=providers_ready)
     store = persistence.store
     return Snapshot(
         taken_at=time.time(),
+        status=status,
         providers=tuple(statuses),
         store=StoreStatus(
             backend=store.describe,
@@ -219,13 +231,12 @@ async def snapshot(
 
 
 async def _provider_status(
-    settings: Settings,
+    options: ProviderSettings,
     name: str,
     provider: Provider,
     persistence: Persistence,
     activity: Activity,
 ) -> ProviderStatus:
-    options = settings.providers[name]
     mode = options.mode if isinstance(options, SyncOptions) else "live"
     devices: int | None = None
     loaded_at: float | None = None

@@ -118,8 +118,9 @@ def overview(
         el(
             "p",
             "This replica is ",
-            badge(snapshot.ready, "ready", "not ready"),
-            " (what /readyz answers: every provider can answer lookups).",
+            badge(snapshot.ready, "ready", snapshot.status.replace("-", " ")),
+            " (what /readyz answers: every provider can answer lookups, no drain is under way "
+            "and the event loop keeps time).",
         ),
         _store(snapshot.store),
         aria_labelledby="readiness",

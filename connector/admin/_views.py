@@ -19,9 +19,10 @@ from connector.admin._auth import COOKIE, Lock, peer, same_origin
 from connector.admin._layout import Chrome, login_page
 from connector.admin._try import try_page
 from connector.decision import decide
-from connector.keys import CLOCK, PROVIDERS, ROUTES, SETTINGS, WebhookRuntime
+from connector.keys import CLOCK, PROVIDERS, ROUTES, SERVED, SETTINGS, WebhookRuntime
 from connector.models import AttestationData, WebhookRequest
 from connector.persistence import PERSISTENCE
+from connector.readiness import READINESS
 from connector.status import ACTIVITY, connector_version, snapshot
 from connector.store import AuditEntry, AuditQuery, StoreError
 
@@ -43,6 +44,7 @@ def _chrome(main: web.Application) -> Chrome:
 
 
 def _webhooks(main: web.Application) -> dict[str, WebhookRuntime]:
+    """The webhooks served now (a reload may have renamed, added or retuned them)."""
     return {r.settings.name: r for hooks in main[ROUTES].values() for r in hooks.values()}
 
 
@@ -105,7 +107,9 @@ async def overview(request: web.Request) -> web.Response:
         denied_only=request.query.get("denied") == "1",
     )
     providers = main[PROVIDERS]
-    state = await snapshot(settings, providers, main[PERSISTENCE], main[ACTIVITY])
+    state = await snapshot(
+        main[SERVED].providers, providers, main[PERSISTENCE], main[ACTIVITY], main[READINESS]
+    )
     hour, _ = await _audit(
         main,
         AuditQuery(since=time.time() - 3600, denied_only=True, limit=REFUSALS_SCANNED),
@@ -126,7 +130,7 @@ async def overview(request: web.Request) -> web.Response:
     text = pages.overview(
         _chrome(main),
         snapshot=state,
-        webhooks=[h.name for h in settings.webhooks],
+        webhooks=list(_webhooks(main)),
         refusals=refusals,
         decisions=recent,
         chosen=chosen,
@@ -139,8 +143,8 @@ async def try_device(request: web.Request) -> web.Response:
     """``GET /try``: the form; with an identifier, the webhook's decision explained."""
     main = request.app[MAIN]
     webhooks = _webhooks(main)
-    names = [h.name for h in main[SETTINGS].webhooks]
-    name = request.query.get("webhook", names[0])
+    names = list(webhooks)
+    name = request.query.get("webhook", names[0] if names else "")
     identifier = request.query.get("identifier", "").strip()
     decision, problem = None, None
     if identifier:
