@@ -26,7 +26,7 @@ from tests.fakes.jamf import FakeJamf
 from tests.fakes.jamf import create_app as jamf_app
 from tests.helpers import config, make_settings, webhook
 from tests.pki import TestCA
-from tests.test_scep_reload import Serve, serve  # noqa: F401 - the in-process reloader fixture
+from tests.reload_support import Serve, serve  # noqa: F401 - the in-process reloader fixture
 
 JAMF_DEVICES = Path(__file__).parent / "fakes" / "jamf_devices.json"
 MAC = "C02FK3Q7MD6T"
