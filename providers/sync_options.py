@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -73,6 +73,18 @@ def listing_of(settings: SyncOptions) -> str:
     copy another inventory, kept apart in the store. A key is left out only when it surely
     changes nothing listed: a change to any other key costs a sync, never a wrong answer.
     """
-    table = settings.model_dump(mode="json", exclude=set(SyncOptions.model_fields) | PACING_KEYS)
-    text = json.dumps(table, sort_keys=True, separators=(",", ":"))
+    table = settings.model_dump(exclude=set(SyncOptions.model_fields) | PACING_KEYS)
+    text = json.dumps(_canonical(table), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _canonical(value: Any) -> Any:
+    """`value` with every set in one order: a set's own order changes from process to process
+    (string hashing is randomised), and so would a digest of it. Secrets stay masked."""
+    if isinstance(value, dict):
+        return {str(key): _canonical(item) for key, item in value.items()}
+    if isinstance(value, set | frozenset):
+        return sorted((_canonical(item) for item in value), key=repr)
+    if isinstance(value, list | tuple):
+        return [_canonical(item) for item in value]
+    return value

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -12,11 +15,12 @@ from pydantic import TypeAdapter
 from structlog.testing import capture_logs
 
 from connector.store import Store, StoreError
-from connector.sync import LeaseLost, Page, SyncedProvider, Syncer
+from connector.sync import LeaseLost, Page, SyncedProvider, Syncer, copy_name
 from connector.sync._engine import MAX_RESUMES
 from providers.base import DeviceRecord, ProviderError, ProviderNotReady
 from providers.identifiers import classify
 from providers.memory import MemoryProvider
+from providers.mosyle import MosyleSettings
 from providers.sync_options import SyncOptions
 
 _CODEC: TypeAdapter[DeviceRecord] = TypeAdapter(DeviceRecord)
@@ -447,20 +451,18 @@ async def test_a_reader_never_answers_from_another_settings_copy(store: Store) -
     assert found.serial == "C02SYNCB0002"
 
 
-async def test_an_earlier_releases_copy_answers_until_the_own_one_exists(store: Store) -> None:
-    """An upgrade does not wait for the first sync: the copy an earlier release made (named
-    for the provider alone) answers until one under these settings is complete, then never."""
-    await syncer(
-        store, ListedInventory([device("C02SYNCA0001")])
-    ).sync()  # key "jamf": the old name
+async def test_an_earlier_releases_copy_is_never_read(store: Store) -> None:
+    """A copy an earlier release made (named for the provider alone) was listed under settings
+    nobody knows: this one may be pointed elsewhere now. The provider is not ready until its own
+    copy is complete, as at a first start."""
+    await syncer(store, ListedInventory([device("C02SYNCA0001")])).sync()  # the old name, "jamf"
     reader = SyncedProvider("jamf", SYNC, store, decode=decode, live=None, key="jamf@mine")
-    await reader.start()
-    assert reader.ready
-    old = await reader.lookup(classify("C02SYNCA0001"))
-    assert old is not None
-    assert old.serial == "C02SYNCA0001"
-    assert await reader.lookup(classify("C02SYNCB0002")) is None
+    with pytest.raises(ProviderNotReady, match="no complete sync yet"):
+        await reader.start()
+    with pytest.raises(ProviderNotReady):
+        await reader.lookup(classify("C02SYNCA0001"))
     await syncer(store, ListedInventory([device("C02SYNCB0002")]), key="jamf@mine").sync()
+    await reader.start()
     assert await reader.lookup(classify("C02SYNCA0001")) is None
     assert await reader.lookup(classify("C02SYNCB0002")) is not None
 
@@ -484,3 +486,43 @@ async def test_stale_copies_of_other_settings_are_dropped_fresh_ones_kept(store:
         assert (await store.load_sync_state(gone)).last_success is None
     for kept in ("jamf@fresh", "jamf2@stale", "jamf_x@stale", "jamf@mine"):
         assert await store.current_generation(kept) is not None
+
+
+def test_a_copy_name_says_what_is_listed_and_nothing_else() -> None:
+    """The same settings name the same copy in every process (a set's order changes with the
+    hash seed: each replica, and each restart, named its own copy); a secret or a timeout does
+    not make another inventory, another URL or fewer statuses does."""
+    code = (
+        "from providers.mosyle import MosyleSettings\n"
+        "from connector.sync import copy_name\n"
+        "print(copy_name('mdm', MosyleSettings.model_validate({'kind': 'mosyle',"
+        " 'url': 'https://a.mosyle.com', 'access_token': 't', 'email': 'a@b.c',"
+        " 'password': 'p', 'enrolled_statuses': ['IN', 'PENDING', 'OUT'], 'mode': 'sync'})))"
+    )
+    names = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        for seed in range(4)
+    }  # fmt: skip
+    assert len(names) == 1
+    base: dict[str, object] = {
+        "kind": "mosyle",
+        "url": "https://a.mosyle.com",
+        "access_token": "t",
+        "email": "a@b.c",
+        "password": "p",
+        "mode": "sync",
+    }
+    name = copy_name("mdm", MosyleSettings.model_validate(base))
+    same: list[dict[str, object]] = [{"password": "x"}, {"budget": 3.0}, {"sync_interval": 600}]
+    other: list[dict[str, object]] = [
+        {"url": "https://b.mosyle.com"},
+        {"enrolled_statuses": ["IN", "PENDING"]},
+    ]
+    for change in same:
+        assert copy_name("mdm", MosyleSettings.model_validate(base | change)) == name, change
+    for change in other:
+        assert copy_name("mdm", MosyleSettings.model_validate(base | change)) != name, change

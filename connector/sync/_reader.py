@@ -9,8 +9,9 @@ upstream is asked instead, as it is for a device the copy does not know (one enr
 ago) and when the database cannot be reached.
 
 It reads the copy listed under its own settings (`connector.sync.copy_name`), never one listed
-under others. Until that copy exists, the one an earlier release listed (named for the provider
-alone, its settings unknown) answers, so an upgrade does not wait for the first sync.
+under others, nor one an earlier release listed (named for the provider alone, its settings
+unknown): until its own copy is complete it is not ready, as at a first start (a rolling
+upgrade keeps the replicas of the earlier release serving meanwhile).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable
 
 import structlog
 
-from connector.store import Generation, Store, StoredAnswer, StoreError
+from connector.store import Generation, Store, StoreError
 from connector.sync._engine import KEYED_KINDS
 from providers.base import DeviceRecord, Provider, ProviderError, ProviderNotReady
 from providers.identifiers import DeviceIdentifier
@@ -46,8 +47,6 @@ class SyncedProvider:
         self._name = name
         self.key = key or name
         """The copy it reads (`connector.sync.copy_name`)."""
-        # The copy of an earlier release, read until `key` has one (see the module docstring).
-        self._legacy: str | None = name if self.key != name else None
         self._options = options
         self._store = store
         self._decode = decode
@@ -100,21 +99,8 @@ class SyncedProvider:
             self.last_generation = current.id
 
     async def answering_copy(self) -> Generation | None:
-        """The generation lookups read: this copy's current one, else an earlier release's."""
-        current = await self._store.current_generation(self.key)
-        if current is not None:
-            self._legacy = None  # this copy exists: never the old one again
-        elif self._legacy is not None:
-            current = await self._store.current_generation(self._legacy)
-        return current
-
-    async def _find(self, key: str) -> StoredAnswer | None:
-        found = await self._store.find_device(self.key, key)
-        if found is None and self._legacy is not None:
-            current = await self.answering_copy()
-            if current is not None and self._legacy is not None:
-                found = await self._store.find_device(self._legacy, key)
-        return found
+        """The generation lookups read (None before the first complete sync)."""
+        return await self._store.current_generation(self.key)
 
     def _stale_reason(self) -> str:
         if self._completed_at is None:
@@ -128,7 +114,7 @@ class SyncedProvider:
         if identifier.kind not in KEYED_KINDS:  # never in the copy, whatever its digits
             return await self._live.lookup(identifier) if self._live is not None else None
         try:
-            found = await self._find(identifier.normalized)
+            found = await self._store.find_device(self.key, identifier.normalized)
             if found is None:
                 await self._refresh()  # how old is the copy that does not know the device?
         except StoreError as exc:
