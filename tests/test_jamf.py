@@ -1032,6 +1032,25 @@ async def test_refused_token_is_reported_without_the_secret(jamf_url: str) -> No
     ]
 
 
+async def test_a_refusal_naming_the_secret_is_reported_without_it(aiohttp_server: Any) -> None:
+    """A server that answers ``{"error": <the secret it refused>}``: an error code shaped like
+    a code was shown as one, the whole secret in the log, the hook and the admin page."""
+    fake = FakeJamf(echo_refused_secret=True)
+    url = await served_url(aiohttp_server, create_app(fake))
+    hook = RecordingHook()
+    secret = "WrongSecret0123456789"
+    provider = JamfProvider("jamf", jamf_settings(url, client_secret=secret), hooks=hook)
+    try:
+        with pytest.raises(ProviderNotReady) as info:
+            await provider.start()
+    finally:
+        await provider.aclose()
+    assert secret not in str(info.value)
+    assert [(t.outcome, t.detail) for t in hook.tokens] == [
+        ("refused", "HTTP 401 on /api/v1/oauth/token")
+    ]
+
+
 # --- the fake itself ----------------------------------------------------------------------------
 
 

@@ -343,6 +343,8 @@ def _translated(backend: str) -> Iterator[None]:
         raise StoreError(f"{backend}: {type(exc).__name__}: {exc}") from None
     except (OSError, TimeoutError) as exc:
         raise StoreError(f"{backend}: cannot reach the database ({type(exc).__name__})") from None
+    except ValueError:  # a URL the driver cannot read: its message may quote the password
+        raise StoreError(f"{backend}: the database URL cannot be read") from None
 
 
 class LazyDriver:

@@ -48,12 +48,12 @@ class StoreSettings(BaseModel):
             url = self.url.get_secret_value()
             if urlsplit(url).scheme not in ("postgresql", "postgres"):
                 raise ValueError("url must start with postgresql://")
-            if "@" in _after_authority(url):
+            if "@" in _after_authority(url) or _authority(url).count("@") > 1:
                 # A password with a bare "/", "?" or "#" ends the host part early: its rest
                 # would be read as the port and path, and so shown wherever the URL is.
                 raise ValueError(
-                    "url has an '@' after its host: percent-encode '/', '?', '#' and '@' in "
-                    "the user name and password (%2F, %3F, %23, %40)"
+                    "url has an '@' in its password or after its host: percent-encode '/', "
+                    "'?', '#' and '@' in the user name and password (%2F, %3F, %23, %40)"
                 )
         elif self.url is not None:
             raise ValueError('url is for backend = "postgresql"; SQLite uses path')
@@ -71,6 +71,13 @@ class StoreSettings(BaseModel):
         user, at, host = parts.netloc.rpartition("@")
         name = user.partition(":")[0]
         return f"postgresql://{name}{at if name else ''}{host}{parts.path}"
+
+
+def _authority(url: str) -> str:
+    """A URL's user, password, host and port (asyncpg cuts the user part at its first "@",
+    other readers at the last: only one may be there)."""
+    rest = url.partition("://")[2]
+    return rest[: len(rest) - len(_after_authority(url))]
 
 
 def _after_authority(url: str) -> str:

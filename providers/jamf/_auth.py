@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 import httpx
 import structlog
 
-from providers._http import Token, TokenIssuer, UpstreamClient, json_field, read_model
+from providers._http import (
+    Token,
+    TokenIssuer,
+    UpstreamClient,
+    blank_secrets,
+    json_field,
+    read_model,
+)
 from providers.base import ProviderError, ProviderNotReady
 from providers.jamf import _models as m
 from providers.jamf._settings import JamfSettings
@@ -27,14 +34,17 @@ USER_TOKEN_PATH = "/api/v1/auth/token"  # noqa: S105 - a URL path, not a secret
 _ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
-def error_code(response: httpx.Response) -> str | None:
-    """A short, secret-free error code from a Jamf or OAuth error body, if there is one."""
+def error_code(response: httpx.Response, secrets: Iterable[str] = ()) -> str | None:
+    """A short error code from a Jamf or OAuth error body, if there is one; never one that
+    holds any of `secrets` (a server may echo the credential it refused)."""
     code = json_field(response, "error")
     errors = json_field(response, "errors")
     if isinstance(errors, list) and errors and isinstance(errors[0], dict):
         first = errors[0].get("code")
         code = first if isinstance(first, str) else code
-    return code if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else None
+    if not isinstance(code, str) or not _ERROR_CODE.fullmatch(code):
+        return None
+    return code if blank_secrets(code, secrets) == code else None
 
 
 class JamfTokens(TokenIssuer):
@@ -129,7 +139,8 @@ class JamfTokens(TokenIssuer):
 
     def _refused(self, path: str, response: httpx.Response, what: str) -> None:
         """Jamf refused the credentials: not ready, with a message naming no secret."""
-        code = error_code(response)
+        held = (self._settings.client_secret, self._settings.password)
+        code = error_code(response, [h.get_secret_value() for h in held if h is not None])
         detail = f"HTTP {response.status_code} on {path}{', ' + code if code else ''}"
         self.refused(path, response.status_code, detail, code)
         raise ProviderNotReady(self._name, f"Jamf refused {what} ({detail})")

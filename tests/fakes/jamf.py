@@ -180,6 +180,7 @@ class FakeJamf:
     computer_versions: set[str] = field(default_factory=lambda: {"v1", "v2", "v3", "v4"})
     mobile_enabled: bool = True
     ignore_filter: bool = False  # a misbehaving server answering every device
+    echo_refused_secret: bool = False  # a misbehaving server naming the secret it refused
     clock: Callable[[], float] = time.monotonic
     faults: list[Fault] = field(default_factory=list)
     requests: list[LoggedRequest] = field(default_factory=list)
@@ -463,7 +464,8 @@ async def oauth_token(request: web.Request) -> web.Response:
         return web.json_response({"error": "unsupported_grant_type"}, status=400)
     client_id, secret = form.get("client_id"), form.get("client_secret")
     if not isinstance(client_id, str) or fake.clients.get(client_id) != secret:
-        return web.json_response({"error": "invalid_client"}, status=401)
+        echoed = secret if fake.echo_refused_secret and isinstance(secret, str) else None
+        return web.json_response({"error": echoed or "invalid_client"}, status=401)
     return web.json_response(
         {
             "access_token": fake._issue(),
