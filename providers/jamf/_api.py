@@ -99,10 +99,11 @@ class JamfApi:
 
         Every match is read or the search fails: the newest of them decides, and it may be on
         any page (Jamf sorts by name). Past `MAX_PAGES` pages, or when the matches change
-        while they are paged (a page comes back empty before `totalCount` is reached), the
-        newest may have been missed.
+        while they are paged (`totalCount` changes, or a page comes back empty before it is
+        reached: the pages shifted), the newest may have been missed.
         """
         items: list[_Item] = []
+        total: int | None = None
         for page in range(MAX_PAGES):
             params = [("section", s) for s in sections]
             params += [("page", str(page)), ("page-size", str(page_size)), ("filter", rsql)]
@@ -110,10 +111,11 @@ class JamfApi:
             if response.status_code == 404 and page == 0:
                 return None
             parsed = self.parse(response, path, model, privilege=privilege)
+            total = parsed.totalCount if total is None else total
             items.extend(parsed.results)
-            if len(items) >= parsed.totalCount:
+            if parsed.totalCount == total and len(items) >= total:
                 return items
-            if not parsed.results:
+            if not parsed.results or parsed.totalCount != total:
                 raise ProviderError(
                     self._name,
                     f"{path}: the matches changed while they were read "
