@@ -562,13 +562,14 @@ async def test_a_csr_naming_another_device_besides_the_bound_one_is_refused(
 
 async def test_subject_attributes_naming_someone_else_are_refused(start: Any) -> None:
     """The default template copies the whole subject too: an e-mail address, a UID, another
-    serial or an OU (networks authorise by them) must not ride on a device's challenge."""
+    serial or a domain component (networks match on them) must not ride on a device's
+    challenge."""
     client = await start()
     for attribute in (
         x509.NameAttribute(NameOID.EMAIL_ADDRESS, "ceo@example.com"),
         x509.NameAttribute(NameOID.SERIAL_NUMBER, UNMANAGED),
         x509.NameAttribute(NameOID.USER_ID, "ceo"),
-        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Domain Admins"),
+        x509.NameAttribute(NameOID.DOMAIN_COMPONENT, "corp"),
     ):
         challenge = await challenge_for(client, serial=MANAGED)
         der = scep_csr(MANAGED, challenge, subject=[attribute])
@@ -581,12 +582,13 @@ async def test_subject_attributes_naming_someone_else_are_refused(start: Any) ->
 async def test_organisation_attributes_and_the_devices_own_serial_are_allowed(
     start: Any,
 ) -> None:
-    """What a profile sets alike for every device (O, C, ST, L) names nobody, and a subject
-    serialNumber that repeats the bound device is its own name."""
+    """What a profile sets alike for every device (O, OU, C, ST, L) names nobody, and a
+    subject serialNumber that repeats the bound device is its own name."""
     client = await start()
     challenge = await challenge_for(client, serial=MANAGED)
     subject = [
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Corp"),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "MDM"),
         x509.NameAttribute(NameOID.COUNTRY_NAME, "DE"),
         x509.NameAttribute(NameOID.LOCALITY_NAME, "Berlin"),
         x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "Berlin"),

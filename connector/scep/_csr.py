@@ -25,11 +25,13 @@ ORGANISATION_ATTRIBUTES = frozenset(
         NameOID.STATE_OR_PROVINCE_NAME,
         NameOID.LOCALITY_NAME,
         NameOID.ORGANIZATION_NAME,
+        NameOID.ORGANIZATIONAL_UNIT_NAME,
     }
 )
 """Subject attributes that place a certificate in an organisation and name nobody in it (a
-profile sets them alike for every device); every other one (an e-mail address, a UID, a serial
-number, an OU a network may authorise by) names a subject."""
+profile sets them alike for every device: micromdm's scepclient sends ``OU=MDM`` unasked);
+every other one (an e-mail address, a UID, a serial number, a domain component) names a
+subject."""
 
 _EXTENSION_REQUESTS = (
     x509.ObjectIdentifier("1.2.840.113549.1.9.14"),  # PKCS#9 extensionRequest

@@ -305,12 +305,19 @@ def intermediate(lab: Lab) -> x509.Certificate:
 
 
 def decision_codes(scep: ScepLab, since: int, webhook: str) -> list[tuple[bool, str | None]]:
-    """(allow, code) of each of the connector's decisions for `webhook` after `since`."""
-    return [
-        (bool(e["allow"]), e.get("code"))
-        for e in scep.events(since, "webhook.decision")
-        if e.get("webhook") == webhook
-    ]
+    """(allow, code) of each of the connector's decisions for `webhook` after `since`, once
+    there is one: the line is written just after the answer, which may reach the SCEP client
+    (and end this test's wait) first."""
+
+    def codes() -> list[tuple[bool, str | None]]:
+        return [
+            (bool(e["allow"]), e.get("code"))
+            for e in scep.events(since, "webhook.decision")
+            if e.get("webhook") == webhook
+        ]
+
+    wait_for(codes, seconds=5)
+    return codes()
 
 
 def assert_refused(result: ScepResult) -> None:
