@@ -225,6 +225,23 @@ async def test_try_a_device_explains_every_rule_and_changes_nothing(
     assert total(scraped, "posture_connector_decisions_total") == 5
 
 
+async def test_try_a_device_shows_what_a_shadow_webhook_answers(
+    aiohttp_client: Any, inventory: Path
+) -> None:
+    """A shadow webhook's refusal is a verdict, not what step-ca receives: it gets an allow.
+    The page showed the deny reply, telling the operator the device would be blocked now."""
+    admin = await start_admin(aiohttp_client, admin_config(inventory))
+    async with httpx.AsyncClient(base_url=admin.url, headers=BEARER) as client:
+        response = await client.get(
+            "/try", params={"webhook": "gate", "identifier": "C02TEST00002"}
+        )
+    page = response.text
+    assert '<span class="badge bad">deny</span> (shadow mode: step-ca gets an allow)' in page
+    reply = page.split("What step-ca would receive</h3>")[1]
+    assert '"allow": true' in reply
+    assert "device-unmanaged" not in reply
+
+
 async def test_every_page_forbids_scripts_and_framing(aiohttp_client: Any, inventory: Path) -> None:
     """Each answer carries a strict CSP (no scripts at all), nosniff and no caching."""
     admin = await start_admin(aiohttp_client, admin_config(inventory))

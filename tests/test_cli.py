@@ -131,6 +131,24 @@ def test_lookup_explains_the_decision(
         assert decision["rules"] == []
 
 
+def test_lookup_of_a_shadow_webhook_says_step_ca_gets_an_allow(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`allow` is the policy's verdict; `reply` is what step-ca receives, an allow in shadow
+    mode (it showed the deny a shadow webhook never sends)."""
+    for name in ("quickstart.secret", "quickstart-gate.secret", "quickstart-inventory.csv"):
+        shutil.copy(EXAMPLES / name, tmp_path / name)
+    config = tmp_path / "connector.toml"
+    text = QUICKSTART.read_text(encoding="utf-8")
+    config.write_text(text.replace('kind = "AUTHORIZING"', 'kind = "AUTHORIZING"\nmode = "shadow"'))
+    args = ["lookup", "--config", str(config), "--webhook", "gate", "C02QUICK0002"]
+    assert main([*args, "--json"]) == EXIT_DENY
+    decision = json.loads(capsys.readouterr().out)
+    assert (decision["allow"], decision["reply"]) == (False, {"allow": True})
+    main(args)
+    assert "  step-ca gets: an allow (shadow mode)" in capsys.readouterr().out
+
+
 def test_lookup_enriching_shows_the_data(capsys: pytest.CaptureFixture[str]) -> None:
     """An ENRICHING allow shows the data step-ca would put into the certificate template."""
     args = ["lookup", "--json", "--config", str(QUICKSTART), "--webhook", "people", "C02QUICK0001"]

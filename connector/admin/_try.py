@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from connector.admin._html import Html, el, join
 from connector.admin._layout import Chrome, badge, page, table
 from connector.decision import Decision
+from connector.models import WebhookReply
 
 
 def try_page(
@@ -18,8 +19,11 @@ def try_page(
     identifier: str,
     decision: Decision | None,
     problem: str | None,
+    reply: WebhookReply | None = None,
+    shadow: bool = False,
 ) -> str:
-    """The "try a device" form and, once asked, every rule's verdict for the device."""
+    """The "try a device" form and, once asked, every rule's verdict for the device and the
+    `reply` step-ca would receive (a `shadow` webhook's allows whatever the verdict)."""
     options = [el("option", w, value=w, selected=w == webhook) for w in webhooks]
     form = el(
         "form",
@@ -54,11 +58,11 @@ def try_page(
     )
     result = el("p", problem, class_="error", role="alert") if problem else None
     if decision is not None:
-        result = _explanation(decision)
+        result = _explanation(decision, reply or decision.reply(), shadow=shadow)
     return page(chrome, "Try a device", intro, form, result)
 
 
-def _explanation(decision: Decision) -> Html:
+def _explanation(decision: Decision, reply: WebhookReply, *, shadow: bool) -> Html:
     rules = [
         el(
             "tr",
@@ -77,7 +81,11 @@ def _explanation(decision: Decision) -> Html:
     facts = el(
         "dl",
         el("dt", "Verdict"),
-        el("dd", badge(decision.allow, "allow", "deny")),
+        el(
+            "dd",
+            badge(decision.allow, "allow", "deny"),
+            " (shadow mode: step-ca gets an allow)" if shadow and not decision.allow else None,
+        ),
         el("dt", "Reason") if decision.code else None,
         el("dd", el("code", decision.code), " ", decision.message or "") if decision.code else None,
         el("dt", "Identifier kind"),
@@ -90,7 +98,7 @@ def _explanation(decision: Decision) -> Html:
         ),
         class_="facts",
     )
-    reply = json.dumps(decision.reply().to_json(), indent=2, default=str)
+    answer = json.dumps(reply.to_json(), indent=2, default=str)
     return el(
         "section",
         el("h2", "Result", id="result"),
@@ -99,6 +107,6 @@ def _explanation(decision: Decision) -> Html:
             "Every policy rule, in evaluation order", head, rules, empty="The policy did not run."
         ),
         el("h3", "What step-ca would receive"),
-        el("pre", el("code", reply)),
+        el("pre", el("code", answer)),
         aria_labelledby="result",
     )

@@ -18,7 +18,7 @@ from connector.admin import _pages as pages
 from connector.admin._auth import COOKIE, Lock, peer, same_origin
 from connector.admin._layout import Chrome, login_page
 from connector.admin._try import try_page
-from connector.decision import decide
+from connector.decision import decide, shadow_reply
 from connector.keys import CLOCK, PROVIDERS, ROUTES, SERVED, SETTINGS, WebhookRuntime
 from connector.models import AttestationData, WebhookRequest
 from connector.persistence import PERSISTENCE
@@ -146,7 +146,7 @@ async def try_device(request: web.Request) -> web.Response:
     names = list(webhooks)
     name = request.query.get("webhook", names[0] if names else "")
     identifier = request.query.get("identifier", "").strip()
-    decision, problem = None, None
+    decision, problem, reply, shadow = None, None, None, False
     if identifier:
         runtime = webhooks.get(name)
         if runtime is None:
@@ -158,7 +158,10 @@ async def try_device(request: web.Request) -> web.Response:
             payload = WebhookRequest(
                 timestamp=now, attestationData=AttestationData(permanentIdentifier=identifier)
             )
-            decision = await decide(runtime.settings, payload, runtime.chain, now=now)
+            hook = runtime.settings
+            decision = await decide(hook, payload, runtime.chain, now=now)
+            shadow = hook.mode == "shadow"
+            reply = shadow_reply(hook, decision) if shadow else decision.reply()
     text = try_page(
         _chrome(main),
         webhooks=names,
@@ -166,6 +169,8 @@ async def try_device(request: web.Request) -> web.Response:
         identifier=identifier[:MAX_IDENTIFIER],
         decision=decision,
         problem=problem,
+        reply=reply,
+        shadow=shadow,
     )
     return web.Response(text=text, content_type=HTML)
 

@@ -20,10 +20,10 @@ from connector.cli._common import (
     command,
     load_checked,
 )
-from connector.decision import Decision, decide
+from connector.decision import Decision, decide, shadow_reply
 from connector.logs import configure_logging
 from connector.lookup import ProviderChain
-from connector.models import AttestationData, WebhookRequest
+from connector.models import AttestationData, WebhookReply, WebhookRequest
 from connector.settings import ConfigError, Settings, WebhookSettings
 from providers import ProviderError, build_provider
 
@@ -67,14 +67,20 @@ async def _lookup(settings: Settings, hook: WebhookSettings, identifier: str) ->
             await provider.aclose()
 
 
-def explain_json(decision: Decision) -> dict[str, Any]:
-    """The decision as the JSON object `lookup --json` prints."""
+def step_ca_reply(decision: Decision, hook: WebhookSettings) -> WebhookReply:
+    """What step-ca receives for `decision`: a shadow webhook allows whatever the verdict."""
+    return shadow_reply(hook, decision) if hook.mode == "shadow" else decision.reply()
+
+
+def explain_json(decision: Decision, hook: WebhookSettings) -> dict[str, Any]:
+    """The decision as the JSON object `lookup --json` prints (``allow``: the policy's verdict,
+    ``reply``: what step-ca receives)."""
     record = decision.record
     out: dict[str, Any] = {
         "identifier": decision.identifier,
         "identifier_kind": decision.kind,
         "allow": decision.allow,
-        "reply": decision.reply().to_json(),
+        "reply": step_ca_reply(decision, hook).to_json(),
         "provider": record.provider if record else None,
         "rules": [
             {
@@ -94,12 +100,14 @@ def explain_json(decision: Decision) -> dict[str, Any]:
 
 def explain_text(decision: Decision, hook: WebhookSettings) -> list[str]:
     """The decision as lines for a person: the verdict, who answered, each rule in order."""
-    reply = decision.reply()
+    reply = step_ca_reply(decision, hook)
     kind = decision.kind or "not a valid identifier"
     verdict = "allow" if decision.allow else f"deny {decision.code}"
     lines = [f"{decision.identifier} ({kind}), webhook {hook.name} ({hook.kind}): {verdict}"]
     if reply.error is not None:
         lines.append(f"  step-ca gets: {reply.error.code}: {reply.error.message}")
+    elif not decision.allow:
+        lines.append("  step-ca gets: an allow (shadow mode)")
     if decision.record is not None:
         lines.append(f"  found by: {decision.record.provider}")
     elif decision.lookup is not None:
@@ -132,7 +140,7 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     configure_logging("warning", "json")
     decision = asyncio.run(_lookup(settings, hook, args.identifier))
     if args.json:
-        print(json.dumps(explain_json(decision), indent=2, default=str))
+        print(json.dumps(explain_json(decision, hook), indent=2, default=str))
     else:
         print("\n".join(explain_text(decision, hook)))
     return EXIT_OK if decision.allow else EXIT_DENY
