@@ -18,7 +18,7 @@ from pathlib import Path
 from connector.logs import configure_logging
 from connector.policy import parse_duration
 from connector.settings import load_settings
-from connector.store import AuditEntry, AuditQuery, StoreError, StoreSettings, open_store
+from connector.store import AuditEntry, AuditQuery, StoreError, StoreSettings, connect_store
 from providers.unicode import terminal_safe
 
 EXAMPLES = """\
@@ -100,8 +100,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 async def _query(settings: StoreSettings, query: AuditQuery) -> list[AuditEntry]:
-    store = await open_store(settings)
+    """Read the store the service keeps, as it is: nothing is created or migrated."""
+    if settings.backend == "sqlite" and not settings.path.is_file():
+        raise StoreError(f"no store at {settings.path} (the service creates it at its first start)")
+    store = connect_store(settings)
     try:
+        await store.attach()
         return await store.query_decisions(query)
     finally:
         await store.aclose()

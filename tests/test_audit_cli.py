@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import shutil
+import sqlite3
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from connector.cli import main
 from connector.settings import load_settings
-from connector.store import AuditEntry, FailedRule, open_store
+from connector.store import LATEST, AuditEntry, FailedRule, open_store
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
 
@@ -119,8 +120,30 @@ def test_audit_json_lines_filter_by_time(
 def test_audit_on_an_empty_log_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """No matching decision is a plain sentence and exit 0."""
     config = _config(tmp_path)
+    _seed(config)
+    capsys.readouterr()
     assert main(["audit", "--config", str(config), "--identifier", "C02NONE00001"]) == 0
     assert capsys.readouterr().out.strip() == "no matching decisions"
+
+
+def test_audit_never_creates_or_migrates_a_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Where the service keeps no store (a typo, a volume not mounted here), audit says so
+    (exit 3) and creates none: "no matching decisions" over an empty new file hid the mistake.
+    A store of an older schema is not migrated under replicas that still read it."""
+    config = _config(tmp_path)
+    store = tmp_path / "posture-connector.sqlite3"
+    assert main(["audit", "--config", str(config)]) == 3
+    assert "no store at" in capsys.readouterr().err
+    assert not store.exists()
+    with sqlite3.connect(store) as db:  # a release's schema from before this one's
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        db.execute("INSERT INTO schema_version VALUES (1)")
+    assert main(["audit", "--config", str(config)]) == 3
+    assert f"schema version 1, this release reads {LATEST}" in capsys.readouterr().err
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT max(version) FROM schema_version").fetchone() == (1,)
 
 
 def test_audit_rejects_an_unreadable_time(tmp_path: Path) -> None:

@@ -133,6 +133,30 @@ class Store:
         self._ready.set()
         return max(found, LATEST)
 
+    async def attach(self) -> int:
+        """Use a store the service keeps, changing nothing: its schema must be this release's
+        (a tool must not create a store where there is none, nor migrate one that replicas of
+        another release still use). Raises `StoreError` or `SchemaTooNew`; returns the version.
+        """
+        async with self._driver.reader() as conn:
+            try:
+                row = await conn.fetchone("SELECT max(version) FROM schema_version")
+            except StoreError:
+                raise StoreError(
+                    f"{self.describe}: no store here (the service creates it at its first start)"
+                ) from None
+        found = int(row[0]) if row and row[0] is not None else 0
+        if found > LATEST:
+            raise SchemaTooNew(found, LATEST)
+        if found < LATEST:
+            raise StoreError(
+                f"{self.describe}: schema version {found}, this release reads {LATEST}: "
+                "start the service of this release to migrate it"
+            )
+        self._migrated = True
+        self._ready.set()
+        return found
+
     async def ping(self) -> None:
         """Raise `StoreError` unless the database answers."""
         async with self._driver.reader() as conn:
