@@ -18,7 +18,7 @@ from connector.sidecars import SIDE_LISTENERS
 from connector.store import AuditQuery
 from tests.admin_support import HOSTILE, TOKEN, admin_config, decide_some, start_admin
 from tests.conftest import AppClient
-from tests.helpers import config, make_settings
+from tests.helpers import config, enrich, make_settings, signed
 from tests.metrics_support import parse, total
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -160,6 +160,29 @@ async def test_the_overview_shows_inventories_refusals_and_decisions(
     assert "would deny (shadow)" in page
     assert "<code>device-unmanaged</code>: device is not managed (saw <code>false</code>)" in page
     assert "<code>req-C02TES</code>" in page
+
+
+async def test_refusals_count_denials_and_devices_apart(
+    aiohttp_client: Any, inventory: Path
+) -> None:
+    """A device refused again (its client retries) is one more denial, not one more device:
+    the column said "Devices refused" and counted denials."""
+    admin = await start_admin(aiohttp_client, admin_config(inventory))
+    await decide_some(admin)
+    written = admin.app[PERSISTENCE].audit.written
+    body = enrich("C02TEST00002")  # the same device again
+    await admin.service.post(
+        "/webhooks/people", data=body, headers=signed(body), skip_auto_headers=["Content-Type"]
+    )
+    async with asyncio.timeout(5):
+        while admin.app[PERSISTENCE].audit.written == written:  # noqa: ASYNC110 - no event
+            await asyncio.sleep(0.01)
+    async with httpx.AsyncClient(base_url=admin.url, headers=BEARER) as client:
+        page = (await client.get("/")).text
+    assert (
+        '<tr><th scope="row">people</th><td>device-unmanaged</td>'
+        '<td class="num">2</td><td class="num">1</td></tr>'
+    ) in page
 
 
 async def test_hostile_identifiers_are_escaped(aiohttp_client: Any, inventory: Path) -> None:

@@ -100,12 +100,27 @@ def _store(store: StoreStatus) -> Html:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Refusals:
+    """The last hour's denials by reason.
+
+    Attributes:
+        rows: (webhook, reason code, denials, distinct devices), most denials first.
+        capped: Only the newest of them were read (there were more).
+        error: Why the audit log could not be read (then no rows).
+    """
+
+    rows: Sequence[tuple[str, str, int, int]]
+    capped: bool
+    error: str | None
+
+
 def overview(
     chrome: Chrome,
     *,
     snapshot: Snapshot,
     webhooks: Sequence[str],
-    refusals: Sequence[tuple[str, str, int]] | None,
+    refusals: Refusals,
     decisions: Sequence[AuditEntry] | None,
     chosen: DecisionFilter,
     audit_error: str | None,
@@ -136,31 +151,36 @@ def overview(
         "Overview",
         summary,
         providers,
-        _refusals(refusals, audit_error),
+        _refusals(refusals),
         _decisions(decisions, webhooks, chosen, now, audit_error),
     )
 
 
-def _refusals(refusals: Sequence[tuple[str, str, int]] | None, audit_error: str | None) -> Html:
+def _refusals(refusals: Refusals) -> Html:
     rows = [
-        el("tr", el("th", webhook, scope="row"), el("td", code), el("td", str(n), class_="num"))
-        for webhook, code, n in refusals or ()
+        el(
+            "tr",
+            el("th", webhook, scope="row"),
+            el("td", code),
+            el("td", str(denials), class_="num"),
+            el("td", str(devices), class_="num"),
+        )
+        for webhook, code, denials, devices in refusals.rows
     ]
     head = el(
         "tr",
         el("th", "Webhook", scope="col"),
         el("th", "Reason code", scope="col"),
-        el("th", "Devices refused", scope="col"),
+        el("th", "Denials", scope="col"),
+        el("th", "Devices", scope="col"),
     )
+    caption = "Denials (shadow would-denials included) of every replica, last 60 minutes"
+    if refusals.capped:
+        caption += f" (the newest {sum(r[2] for r in refusals.rows)} only: there were more)"
     body = (
-        el("p", f"The audit log cannot be read: {audit_error}", class_="error")
-        if refusals is None
-        else table(
-            "Denials (shadow would-denials included) of every replica, last 60 minutes",
-            head,
-            rows,
-            empty="No device was refused in the last hour.",
-        )
+        el("p", f"The audit log cannot be read: {refusals.error}", class_="error")
+        if refusals.error is not None
+        else table(caption, head, rows, empty="No device was refused in the last hour.")
     )
     return el(
         "section",

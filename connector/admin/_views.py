@@ -110,7 +110,7 @@ async def overview(request: web.Request) -> web.Response:
     state = await snapshot(
         main[SERVED].providers, providers, main[PERSISTENCE], main[ACTIVITY], main[READINESS]
     )
-    hour, _ = await _audit(
+    hour, hour_error = await _audit(
         main,
         AuditQuery(since=time.time() - 3600, denied_only=True, limit=REFUSALS_SCANNED),
     )
@@ -125,8 +125,11 @@ async def overview(request: web.Request) -> web.Response:
     )
     refusals = None
     if hour is not None:
-        counts = Counter((e.webhook, e.code or "denied") for e in hour)
-        refusals = [(w, c, n) for (w, c), n in counts.most_common()]
+        refusals = pages.Refusals(
+            rows=_refused(hour), capped=len(hour) >= REFUSALS_SCANNED, error=None
+        )
+    else:
+        refusals = pages.Refusals(rows=(), capped=False, error=hour_error)
     text = pages.overview(
         _chrome(main),
         snapshot=state,
@@ -137,6 +140,18 @@ async def overview(request: web.Request) -> web.Response:
         audit_error=error,
     )
     return web.Response(text=text, content_type=HTML)
+
+
+def _refused(denials: list[AuditEntry]) -> tuple[tuple[str, str, int, int], ...]:
+    """(webhook, code, denials, devices) per reason, most denials first: a device retried
+    counts once among the devices (identifiers compared without case)."""
+    counts: Counter[tuple[str, str]] = Counter()
+    devices: dict[tuple[str, str], set[str]] = {}
+    for entry in denials:
+        reason = (entry.webhook, entry.code or "denied")
+        counts[reason] += 1
+        devices.setdefault(reason, set()).add((entry.identifier or "").upper())
+    return tuple((w, c, n, len(devices[(w, c)])) for (w, c), n in counts.most_common())
 
 
 async def try_device(request: web.Request) -> web.Response:
