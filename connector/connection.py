@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("connector.server")
 
 REQUEST_STARTED = web.RequestKey("request_started", float)
+MAX_HEAD_BYTES = 32 * 1024
+"""Bytes a request head may take (step-ca's take about 400). aiohttp holds up to 128 header
+lines of 8 KiB each while a head is incomplete: 2 MiB a connection, a gigabyte at the
+connection cap, from clients that need no credential."""
 
 
 class Connection(web.RequestHandler):
@@ -35,6 +39,8 @@ class Connection(web.RequestHandler):
 
     __slots__ = (
         "_busy",
+        "_head_bytes",
+        "_head_tail",
         "_head_timer",
         "_listener",
         "_read_timeout",
@@ -59,6 +65,8 @@ class Connection(web.RequestHandler):
         self._started: float | None = None
         self._head_timer: asyncio.TimerHandle | None = None
         self._busy = False
+        self._head_bytes = 0  # of the head arriving, until its blank line (-1: it has come)
+        self._head_tail = b""  # its last bytes, to find a blank line split across reads
         self._requests = 0
         self.adoption: asyncio.Task[None] | None = None
         """The listener's task handing this socket over (TLS handshake included), until done."""
@@ -93,14 +101,39 @@ class Connection(web.RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        """Start the head deadline on the first byte of a request."""
+        """Start the head deadline on the first byte of a request; close a connection whose
+        head grows past `MAX_HEAD_BYTES`."""
         if data and not self._busy and self._started is None:
             self._started = self._loop.time()
             if self._head_timer is None:  # else the pending timer moves on to this head
                 self._head_timer = self._loop.call_at(
                     self._started + self._read_timeout, self._head_timed_out
                 )
+        if not self._busy and self._head_bytes >= 0 and self._head_too_large(data):
+            return
         super().data_received(data)
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """Count `data` into the head arriving; at its blank line stop counting (the body
+        follows); past the limit, close the connection (True)."""
+        window = self._head_tail + data
+        if b"\r\n\r\n" in window or b"\n\n" in window:
+            self._head_bytes = -1
+            return False
+        self._head_bytes += len(data)
+        self._head_tail = window[-3:]
+        if self._head_bytes <= MAX_HEAD_BYTES:
+            return False
+        log.info(
+            "request.malformed",
+            error=f"request head over {MAX_HEAD_BYTES} bytes",
+            status=431,
+            peer=self._peer(),
+        )
+        self.force_close()
+        if self.transport is not None:
+            self.transport.abort()  # what it sent is not read, nor kept
+        return True
 
     def begin_request(self) -> float:
         """The head is complete: its deadline no longer applies; answer when the request began.
@@ -113,6 +146,7 @@ class Connection(web.RequestHandler):
         self._started = None
         self._busy = True
         self._requests += 1
+        self._head_bytes, self._head_tail = 0, b""  # counting starts again for the next head
         return started
 
     def log_access(self, request: Any, response: Any, time: float | None) -> None:

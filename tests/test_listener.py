@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from connector import create_app
 from connector.app import PROVIDERS_STARTED
+from connector.connection import MAX_HEAD_BYTES
 from connector.listener import Listener
 from connector.server import make_listener, running
 from connector.tls import ensure_dev_certificate, server_context
@@ -136,6 +137,41 @@ async def test_a_body_that_does_not_decode_is_a_400_not_a_500(
     writer.close()
     assert (status, json.loads(body)["error"]["code"]) == (400, "payload-invalid")
     assert [e["event"] for e in logs if e["log_level"] in ("error", "critical")] == []
+
+
+async def test_a_request_head_past_its_size_limit_closes_the_connection_at_once(
+    serve: Serve,
+) -> None:
+    """aiohttp holds up to 2 MiB of an unfinished head per connection (128 lines of 8 KiB),
+    for `read_timeout`, from anyone: a gigabyte at the connection cap. A head past
+    `MAX_HEAD_BYTES` is cut at once; a head within it, in as many reads, is answered."""
+    served = await serve(read_timeout=30)
+    line = b"X-Filler: " + b"a" * 1000 + b"\r\n"
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    with capture_logs() as logs:
+        writer.write(b"POST /webhooks/people HTTP/1.1\r\nHost: x\r\n")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(MAX_HEAD_BYTES // len(line) + 2):
+                writer.write(line)
+                await writer.drain()
+        assert await _closed(reader, within=3)  # not at the read timeout, 30 s away
+    writer.close()
+    [refused] = [e for e in logs if e["event"] == "request.malformed"]
+    assert refused["status"] == 431
+
+    request = _request(enrich("C02TEST00001"))
+    head, _, body = request.partition(b"\r\n\r\n")
+    fillers = b"".join(line for _ in range(MAX_HEAD_BYTES // len(line) // 2))
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    for part in (head + b"\r\n", fillers[: len(fillers) // 2], fillers[len(fillers) // 2 :]):
+        writer.write(part)
+        await writer.drain()
+        await asyncio.sleep(0.05)  # each its own read
+    writer.write(b"\r\n" + body)
+    async with asyncio.timeout(5):
+        status, _, _ = await _answer(reader)
+    writer.close()
+    assert status == 200
 
 
 async def test_request_head_sent_slowly_is_cut_at_the_read_timeout(serve: Serve) -> None:
