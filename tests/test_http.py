@@ -76,8 +76,8 @@ def _encoded(coding: str, body: bytes) -> bytes:
 @web.middleware
 async def misbehave(request: web.Request, handler: Handler) -> web.StreamResponse:
     """``?misbehave=``: ``drip`` a 200 one blank a tenth of a second for ever, a gzip ``bomb``
-    (``bomb401``: as a 401), or the real answer encoded as ``gzip``, ``deflate``, ``raw-deflate``
-    or ``gzip,gzip``."""
+    (``bomb401``: as a 401), or the real answer encoded as ``gzip``, ``deflate``, ``raw-deflate``,
+    ``gzip,gzip`` or ``gzip*N`` (N times)."""
     kind = request.query.get("misbehave")
     if kind is None:
         return await handler(request)
@@ -95,6 +95,8 @@ async def misbehave(request: web.Request, handler: Handler) -> web.StreamRespons
     answer = await handler(request)
     assert isinstance(answer, web.Response)
     assert isinstance(answer.body, bytes)
+    coding, _, times = kind.partition("*")  # "gzip*N": gzip applied N times (a long query else)
+    kind = ",".join([coding] * int(times)) if times else kind
     headers["Content-Encoding"] = "deflate" if kind == "raw-deflate" else kind.replace(",", ", ")
     return web.Response(status=answer.status, body=_encoded(kind, answer.body), headers=headers)
 
@@ -324,6 +326,18 @@ async def test_an_encoded_answer_within_the_limit_is_decoded(
     assert answer.status_code == 200
     assert answer.json()["token_type"] == "Bearer"
     assert answer.request.headers["Accept-Encoding"] == "gzip, deflate"
+
+
+@pytest.mark.parametrize("layers", [3, 1500])
+async def test_an_answer_stacking_codings_fails_cleanly(
+    make_client: Callable[..., UpstreamClient], layers: int
+) -> None:
+    """No API stacks codings; a hostile one listing thousands made a decoder each (a gigabyte
+    for a few answers) and a recursion per layer that escaped as a crash, not a failed call."""
+    client = make_client(RecordingHook(), Sleeps(), max_answer_bytes=1 << 16)
+    params = {"misbehave": f"gzip*{layers}"}
+    with pytest.raises(ProviderError, match=r"could not be decoded \(bad Content-Encoding\)"):
+        await client.request("POST", TOKEN, route=TOKEN, data=FORM, params=params)
 
 
 async def test_a_shared_call_past_its_limit_fails_every_caller() -> None:

@@ -68,10 +68,20 @@ class _Inflate:
             raise httpx.DecodingError(str(exc)) from None
 
 
-def _decoders(headers: httpx.Headers) -> list[_Inflate] | None:
+MAX_CODINGS = 2
+"""Codings one answer may stack (no API applies more than one; each holds a decoder, and a
+header may list thousands)."""
+
+
+def _decoders(headers: httpx.Headers, request: httpx.Request) -> list[_Inflate] | None:
     """The decoders of the answer's codings, in decoding order; None when one is not known."""
     codings = [c.strip().lower() for c in headers.get_list("content-encoding", split_commas=True)]
     codings = [c for c in codings if c and c != "identity"]
+    if len(codings) > MAX_CODINGS:
+        raise httpx.DecodingError(
+            f"the answer stacks {len(codings)} content codings (at most {MAX_CODINGS})",
+            request=request,
+        )
     if any(c not in ("gzip", "deflate") for c in codings):
         return None
     return [_Inflate(c) for c in reversed(codings)]
@@ -102,10 +112,10 @@ async def read_within(response: httpx.Response) -> None:
     """
     request = response.request
     limit = request.extensions.get(LIMIT, DEFAULT_LIMIT)
-    decoders = _decoders(response.headers) or []
     parts: list[bytes] = []
     size = 0
     try:
+        decoders = _decoders(response.headers, request) or []
         async for data in response.aiter_raw():
             for piece in _through(decoders, data):
                 size += len(piece)
