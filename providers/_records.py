@@ -14,6 +14,10 @@ log = structlog.get_logger("providers")
 
 _T = TypeVar("_T")
 _EPOCH = datetime.min.replace(tzinfo=UTC)
+MAX_LOGGED_IDS = 10
+"""Record ids a ``provider.duplicate_records`` line names (its ``count`` says how many)."""
+MAX_LOGGED_ID = 64
+"""Characters of each."""
 
 
 def text(value: str | None) -> str | None:
@@ -44,8 +48,9 @@ def newest(
             provider=provider,
             kind=identifier.kind.value,
             identifier=identifier.value,
-            record_ids=[record_id(c) for c in candidates],
-            chosen=record_id(chosen),
+            # An upstream's ids, any number of any length: the first few, each cut short.
+            record_ids=[(record_id(c) or "")[:MAX_LOGGED_ID] for c in candidates[:MAX_LOGGED_IDS]],
+            chosen=(record_id(chosen) or "")[:MAX_LOGGED_ID],
             count=len(candidates),
         )
     return chosen

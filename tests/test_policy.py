@@ -20,6 +20,7 @@ from connector.policy import (
     format_span,
     parse_duration,
 )
+from connector.policy._rule import MAX_MESSAGE
 from connector.policy._settings import fold
 from connector.versions import OsVersion, parse_version
 from providers.base import DeviceRecord, GroupRef
@@ -941,3 +942,13 @@ async def test_webhook_kinds_and_policy_kinds_refuse_alike(
         "message": "identifier kind udid is not allowed (allowed: serial)",
     }
     assert errors == [expected, expected]
+
+
+def test_a_rule_message_quoting_a_huge_inventory_value_is_cut() -> None:
+    """A message quotes the device's value; an inventory may report one of any length, and the
+    message goes into step-ca's answer, the log line and the audit row."""
+    result = check({"min_os_version": {"macOS": "15"}}, dev(os_version="x" * 100_000))
+    (failed,) = [o for o in result.outcomes if not o.passed]
+    assert failed.code == "os-version-unparsable"
+    assert len(failed.message) == MAX_MESSAGE
+    assert failed.message.endswith("…")

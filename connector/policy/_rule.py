@@ -79,10 +79,17 @@ class Rule(Protocol):
         ...
 
 
+MAX_MESSAGE = 512
+"""Characters of a rule's message: it may quote an inventory's value (an OS version, a
+compliance state) of any length, and it reaches step-ca's answer, the log and the audit log."""
+
+
 def verdict(
     rule: Rule, ok: bool, message: str, observed: str | None, code: str | None = None
 ) -> RuleOutcome:
     """An outcome of ``rule``; a failure carries ``code`` or else the rule's own code."""
+    if len(message) > MAX_MESSAGE:
+        message = message[: MAX_MESSAGE - 1] + "…"
     return RuleOutcome(rule.key, ok, None if ok else code or rule.code, message, observed)
 
 
