@@ -8,6 +8,7 @@ provider with ``list_page(cursor)`` is resumable (`PagedLister`); `iterate` give
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -27,22 +28,36 @@ class ListedPage:
     next_cursor: str | None
 
 
+MAX_CURSOR = 8 * 1024
+"""Characters a next-page cursor may have (Graph's page links, the longest, take a few
+hundred); a longer one is refused rather than kept and stored for every page."""
+
+
 class CursorTrail:
     """The next-page cursors one listing has followed. An upstream that hands back a cursor it
-    gave before pages in a loop: the listing would never end, so it fails instead."""
+    gave before pages in a loop: the listing would never end, so it fails instead. Each is kept
+    as a digest: what a listing of any length holds stays small."""
 
     def __init__(self, provider: str) -> None:
         self._provider = provider
-        self._seen: set[str] = set()
+        self._seen: set[bytes] = set()
 
     def follow(self, cursor: str) -> str:
-        """`cursor`, unless this listing followed it before (then `ProviderError`)."""
-        if cursor in self._seen:
+        """`cursor`, unless this listing followed it before or it is longer than `MAX_CURSOR`
+        (then `ProviderError`)."""
+        if len(cursor) > MAX_CURSOR:
+            raise ProviderError(
+                self._provider,
+                f"the upstream's next-page cursor has {len(cursor)} characters "
+                f"(at most {MAX_CURSOR})",
+            )
+        digest = hashlib.sha256(cursor.encode("utf-8", "surrogatepass")).digest()
+        if digest in self._seen:
             raise ProviderError(
                 self._provider,
                 "the upstream's next-page cursor repeats an earlier one: its pages loop",
             )
-        self._seen.add(cursor)
+        self._seen.add(digest)
         return cursor
 
 

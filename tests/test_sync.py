@@ -526,3 +526,42 @@ def test_a_copy_name_says_what_is_listed_and_nothing_else() -> None:
         assert copy_name("mdm", MosyleSettings.model_validate(base | change)) == name, change
     for change in other:
         assert copy_name("mdm", MosyleSettings.model_validate(base | change)) != name, change
+
+
+class EndlessListing:
+    """An upstream whose pages never end: a new cursor with every page."""
+
+    def __init__(self, cursor_size: int = 16) -> None:
+        self.pages = 0
+        self.cursor_size = cursor_size
+
+    async def iter_devices(self) -> AsyncIterator[DeviceRecord]:
+        while True:
+            for record in (await self.list_page(None)).records:
+                yield record
+
+    async def list_page(self, cursor: str | None) -> Page:
+        del cursor
+        self.pages += 1
+        await asyncio.sleep(0.01)
+        record = device(f"C02END{self.pages:06d}")
+        return Page([record], f"{self.pages:0{self.cursor_size}d}")
+
+
+async def test_a_listing_that_never_ends_is_stopped_at_max_staleness(store: Store) -> None:
+    """A copy whose listing began `max_staleness` ago could not answer: the listing is given
+    up then (it grew the store and the memory for as long as the upstream kept paging)."""
+    options = SyncOptions.model_construct(mode="sync", sync_interval=0.1, max_staleness=0.3)
+    endless = EndlessListing()
+    syncer = Syncer("jamf", endless, options, store, replica="a", encode=encode)
+    with pytest.raises(ProviderError, match="has run for over max_staleness"):
+        async with asyncio.timeout(10):
+            await syncer.sync()
+    assert await store.current_generation("jamf") is None
+    assert 5 < endless.pages < 100
+
+
+async def test_a_cursor_longer_than_any_api_gives_is_refused(store: Store) -> None:
+    """Each cursor is kept for the loop check and stored for resuming: a huge one is refused."""
+    with pytest.raises(ProviderError, match="next-page cursor has 9000 characters"):
+        await syncer(store, EndlessListing(cursor_size=9000)).sync()

@@ -145,6 +145,7 @@ class Syncer:
         self._last_error: str | None = None
         self._resumes: tuple[str | None, int] = (None, 0)
         self._progress = SyncState(self.key)
+        self._give_up_at = float("inf")
         self.status: SyncState | None = None
         """The shared sync state as last read (for `/readyz`), None before the store answered."""
         self.current: Generation | None = None
@@ -203,6 +204,8 @@ class Syncer:
         """List everything into a new (or resumed) generation and make it current."""
         state = state or await self._store.load_sync_state(self.key)
         started = time.perf_counter()
+        # An upstream whose pages never end (or a listing too slow to be of use) is stopped.
+        self._give_up_at = time.monotonic() + self._options.max_staleness
         paged = isinstance(self._lister, PagedLister)
         generation, cursor = state.building, state.cursor
         if generation is not None and paged and cursor is not None:
@@ -337,6 +340,13 @@ class Syncer:
                 await pending
 
     async def _flush(self, generation: int, batch: list[StoredDevice]) -> None:
+        if time.monotonic() > self._give_up_at:
+            limit = self._options.max_staleness
+            raise ProviderError(
+                self.name,
+                f"the listing has run for over max_staleness ({limit:g}s): a copy that old "
+                "could not answer",
+            )
         await self._renew()
         await self._store.add_devices(generation, batch)
 
