@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shutil
 import subprocess
@@ -17,7 +18,8 @@ from connector.cli import EXIT_BROKEN_PIPE, EXIT_CONFIG, EXIT_DENY, EXIT_OK, bui
 from connector.cli._lookup import explain_text
 from connector.decision import Decision
 from connector.policy import RuleOutcome
-from connector.settings import WebhookSettings
+from connector.settings import WebhookSettings, load_settings
+from connector.store import open_store
 from providers.base import DeviceRecord
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
@@ -193,8 +195,15 @@ def test_a_closed_pipe_exits_141_without_a_traceback(tmp_path: Path, command: st
         args = ["lookup", "--json", "--config", str(path), "--webhook", "people", "C02QUICK0001"]
     else:
         args = ["audit", "--config", str(path)]
+        asyncio.run(_store_made(path))  # audit reads a store the service made; it makes none
     result = _closed_pipe_run(*args)
     assert (result.returncode, result.stderr) == (EXIT_BROKEN_PIPE, b"")
+
+
+async def _store_made(config: Path) -> None:
+    """The store the service creates at its first start, as `config` names it."""
+    store = await open_store(load_settings(config).store)
+    await store.aclose()
 
 
 def test_the_readme_explain_example_is_what_lookup_prints() -> None:
