@@ -198,7 +198,8 @@ async def test_an_identifier_search_reads_its_index(store: Store) -> None:
     """Searching the audit log by identifier (in any case) is served by an index, not by reading
     every entry: at millions of entries a full read took seconds."""
     search = (
-        "SELECT id FROM decisions WHERE upper(identifier) = ? ORDER BY at DESC, id DESC LIMIT ?"
+        "SELECT id FROM decisions WHERE upper(identifier) = upper(?) "
+        "ORDER BY at DESC, id DESC LIMIT ?"
     )
     async with store._driver.transaction() as tx:
         if store.backend == "sqlite":
@@ -207,6 +208,23 @@ async def test_an_identifier_search_reads_its_index(store: Store) -> None:
             await tx.execute("SET LOCAL enable_seqscan = off")
             plan = await tx.fetchall(f"EXPLAIN {search}", "C02A", 50)
     assert "decisions_identifier_upper" in " ".join(str(row) for row in plan)
+
+
+async def test_an_identifier_other_than_ascii_is_found_as_it_was_recorded(store: Store) -> None:
+    """Invalid, probe-like identifiers are the ones worth looking for: SQLite's upper() changes
+    ASCII letters only, and the search compared it with Python's, so none was ever found."""
+    entry = AuditEntry(
+        at=100,
+        webhook="people",
+        webhook_kind="ENRICHING",
+        identifier="c02tëst",
+        identifier_kind=None,
+        allow=False,
+    )
+    await store.record_decisions([entry])
+    for asked in ("c02tëst", "C02TëST"):
+        found = await store.query_decisions(AuditQuery(identifier=asked))
+        assert [e.identifier for e in found] == ["c02tëst"], asked
 
 
 async def test_an_audit_search_under_way_never_delays_a_synced_lookup(tmp_path: Path) -> None:

@@ -412,8 +412,10 @@ class Store:
         where: list[str] = []
         args: list[Any] = []
         if query.identifier is not None:  # indexed as upper(identifier) (schema version 2)
-            where.append("upper(identifier) = ?")
-            args.append(query.identifier.upper())
+            # Both sides by the database's own upper(): SQLite's (or a C locale's) changes ASCII
+            # letters only, and Python's would miss every identifier other than ASCII.
+            where.append("upper(identifier) = upper(?)")
+            args.append(query.identifier)
         if query.since is not None:
             where.append("at >= ?")
             args.append(query.since)
