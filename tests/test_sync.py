@@ -469,22 +469,25 @@ async def test_an_earlier_releases_copy_is_never_read(store: Store) -> None:
 
 async def test_stale_copies_of_other_settings_are_dropped_fresh_ones_kept(store: Store) -> None:
     """After a sync, the provider's other copies that can no longer answer (nothing of them
-    newer than max_staleness) go; one that replicas still keep fresh stays, as do the copies
-    of another provider whose name the first one's begins with."""
-    for key in ("jamf", "jamf@stale", "jamf@fresh", "jamf2@stale", "jamf_x@stale"):
+    newer than max_staleness) go; one that replicas still keep fresh stays, as does one a
+    replica is syncing (it holds its lease), and the copies of another provider whose name the
+    first one's begins with."""
+    copies = ("jamf", "jamf@stale", "jamf@fresh", "jamf@leased", "jamf2@stale", "jamf_x@stale")
+    for key in copies:
         await syncer(store, ListedInventory([device("C02SYNCA0001")]), key=key).sync()
     async with store._transaction() as tx:  # age them by the database's clock
         await tx.execute(
             "UPDATE generations SET completed_at = completed_at - 10000, "
             "started_at = started_at - 10000 WHERE provider <> 'jamf@fresh'"
         )
+    assert await store.acquire_lease("sync:jamf@leased", "b", 30)  # b is syncing it now
     with capture_logs() as logs:
         await syncer(store, ListedInventory([device("C02SYNCB0002")]), key="jamf@mine").sync()
     assert [e["copies"] for e in logs if e["event"] == "sync.copies_dropped"] == [2]
     for gone in ("jamf", "jamf@stale"):
         assert await store.current_generation(gone) is None
         assert (await store.load_sync_state(gone)).last_success is None
-    for kept in ("jamf@fresh", "jamf2@stale", "jamf_x@stale", "jamf@mine"):
+    for kept in ("jamf@fresh", "jamf@leased", "jamf2@stale", "jamf_x@stale", "jamf@mine"):
         assert await store.current_generation(kept) is not None
 
 

@@ -269,14 +269,18 @@ class Store:
                 "DELETE FROM generations WHERE provider = ? AND state = 'retired'", provider
             )
 
-    async def drop_stale_copies(self, provider: str, *, keep: str, max_age: float) -> list[str]:
+    async def drop_stale_copies(
+        self, provider: str, *, keep: str, max_age: float, holder: str, lease_ttl: float
+    ) -> list[str]:
         """Forget `provider`'s other synced copies that can no longer answer; their names.
 
         A provider's copies are named ``PROVIDER@LISTING``, one per set of settings it was
         listed under (`connector.sync.copy_name`), and ``PROVIDER`` for one an earlier release
         listed. A copy other than `keep` goes once nothing of it is newer than `max_age`
         seconds (its readers' ``max_staleness``): replicas that still run under its settings
-        keep it fresh, and a stale copy answers nothing anyway.
+        keep it fresh, and a stale copy answers nothing anyway. `holder` takes the copy's sync
+        lease while it drops it, so no replica syncs it meanwhile; a copy whose lease another
+        holds is left alone.
         """
         prefix = f"{provider}@"
         async with self._reader() as conn:
@@ -290,27 +294,38 @@ class Store:
             )
         dropped: list[str] = []
         for (name,) in rows:
-            async with self._transaction() as tx:
-                fresh = await tx.fetchone(
-                    "SELECT 1 FROM generations WHERE provider = ? AND ("
-                    f"(state = 'current' AND completed_at >= {self._now} - ?) OR "
-                    f"(state = 'building' AND started_at >= {self._now} - ?))",
-                    name,
-                    float(max_age),
-                    float(max_age),
-                )
-                if fresh is not None:
-                    continue
-                await tx.execute("DELETE FROM inventory_heads WHERE provider = ?", name)
-                await tx.execute(
-                    "DELETE FROM devices WHERE generation IN "
-                    "(SELECT id FROM generations WHERE provider = ?)",
-                    name,
-                )
-                await tx.execute("DELETE FROM generations WHERE provider = ?", name)
-                await tx.execute("DELETE FROM sync_state WHERE provider = ?", name)
-            dropped.append(name)
+            lease = f"sync:{name}"
+            if not await self.acquire_lease(lease, holder, lease_ttl):
+                continue  # being synced: fresh soon
+            try:
+                if await self._drop_copy(name, max_age):
+                    dropped.append(name)
+            finally:
+                await self.release_lease(lease, holder)
         return dropped
+
+    async def _drop_copy(self, name: str, max_age: float) -> bool:
+        """Drop the copy `name` unless part of it is newer than `max_age`; whether it went."""
+        async with self._transaction() as tx:
+            fresh = await tx.fetchone(
+                "SELECT 1 FROM generations WHERE provider = ? AND ("
+                f"(state = 'current' AND completed_at >= {self._now} - ?) OR "
+                f"(state = 'building' AND started_at >= {self._now} - ?))",
+                name,
+                float(max_age),
+                float(max_age),
+            )
+            if fresh is not None:
+                return False
+            await tx.execute("DELETE FROM inventory_heads WHERE provider = ?", name)
+            await tx.execute(
+                "DELETE FROM devices WHERE generation IN "
+                "(SELECT id FROM generations WHERE provider = ?)",
+                name,
+            )
+            await tx.execute("DELETE FROM generations WHERE provider = ?", name)
+            await tx.execute("DELETE FROM sync_state WHERE provider = ?", name)
+        return True
 
     async def current_generation(self, provider: str) -> Generation | None:
         """The generation decisions read for `provider`, if one was ever completed."""

@@ -272,7 +272,11 @@ class Syncer:
             return
         try:
             dropped = await self._store.drop_stale_copies(
-                self.name, keep=self.key, max_age=self._options.max_staleness
+                self.name,
+                keep=self.key,
+                max_age=self._options.max_staleness,
+                holder=self._replica,
+                lease_ttl=self._lease_ttl,
             )
         except StoreError as exc:  # tried again after the next sync
             log.warning("sync.cleanup_failed", provider=self.name, error=str(exc))
