@@ -74,6 +74,17 @@ def clock() -> Clock:
     return Clock()
 
 
+async def serving(
+    aiohttp_client: Any, mapping: dict[str, Any], clock: Clock
+) -> TestClient[Any, Any]:
+    """The app for `mapping`, once its providers started and its store is ready."""
+    app = create_app(make_settings(mapping), clock=clock)
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    await app[PROVIDERS_STARTED].wait()
+    await app[PERSISTENCE].store.wait_ready()
+    return client
+
+
 @pytest.fixture
 def start(aiohttp_client: Any, inventory: Path, tmp_path: Path, clock: Clock) -> Any:
     """Start the app with the SCEP webhook (validator options as keyword arguments)."""
@@ -84,11 +95,7 @@ def start(aiohttp_client: Any, inventory: Path, tmp_path: Path, clock: Clock) ->
             webhooks=[webhook(), scep_webhook(**validator)],
             store={"path": str(tmp_path / "store.sqlite3")},
         )
-        app = create_app(make_settings(mapping), clock=clock)
-        client: TestClient[Any, Any] = await aiohttp_client(app)
-        await app[PROVIDERS_STARTED].wait()
-        await app[PERSISTENCE].store.wait_ready()
-        return client
+        return await serving(aiohttp_client, mapping, clock)
 
     return started
 
@@ -467,13 +474,11 @@ async def test_giving_a_challenge_back_never_delays_the_answer_past_the_budget(
         store={"path": str(tmp_path / "store.sqlite3")},
         server={"decision_budget": 1.0},
     )
-    app = create_app(make_settings(mapping), clock=clock)
-    client: TestClient[Any, Any] = await aiohttp_client(app)
-    await app[PROVIDERS_STARTED].wait()
-    await app[PERSISTENCE].store.wait_ready()
+    client = await serving(aiohttp_client, mapping, clock)
+    app = client.app
     challenge = await challenge_for(client, serial=UNMANAGED)
     # The store's own SQLite writer holds the statement that would give the challenge back.
-    writer = app[PERSISTENCE].store._driver._real._raw[0]  # type: ignore[attr-defined]
+    writer = app[PERSISTENCE].store._driver._real._raw[0]
     gate = StatementGate(lambda sql: sql.startswith("UPDATE scep_challenges SET used_at = NULL"))
     await writer.set_trace_callback(gate)
     try:
@@ -501,10 +506,7 @@ async def test_a_challenge_outlives_an_inventory_that_could_not_answer(
         store={"path": str(tmp_path / "store.sqlite3")},
         server={"provider_retry_interval": 0.1},
     )
-    app = create_app(make_settings(mapping), clock=clock)
-    client: TestClient[Any, Any] = await aiohttp_client(app)
-    await app[PROVIDERS_STARTED].wait()
-    await app[PERSISTENCE].store.wait_ready()
+    client = await serving(aiohttp_client, mapping, clock)
     challenge = await challenge_for(client, serial=MANAGED)
 
     away = await present(client, MANAGED, challenge)

@@ -70,14 +70,18 @@ async def jamf_service(
 ) -> TestClient[Any, Any]:
     """The app with Jamf (pointed at the fake) in sync mode, after its first sync."""
     url = str((await aiohttp_server(jamf_app(fake))).make_url("")).rstrip("/")
-    table = {
+    return await synced_service(aiohttp_client, "jamf", jamf_table(url))
+
+
+def jamf_table(url: str) -> dict[str, Any]:
+    """The ``[providers.jamf]`` table for the fake Jamf at `url` (sync keys added later)."""
+    return {
         "kind": "jamf",
         "url": url,
         "client_id": "posture-connector",
         "client_secret": "fake-secret",
         "backoff": 0.01,
     }
-    return await synced_service(aiohttp_client, "jamf", table)
 
 
 async def test_synced_jamf_decides_from_the_store_alone(
@@ -137,14 +141,7 @@ async def test_a_copy_listed_under_other_settings_never_answers(
     tenant) decides from a copy listed under them, not from the one the store already holds:
     that one would still allow an iPhone, or a Mac of the old tenant, until its next sync."""
     store = tmp_path / "store.sqlite3"
-    url = str((await aiohttp_server(jamf_app(fake))).make_url("")).rstrip("/")
-    table = {
-        "kind": "jamf",
-        "url": url,
-        "client_id": "posture-connector",
-        "client_secret": "fake-secret",
-        "backoff": 0.01,
-    }
+    table = jamf_table(str((await aiohttp_server(jamf_app(fake))).make_url("")).rstrip("/"))
     first = await synced_service(aiohttp_client, "jamf", table, store=store)
     assert (await call(first, "F17ZK8XJN72Q", path=GATE))["allow"] is True  # an iPhone
     assert (await call(first, "C02FK3Q7MD6T"))["allow"] is True  # a Mac
