@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import structlog
 
+from providers.base import ProviderError
 from providers.identifiers import DeviceIdentifier
 
 log = structlog.get_logger("providers")
@@ -38,9 +39,19 @@ def newest(
     """The candidate with the latest contact (a re-enrolled device leaves an old record behind).
 
     More than one candidate is logged as ``provider.duplicate_records``; None when there is none.
+    Two records that share the latest contact (both never reported one, say) fail the lookup:
+    which is current cannot be told, and the upstream's order (or the sync's) would decide.
     """
     if not candidates:
         return None
+    latest = max(contact(c) or _EPOCH for c in candidates)
+    tied = {record_id(c) for c in candidates if (contact(c) or _EPOCH) == latest}
+    if len(tied) > 1:
+        raise ProviderError(
+            provider,
+            f"{len(tied)} records of this {identifier.kind.value} share the latest contact: "
+            "which one is current cannot be told",
+        )
     chosen = max(candidates, key=lambda c: contact(c) or _EPOCH)
     if len(candidates) > 1:
         log.warning(

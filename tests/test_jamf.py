@@ -327,6 +327,39 @@ async def test_more_matches_than_the_pages_read_fail_instead_of_choosing_among_s
     assert (record.record_id, record.managed) == (str(600 + MAX_PAGES), False)
 
 
+async def test_records_tied_on_the_latest_contact_fail_the_lookup(aiohttp_server: Any) -> None:
+    """Two records of one serial that share the latest contact (both never reported one):
+    which is current cannot be told, and Jamf's order chose between managed and not."""
+
+    def computer(n: int, *, managed: bool) -> dict[str, Any]:
+        return {
+            "id": str(700 + n),
+            "udid": f"11111111-2222-4333-8444-{700 + n:012d}",
+            "general": {
+                "name": f"TIE-{n}",
+                "platform": "Mac",
+                "remoteManagement": {"managed": managed},
+                "supervised": True,
+                "lastContactTime": None,
+            },
+            "hardware": {"model": "Mac mini", "serialNumber": "C02TIED00001"},
+            "operatingSystem": {"name": "macOS", "version": "15.3"},
+            "userAndLocation": None,
+            "groupMemberships": [],
+        }
+
+    fake = FakeJamf.from_document(
+        {"computers": [computer(1, managed=True), computer(2, managed=False)]}
+    )
+    url = await served_url(aiohttp_server, create_app(fake))
+    provider = JamfProvider("jamf", jamf_settings(url, device_classes="computers"))
+    try:
+        with pytest.raises(ProviderError, match="share the latest contact"):
+            await provider.lookup(classify("C02TIED00001"))
+    finally:
+        await provider.aclose()
+
+
 # --- identifiers and device classes ----------------------------------------------------------------
 
 

@@ -555,3 +555,25 @@ async def test_a_cursor_longer_than_any_api_gives_is_refused(store: Store) -> No
     """Each cursor is kept for the loop check and stored for resuming: a huge one is refused."""
     with pytest.raises(ProviderError, match="next-page cursor has 9000 characters"):
         await syncer(store, EndlessListing(cursor_size=9000)).sync()
+
+
+async def test_two_records_tied_on_contact_answer_nothing(store: Store) -> None:
+    """Two different records of one serial with the same last contact: a live lookup refuses
+    such a tie, and so does the copy (the one listed last won, so the upstream's order decided
+    between a compliant and a noncompliant record). A newer record settles it; the same record
+    listed twice (a page read again on resume) is no tie."""
+    twin = device("C02TIE000001", managed=True, contact=5)
+    rival = device("C02TIE000001", managed=False, contact=5)
+    other = device("C02TIE000002", contact=5)
+    await syncer(store, ListedInventory([twin, other, rival, other], page_size=1)).sync()
+    reader = SyncedProvider("jamf", SYNC, store, decode=decode, live=None)
+    await reader.start()
+    with pytest.raises(ProviderError, match="which one is current cannot be told"):
+        await reader.lookup(classify("C02TIE000001"))
+    found = await reader.lookup(classify("C02TIE000002"))
+    assert found is not None
+    newer = device("C02TIE000001", managed=False, contact=6)
+    await syncer(store, ListedInventory([twin, rival, newer])).sync()
+    settled = await reader.lookup(classify("C02TIE000001"))
+    assert settled is not None
+    assert settled.managed is False

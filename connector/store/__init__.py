@@ -5,6 +5,7 @@ Nothing outside this package knows which database is behind it: `open_store` rea
 """
 
 from connector.store._model import (
+    AMBIGUOUS,
     AuditEntry,
     AuditQuery,
     Challenge,
@@ -23,6 +24,7 @@ from connector.store._settings import StoreSettings, connect_store, open_store
 from connector.store._store import Store
 
 __all__ = [
+    "AMBIGUOUS",
     "LATEST",
     "AuditEntry",
     "AuditQuery",

@@ -50,6 +50,11 @@ class StoredDevice:
     rank: float = 0.0
 
 
+AMBIGUOUS = b"\x00"
+"""The payload of a key two different records claimed with the same rank (no encoded record is
+one zero byte): which is current cannot be told, so the reader fails the lookup."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredAnswer:
     """A device found in a provider's current generation.

@@ -43,6 +43,8 @@ from connector.store._schema import LATEST, MIGRATIONS, NOW_SQL
 
 log = structlog.get_logger("connector.store")
 
+_AMBIGUOUS_SQL = {"sqlite": "X'00'", "postgresql": "'\\x00'::bytea"}
+"""`AMBIGUOUS` as an SQL literal of each dialect."""
 _MIGRATION_LOCK = 0x706F7374  # pg_advisory_xact_lock key: replicas migrate one at a time
 MIGRATION_TIMEOUT = 1800.0
 """Seconds a schema statement may take (an index over a large audit log takes minutes), and
@@ -203,9 +205,15 @@ class Store:
         async with self._transaction() as tx:
             await _expect_building(tx, generation)
             held = await _held_keys(tx, generation, {key for _, key, _, _ in rows})
+            # Of two different records with one key and one rank, neither is known current: the
+            # key then holds `AMBIGUOUS` (until a newer record replaces it), which the reader
+            # refuses, as a live lookup refuses a tie. The same record written twice (a page
+            # listed again on resume) is no tie.
             await tx.executemany(
                 "INSERT INTO devices (generation, key, rank, payload) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (generation, key) DO UPDATE SET payload = excluded.payload, "
+                "ON CONFLICT (generation, key) DO UPDATE SET payload = CASE "
+                "WHEN excluded.rank = devices.rank AND excluded.payload <> devices.payload "
+                f"THEN {_AMBIGUOUS_SQL[self._driver.dialect]} ELSE excluded.payload END, "
                 "rank = excluded.rank WHERE excluded.rank >= devices.rank",
                 rows,
             )

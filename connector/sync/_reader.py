@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import structlog
 
-from connector.store import Generation, Store, StoreError
+from connector.store import AMBIGUOUS, Generation, Store, StoreError
 from connector.sync._engine import KEYED_KINDS
 from providers.base import DeviceRecord, Provider, ProviderError, ProviderNotReady
 from providers.identifiers import DeviceIdentifier
@@ -125,6 +125,12 @@ class SyncedProvider:
         if not self.fresh:
             return await self._fallback(identifier, self._stale_reason())
         if found is not None:
+            if found.payload == AMBIGUOUS:
+                raise ProviderError(
+                    self._name,
+                    "records of this device share the latest contact in the synced copy: "
+                    "which one is current cannot be told",
+                )
             return self._decode(found.payload)
         return await self._live.lookup(identifier) if self._live is not None else None
 
