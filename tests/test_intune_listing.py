@@ -17,7 +17,7 @@ from connector.store import Store, SyncState
 from connector.sync import Syncer
 from providers._listing import iterate
 from providers.base import CursorRejected, DeviceRecord, ProviderError
-from providers.identifiers import classify
+from providers.identifiers import IdentifierKind, classify
 from providers.intune import IntuneProvider, IntuneSettings
 from providers.sync_options import SyncOptions
 from tests.fakes.graph import FakeGraph, Fault, create_app
@@ -240,3 +240,27 @@ async def test_expired_next_link_restarts_the_sync(store: Store, graphs: Graphs)
     assert done.id != stale
     assert done.devices == 120
     assert "sync.restarted" in [e["event"] for e in logs]
+
+
+async def test_a_device_two_entra_objects_claim_is_left_out_of_the_copy(graphs: Graphs) -> None:
+    """Two Entra objects with one deviceId (a stale registration, here in a "Blocked" group):
+    a lookup refuses the device, since whose groups count cannot be told; the listing took
+    whichever object came last. It now leaves the device out of the copy (denied, not allowed
+    without the other object's groups) and says so."""
+    fake = FakeGraph.generated(2, users=1, groups=2, tenant_id=TENANT)
+    fake.clients = {CLIENT_ID: CLIENT_SECRET}
+    device = fake.managed_devices[0]
+    blocked, stale = "00000000-0000-4000-a000-0000000000ff", "00000000-0000-4000-e000-0000000000ff"
+    fake.groups.append({"id": blocked, "displayName": "Blocked"})
+    fake.entra_devices.insert(0, {"id": stale, "deviceId": device["azureADDeviceId"]})
+    fake.memberships[stale] = [blocked]
+    identifier = classify(device["serialNumber"], frozenset({IdentifierKind.SERIAL}))
+    with pytest.raises(ProviderError, match="more than one device"):
+        await (await graphs.provider(fake, device_groups=True)).lookup(identifier)
+    with capture_logs() as logs:
+        records = await list_all(await graphs.provider(fake, device_groups=True))
+    assert device["id"] not in [r.record_id for r in records]
+    assert len(records) == 1
+    assert [e["event"] for e in logs if e["event"] == "provider.entra_device_ambiguous"] == [
+        "provider.entra_device_ambiguous"
+    ]

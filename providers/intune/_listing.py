@@ -114,7 +114,7 @@ class IntuneLister:
             concurrency=max(1, settings.max_connections - 1),  # one left for lookups
         )
         self._users: dict[str, UserRow | None] | None = None
-        self._entra: dict[str, str] | None = None
+        self._entra: dict[str, str | None] | None = None
         self._user_groups: dict[str, tuple[DirectoryGroup, ...]] = {}
         self._groups: dict[str, DirectoryGroup] = {}
 
@@ -167,11 +167,16 @@ class IntuneLister:
             users.update((u.id, user_row(u)) for u in page.value)
         return users
 
-    async def _read_entra_devices(self) -> dict[str, str]:
-        """Entra object id by ``deviceId`` (what a managed device's ``azureADDeviceId`` is)."""
-        found: dict[str, str] = {}
+    async def _read_entra_devices(self) -> dict[str, str | None]:
+        """Entra object id by ``deviceId`` (what a managed device's ``azureADDeviceId`` is);
+        None for a ``deviceId`` two objects claim (whose groups count cannot be told: a live
+        lookup refuses it too)."""
+        found: dict[str, str | None] = {}
         async for page in self._pages("devices", EntraDeviceList, {"$select": "id,deviceId"}):
-            found.update((d.device_id.lower(), d.id) for d in page.value if d.device_id)
+            for entra in page.value:
+                if entra.device_id:
+                    key = entra.device_id.lower()
+                    found[key] = entra.id if found.get(key, entra.id) == entra.id else None
         return found
 
     async def _pages(
@@ -204,14 +209,21 @@ class IntuneLister:
             wanted = [u for u in owners if u not in self._user_groups]
             self._user_groups.update(await self._member_of("users", wanted, deadline))
         objects: dict[str, str] = {}
+        ambiguous: set[str] = set()
         device_groups: dict[str, tuple[DirectoryGroup, ...]] = {}
         if settings.device_groups and self._entra is not None:
             for device in devices:
                 azure_id = mapping.entra_device_id(device)
                 if azure_id is None:
                     continue
-                if (found := self._entra.get(azure_id.lower())) is not None:
+                key = azure_id.lower()
+                if (found := self._entra.get(key)) is not None:
                     objects[device.id] = found
+                elif key in self._entra:  # two Entra objects: left out of the copy, as refused
+                    ambiguous.add(device.id)
+                    log.warning(
+                        "provider.entra_device_ambiguous", provider=self._name, device_id=azure_id
+                    )
                 else:
                     log.warning(
                         "provider.entra_device_not_found", provider=self._name, device_id=azure_id
@@ -221,6 +233,8 @@ class IntuneLister:
         users = self._users or {}
         records = []
         for device in devices:
+            if device.id in ambiguous:
+                continue
             owner = text(device.user_id)
             groups = [
                 *(self._user_groups.get(owner, ()) if owner else ()),
