@@ -116,12 +116,12 @@ class Connection(web.RequestHandler):
     def _head_too_large(self, data: bytes) -> bool:
         """Count `data` into the head arriving; at its blank line stop counting (the body
         follows); past the limit, close the connection (True)."""
-        window = self._head_tail + data
-        if b"\r\n\r\n" in window or b"\n\n" in window:
+        seam = self._head_tail + data[:3]  # a blank line split across two reads
+        if b"\n\n" in data or b"\r\n\r\n" in data or b"\n\n" in seam or b"\n\r\n" in seam:
             self._head_bytes = -1
             return False
         self._head_bytes += len(data)
-        self._head_tail = window[-3:]
+        self._head_tail = (self._head_tail + data[-3:])[-3:]
         if self._head_bytes <= MAX_HEAD_BYTES:
             return False
         log.info(

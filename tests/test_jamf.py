@@ -38,7 +38,7 @@ from providers.identifiers import DeviceIdentifier, IdentifierKind, classify
 from providers.jamf import JamfProvider, JamfSettings
 from providers.jamf._api import MAX_PAGES
 from providers.jamf._models import parse_jamf_time
-from tests.fakes.jamf import FakeJamf, create_app
+from tests.fakes.jamf import FakeJamf, create_app, jamf_computer
 from tests.fakes.provider_hooks import RecordingHook
 from tests.helpers import (
     AUTH_ID,
@@ -279,6 +279,15 @@ async def test_pagination_collects_every_page(make_provider: MakeProvider, fake:
     assert pages == ["0", "1"]
 
 
+def _mac(serial: str, number: int, *, managed: bool, contact: str | None) -> dict[str, Any]:
+    """One of several records of `serial`, named in order (Jamf sorts a search by name)."""
+    computer = jamf_computer(serial, number)
+    computer["general"].update(
+        name=f"MAC-{number:03d}", remoteManagement={"managed": managed}, lastContactTime=contact
+    )
+    return computer
+
+
 async def test_more_matches_than_the_pages_read_fail_instead_of_choosing_among_some(
     aiohttp_server: Any,
 ) -> None:
@@ -286,28 +295,11 @@ async def test_more_matches_than_the_pages_read_fail_instead_of_choosing_among_s
     matches than `MAX_PAGES` pages hold, the newest (here unmanaged, named last) may be unread,
     so the lookup fails rather than allow on an older record that still says managed."""
 
-    def computer(n: int, *, managed: bool, contact: str, name: str) -> dict[str, Any]:
-        return {
-            "id": str(600 + n),
-            "udid": f"11111111-2222-4333-8444-{600 + n:012d}",
-            "general": {
-                "name": name,
-                "platform": "Mac",
-                "remoteManagement": {"managed": managed},
-                "supervised": True,
-                "lastContactTime": contact,
-            },
-            "hardware": {"model": "Mac mini", "serialNumber": "C02TRUNC0001"},
-            "operatingSystem": {"name": "macOS", "version": "15.3"},
-            "userAndLocation": None,
-            "groupMemberships": [],
-        }
-
     old = [
-        computer(i, managed=True, contact=f"2024-01-{i + 1:02d}T00:00:00Z", name=f"A{i:02d}")
+        _mac("C02TRUNC0001", i, managed=True, contact=f"2024-01-{i + 1:02d}T00:00:00Z")
         for i in range(MAX_PAGES)
     ]
-    newest = computer(MAX_PAGES, managed=False, contact="2025-03-14T00:00:00Z", name="ZZ")
+    newest = _mac("C02TRUNC0001", MAX_PAGES, managed=False, contact="2025-03-14T00:00:00Z")
     fake = FakeJamf.from_document({"computers": [*old, newest]})
     url = await served_url(aiohttp_server, create_app(fake))
     settings = jamf_settings(url, page_size=1, device_classes="computers")
@@ -324,33 +316,15 @@ async def test_more_matches_than_the_pages_read_fail_instead_of_choosing_among_s
     finally:
         await provider.aclose()
     assert record is not None
-    assert (record.record_id, record.managed) == (str(600 + MAX_PAGES), False)
+    assert (record.record_id, record.managed) == (newest["id"], False)
 
 
 async def test_records_tied_on_the_latest_contact_fail_the_lookup(aiohttp_server: Any) -> None:
     """Two records of one serial that share the latest contact (both never reported one):
     which is current cannot be told, and Jamf's order chose between managed and not."""
 
-    def computer(n: int, *, managed: bool) -> dict[str, Any]:
-        return {
-            "id": str(700 + n),
-            "udid": f"11111111-2222-4333-8444-{700 + n:012d}",
-            "general": {
-                "name": f"TIE-{n}",
-                "platform": "Mac",
-                "remoteManagement": {"managed": managed},
-                "supervised": True,
-                "lastContactTime": None,
-            },
-            "hardware": {"model": "Mac mini", "serialNumber": "C02TIED00001"},
-            "operatingSystem": {"name": "macOS", "version": "15.3"},
-            "userAndLocation": None,
-            "groupMemberships": [],
-        }
-
-    fake = FakeJamf.from_document(
-        {"computers": [computer(1, managed=True), computer(2, managed=False)]}
-    )
+    twins = [_mac("C02TIED00001", n, managed=n == 1, contact=None) for n in (1, 2)]
+    fake = FakeJamf(computers=twins)
     url = await served_url(aiohttp_server, create_app(fake))
     provider = JamfProvider("jamf", jamf_settings(url, device_classes="computers"))
     try:

@@ -5,13 +5,10 @@ thread of its own, and a watcher that samples the shared PostgreSQL store while 
 from __future__ import annotations
 
 import asyncio
-import copy
-import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -19,21 +16,6 @@ from aiohttp import web
 
 from tests.e2e.balancers import free_port
 from tests.fakes.jamf import FakeJamf, create_app
-
-JAMF_DEVICES = Path(__file__).resolve().parents[1] / "fakes" / "jamf_devices.json"
-
-
-def jamf_computer(serial: str, number: int) -> dict[str, Any]:
-    """A managed Mac in Jamf's v4 inventory shape, built from the fake's first computer."""
-    template = json.loads(JAMF_DEVICES.read_text(encoding="utf-8"))["computers"][0]
-    computer: dict[str, Any] = copy.deepcopy(template)
-    computer["id"] = str(10_000 + number)
-    computer["udid"] = f"5F0C2B7E-9A41-4D8C-B3E2-{number:012d}"
-    computer["hardware"]["serialNumber"] = serial
-    computer["general"]["name"] = f"MAC-{number}"
-    computer["general"]["managementId"] = f"c1f4e0a2-7d3b-4f5e-9a61-{number:012d}"
-    computer["userAndLocation"].update(username=f"u{number}", departmentId=None)
-    return computer
 
 
 class JamfServer:

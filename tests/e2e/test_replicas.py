@@ -29,7 +29,8 @@ from providers.jamf import JamfSettings
 from tests.conftest import _fresh_postgres
 from tests.e2e.balancers import Outcome, Replica, enrol_many, percentile, replica_document
 from tests.e2e.rig import Rig, balanced_replicas
-from tests.e2e.shared_store import JamfServer, StoreWatch, holders, jamf_computer
+from tests.e2e.shared_store import JamfServer, StoreWatch, holders
+from tests.fakes.jamf import jamf_computer
 from tests.helpers import authorize, signed
 
 pytestmark = pytest.mark.e2e

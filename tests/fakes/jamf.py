@@ -163,6 +163,23 @@ class LoggedRequest:
     auth: str | None
 
 
+DEVICES_FILE = Path(__file__).with_name("jamf_devices.json")
+"""The fake's sample inventory."""
+
+
+def jamf_computer(serial: str, number: int) -> dict[str, Any]:
+    """A managed Mac in Jamf's v4 inventory shape, built from the fake's first computer."""
+    template = json.loads(DEVICES_FILE.read_text(encoding="utf-8"))["computers"][0]
+    computer: dict[str, Any] = copy.deepcopy(template)
+    computer["id"] = str(10_000 + number)
+    computer["udid"] = f"5F0C2B7E-9A41-4D8C-B3E2-{number:012d}"
+    computer["hardware"]["serialNumber"] = serial
+    computer["general"]["name"] = f"MAC-{number}"
+    computer["general"]["managementId"] = f"c1f4e0a2-7d3b-4f5e-9a61-{number:012d}"
+    computer["userAndLocation"].update(username=f"u{number}", departmentId=None)
+    return computer
+
+
 @dataclass
 class FakeJamf:
     """The fake's state: inventory, credentials, tokens, faults, and what it has seen."""
@@ -953,9 +970,7 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m tests.fakes.jamf", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--port", type=int, default=9443, help="0: any free port (printed)")
-    parser.add_argument(
-        "--devices", type=Path, default=Path(__file__).with_name("jamf_devices.json")
-    )
+    parser.add_argument("--devices", type=Path, default=DEVICES_FILE)
     parser.add_argument("--computers", type=int, default=0, help="generate this many Macs")
     parser.add_argument("--mobiles", type=int, default=0, help="generate this many iPhones")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
