@@ -6,6 +6,8 @@
                                             [--without log,audit,metrics] [--floor]
                                             [--floor-parts parse,audit,log,metrics]
                                             [--floor-audit thread|process]
+                                            [--floor-reader parse_body|sketch]
+                                            [--floor-event-loop reference|uvloop|asyncio]
 
 Two servers, each in its own process, get the same signed AUTHORIZING body from the same load
 generator in one run:
@@ -33,6 +35,10 @@ raises it); the connector's distance from it is roughly what its structure costs
 `--floor-parts` keeps only the named parts in it (the bare handler plus those parts): what each
 part costs on its own. `--floor-audit process` inserts its audit rows in a writer process fed
 through a pipe instead of on a thread (a design the connector does not use).
+`--floor-reader sketch` reads the body with an optimistic stand-in that checks less than the
+connector must (`benchmarks._floor.sketch_read`), and `--floor-event-loop` runs the floor on
+another loop than the bare handler's: both only raise the floor, to bound what any design
+reaches from above.
 
 The connector runs on the event loop `serve` picks (`server.event_loop`, uvloop by default);
 `--event-loop asyncio` runs it on asyncio's own loop instead. The reference servers run on asyncio's
@@ -66,7 +72,7 @@ from typing import Any
 from aiohttp import web
 
 from benchmarks._config import HOOK_ID, SECRET, gate_config
-from benchmarks._floor import AUDIT_WRITERS, serve_floor
+from benchmarks._floor import AUDIT_WRITERS, READERS, serve_floor
 from benchmarks._floor import PARTS as FLOOR_PARTS
 from benchmarks._upstream import CLIENT_ID, CLIENT_SECRET, jamf_document, serial
 from connector import create_app, stepca
@@ -189,13 +195,20 @@ def child(kind: str, args: argparse.Namespace) -> None:
             await _bare(stopped)
         elif kind == "floor":
             await serve_floor(
-                stopped, _serve_on_free_port, DEVICE, args.floor_parts, args.floor_audit
+                stopped,
+                _serve_on_free_port,
+                DEVICE,
+                args.floor_parts,
+                audit_writer=args.floor_audit,
+                reader=args.floor_reader,
             )
         else:
             await _connector(stopped, args.inventory, args.without, args.event_loop)
 
     if kind == "connector":
         factory = loop_factory(args.event_loop)
+    elif kind == "floor" and args.floor_event_loop != "reference":
+        factory = loop_factory(args.floor_event_loop)
     else:
         factory = loop_factory("uvloop" if args.uvloop else "asyncio")
     with asyncio.Runner(loop_factory=factory) as runner:
@@ -215,6 +228,8 @@ class Server:
         command += ["--without", ",".join(sorted(args.without))]
         command += ["--floor-parts", ",".join(sorted(args.floor_parts))]
         command += ["--floor-audit", args.floor_audit]
+        command += ["--floor-reader", args.floor_reader]
+        command += ["--floor-event-loop", args.floor_event_loop]
         self.process = subprocess.Popen(  # noqa: S603 - this benchmark's own child
             command, stdout=subprocess.PIPE, text=True
         )
@@ -320,7 +335,7 @@ def check_allowed(url: str, body: bytes, headers: dict[str, str]) -> None:
         raise RuntimeError(f"expected an allow, got {answer}")
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=5.0, help="per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs; best counts")
@@ -361,8 +376,25 @@ def main() -> None:
         default="thread",
         help="where the floor inserts audit rows: on a thread (as the connector) or in a process",
     )
+    parser.add_argument(
+        "--floor-reader",
+        choices=READERS,
+        default="parse_body",
+        help="how the floor reads the body: parse_body (as strict as the connector) or sketch "
+        "(an optimistic stand-in that checks less: the floor then over-estimates)",
+    )
+    parser.add_argument(
+        "--floor-event-loop",
+        choices=("reference", "uvloop", "asyncio"),
+        default="reference",
+        help="the floor's event loop (reference: the bare handler's, see --uvloop)",
+    )
     parser.add_argument("--child", choices=("bare", "floor", "connector"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = _parser().parse_args()
     if args.child:
         child(args.child, args)
         return
@@ -413,6 +445,10 @@ def main() -> None:
         parts = ", ".join(p for p in FLOOR_PARTS if p in args.floor_parts) or "none"
         if "audit" in args.floor_parts:
             parts += f"; audit rows inserted on a {args.floor_audit}"
+        if "parse" in args.floor_parts and args.floor_reader == "sketch":
+            parts += "; the optimistic sketch reader"
+        if args.floor_event_loop != "reference":
+            parts += f"; on {args.floor_event_loop}"
         print(
             f"floor (required work, no structure; parts: {parts}): {floor['rate']:8.0f} req/s "
             f"({floor['rate'] / bare['rate']:.2f} x bare){cpu}"

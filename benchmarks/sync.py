@@ -222,7 +222,8 @@ async def store_figures(
         bodies = [stepca.enriching_body(s) for s in serials]
         await latencies(decisions(hook, synced, bodies[:100]))  # warm-up
         decided = await latencies(decisions(hook, synced, bodies))
-        reads = await latencies([functools.partial(store.find_device, "jamf", s) for s in serials])
+        keys = [f"serial:{s}" for s in serials]
+        reads = await latencies([functools.partial(store.find_device, "jamf", k) for k in keys])
     finally:
         await store.aclose()
     return figures, decided, reads

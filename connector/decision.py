@@ -14,6 +14,7 @@ from connector import jsonbytes
 from connector.enrichment import build_data
 from connector.lookup import LookupResult, ProviderChain
 from connector.models import ReplyError, WebhookReply, WebhookRequest
+from connector.observe import clip
 from connector.policy import (
     Evaluation,
     PolicyResult,
@@ -26,6 +27,7 @@ from connector.policy import (
 from connector.settings import WebhookSettings
 from providers.base import DeviceRecord
 from providers.identifiers import DeviceIdentifier, IdentifierKind, IdentifierShapeError, classify
+from providers.vocabulary import is_apple_platform
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,15 @@ def policy_error(result: PolicyResult) -> tuple[str, str]:
     if error is None:  # pragma: no cover - only called for a failed policy
         return "policy-denied", "denied by policy"
     return error.code, error.message
+
+
+_APPLE_KINDS = frozenset({IdentifierKind.SERIAL, IdentifierKind.UDID})
+"""Identifiers only Apple attests (`IdentifierKind`): the device must be an Apple one.
+
+Windows and Linux hosts report a serial number their firmware (or a virtual machine's
+settings) chose, and an MDM takes it as given: a VM enrolled with a Mac's serial would
+otherwise vouch for that Mac. A record with no platform is left to the policy's ``platform``
+rule (`allow_unreported`)."""
 
 
 MEMO_ENTRIES = 4096
@@ -217,6 +228,17 @@ async def decide(
             "device-not-found", "the device is not in the organisation's inventory", **base
         )
     record = result.record
+    if (
+        identifier.kind in _APPLE_KINDS
+        and record.platform
+        and not is_apple_platform(record.platform)
+    ):
+        return _deny(
+            "platform-mismatch",
+            f"the inventory lists this Apple identifier on a {clip(record.platform, 40)} device",
+            record=record,
+            **base,
+        )
     if memo is None:
         verdict = evaluate(hook.policy, record, identifier, now=now)
     else:

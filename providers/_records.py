@@ -41,11 +41,16 @@ def newest(
     More than one candidate is logged as ``provider.duplicate_records``; None when there is none.
     Two records that share the latest contact (both never reported one, say) fail the lookup:
     which is current cannot be told, and the upstream's order (or the sync's) would decide.
+    Records are told apart by what they hold, not by `record_id`: Mosyle's id is the UDID, which
+    a deleted record shares with the device's new one. The same record listed twice is one.
     """
     if not candidates:
         return None
     latest = max(contact(c) or _EPOCH for c in candidates)
-    tied = {record_id(c) for c in candidates if (contact(c) or _EPOCH) == latest}
+    tied: list[_T] = []
+    for candidate in candidates:
+        if (contact(candidate) or _EPOCH) == latest and candidate not in tied:
+            tied.append(candidate)
     if len(tied) > 1:
         raise ProviderError(
             provider,

@@ -64,17 +64,19 @@ PACING_KEYS = frozenset(
 """Keys that only pace or bound the calls to an upstream: never what it lists."""
 
 
-def listing_of(settings: SyncOptions) -> str:
+def listing_of(settings: SyncOptions, *, layout: int) -> str:
     """What a synced copy is listed under: a digest of the provider's table without its sync
     keys, its `PACING_KEYS` and its secrets (dumped masked: a rotated secret lists the same
-    devices).
+    devices), and of `layout`, how the store keys the copy's rows.
 
-    Any other change (another URL or tenant, fewer device classes, other groups read) makes the
-    copy another inventory, kept apart in the store. A key is left out only when it surely
-    changes nothing listed: a change to any other key costs a sync, never a wrong answer.
+    Any other change (another URL or tenant, fewer device classes, other groups read, rows
+    keyed otherwise) makes the copy another inventory, kept apart in the store. A key is left
+    out only when it surely changes nothing listed: a change to any other key costs a sync,
+    never a wrong answer.
     """
     table = settings.model_dump(exclude=set(SyncOptions.model_fields) | PACING_KEYS)
-    text = json.dumps(_canonical(table), sort_keys=True, separators=(",", ":"), default=str)
+    table = {"layout": layout, "table": _canonical(table)}
+    text = json.dumps(table, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

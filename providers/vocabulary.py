@@ -30,3 +30,16 @@ PLATFORMS: frozenset[str] = frozenset(
     }
 )
 """``DeviceRecord.platform``: Apple platforms from Jamf and files, operating systems from Intune."""
+
+APPLE_PLATFORMS: frozenset[str] = frozenset(
+    {"macOS", "iOS", "iPadOS", "tvOS", "visionOS", "watchOS"}
+)
+"""The platforms of `PLATFORMS` whose devices Apple attests by serial number or UDID."""
+
+
+def is_apple_platform(platform: str) -> bool:
+    """Whether an inventory's platform (any case) is one of `APPLE_PLATFORMS`."""
+    return platform.strip().casefold() in _APPLE_FOLDED
+
+
+_APPLE_FOLDED = frozenset(name.casefold() for name in APPLE_PLATFORMS)

@@ -18,8 +18,9 @@ from structlog.testing import capture_logs
 from connector import create_app
 from connector.app import PROVIDERS_STARTED
 from connector.store import StoreSettings, open_store
-from connector.sync import Syncer
+from connector.sync import Syncer, device_key
 from providers.base import DeviceLister, DeviceRecord
+from providers.identifiers import classify
 from providers.sync_options import SyncOptions
 from tests.fakes._upstream import FakeUpstream
 from tests.helpers import AUTH_ID, FIXED_NOW, authorize, config, enrich, make_settings, signed
@@ -161,7 +162,8 @@ async def sync_and_find(
         options = SyncOptions(mode="sync", sync_interval=60, max_staleness=600)
         syncer = Syncer(name, lister, options, store, replica="a", encode=codec.dump_json)
         generation = await syncer.sync()
-        found = await store.find_device(name, key.upper())
+        identifier = classify(key)
+        found = await store.find_device(name, device_key(identifier.kind, identifier.normalized))
     finally:
         await store.aclose()
     return generation.devices, None if found is None else codec.validate_json(found.payload)

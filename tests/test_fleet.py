@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -480,3 +481,61 @@ async def test_cli_lookup_with_example_config(tmp_path: Path, fleet_url: str) ->
     allowed, denied = await cli_allowed_and_denied(path, env, MAC, CRITICAL)
     assert "MDA Pilot" in allowed["data"]["groups"]
     assert denied["error"]["code"] == "group-forbidden"
+
+
+# --- an Apple identifier on a host that is not an Apple device ----------------------------------
+
+PERSONAL_MAC = "C02PERSONAL1"
+PERSONAL_IPHONE = "00008110-000A1C2E3F40F999"
+
+
+def vm_claiming(host_id: int, serial: str, platform: str) -> dict[str, Any]:
+    """A virtual machine enrolled in Fleet whose firmware reports `serial` (a VM's serial is
+    whatever its settings say), under Fleet's MDM and in the pilot label: the managed Mac's
+    host with another platform."""
+    host = copy.deepcopy(next(h for h in FakeFleet.from_file().hosts if h["id"] == 11))
+    name = f"vm-{host_id}"
+    host.update(
+        id=host_id,
+        uuid=f"5A5A5A5A-0000-4000-8000-0000000000{host_id:02d}",
+        osquery_host_id=name,
+        node_key=name,
+        hostname=name,
+        display_name=name,
+        computer_name=name,
+        hardware_serial=serial,
+        hardware_model="VMware Virtual Platform",
+        platform=platform,
+        os_version="Windows 11 Enterprise 23H2 10.0.22631.3447",
+        policies=[],
+    )
+    return host
+
+
+@pytest.mark.parametrize("platform", ["windows", "ubuntu", "rocky"])
+async def test_an_apple_serial_on_another_platforms_host_is_denied(
+    service: Any, fake: FakeFleet, platform: str
+) -> None:
+    """A personal Mac's serial set on a VM enrolled in Fleet (managed, in the pilot label) was
+    allowed: the Mac got a certificate on the VM's standing. An Apple-attested identifier
+    matches an Apple device only, also on a platform the vocabulary lacks ("rocky")."""
+    fake.hosts.append(vm_claiming(90, PERSONAL_MAC, platform))
+    client = await service()
+    answer = await call(client, PERSONAL_MAC, path=GATE)
+    assert answer["allow"] is False
+    assert answer["error"]["code"] == "platform-mismatch"
+    assert "Apple identifier" in answer["error"]["message"]
+
+
+async def test_a_synced_udid_never_finds_a_host_by_its_serial(
+    make_provider: MakeProvider, fake: FakeFleet, tmp_path: Path
+) -> None:
+    """The live lookup compares a UDID with the UUID only; the synced copy answered a UDID with
+    the host whose serial had its characters (a Windows VM set to an iPhone's UDID)."""
+    fake.hosts.append(vm_claiming(91, PERSONAL_IPHONE, "windows"))
+    provider = await make_provider()
+    with pytest.raises(ProviderError):
+        await provider.lookup(classify(PERSONAL_IPHONE))
+    devices, found = await sync_and_find("fleet", provider, tmp_path, PERSONAL_IPHONE)
+    assert devices == 9
+    assert found is None

@@ -189,11 +189,13 @@ def test_apple_versions_lose_the_os_name(platform: str, raw: str, expected: str 
         ("rhel", "Linux"),
         ("chrome", "ChromeOS"),
         ("android", "Android"),
-        ("solaris", None),
+        ("solaris", "solaris"),
+        ("", None),
     ],
 )
 def test_platforms_use_the_vocabulary(fleet: str, expected: str | None) -> None:
-    """Fleet's platform names become the vocabulary's; an unknown one is unreported."""
+    """Fleet's platform names become the vocabulary's; an unknown one keeps Fleet's spelling
+    (it is still not an Apple device), and an empty one is unreported."""
     assert mapping.platform(fleet) == expected
 
 

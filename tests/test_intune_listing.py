@@ -220,7 +220,7 @@ async def test_sync_commits_intune_into_the_store_and_resumes(store: Store, grap
     done = await syncer(store, await graphs.provider(fake)).sync()
     assert done.devices == 120
     assert len(fake.http_requests("/deviceManagement/managedDevices")) == 1
-    found = await store.find_device("intune", "F20000000007")
+    found = await store.find_device("intune", "serial:F20000000007")
     assert found is not None
     record = CODEC.validate_json(found.payload)
     assert record.user is not None

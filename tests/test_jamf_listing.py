@@ -223,7 +223,7 @@ async def test_sync_resumes_at_the_failed_page(
     assert done.devices == 30
     assert pages(fake, COMPUTERS) == ["1", "2"]
     assert fake.count("/api/v1/departments") == 1
-    found = await store.find_device("jamf", "C00000000022")
+    found = await store.find_device("jamf", "serial:C00000000022")
     assert found is not None
     user = CODEC.validate_json(found.payload).user
     assert user is not None

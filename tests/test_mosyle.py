@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -678,3 +679,25 @@ async def test_cli_lookup_with_example_config(tmp_path: Path, mosyle_url: str) -
     allowed, denied = await cli_allowed_and_denied(path, env, MAC, LIMBO)
     assert "MDA Pilot" in allowed["data"]["groups"]
     assert denied["error"]["code"] == "device-unmanaged"
+
+
+@pytest.mark.parametrize("live_first", [True, False])
+async def test_a_deleted_record_tied_with_the_live_one_fails_the_lookup(
+    make_provider: MakeProvider, fake: FakeMosyle, live_first: bool
+) -> None:
+    """Mosyle keeps a deleted record beside the device's new one, under the same UDID. With no
+    contact on either, the order Mosyle listed them in decided: managed one way, unmanaged the
+    other. Which is current cannot be told, so the lookup fails (closed)."""
+    base = copy.deepcopy(fake.devices[0])
+    base.update(
+        serial_number="C02MSY0TIE01",
+        deviceudid="9F2E4C11-0000-5000-8000-00000000AAAA",
+        date_last_beat="0",
+        date_info="",
+        status="IN",
+    )
+    live, deleted = dict(base, is_deleted="0"), dict(base, is_deleted="1")
+    fake.devices = [live, deleted] if live_first else [deleted, live]
+    provider = await make_provider(device_groups=False)
+    with pytest.raises(ProviderError, match="share the latest contact"):
+        await provider.lookup(classify("C02MSY0TIE01"))

@@ -102,7 +102,7 @@ async def keys(store: Store, *serials: str) -> dict[str, bool | None]:
     """Each serial's synced `managed` flag (None when absent)."""
     out: dict[str, bool | None] = {}
     for serial in serials:
-        found = await store.find_device("jamf", serial)
+        found = await store.find_device("jamf", f"serial:{serial}")
         out[serial] = None if found is None else decode(found.payload).managed
     return out
 
@@ -429,8 +429,8 @@ async def test_a_listing_under_other_settings_neither_resumes_nor_mixes(store: S
     new = ListedInventory([device("NEW1"), device("NEW2"), device("NEW3"), device("NEW4")])
     current = await syncer(store, new, key="jamf@new").sync()
     assert current.devices == 4
-    assert await store.find_device("jamf@new", "OLD1") is None
-    assert await store.find_device("jamf@new", "NEW1") is not None
+    assert await store.find_device("jamf@new", "serial:OLD1") is None
+    assert await store.find_device("jamf@new", "serial:NEW1") is not None
     assert (await store.load_sync_state("jamf@old")).building is not None  # still its own
 
 

@@ -6,6 +6,7 @@ from connector.sync._engine import (
     PagedLister,
     Syncer,
     copy_name,
+    device_key,
     record_keys,
     utc,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "SyncedProvider",
     "Syncer",
     "copy_name",
+    "device_key",
     "record_keys",
     "utc",
 ]

@@ -90,6 +90,11 @@ KEYED_KINDS = frozenset({IdentifierKind.SERIAL, IdentifierKind.UDID})
 """The identifier kinds `record_keys` indexes. A YubiKey serial with a device serial's digits
 names another thing, which the synced upstreams (Jamf, Intune, ...) do not know."""
 
+KEY_LAYOUT = 2
+"""How a copy's rows are keyed, part of its name (`copy_name`), so that a copy keyed otherwise
+is listed again rather than read: 2, the identifier's kind and value (`device_key`); 1 (before
+2026-12-03), the value alone, where a UDID found a record whose serial had its characters."""
+
 
 def copy_name(name: str, options: SyncOptions) -> str:
     """The store's name for provider `name`'s synced copy under `options`: ``NAME@LISTING``
@@ -99,14 +104,25 @@ def copy_name(name: str, options: SyncOptions) -> str:
     another copy, synced under a lease of its own: a copy answers only replicas that run the
     settings it was listed under, and during a rolling change each side keeps its own.
     """
-    return f"{name}@{listing_of(options)}"
+    return f"{name}@{listing_of(options, layout=KEY_LAYOUT)}"
+
+
+def device_key(kind: IdentifierKind, normalized: str) -> str:
+    """A copy's row key: the kind, then the value (as `DeviceIdentifier.normalized`). A serial
+    answers only a serial, a UDID only a UDID, as the live lookups compare the field of the
+    identifier's kind: a Windows host's serial can be set to anything, an iPhone's UDID too."""
+    return f"{kind.value}:{normalized}"
 
 
 def record_keys(record: DeviceRecord) -> tuple[str, ...]:
-    """The normalised identifiers a record answers to (as `DeviceIdentifier.normalized`); a
-    serial or UDID other than ASCII answers to none (`ascii_upper`)."""
-    keys = (ascii_upper(record.serial), ascii_upper(record.udid))
-    return tuple(dict.fromkeys(k for k in keys if k))
+    """The keys a record answers to (`device_key`); a serial or UDID other than ASCII answers
+    to none (`ascii_upper`)."""
+    serial, udid = ascii_upper(record.serial), ascii_upper(record.udid)
+    keys = (
+        device_key(IdentifierKind.SERIAL, serial) if serial else None,
+        device_key(IdentifierKind.UDID, udid) if udid else None,
+    )
+    return tuple(k for k in keys if k)
 
 
 def record_rank(record: DeviceRecord) -> float:

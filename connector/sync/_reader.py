@@ -22,7 +22,7 @@ from collections.abc import Callable
 import structlog
 
 from connector.store import AMBIGUOUS, Generation, Store, StoreError
-from connector.sync._engine import KEYED_KINDS
+from connector.sync._engine import KEYED_KINDS, device_key
 from providers.base import DeviceRecord, Provider, ProviderError, ProviderNotReady
 from providers.identifiers import DeviceIdentifier
 from providers.sync_options import SyncOptions
@@ -114,7 +114,8 @@ class SyncedProvider:
         if identifier.kind not in KEYED_KINDS:  # never in the copy, whatever its digits
             return await self._live.lookup(identifier) if self._live is not None else None
         try:
-            found = await self._store.find_device(self.key, identifier.normalized)
+            key = device_key(identifier.kind, identifier.normalized)
+            found = await self._store.find_device(self.key, key)
             if found is None:
                 await self._refresh()  # how old is the copy that does not know the device?
         except StoreError as exc:

@@ -56,13 +56,14 @@ _NEVER = datetime(2001, 1, 1, tzinfo=UTC)  # Fleet writes placeholder dates for 
 
 
 def platform(value: str | None) -> str | None:
-    """The `providers.vocabulary` spelling of Fleet's ``platform``; None for one it lacks."""
+    """The `providers.vocabulary` spelling of Fleet's ``platform``; Fleet's own for one the
+    vocabulary lacks (a Linux distribution not listed here is still not an Apple device)."""
     key = (value or "").strip().lower()
     if key in _APPLE:
         return _APPLE[key]
     if key in _OTHER:
         return _OTHER[key]
-    return "Linux" if key in _LINUX else None
+    return "Linux" if key in _LINUX else text(value)
 
 
 def os_version(host: Host) -> str | None:
