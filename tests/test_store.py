@@ -400,3 +400,38 @@ async def test_waiting_for_a_pooled_postgres_connection_is_bounded(postgres_url:
             assert asyncio.get_running_loop().time() - started < 5
     finally:
         await store.aclose()
+
+
+async def test_an_abort_racing_a_commit_leaves_the_committed_copy_whole(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL: a replica aborts a generation another is committing. The abort deleted the
+    devices first, by a test the commit (not yet committed) had not changed, so the copy became
+    current with no rows: every device "not found". It now waits for the commit and keeps it."""
+    url = await _fresh_postgres(postgres_url)
+    store = await open_store(StoreSettings(backend="postgresql", url=url))
+    try:
+        generation = await store.begin_generation("jamf@x")
+        await store.add_devices(generation, [_device("C02R1"), _device("C02R2")])
+        committer = await asyncpg.connect(url)  # another replica's commit, holding its lock
+        try:
+            transaction = committer.transaction()
+            await transaction.start()
+            await committer.execute(
+                "UPDATE generations SET state = 'current', completed_at = started_at WHERE id = $1",
+                generation,
+            )
+            await committer.execute(
+                "INSERT INTO inventory_heads (provider, generation) VALUES ('jamf@x', $1)",
+                generation,
+            )
+            aborting = asyncio.create_task(store.abort_generation(generation))
+            await asyncio.sleep(0.3)  # the abort runs into the committer's lock
+            await transaction.commit()
+            await asyncio.wait_for(aborting, 10)
+        finally:
+            await committer.close()
+        assert await _payload(store, "jamf@x", "serial:C02R1") is not None
+        assert await _payload(store, "jamf@x", "serial:C02R2") is not None
+    finally:
+        await store.aclose()

@@ -255,13 +255,15 @@ class Store:
         return current
 
     async def abort_generation(self, generation: int) -> None:
-        """Throw a building generation away (a sync that will not resume)."""
+        """Throw a building generation away (a sync that will not resume).
+
+        One statement on the generation's row, its devices going with it (``ON DELETE
+        CASCADE``): it waits for a commit of the same generation under way on another replica
+        and then finds it current, and leaves it whole. Deleting the devices first, by a test
+        the commit had not yet changed, emptied a copy that went on to answer every lookup
+        "not found".
+        """
         async with self._transaction() as tx:
-            await tx.execute(
-                "DELETE FROM devices WHERE generation = ? AND generation IN "
-                "(SELECT id FROM generations WHERE state = 'building')",
-                generation,
-            )
             await tx.execute(
                 "DELETE FROM generations WHERE id = ? AND state = 'building'", generation
             )
