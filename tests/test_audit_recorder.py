@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from connector.store import AuditEntry, AuditQuery, AuditRecorder, Store
+from connector.store import AuditEntry, AuditQuery, AuditRecorder, Store, StoreSettings, open_store
 from tests.sqlite_support import StatementGate, gated_store
 
 
@@ -148,3 +148,18 @@ async def test_only_an_entry_the_database_refuses_is_dropped_never_retried_forev
     [failed] = [e for e in logs if e["event"] == "audit.write_failed"]
     assert "IntegrityError" in failed["error"] or "NotNullViolation" in failed["error"]
     assert failed["entries"] == 1
+
+
+async def test_a_flush_that_times_out_counts_what_it_loses(tmp_path: Path) -> None:
+    """At shutdown with the database gone, the flush gives up after its time: the entries it
+    held were reported as ``pending = 0`` and never counted as dropped."""
+    store = await open_store(StoreSettings(path=tmp_path / "store.sqlite3"))
+    recorder = AuditRecorder(store)
+    for second in range(7):
+        recorder.record(entry(1_000.0 + second))
+    await store.aclose()  # every write now fails, and is retried until the flush gives up
+    with capture_logs() as logs:
+        await recorder.aclose(flush_seconds=0.5)
+    timeouts = [line for line in logs if line["event"] == "audit.flush_timeout"]
+    assert [line["pending"] for line in timeouts] == [7]
+    assert (recorder.dropped, recorder.written) == (7, 0)

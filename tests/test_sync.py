@@ -86,6 +86,17 @@ class WholeListing:
         return self._inventory.iter_devices()
 
 
+async def backdate(store: Store, seconds: float) -> None:
+    """Make every generation `seconds` older by the database's clock, which judges a copy's
+    age (a replica's own clock may be off)."""
+    async with store._driver.transaction() as tx:
+        await tx.execute(
+            "UPDATE generations SET started_at = started_at - ?, completed_at = completed_at - ?",
+            seconds,
+            seconds,
+        )
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1_800_000_000.0
@@ -199,8 +210,9 @@ async def test_a_leader_that_lost_its_lease_does_not_commit(store: Store) -> Non
     inventory.gate = asyncio.Event()
     slow = asyncio.create_task(syncer(store, inventory, "a", lease_ttl=0.2).sync())
     await inventory.served.wait()
-    await asyncio.sleep(0.5)  # well past the 0.2 s lease, even on a loaded machine
-    assert await store.acquire_lease("sync:jamf", "b", 30)
+    async with store._driver.transaction() as tx:  # it lapsed (say, the store was away): b took it
+        await tx.execute("UPDATE leases SET holder = 'b' WHERE name = 'sync:jamf'")
+    await asyncio.sleep(0.2)  # a renewal (every third of the ttl) finds it gone
     inventory.gate.set()
     with pytest.raises(LeaseLost):
         await slow
@@ -228,6 +240,86 @@ async def test_a_slow_listing_of_few_devices_keeps_its_lease(store: Store) -> No
     assert done.devices == 8
 
 
+async def test_a_page_slower_than_the_lease_keeps_it(store: Store) -> None:
+    """The lease was renewed only between pages: a page slower than its ttl (Intune's first
+    reads every user of a tenant) let another replica take the sync over, each restarting the
+    other's listing. The leader now renews it while it waits, and commits."""
+
+    class SlowPages(ListedInventory):
+        async def list_page(self, cursor: str | None) -> Page:
+            await asyncio.sleep(0.5)  # over the 0.3 s ttl below
+            return await super().list_page(cursor)
+
+    inventory = SlowPages([device("C02S1"), device("C02S2"), device("C02S3")])
+    leader = asyncio.create_task(syncer(store, inventory, "a", lease_ttl=0.3).sync_if_due())
+    taken = False
+    with capture_logs() as logs:
+        while not leader.done():
+            await asyncio.sleep(0.05)
+            taken = taken or await store.acquire_lease("sync:jamf", "b", 30)
+        done = await leader
+    assert not taken
+    assert done is not None
+    assert done.devices == 3
+    assert "sync.lease_lost" not in {line["event"] for line in logs}
+
+
+async def test_a_lapsed_lease_is_not_taken_back_mid_sync(store: Store) -> None:
+    """A leader whose lease ran out (the store away longer than its ttl) stops at its next
+    write, even when nobody holds the lease now: another replica may have synced meanwhile."""
+    assert await store.acquire_lease("sync:jamf", "a", 0.2)
+    await asyncio.sleep(0.3)
+    assert not await store.renew_lease("sync:jamf", "a", 30)  # lapsed: not renewed
+    assert await store.acquire_lease("sync:jamf", "b", 30)
+    assert not await store.renew_lease("sync:jamf", "a", 30)  # another's: not renewed
+    assert await store.renew_lease("sync:jamf", "b", 30)
+
+
+async def test_a_resumed_listing_stops_when_its_copy_would_be_too_old(store: Store) -> None:
+    """A partial listing resumed just under max_staleness ran for max_staleness more, counted
+    from the resume, and committed a copy already too old to answer (and the next sync was
+    only due after sync_interval). Its time now counts from its first page."""
+    inventory = ListedInventory([device("C02R1"), device("C02R2"), device("C02R3")], page_size=1)
+    inventory.fail_after_pages = 1
+    options = SyncOptions(mode="sync", sync_interval=10, max_staleness=30)
+    leader = Syncer("jamf", inventory, options, store, replica="a", encode=encode)
+    with pytest.raises(ProviderError, match="503"):
+        await leader.sync()  # the first page is stored and its cursor saved
+    state = await store.load_sync_state("jamf")
+    async with store._driver.transaction() as tx:  # that page was listed 29.8 s ago
+        await tx.execute(
+            "UPDATE generations SET started_at = started_at - 29.8 WHERE id = ?", state.building
+        )
+    inventory.fail_after_pages = None
+    inventory.gate = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.5, inventory.gate.set)  # the next page is slow
+    with pytest.raises(ProviderError, match="max_staleness"):
+        await leader.sync()
+    assert await store.current_generation("jamf") is None
+
+
+async def test_a_reader_whose_copy_was_dropped_is_not_ready(store: Store) -> None:
+    """A replica on new settings with a shorter max_staleness dropped a copy the old settings'
+    replicas still took for fresh: those went on ready, answering every device "not found"."""
+    await Syncer(
+        "jamf", ListedInventory([device("C02KEPT1")]), SYNC, store, replica="a",
+        encode=encode, key="jamf@old",
+    ).sync()  # fmt: skip
+    await store.release_lease("sync:jamf@old", "a")  # its replicas are between syncs
+    await backdate(store, 2400)  # listed 40 minutes ago
+    patient = SyncOptions(mode="sync", sync_interval=900, max_staleness=7200)
+    reader = SyncedProvider("jamf", patient, store, decode=decode, live=None, key="jamf@old")
+    await reader.start()
+    assert await reader.lookup(classify("C02KEPT1")) is not None
+    dropped = await store.drop_stale_copies(
+        "jamf", keep="jamf@new", max_age=1800, holder="n", lease_ttl=30
+    )
+    assert dropped == ["jamf@old"]
+    with pytest.raises(ProviderNotReady, match="no complete sync"):
+        await reader.lookup(classify("C02KEPT1"))
+    assert not reader.ready
+
+
 async def test_synced_provider_fails_closed_until_a_sync_and_when_stale(store: Store) -> None:
     """mode = "sync": not ready before the first sync and after max_staleness."""
     clock = Clock()
@@ -249,7 +341,22 @@ async def test_synced_provider_fails_closed_until_a_sync_and_when_stale(store: S
     assert found.serial == "C02AAAAA0001"
     assert await reader.lookup(classify("C02AAAAA0002")) is None
     clock.now += SYNC.max_staleness + 1
-    assert not reader.ready
+    assert not reader.ready  # between reads, by this replica's clock
+    await backdate(store, SYNC.max_staleness + 1)
+    with pytest.raises(ProviderNotReady, match="max_staleness"):
+        await reader.lookup(classify("C02AAAAA0001"))
+
+
+async def test_a_copy_is_as_old_as_the_database_says(store: Store) -> None:
+    """Freshness was this replica's clock minus a time the database stamped: a replica whose
+    clock ran an hour behind answered, and allowed, from a copy an hour past max_staleness."""
+    await syncer(store, ListedInventory([device("C02AAAAA0001")])).sync()
+    await backdate(store, SYNC.max_staleness + 60)
+    behind = Clock()
+    behind.now = time.time() - 3_600
+    reader = SyncedProvider("jamf", SYNC, store, decode=decode, live=None, clock=behind)
+    with pytest.raises(ProviderNotReady, match="max_staleness"):
+        await reader.start()
     with pytest.raises(ProviderNotReady, match="max_staleness"):
         await reader.lookup(classify("C02AAAAA0001"))
 
@@ -271,7 +378,7 @@ async def test_sync_plus_live_asks_upstream_on_a_miss_and_when_stale(store: Stor
     assert live.calls == []
     assert await reader.lookup(classify("C02NEWDEV01")) is not None
     assert live.calls == ["C02NEWDEV01"]
-    clock.now += 601
+    await backdate(store, 601)
     stale = await reader.lookup(classify("C02SYNCED01"))
     assert stale is not None
     assert stale.managed is False  # the upstream's fresher answer
@@ -311,15 +418,14 @@ async def test_a_resumed_sync_is_as_fresh_as_its_first_page(store: Store) -> Non
     with pytest.raises(ProviderError):
         await syncer(store, inventory).sync()
     first_page_listed = time.time()
-    await asyncio.sleep(0.1)  # the resume comes later (here: a tenth of a second)
+    await asyncio.sleep(0.3)  # the resume comes later (here: 0.3 s)
     inventory.fail_after_pages = None
     done = await syncer(store, inventory).sync()
     assert done.completed_at < first_page_listed
-    clock = Clock()
-    clock.now = first_page_listed + SYNC.max_staleness + 0.01
-    reader = SyncedProvider("jamf", SYNC, store, decode=decode, live=None, clock=clock)
+    await backdate(store, SYNC.max_staleness - 0.2)  # past it from the first page, not the commit
+    reader = SyncedProvider("jamf", SYNC, store, decode=decode, live=None)
     with pytest.raises(ProviderNotReady, match="max_staleness"):
-        await reader.start()  # committed 0.1 s after that page: fresh until then, were it dated so
+        await reader.start()  # committed 0.3 s after that page: fresh still, were it dated so
 
 
 async def test_a_partial_listing_older_than_max_staleness_starts_over(store: Store) -> None:

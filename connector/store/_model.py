@@ -64,11 +64,14 @@ class StoredAnswer:
         completed_at: Unix time that generation's listing began (its oldest rows; staleness
             counts from here).
         payload: The encoded record.
+        age: Seconds since `completed_at` by the database's clock, the one every replica
+            shares (a replica's own clock may be off by minutes).
     """
 
     generation: int
     completed_at: float
     payload: bytes
+    age: float = field(compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +84,14 @@ class Generation:
         completed_at: Unix time its listing began, so its oldest rows are this old (set when
             it became current; staleness counts from here, not from the commit).
         devices: How many devices it holds.
+        age: Seconds since `completed_at` by the database's clock (see `StoredAnswer`).
     """
 
     id: int
     provider: str
     completed_at: float
     devices: int
+    age: float = field(compare=False)
 
 
 @dataclass(frozen=True, slots=True)

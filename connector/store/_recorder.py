@@ -135,7 +135,7 @@ class AuditRecorder:
         hold a batch of its own, which would then be written twice)."""
         if self._task is not None:
             raise RuntimeError("stop the audit writer (aclose) before flushing")
-        entries, self._taken = self._taken, []
+        entries = self._taken  # kept as `_taken` until written: what a timeout loses
         while not self._queue.empty():
             entries.append(self._queue.get_nowait())
         if entries:
@@ -157,4 +157,6 @@ class AuditRecorder:
             async with asyncio.timeout(flush_seconds):
                 await self.flush()
         except TimeoutError:
-            log.error("audit.flush_timeout", pending=self._queue.qsize())
+            lost = len(self._taken) + self._queue.qsize()
+            self.dropped += lost
+            log.error("audit.flush_timeout", pending=lost)

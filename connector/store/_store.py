@@ -341,19 +341,23 @@ class Store:
         """The generation decisions read for `provider`, if one was ever completed."""
         async with self._reader() as conn:
             row = await conn.fetchone(
-                "SELECT g.id, g.completed_at, g.devices FROM inventory_heads h "
-                "JOIN generations g ON g.id = h.generation WHERE h.provider = ?",
+                f"SELECT g.id, g.completed_at, g.devices, {self._now} - g.completed_at "
+                "FROM inventory_heads h JOIN generations g ON g.id = h.generation "
+                "WHERE h.provider = ?",
                 provider,
             )
         if row is None:
             return None
-        return Generation(id=int(row[0]), provider=provider, completed_at=row[1], devices=row[2])
+        return Generation(
+            id=int(row[0]), provider=provider, completed_at=row[1], devices=row[2], age=row[3]
+        )
 
     async def find_device(self, provider: str, key: str) -> StoredAnswer | None:
         """The device with `key` in `provider`'s current generation, and that generation."""
         async with self._reader() as conn:
             row = await conn.fetchone(
-                "SELECT d.generation, g.completed_at, d.payload FROM inventory_heads h "
+                f"SELECT d.generation, g.completed_at, d.payload, {self._now} - g.completed_at "
+                "FROM inventory_heads h "
                 "JOIN devices d ON d.generation = h.generation AND d.key = ? "
                 "JOIN generations g ON g.id = h.generation WHERE h.provider = ?",
                 key,
@@ -361,7 +365,9 @@ class Store:
             )
         if row is None:
             return None
-        return StoredAnswer(generation=int(row[0]), completed_at=row[1], payload=bytes(row[2]))
+        return StoredAnswer(
+            generation=int(row[0]), completed_at=row[1], payload=bytes(row[2]), age=row[3]
+        )
 
     # --- sync state and leases --------------------------------------------------------------
 
@@ -412,6 +418,20 @@ class Store:
                 name,
                 holder,
                 float(ttl),
+            )
+        return row is not None
+
+    async def renew_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Extend `holder`'s own lease `name` by `ttl` seconds from now; False when it has
+        expired or another holds it (unlike `acquire_lease`, an expired lease is not taken
+        back: another replica may have taken it and let it go meanwhile)."""
+        async with self._transaction() as tx:
+            row = await tx.fetchone(
+                f"UPDATE leases SET expires_at = {self._now} + ? "
+                f"WHERE name = ? AND holder = ? AND expires_at >= {self._now} RETURNING holder",
+                float(ttl),
+                name,
+                holder,
             )
         return row is not None
 

@@ -162,6 +162,7 @@ class Syncer:
         self._resumes: tuple[str | None, int] = (None, 0)
         self._progress = SyncState(self.key)
         self._give_up_at = float("inf")
+        self._lease_gone = False
         self.status: SyncState | None = None
         """The shared sync state as last read (for `/readyz`), None before the store answered."""
         self.current: Generation | None = None
@@ -217,31 +218,28 @@ class Syncer:
         return await self.sync(state) if due else None
 
     async def sync(self, state: SyncState | None = None) -> Generation:
-        """List everything into a new (or resumed) generation and make it current."""
+        """List everything into a new (or resumed) generation and make it current, under the
+        copy's lease (taken here unless this replica holds it: `LeaseLost` while another
+        does)."""
+        if not await self._store.acquire_lease(self.lease, self._replica, self._lease_ttl):
+            raise LeaseLost(self.name)
         state = state or await self._store.load_sync_state(self.key)
         started = time.perf_counter()
-        # An upstream whose pages never end (or a listing too slow to be of use) is stopped.
-        self._give_up_at = time.monotonic() + self._options.max_staleness
-        paged = isinstance(self._lister, PagedLister)
-        generation, cursor = state.building, state.cursor
-        if generation is not None and paged and cursor is not None:
-            reason = await self._unresumable(generation, cursor)
-            if reason is not None:
-                log.warning(
-                    "sync.restarted", provider=self.name, generation=generation, reason=reason
-                )
-                cursor = None
-        if generation is not None and not (paged and cursor is not None):
-            await self._store.abort_generation(generation)
-            generation, cursor = None, None
-        resumed = generation is not None
-        if generation is None:
-            generation = await self._store.begin_generation(self.key)
+        generation, cursor, resumed = await self._generation_to_write(state)
+        # An upstream whose pages never end (or a listing too slow to be of use) is stopped
+        # once its copy would be too old to answer: counted from the listing's first page, for
+        # a resumed one too (its earlier pages are that old).
+        age = 0.0
+        if resumed and (first := await self._store.building_started(generation)) is not None:
+            age = max(0.0, self._clock() - first)
+        self._give_up_at = time.monotonic() + self._options.max_staleness - age
         state = replace(state, building=generation, cursor=cursor, last_attempt=self._clock())
         await self._store.save_sync_state(state)
         self._progress = state
         log.info("sync.started", provider=self.name, generation=generation, resumed=resumed)
         self._resumes = (cursor, self._resumes[1] + 1 if self._resumes[0] == cursor else 1)
+        self._lease_gone = False
+        heartbeat = asyncio.create_task(self._hold_lease())
         try:
             try:
                 await self._copy(generation, cursor, state)
@@ -262,10 +260,16 @@ class Syncer:
             raise
         except (ProviderError, StoreError) as exc:
             with contextlib.suppress(StoreError):  # the state is news, not the failure itself
-                await self._store.save_sync_state(
-                    replace(self._progress, last_error=_reason(exc))  # the cursor reached
-                )
+                # Only while this replica leads: another one's state is never overwritten.
+                if await self._store.renew_lease(self.lease, self._replica, self._lease_ttl):
+                    await self._store.save_sync_state(
+                        replace(self._progress, last_error=_reason(exc))  # the cursor reached
+                    )
             raise
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
         self._resumes = (None, 0)
         now = self._clock()
         await self._store.save_sync_state(
@@ -281,6 +285,25 @@ class Syncer:
             seconds=round(time.perf_counter() - started, 2),
         )
         return current
+
+    async def _generation_to_write(self, state: SyncState) -> tuple[int, str | None, bool]:
+        """The generation this sync writes, the cursor it starts at, and whether it resumes a
+        partial listing (a paged one, at its saved cursor, unless `_unresumable`)."""
+        paged = isinstance(self._lister, PagedLister)
+        generation, cursor = state.building, state.cursor
+        if generation is not None and paged and cursor is not None:
+            reason = await self._unresumable(generation, cursor)
+            if reason is not None:
+                log.warning(
+                    "sync.restarted", provider=self.name, generation=generation, reason=reason
+                )
+                cursor = None
+        if generation is not None and not (paged and cursor is not None):
+            await self._store.abort_generation(generation)
+            generation, cursor = None, None
+        if generation is None:
+            return await self._store.begin_generation(self.key), None, False
+        return generation, cursor, True
 
     async def _drop_stale_copies(self) -> None:
         """Forget this provider's copies listed under other settings once they are stale."""
@@ -371,8 +394,25 @@ class Syncer:
         await self._store.add_devices(generation, batch)
 
     async def _renew(self) -> None:
-        if not await self._store.acquire_lease(self.lease, self._replica, self._lease_ttl):
+        """Extend the lease before writing; `LeaseLost` once it has lapsed, even if nobody
+        else took it meanwhile (another replica may have synced and let it go)."""
+        if self._lease_gone or not await self._store.renew_lease(
+            self.lease, self._replica, self._lease_ttl
+        ):
+            self._lease_gone = True
             raise LeaseLost(self.name)
+
+    async def _hold_lease(self) -> None:
+        """Renew the lease every third of its time for as long as the sync runs, a page that
+        takes minutes (Intune's first reads a whole tenant's users) included; once it is
+        lost, the sync stops at its next write (`_renew`)."""
+        while not self._lease_gone:
+            await asyncio.sleep(self._lease_ttl / 3)
+            try:
+                if not await self._store.renew_lease(self.lease, self._replica, self._lease_ttl):
+                    self._lease_gone = True
+            except StoreError:
+                pass  # the store is away: the lease runs out unless it comes back in time
 
     def _stored(self, record: DeviceRecord) -> StoredDevice:
         return StoredDevice(record_keys(record), self._encode(record), record_rank(record))

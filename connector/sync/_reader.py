@@ -92,11 +92,17 @@ class SyncedProvider:
         if not self.ready:
             raise live_error or ProviderNotReady(self._name, self._stale_reason())
 
+    def _began(self, age: float) -> float:
+        """When a copy `age` seconds old (by the database's clock) began, on this replica's
+        clock: its freshness then never depends on how far this replica's clock is off."""
+        return self._clock() - age
+
     async def _refresh(self) -> None:
+        """Learn the answering copy's age; a copy that is gone (dropped as stale by a replica
+        on other settings) leaves the provider not ready, not answering "not found"."""
         current = await self.answering_copy()
-        if current is not None:
-            self._completed_at = current.completed_at
-            self.last_generation = current.id
+        self._completed_at = self._began(current.age) if current is not None else None
+        self.last_generation = current.id if current is not None else None
 
     async def answering_copy(self) -> Generation | None:
         """The generation lookups read (None before the first complete sync)."""
@@ -121,7 +127,7 @@ class SyncedProvider:
         except StoreError as exc:
             return await self._fallback(identifier, f"store: {exc}")
         if found is not None:
-            self._completed_at = found.completed_at
+            self._completed_at = self._began(found.age)
             self.last_generation = found.generation
         if not self.fresh:
             return await self._fallback(identifier, self._stale_reason())
