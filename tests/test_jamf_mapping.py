@@ -89,8 +89,19 @@ def test_unresolved_department_leaves_the_user_without_one() -> None:
         (None, "iPod touch", "iOS"),
         ("watchOS", None, "watchOS"),
         (None, None, None),
+        ("Unknown", None, None),
     ],
-    ids=["iphone", "ipad-name", "ipad-identifier", "tv", "vision", "ipod", "other", "unknown"],
+    ids=[
+        "iphone",
+        "ipad-name",
+        "ipad-identifier",
+        "tv",
+        "vision",
+        "ipod",
+        "other",
+        "none",
+        "unknown",
+    ],
 )
 def test_mobile_platform_comes_from_type_and_model(
     device_type: str | None, model: str | None, platform: str | None

@@ -14,6 +14,7 @@ from providers.base import DeviceRecord, GroupRef, UserRecord
 from providers.identifiers import DeviceIdentifier, IdentifierKind, ascii_upper
 from providers.jamf import _models as m
 from providers.jamf._settings import DeviceClass
+from providers.vocabulary import is_apple_platform
 
 _UUID_FORM = 36  # 8-4-4-4-12
 _SHA1_FORM = 40  # 40 hex digits
@@ -221,4 +222,7 @@ def mobile_platform(device_type: str | None, model: str | None) -> str | None:
         return "visionOS"
     if kind in ("ios", "iphone", "ipod") or "iphone" in hint or "ipod" in hint:
         return "iOS"
-    return text(device_type)
+    # Every Jamf device is Apple's: a type the vocabulary lacks is unreported, never taken
+    # for another platform (an Apple identifier on one is denied: `platform-mismatch`).
+    other = text(device_type)
+    return other if other is not None and is_apple_platform(other) else None
