@@ -124,6 +124,7 @@ def config_warnings(settings: Settings) -> list[str]:
     )
     warnings.extend(unpinned_client_warnings(settings))
     warnings.extend(mac_udid_warnings(settings))
+    warnings.extend(unread_group_warnings(settings))
     warnings.extend(budget_warnings(settings))
     warnings.extend(shadow_warnings(settings))
     warnings.extend(exposed_admin_warnings(settings))
@@ -194,6 +195,29 @@ def exposed_admin_warnings(settings: Settings) -> list[str]:
         "keep it on 127.0.0.1 and reach it through an SSH tunnel or kubectl port-forward, or "
         "put a TLS proxy in front"
     ]
+
+
+def unread_group_warnings(settings: Settings) -> list[str]:
+    """Webhooks that forbid groups (``groups.none_of``) through a provider told not to read a
+    source of groups: a device in such a group is never refused for it, since a group never
+    read looks the same as none. A provider kind names its switches in the class attribute
+    ``group_switches`` of its settings model (key: what it reads)."""
+    src = settings.source
+    warnings: list[str] = []
+    for index, hook in enumerate(settings.webhooks):
+        if not hook.policy.groups.none_of:
+            continue
+        for name in hook.providers:
+            table = settings.providers.get(name)
+            switches: dict[str, str] = getattr(type(table), "group_switches", {})
+            for key, source in switches.items():
+                if getattr(table, key, True) is False:
+                    warnings.append(
+                        f"{src}: webhooks[{index}].policy.groups.none_of: provider {name!r} "
+                        f"does not read {source} ({key} = false), so a device is never refused "
+                        f"for a group among them; set {key} = true, or forbid only groups it reads"
+                    )
+    return warnings
 
 
 def mac_udid_warnings(settings: Settings) -> list[str]:

@@ -312,3 +312,32 @@ def test_shadow_mode_is_a_warning(inventory: Path) -> None:
     """A webhook in shadow mode allows everyone: check-config says so."""
     mapping = config(inventory, webhooks=[webhook(mode="shadow")])
     assert any("mode: shadow" in w for w in config_warnings(make_settings(mapping)))
+
+
+@pytest.mark.parametrize(
+    ("smart_groups", "none_of", "warned"),
+    [(False, ["Quarantine"], True), (True, ["Quarantine"], False), (False, None, False)],
+    ids=["unread", "read", "no-none-of"],
+)
+def test_forbidding_groups_a_provider_does_not_read_is_warned(
+    inventory: Path, smart_groups: bool, none_of: list[str] | None, warned: bool
+) -> None:
+    """A group never read looks like no group: ``none_of`` through a provider told not to read
+    that source of groups never refuses anyone for it."""
+    providers = _providers(inventory)
+    providers["ws1"]["smart_groups"] = smart_groups
+    groups = {"none_of": none_of} if none_of else {}
+    hooks = [
+        webhook(providers=("ws1",), identifier_kinds=["serial"], policy={"groups": groups}),
+        webhook("gate", "AUTHORIZING", providers=("inventory",), secret=OTHER_SECRET),
+    ]
+    mapping = config(inventory, webhooks=hooks, providers=providers)
+    warnings = config_warnings(make_settings(mapping))
+    if not warned:
+        assert warnings == []
+        return
+    (warning,) = warnings
+    assert warning.startswith(
+        "<test>: webhooks[0].policy.groups.none_of: provider 'ws1' does not read smart groups "
+        "(smart_groups = false)"
+    )

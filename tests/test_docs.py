@@ -228,6 +228,29 @@ TRIGGERS: dict[tuple[str, str], tuple[Config, str]] = {
         ),
         "webhooks[0].identifier_kinds",
     ),
+    ("webhooks[N].policy.groups.none_of", "does not read"): (
+        lambda inv: config(
+            inv,
+            providers={
+                "ws1": {
+                    "kind": "workspaceone",
+                    "url": "https://as1.awmdm.com",
+                    "token_url": "na",
+                    "client_id": "c",
+                    "client_secret": "s",
+                    "smart_groups": False,
+                }
+            },
+            webhooks=[
+                webhook(
+                    providers=("ws1",),
+                    identifier_kinds=["serial"],
+                    policy={"groups": {"none_of": ["Quarantine"]}},
+                )
+            ],
+        ),
+        "webhooks[0].policy.groups.none_of",
+    ),
     ("webhooks[N].providers", "exceed server.decision_budget"): (
         lambda inv: config(
             inv,

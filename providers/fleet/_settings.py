@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -18,6 +18,11 @@ class FleetSettings(UpstreamSettings):
     """
 
     kind: Literal["fleet"]
+    group_switches: ClassVar[dict[str, str]] = {
+        "policy_groups": "policy results (fleet-policy-failing:NAME and the aggregates)",
+        "idp_groups": "the end user's identity-provider groups",
+    }
+    """Keys that turn a source of groups off (`connector.checks.unread_group_warnings`)."""
     url: str
     api_token: Secret
     policy_groups: bool = Field(

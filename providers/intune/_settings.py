@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -22,6 +22,11 @@ class IntuneSettings(UpstreamSettings):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Literal["intune"]
+    group_switches: ClassVar[dict[str, str]] = {
+        "user_groups": "the user's Entra groups",
+        "device_groups": "the Entra device's groups",
+    }
+    """Keys that turn a source of groups off (`connector.checks.unread_group_warnings`)."""
     tenant_id: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$",
         description="directory (tenant) id or a verified domain such as contoso.onmicrosoft.com",

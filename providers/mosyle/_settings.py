@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -20,6 +20,8 @@ class MosyleSettings(UpstreamSettings):
     """
 
     kind: Literal["mosyle"]
+    group_switches: ClassVar[dict[str, str]] = {"device_groups": "device groups"}
+    """Keys that turn a source of groups off (`connector.checks.unread_group_warnings`)."""
     url: str = "https://managerapi.mosyle.com/v2"
     access_token: Secret
     email: str = Field(min_length=3, pattern=r"^[^@\s]+@[^@\s]+$")

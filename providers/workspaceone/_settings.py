@@ -29,6 +29,8 @@ class WorkspaceOneSettings(UpstreamSettings):
     """The device API knows the MDM UDID only, not a Mac's provisioning UDID."""
 
     kind: Literal["workspaceone"]
+    group_switches: ClassVar[dict[str, str]] = {"smart_groups": "smart groups"}
+    """Keys that turn a source of groups off (`connector.checks.unread_group_warnings`)."""
     url: str = Field(description="the REST API server, e.g. https://as1506.awmdm.com")
     token_url: str | None = Field(
         default=None,
