@@ -39,6 +39,7 @@ from tests.fakes.workspaceone import (
 from tests.fakes.workspaceone import create_app as fake_app
 from tests.helpers import AUTH_ID, FIXED_NOW, authorize, config, enrich, make_settings, signed
 from tests.helpers import webhook as webhook_entry
+from tests.provider_webhook import sync_and_find
 from tests.vendor_support import providers_made, serial, served_url
 
 MAC_UDID_DASHED = "4A0C2B7E-9A41-4D8C-B3E2-71A9C0D4E812"
@@ -440,6 +441,30 @@ async def test_listing_pages_through_every_device(
     pages = [dict(r.query)["page"] for r in fake.board.logged("/API/mdm/devices/search")]
     assert pages[-2:] == ["0", "1"]
     assert any("MDA Pilot" in (g.name for g in r.groups) for r in records)
+
+
+async def test_listing_pages_without_a_total_reads_every_page(
+    make_provider: MakeProvider, fake: FakeWorkspaceOne
+) -> None:
+    """A search page without ``Total`` ended the listing after the first page, and a sync
+    committed that page as the whole inventory (every later device "not found")."""
+    fake.omit_total = True
+    provider = await make_provider(page_size=4)
+    records = [r async for r in provider.iter_devices()]
+    assert len(fake.devices) > 4
+    assert {r.serial for r in records} == {d["SerialNumber"] for d in fake.devices}
+
+
+async def test_a_synced_udid_is_found_with_or_without_dashes(
+    make_provider: MakeProvider, tmp_path: Path
+) -> None:
+    """Workspace ONE keeps the Mac's UUID-form UDID without dashes; the live lookup finds it
+    by the attested (dashed) form, and so does the synced copy."""
+    provider = await make_provider(page_size=4)
+    devices, found = await sync_and_find("ws1", provider, tmp_path, MAC_UDID_DASHED)
+    assert devices == len(FakeWorkspaceOne().devices)
+    assert found is not None
+    assert found.serial == MAC
 
 
 async def test_listing_failure_raises(make_provider: MakeProvider, fake: FakeWorkspaceOne) -> None:

@@ -110,7 +110,11 @@ def copy_name(name: str, options: SyncOptions) -> str:
 def device_key(kind: IdentifierKind, normalized: str) -> str:
     """A copy's row key: the kind, then the value (as `DeviceIdentifier.normalized`). A serial
     answers only a serial, a UDID only a UDID, as the live lookups compare the field of the
-    identifier's kind: a Windows host's serial can be set to anything, an iPhone's UDID too."""
+    identifier's kind: a Windows host's serial can be set to anything, an iPhone's UDID too.
+    A UDID's dashes are left out: inventories keep some UDIDs without them (Workspace ONE),
+    and no two UDIDs differ in dashes alone."""
+    if kind is IdentifierKind.UDID:
+        normalized = normalized.replace("-", "")
     return f"{kind.value}:{normalized}"
 
 

@@ -186,7 +186,8 @@ class WorkspaceOneProvider:
             for record in records:
                 yield record
             seen += len(page.Devices)
-            if not page.Devices or len(page.Devices) < size or seen >= page.Total:
+            # A page without `Total` (0) says nothing of the rest: a short page ends it.
+            if not page.Devices or len(page.Devices) < size or 0 < page.Total <= seen:
                 break
 
     async def _listed(self, device: m.Device, gate: asyncio.Semaphore) -> DeviceRecord:

@@ -164,6 +164,7 @@ class FakeWorkspaceOne:
     tenant_code: str = TENANT_CODE
     token_lifetime: int = 3600
     other_device: bool = False
+    omit_total: bool = False  # search pages without "Total"
     refusal_description: str | None = None
     """An ``error_description`` for a refused client; ``{secret}`` in it is replaced by the
     secret the form carried, URL-encoded (some token services echo the request they refuse)."""
@@ -293,6 +294,8 @@ async def search(request: web.Request) -> web.Response:
         "PageSize": size,
         "Total": len(fake.devices),
     }
+    if fake.omit_total:
+        del body["Total"]
     return _json(request, body)
 
 
