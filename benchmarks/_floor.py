@@ -59,10 +59,10 @@ def sketch_read(body: bytes) -> tuple[datetime, str | None]:
     """An optimistic stand-in for the strict reading of an AUTHORIZING body: the timestamp and
     the attested identifier, checked less than `parse_body` checks them.
 
-    It keeps the canonical-body test (orjson writes the tree back byte for byte), the member
-    names of the two objects read (once per key set) and Go's timestamp, and type-checks the two
-    values it returns; it skips the rest of the model (``x509Certificate`` and its subject, the
-    provisioner name). So it costs less than any reader as strict as the connector's can: the
+    It keeps the canonical-body test (orjson writes the tree back byte for byte), the top-level
+    member names (once per key set) and Go's timestamp, and type-checks the two values it
+    returns; it skips the rest of the model (``attestationData``'s member names,
+    ``x509Certificate`` and its subject, the provisioner name). So it costs less than any reader as strict as the connector's can: the
     floor measured with it over-estimates what such a design reaches, which is what an upper
     bound wants. Anything else (another shape, a refusal) goes to `parse_body`.
     """

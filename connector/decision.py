@@ -107,12 +107,17 @@ def policy_error(result: PolicyResult) -> tuple[str, str]:
 
 
 _APPLE_KINDS = frozenset({IdentifierKind.SERIAL, IdentifierKind.UDID})
-"""Identifiers only Apple attests (`IdentifierKind`): the device must be an Apple one.
+"""Identifiers that Apple attests when ACME attests them (`_ATTESTED_KINDS`): the device must
+be an Apple one.
 
 Windows and Linux hosts report a serial number their firmware (or a virtual machine's
 settings) chose, and an MDM takes it as given: a VM enrolled with a Mac's serial would
 otherwise vouch for that Mac. A record with no platform is left to the policy's ``platform``
 rule (`allow_unreported`)."""
+
+_ATTESTED_KINDS = frozenset({"AUTHORIZING", "ENRICHING"})
+"""Webhook kinds whose identifier is ACME device-attest-01's. A SCEP webhook's comes from the
+CSR a device wrote (a Windows PC's serial in ``CN={{SerialNumber}}``): no Apple check there."""
 
 
 MEMO_ENTRIES = 4096
@@ -229,7 +234,8 @@ async def decide(
         )
     record = result.record
     if (
-        identifier.kind in _APPLE_KINDS
+        hook.kind in _ATTESTED_KINDS
+        and identifier.kind in _APPLE_KINDS
         and record.platform
         and not is_apple_platform(record.platform)
     ):

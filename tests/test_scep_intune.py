@@ -180,6 +180,31 @@ async def test_intune_success_allows_the_device_through_the_policy(start: Any, i
     assert scep.discoveries == 1
 
 
+async def test_a_windows_pc_named_by_its_serial_is_no_apple_identifier(
+    start: Any, intune: Any
+) -> None:
+    """SCEP devices name themselves (a Windows PC as ``CN={{SerialNumber}}``): a serial there
+    was not attested by Apple, so a Windows record of it is no mismatch."""
+    graph, scep, _ = intune
+    windows = {
+        **graph.managed_devices[1],
+        "id": "9f9f9f9f-0000-4000-8000-000000000001",
+        "deviceName": "DESKTOP-EVE",
+        "operatingSystem": "Windows",
+        "osVersion": "10.0.22631.3447",
+        "complianceState": "compliant",
+        "model": "HP EliteBook 840 G8",
+        "serialNumber": "5CG1234XYZ",
+        "udid": None,
+    }
+    graph.managed_devices.append(windows)
+    client = await start(providers=["intune"])
+    challenge = scep.issue_challenge("5CG1234XYZ")
+    csr = scep_csr("5CG1234XYZ", challenge)
+    answer = await present(client, "5CG1234XYZ", challenge, csr_der=csr)
+    assert answer["allow"] is True, answer
+
+
 @pytest.mark.parametrize(
     ("make", "code"),
     [

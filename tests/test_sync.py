@@ -9,12 +9,13 @@ import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from pydantic import TypeAdapter
 from structlog.testing import capture_logs
 
-from connector.store import Store, StoreError
+from connector.store import Store, StoreError, SyncState
 from connector.sync import LeaseLost, Page, SyncedProvider, Syncer, copy_name
 from connector.sync._engine import MAX_RESUMES
 from providers.base import DeviceRecord, ProviderError, ProviderNotReady
@@ -264,6 +265,80 @@ async def test_a_page_slower_than_the_lease_keeps_it(store: Store) -> None:
     assert "sync.lease_lost" not in {line["event"] for line in logs}
 
 
+async def test_a_page_that_never_comes_ends_the_sync_at_max_staleness(store: Store) -> None:
+    """The leader renewed its lease for as long as a page hung: no other replica could sync,
+    and the copy went stale. The listing now fails once its copy would be too old."""
+    inventory = ListedInventory([device("C02H1"), device("C02H2"), device("C02H3")])
+    inventory.gate = asyncio.Event()  # never set: the second page never comes
+    options = SyncOptions.model_construct(mode="sync", sync_interval=0.5, max_staleness=1.0)
+    leader = Syncer("jamf", inventory, options, store, replica="a", encode=encode, lease_ttl=0.3)
+    with pytest.raises(ProviderError, match="max_staleness"):
+        await asyncio.wait_for(leader.sync(), 10)
+    await asyncio.sleep(0.4)  # nobody renews it any more
+    assert await store.acquire_lease("sync:jamf", "b", 30)
+
+
+async def test_a_shutdown_as_a_sync_ends_is_not_lost(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancellation arriving while the sync put its lease keeper away was taken for the
+    keeper's own and swallowed: the sync loop went on, and shutdown waited for it forever."""
+    leader = syncer(store, ListedInventory([device("C02CANCEL1")]))
+    commit = store.commit_generation
+    runner: asyncio.Task[None] | None = None
+
+    async def commit_then_shut_down(provider: str, generation: int) -> Any:
+        done = await commit(provider, generation)
+        assert runner is not None
+        runner.cancel()  # the service's shutdown, just as the commit returns
+        return done
+
+    monkeypatch.setattr(store, "commit_generation", commit_then_shut_down)
+    runner = asyncio.create_task(leader.run())
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(runner, 5)
+
+
+async def test_a_leader_whose_lease_lapsed_stops_though_nobody_took_it(store: Store) -> None:
+    """Renewing took a lapsed lease back when nobody held it; another replica may have synced
+    meanwhile, so the leader now stops at its next write instead."""
+    inventory = ListedInventory([device(f"C02G{i}") for i in range(4)])
+    inventory.gate = asyncio.Event()
+    slow = asyncio.create_task(syncer(store, inventory, "a", lease_ttl=30).sync())
+    await inventory.served.wait()
+    async with store._driver.transaction() as tx:  # the store was away longer than the ttl
+        await tx.execute("UPDATE leases SET expires_at = expires_at - 60")
+    inventory.gate.set()
+    with pytest.raises(LeaseLost):
+        await slow
+    assert await store.current_generation("jamf") is None
+
+
+async def test_a_replica_that_lost_the_lease_leaves_the_sync_state_alone(store: Store) -> None:
+    """A failing sync records where it stopped only while it still leads: the replica that
+    took over keeps its own state."""
+
+    class FailsOnPageTwo(ListedInventory):
+        async def list_page(self, cursor: str | None) -> Page:
+            if cursor is None:
+                return await super().list_page(cursor)
+            await gate.wait()
+            raise ProviderError("jamf", "upstream answered 503")
+
+    gate = asyncio.Event()
+    inventory = FailsOnPageTwo([device(f"C02F{i}") for i in range(4)])
+    slow = asyncio.create_task(syncer(store, inventory, "a", lease_ttl=30).sync())
+    while (await store.load_sync_state("jamf")).cursor is None:  # noqa: ASYNC110 - page one stored
+        await asyncio.sleep(0.01)
+    async with store._driver.transaction() as tx:  # b took it over, and began its own sync
+        await tx.execute("UPDATE leases SET holder = 'b'")
+    await store.save_sync_state(SyncState("jamf", last_error="b's own"))
+    gate.set()
+    with pytest.raises(ProviderError):
+        await slow
+    assert (await store.load_sync_state("jamf")).last_error == "b's own"
+
+
 async def test_a_lapsed_lease_is_not_taken_back_mid_sync(store: Store) -> None:
     """A leader whose lease ran out (the store away longer than its ttl) stops at its next
     write, even when nobody holds the lease now: another replica may have synced meanwhile."""
@@ -440,10 +515,9 @@ async def test_a_partial_listing_older_than_max_staleness_starts_over(store: Sto
     inventory.records[0] = device("C02STOLEN1", managed=False, contact=99)
     inventory.fail_after_pages = None
     inventory.pages_served = 0
-    later = Clock()
-    later.now = time.time() + SYNC.max_staleness  # the restarted service, max_staleness later
+    await backdate(store, SYNC.max_staleness)  # the restarted service, max_staleness later
     with capture_logs() as logs:
-        done = await syncer(store, inventory, clock=later).sync()
+        done = await syncer(store, inventory).sync()
     assert done.id != stale.building
     assert inventory.pages_served == 2  # from the first page again
     assert await keys(store, "C02STOLEN1", "C02C") == {"C02STOLEN1": False, "C02C": True}
@@ -452,7 +526,7 @@ async def test_a_partial_listing_older_than_max_staleness_starts_over(store: Sto
     assert restarted[0]["generation"] == stale.building
     assert restarted[0]["reason"].startswith("the partial listing began ")
     assert restarted[0]["reason"].endswith("s ago (max_staleness 600s)")
-    assert await store.building_started(stale.building or 0) is None  # thrown away
+    assert await store.building_age(stale.building or 0) is None  # thrown away
 
 
 async def test_a_partial_listing_within_max_staleness_resumes(store: Store) -> None:

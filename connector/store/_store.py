@@ -181,12 +181,14 @@ class Store:
         assert row is not None  # noqa: S101 - RETURNING always yields the row
         return int(row[0])
 
-    async def building_started(self, generation: int) -> float | None:
-        """When a building generation was begun (database clock), None when it is not being
-        built: how old its first rows are, for deciding whether to resume it."""
+    async def building_age(self, generation: int) -> float | None:
+        """Seconds since a building generation was begun, by the database's clock (the one
+        every replica shares); None when it is not being built: how old its first rows are,
+        for deciding whether to resume it and how long it may still take."""
         async with self._reader() as conn:
             row = await conn.fetchone(
-                "SELECT started_at FROM generations WHERE id = ? AND state = 'building'",
+                f"SELECT {self._now} - started_at FROM generations "
+                "WHERE id = ? AND state = 'building'",
                 generation,
             )
         return None if row is None else float(row[0])

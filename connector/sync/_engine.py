@@ -92,8 +92,9 @@ names another thing, which the synced upstreams (Jamf, Intune, ...) do not know.
 
 KEY_LAYOUT = 2
 """How a copy's rows are keyed, part of its name (`copy_name`), so that a copy keyed otherwise
-is listed again rather than read: 2, the identifier's kind and value (`device_key`); 1 (before
-2026-12-03), the value alone, where a UDID found a record whose serial had its characters."""
+is listed again rather than read: 2, the identifier's kind and value, a UDID without dashes
+(`device_key`); 1 (before 2026-12-03), the value alone, where a UDID found a record whose
+serial had its characters."""
 
 
 def copy_name(name: str, options: SyncOptions) -> str:
@@ -233,10 +234,8 @@ class Syncer:
         # An upstream whose pages never end (or a listing too slow to be of use) is stopped
         # once its copy would be too old to answer: counted from the listing's first page, for
         # a resumed one too (its earlier pages are that old).
-        age = 0.0
-        if resumed and (first := await self._store.building_started(generation)) is not None:
-            age = max(0.0, self._clock() - first)
-        self._give_up_at = time.monotonic() + self._options.max_staleness - age
+        age = (await self._store.building_age(generation) or 0.0) if resumed else 0.0
+        self._give_up_at = time.monotonic() + self._options.max_staleness - max(0.0, age)
         state = replace(state, building=generation, cursor=cursor, last_attempt=self._clock())
         await self._store.save_sync_state(state)
         self._progress = state
@@ -246,7 +245,7 @@ class Syncer:
         heartbeat = asyncio.create_task(self._hold_lease())
         try:
             try:
-                await self._copy(generation, cursor, state)
+                await self._copy_in_time(generation, cursor, state)
             except CursorRejected as exc:
                 log.warning(
                     "sync.restarted", provider=self.name, generation=generation, reason=exc.message
@@ -256,7 +255,8 @@ class Syncer:
                 state = replace(state, building=generation, cursor=None)
                 await self._store.save_sync_state(state)
                 self._progress = state
-                await self._copy(generation, None, state)
+                self._give_up_at = time.monotonic() + self._options.max_staleness
+                await self._copy_in_time(generation, None, state)
             await self._renew()
             current = await self._store.commit_generation(self.key, generation)
         except LeaseLost:
@@ -272,8 +272,7 @@ class Syncer:
             raise
         finally:
             heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            await asyncio.wait([heartbeat])  # never raises: a cancellation of sync() still does
         self._resumes = (None, 0)
         now = self._clock()
         await self._store.save_sync_state(
@@ -333,13 +332,33 @@ class Syncer:
         ``max_staleness`` old, so committing it could never answer (see the module docstring)."""
         if self._resumes[0] == cursor and self._resumes[1] >= MAX_RESUMES:
             return f"resuming from the saved cursor failed {MAX_RESUMES} times"
-        started = await self._store.building_started(generation)
-        if started is None:
+        age = await self._store.building_age(generation)
+        if age is None:
             return "the partial generation is gone"
-        age, limit = self._clock() - started, self._options.max_staleness
+        limit = self._options.max_staleness
         if age >= limit:
             return f"the partial listing began {age:.0f}s ago (max_staleness {limit:g}s)"
         return None
+
+    async def _copy_in_time(self, generation: int, cursor: str | None, state: SyncState) -> None:
+        """`_copy`, stopped once the copy would be too old to answer (`_give_up_at`), a page
+        that never ends included."""
+        limit = asyncio.timeout(max(0.0, self._give_up_at - time.monotonic()))
+        try:
+            async with limit:
+                await self._copy(generation, cursor, state)
+        except TimeoutError:
+            if limit.expired():
+                raise self._too_old() from None
+            raise
+
+    def _too_old(self) -> ProviderError:
+        limit = self._options.max_staleness
+        return ProviderError(
+            self.name,
+            f"the listing has run for over max_staleness ({limit:g}s): a copy that old "
+            "could not answer",
+        )
 
     async def _copy(self, generation: int, cursor: str | None, state: SyncState) -> None:
         if isinstance(self._lister, PagedLister):
@@ -388,12 +407,7 @@ class Syncer:
 
     async def _flush(self, generation: int, batch: list[StoredDevice]) -> None:
         if time.monotonic() > self._give_up_at:
-            limit = self._options.max_staleness
-            raise ProviderError(
-                self.name,
-                f"the listing has run for over max_staleness ({limit:g}s): a copy that old "
-                "could not answer",
-            )
+            raise self._too_old()
         await self._renew()
         await self._store.add_devices(generation, batch)
 
@@ -412,6 +426,8 @@ class Syncer:
         lost, the sync stops at its next write (`_renew`)."""
         while not self._lease_gone:
             await asyncio.sleep(self._lease_ttl / 3)
+            if time.monotonic() > self._give_up_at:
+                return  # a listing past its time keeps no lease (`_copy_in_time` stops it)
             try:
                 if not await self._store.renew_lease(self.lease, self._replica, self._lease_ttl):
                     self._lease_gone = True
