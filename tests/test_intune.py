@@ -26,6 +26,7 @@ from providers.intune import IntuneProvider, IntuneSettings, odata_string
 from tests.fakes.graph import FakeGraph, Fault, create_app
 from tests.fakes.provider_hooks import RecordingHook
 from tests.helpers import AUTH_ID, ENRICH_ID, authorize, enrich, signed, webhook
+from tests.provider_webhook import sync_and_find
 
 DEVICES = Path(__file__).parent / "fakes" / "graph_devices.json"
 TENANT = "8a7f3c2e-1b4d-4e6f-9a0b-2c3d4e5f6a7b"
@@ -701,6 +702,34 @@ async def test_an_entra_filter_ignored_never_lends_another_devices_groups(
     phone = await provider.lookup(serial(ANIKA_IPHONE))
     assert phone is not None
     assert [g.name for g in phone.groups] == [*ANIKA_GROUPS, "Corporate iPhones"]
+
+
+async def test_a_managed_device_whose_entra_device_is_gone_fails_the_lookup(
+    make_provider: MakeProvider, fake: FakeGraph
+) -> None:
+    """Its device groups are unknown, not none: an iPhone an admin had put in a "Blocked"
+    device group passed every ``none_of`` once its Entra object was deleted."""
+    fake.entra_devices[:] = [
+        d for d in fake.entra_devices if d["deviceId"] != "b5e0d4c3-2a19-4f87-a6e5-d4c3b2a19087"
+    ]
+    provider = await make_provider(device_groups=True)
+    with pytest.raises(ProviderError, match="its device groups cannot be read"):
+        await provider.lookup(serial(ANIKA_IPHONE))
+    assert await provider.lookup(serial(LOBBY_IPAD)) is not None  # the others are found
+
+
+async def test_a_listing_leaves_out_a_device_whose_entra_device_is_gone(
+    make_provider: MakeProvider, fake: FakeGraph, tmp_path: Path
+) -> None:
+    """Sync mode: such a device is left out of the copy, as a lookup refuses it."""
+    fake.entra_devices[:] = [
+        d for d in fake.entra_devices if d["deviceId"] != "b5e0d4c3-2a19-4f87-a6e5-d4c3b2a19087"
+    ]
+    provider = await make_provider(device_groups=True)
+    _, phone = await sync_and_find("intune", provider, tmp_path, ANIKA_IPHONE)
+    _, ipad = await sync_and_find("intune", provider, tmp_path / "again", LOBBY_IPAD)
+    assert phone is None
+    assert ipad is not None
 
 
 async def test_nil_azure_device_id_is_not_queried(

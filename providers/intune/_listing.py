@@ -209,7 +209,7 @@ class IntuneLister:
             wanted = [u for u in owners if u not in self._user_groups]
             self._user_groups.update(await self._member_of("users", wanted, deadline))
         objects: dict[str, str] = {}
-        ambiguous: set[str] = set()
+        ambiguous: set[str] = set()  # and gone: their device groups cannot be read
         device_groups: dict[str, tuple[DirectoryGroup, ...]] = {}
         if settings.device_groups and self._entra is not None:
             for device in devices:
@@ -224,7 +224,8 @@ class IntuneLister:
                     log.warning(
                         "provider.entra_device_ambiguous", provider=self._name, device_id=azure_id
                     )
-                else:
+                else:  # left out too: a lookup refuses it (its device groups are unknown)
+                    ambiguous.add(device.id)
                     log.warning(
                         "provider.entra_device_not_found", provider=self._name, device_id=azure_id
                     )
@@ -232,8 +233,11 @@ class IntuneLister:
         udids = await self._udids(devices, deadline)
         users = self._users or {}
         records = []
+        gone = {d for d, o in objects.items() if o not in device_groups}  # deleted meanwhile
+        for object_id in {objects[d] for d in gone}:
+            log.warning("provider.entra_device_not_found", provider=self._name, object_id=object_id)
         for device in devices:
-            if device.id in ambiguous:
+            if device.id in ambiguous or device.id in gone:
                 continue
             owner = text(device.user_id)
             groups = [
@@ -267,7 +271,8 @@ class IntuneLister:
     async def _member_of(
         self, kind: str, ids: Sequence[str], deadline: float
     ) -> dict[str, tuple[DirectoryGroup, ...]]:
-        """Each user's or device's groups (nested included), 20 objects to a batch."""
+        """Each user's or device's groups (nested included), 20 objects to a batch; one that
+        is gone (404) is left out."""
         route = f"/v1.0/{kind}/{{id}}/transitiveMemberOf/microsoft.graph.group"
         gets = [
             BatchGet(
@@ -281,7 +286,6 @@ class IntuneLister:
         found: dict[str, tuple[DirectoryGroup, ...]] = {}
         for key, item in (await self._batcher.get_all(gets, deadline, route=route)).items():
             if item.status == 404:
-                found[key] = ()
                 continue
             page = validate(self._name, item.body, GroupPage, where=f"Graph {route}")
             groups: Sequence[DirectoryGroup] = page.value

@@ -211,13 +211,21 @@ class IntuneProvider:
             log.warning("provider.user_not_found", provider=self._name, user_id=user_id)
         return user
 
-    async def _device_groups(self, azure_id: str, deadline: float) -> list[DirectoryGroup] | None:
+    async def _device_groups(self, azure_id: str, deadline: float) -> list[DirectoryGroup]:
+        """The Entra device's groups; a device object that is gone fails the lookup, since its
+        groups are then unknown, not none (a device an admin put in a "Blocked" group whose
+        Entra object was then deleted would pass every ``none_of``)."""
         object_id = await self._api.entra_device(azure_id, deadline)
-        if object_id is None:
-            log.warning("provider.entra_device_not_found", provider=self._name, device_id=azure_id)
-            return None
-        return await self._api.groups(
-            "devices", object_id, deadline, max_pages=self._settings.max_group_pages
+        if object_id is not None:
+            groups = await self._api.groups(
+                "devices", object_id, deadline, max_pages=self._settings.max_group_pages
+            )
+            if groups is not None:
+                return groups
+        log.warning("provider.entra_device_not_found", provider=self._name, device_id=azure_id)
+        raise ProviderError(
+            self._name,
+            "the managed device's Entra device is not in Entra: its device groups cannot be read",
         )
 
     # --- bulk listing (DeviceLister, PagedLister) ----------------------------------------------
