@@ -27,7 +27,7 @@ from connector.policy import (
 from connector.settings import WebhookSettings
 from providers.base import DeviceRecord
 from providers.identifiers import DeviceIdentifier, IdentifierKind, IdentifierShapeError, classify
-from providers.vocabulary import is_apple_platform
+from providers.vocabulary import is_apple_platform, is_virtual_machine
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +108,7 @@ def policy_error(result: PolicyResult) -> tuple[str, str]:
 
 _APPLE_KINDS = frozenset({IdentifierKind.SERIAL, IdentifierKind.UDID})
 """Identifiers that Apple attests when ACME attests them (`_ATTESTED_KINDS`): the device must
-be an Apple one.
+be an Apple one (`not_apple_attested`).
 
 Windows and Linux hosts report a serial number their firmware (or a virtual machine's
 settings) chose, and an MDM takes it as given: a VM enrolled with a Mac's serial would
@@ -118,6 +118,27 @@ rule (`allow_unreported`)."""
 _ATTESTED_KINDS = frozenset({"AUTHORIZING", "ENRICHING"})
 """Webhook kinds whose identifier is ACME device-attest-01's. A SCEP webhook's comes from the
 CSR a device wrote (a Windows PC's serial in ``CN={{SerialNumber}}``): no Apple check there."""
+
+
+def not_apple_attested(
+    hook: WebhookSettings, identifier: DeviceIdentifier, record: DeviceRecord
+) -> str | None:
+    """Why `record` cannot be the device Apple attested `identifier` for, None when it can.
+
+    Apple attests serials and UDIDs of its own hardware only: a record of another platform,
+    or of a virtual machine (whose serial is whatever its settings say, a personal Mac's
+    included), is another device that took the identifier.
+    """
+    if hook.kind not in _ATTESTED_KINDS or identifier.kind not in _APPLE_KINDS:
+        return None
+    if record.platform and not is_apple_platform(record.platform):
+        return f"the inventory lists this Apple identifier on a {clip(record.platform, 40)} device"
+    if record.model and is_virtual_machine(record.model):
+        return (
+            "the inventory lists this Apple identifier on a virtual machine "
+            f"({clip(record.model, 40)}); Apple attests real devices only"
+        )
+    return None
 
 
 MEMO_ENTRIES = 4096
@@ -233,18 +254,9 @@ async def decide(
             "device-not-found", "the device is not in the organisation's inventory", **base
         )
     record = result.record
-    if (
-        hook.kind in _ATTESTED_KINDS
-        and identifier.kind in _APPLE_KINDS
-        and record.platform
-        and not is_apple_platform(record.platform)
-    ):
-        return _deny(
-            "platform-mismatch",
-            f"the inventory lists this Apple identifier on a {clip(record.platform, 40)} device",
-            record=record,
-            **base,
-        )
+    mismatch = not_apple_attested(hook, identifier, record)
+    if mismatch is not None:
+        return _deny("platform-mismatch", mismatch, record=record, **base)
     if memo is None:
         verdict = evaluate(hook.policy, record, identifier, now=now)
     else:

@@ -43,3 +43,22 @@ def is_apple_platform(platform: str) -> bool:
 
 
 _APPLE_FOLDED = frozenset(name.casefold() for name in APPLE_PLATFORMS)
+
+
+_VIRTUAL_MODELS = (
+    "vmware",
+    "virtualmac",
+    "apple virtual machine",
+    "parallels",
+    "virtualbox",
+    "qemu",
+)
+_VIRTUAL_WORDS = ("virtual machine", "virtual platform")
+
+
+def is_virtual_machine(model: str) -> bool:
+    """Whether an inventory's model (name or identifier, any case) is a virtual machine's:
+    VMware (``VMware7,1``, "VMware Virtual Platform"), Apple's Virtualization framework
+    (``VirtualMac2,1``, "Apple Virtual Machine 1"), Parallels, VirtualBox, QEMU."""
+    folded = model.strip().casefold()
+    return folded.startswith(_VIRTUAL_MODELS) or any(w in folded for w in _VIRTUAL_WORDS)

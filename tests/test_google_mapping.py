@@ -57,6 +57,9 @@ def test_only_approved_managed_types_are_managed(
         ("ANDROID", "Android 14", "Pixel 8", "Android"),
         ("WINDOWS", "Windows 11", "Surface", "Windows"),
         ("GOOGLE_SYNC", "BlackBerry 10", "Q10", None),
+        ("ANDROID", "iOS 17.0", "Pixel 8", "Android"),  # the type decides, not what it reports
+        ("CHROME_OS", "ChromeOS 120", "Chromebook", "ChromeOS"),
+        ("LINUX", "Ubuntu 24.04", "PC", "Linux"),
     ],
 )
 def test_platform_comes_from_type_os_and_model(

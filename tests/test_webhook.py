@@ -458,24 +458,32 @@ async def test_an_identifier_that_upper_cases_to_another_device_is_refused(
 
 
 @pytest.mark.parametrize(
-    ("platform", "code"),
-    [("Windows", "platform-mismatch"), ("linux", "platform-mismatch"), ("", None)],
+    ("model", "platform", "code"),
+    [
+        ("PC", "Windows", "platform-mismatch"),
+        ("PC", "linux", "platform-mismatch"),
+        ("VMware7,1", "macOS", "platform-mismatch"),
+        ("Apple Virtual Machine 1", "macOS", "platform-mismatch"),
+        ("MacBook Pro", "macOS", None),
+        ("PC", "", None),
+    ],
 )
 async def test_an_apple_identifier_on_another_platforms_record_is_denied(
-    app_client: AppClient, inventory: Path, platform: str, code: str | None
+    app_client: AppClient, inventory: Path, model: str, platform: str, code: str | None
 ) -> None:
-    """Serials and UDIDs are attested by Apple: a record of another platform with that serial
-    (a VM's firmware says what its settings say) is not the device. A record without a platform
-    is left to the policy, which here has no platform rule."""
+    """Serials and UDIDs are attested by Apple, for its own hardware: a record of another
+    platform, or of a virtual machine, with that serial (a VM's firmware says what its settings
+    say) is not the device. A record without a platform is left to the policy, which here has
+    no platform rule."""
     with inventory.open("a", encoding="utf-8") as rows:
         rows.write(
-            f"C02TEST00009,,VM,VMware Virtual Platform,{platform},11,true,true,company,2026-11-21T07:12:09Z,"
+            f'C02TEST00009,,VM,"{model}",{platform},15.3,true,true,company,2026-11-21T07:12:09Z,'
             "eve,,,,,All Managed;MDA Pilot\n"
         )
     client = await app_client()
     body = enrich("C02TEST00009", common_name="")
     _, answer = await post(client, PEOPLE, body, signed(body))
-    assert answer["allow"] is (code is None)
+    assert answer["allow"] is (code is None), answer
     if code is not None:
         assert answer["error"]["code"] == code
 

@@ -32,15 +32,23 @@ def managed(device: m.MobileDevice, managed_types: Iterable[str]) -> bool | None
     return status.upper() == "APPROVED" and (device.type or "").upper() in set(managed_types)
 
 
+_TYPES = {"ANDROID": "Android", "WINDOWS": "Windows", "CHROME_OS": "ChromeOS", "LINUX": "Linux"}
+"""Device types that name their platform; ``IOS_SYNC`` is iOS or iPadOS by model."""
+
+
 def platform(device: m.MobileDevice) -> str | None:
-    """The vocabulary platform from the device type, operating system and model."""
+    """The vocabulary platform from the device type, else (a sync-only type such as
+    ``GOOGLE_SYNC``) from the operating system the device reports; iPads by model. The type
+    comes first: an Android device reporting "iOS" as its system is still an Android one."""
     kind = (device.type or "").upper()
     os_name = (device.os or "").casefold()
+    if kind in _TYPES:
+        return _TYPES[kind]
     if kind == "IOS_SYNC" or os_name.startswith("ios"):
         return "iPadOS" if "ipad" in (device.model or "").casefold() else "iOS"
-    if kind == "ANDROID" or os_name.startswith("android"):
+    if os_name.startswith("android"):
         return "Android"
-    if kind == "WINDOWS" or os_name.startswith("windows"):
+    if os_name.startswith("windows"):
         return "Windows"
     return None
 
