@@ -207,8 +207,8 @@ class IntuneLister:
         await self._add_missing_users(owners, deadline)
         if settings.user_groups:
             wanted = [u for u in owners if u not in self._user_groups]
-            found = await self._member_of("users", wanted, deadline)
-            self._user_groups.update({u: found.get(u, ()) for u in wanted})  # gone: none
+            listed = await self._member_of("users", wanted, deadline)
+            self._user_groups.update({u: listed.get(u, ()) for u in wanted})  # gone: none
         objects: dict[str, str] = {}
         ambiguous: set[str] = set()  # and gone: their device groups cannot be read
         device_groups: dict[str, tuple[DirectoryGroup, ...]] = {}
