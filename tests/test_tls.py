@@ -235,7 +235,7 @@ def test_an_encrypted_key_is_refused_not_asked_for(tmp_path: Path, pki: TestCA) 
         "reloader = CertificateReloader(server_context(paths, None), paths, interval=0)\n"
         "key.write_bytes(encrypted.read_bytes())\n"
         "os.utime(key, ns=(10**18, 10**18))\n"
-        "print('CHECK-RETURNED', reloader.check(), flush=True)\n"
+        "print(f'CHECK-RETURNED {reloader.check()} END', flush=True)\n"
     )
     pid, fd = pty.fork()  # a controlling terminal, where OpenSSL would prompt
     if pid == 0:
@@ -244,7 +244,8 @@ def test_an_encrypted_key_is_refused_not_asked_for(tmp_path: Path, pki: TestCA) 
         os.execv(sys.executable, argv)  # noqa: S606 - this test's own child
     output, deadline = b"", time.monotonic() + 10
     try:
-        while time.monotonic() < deadline and b"CHECK-RETURNED" not in output:
+        # Until the whole line is in: a terminal may hand it over in more than one read.
+        while time.monotonic() < deadline and b" END" not in output:
             if select.select([fd], [], [], 0.2)[0]:
                 try:
                     output += os.read(fd, 4096)
@@ -254,7 +255,7 @@ def test_an_encrypted_key_is_refused_not_asked_for(tmp_path: Path, pki: TestCA) 
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         os.close(fd)
-    assert b"CHECK-RETURNED False" in output, output.decode(errors="replace")[-300:]
+    assert b"CHECK-RETURNED False END" in output, output.decode(errors="replace")[-300:]
 
 
 async def test_reload_loop_runs_with_the_app(
