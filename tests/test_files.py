@@ -6,10 +6,11 @@ import asyncio
 import json
 import os
 import resource
+import signal
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from structlog.testing import capture_logs
@@ -178,6 +179,17 @@ CSV_ERRORS = [
     # Longer than the csv module reads: the fast loader split it, then lookups raised.
     (f"serial,name\nC02A00000001,{'x' * 140_000}\n", "inv.csv:2: field larger than field limit"),
     (f'serial,name\nC02A00000001,"{"x" * 140_000}"\n', "inv.csv:2: field larger than field limit"),
+    # A file named by mistake: its first line is not quoted into the logs.
+    (
+        "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG\nserial\n",
+        "inv.csv:1: unknown column(s) 1 not shown (not like a column name",
+    ),
+    # A record over several lines is named by the line it starts on.
+    (
+        'serial,name\nC02A00000001,"two\nlines"\nC02A00000002,x,extra\n',
+        "inv.csv:4: more fields than header columns",
+    ),
+    ('serial,name\nC02A00000001,"two\nlines",extra\n', "inv.csv:2: more fields than header"),
 ]
 CSV_ERROR_IDS = [
     "unknown-column",
@@ -193,6 +205,9 @@ CSV_ERROR_IDS = [
     "no-identifier-column",
     "long-cell",
     "long-quoted-cell",
+    "not-a-header",
+    "after-a-multi-line-record",
+    "multi-line-record",
 ]
 
 
@@ -202,6 +217,14 @@ def test_csv_errors_name_file_and_line(text: str, message: str) -> None:
     with pytest.raises(InventoryFileError) as info:
         parse_csv(text, source="inv.csv")
     assert str(info.value).startswith(message)
+
+
+def test_a_duplicate_after_a_multi_line_record_names_where_each_starts() -> None:
+    rows = parse_csv('serial,name\nC02A00000001,"a\nb\nc"\nc02a00000001,x\n', source="inv.csv")
+    with pytest.raises(
+        InventoryFileError, match=r"^inv\.csv:5: identifier c02a00000001 already on line 2$"
+    ):
+        build_index(rows, provider="inv", source="inv.csv")
 
 
 def test_duplicate_serial_names_both_lines() -> None:
@@ -241,6 +264,14 @@ JSON_ERRORS = [
         '{"devices": [\n  {"serial": "C02A00000001",\n   "asset": ' + "9" * 5000 + "}\n]}",
         "inv.json:3: a number of more than 4,300 digits",
     ),
+    (
+        '{"devices": [\n  {"serial": "C02A00000001", "name": "[[[["},\n'
+        + '  {"serial": "C02A00000002", "x": '
+        + "[" * 5000
+        + "]" * 5000
+        + "}\n]}",
+        "inv.json:3: arrays and objects nested more than 512 deep",
+    ),
 ]
 JSON_ERROR_IDS = [
     "syntax",
@@ -251,6 +282,7 @@ JSON_ERROR_IDS = [
     "unknown-key",
     "not-list",
     "long-number",
+    "too-deep",
 ]
 
 
@@ -828,6 +860,78 @@ async def test_worker_process_loads_and_reports_like_a_thread(tmp_path: Path) ->
     [failure] = [e for e in logs if e["event"] == "provider.reload_failed"]
     assert failure["error"].startswith(f"{path}:2: devices[0].managed: Input should be a valid")
     assert provider.device_count == 4
+
+
+class _OomKiller:
+    """Ends every inventory worker with SIGKILL as it starts, as the kernel's OOM killer (or a
+    container's memory limit) does, while `killing`; counts the workers started."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.killing = True
+        self.started = 0
+        self._spawn = asyncio.create_subprocess_exec
+        monkeypatch.setattr(asyncio, "create_subprocess_exec", self._started)
+
+    async def _started(self, *args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
+        process = await self._spawn(*args, **kwargs)
+        self.started += 1
+        if self.killing:
+            process.send_signal(signal.SIGKILL)
+        return process
+
+
+async def test_a_reload_whose_worker_is_killed_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed for its memory says nothing of the file: the version is read again
+    (less and less often while it keeps failing), so a device taken out is not served on."""
+    path = tmp_path / "inv.csv"
+    path.write_text("serial,name\nC02A00000001,kept\nC02A00000002,stolen\n", encoding="utf-8")
+    now = [1000.0]
+    settings = CsvSettings(kind="csv", path=path, reload_interval=10)
+    provider = FileProvider("inv", settings, clock=lambda: now[0], process_above=0, settle_wait=0)
+    await provider.start()
+    _replace(path, "serial,name\nC02A00000001,kept\n")
+    killer = _OomKiller(monkeypatch)
+
+    with capture_logs() as logs:
+        assert await provider.reload() is False  # killed
+        assert await provider.reload() is False  # read again at the next poll: killed again
+        assert await provider.reload() is False  # not due for another reload_interval
+    assert killer.started == 2
+    [failure] = [e for e in logs if e["event"] == "provider.reload_failed"]
+    assert "inventory worker failed (-9)" in failure["error"]
+    assert await provider.lookup(_serial("C02A00000002")) is not None  # the old one serves
+
+    killer.killing = False
+    now[0] += 10
+    assert await provider.reload() is True
+    assert await provider.lookup(_serial("C02A00000002")) is None
+    await provider.aclose()
+
+
+async def test_a_first_load_whose_worker_is_killed_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "inv.csv"
+    path.write_text("serial,name\nC02A00000001,kept\n", encoding="utf-8")
+    provider = _csv_provider(path, process_above=0)
+    killer = _OomKiller(monkeypatch)
+    with pytest.raises(ProviderNotReady, match="inventory worker failed"):
+        await provider.start()
+    killer.killing = False
+    await provider.start()  # what the service does for a provider that is not ready
+    assert provider.ready
+
+
+def test_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path: Path) -> None:
+    """An export in Windows-1252 (Excel's): the message says where, not only what."""
+    path = tmp_path / "inv.csv"
+    rows = "".join(f"C02A{i:08d},ok\n" for i in range(3))
+    path.write_bytes(b"serial,name\n" + rows.encode() + b"C02A99999999,Jos\xe9\n")
+    with pytest.raises(InventoryFileError) as info:
+        run_job({"path": str(path), "kind": "csv", "group_delimiter": ";"})
+    assert str(info.value) == f"{path}:5: not UTF-8 text (byte 0xe9)"
 
 
 async def test_worker_process_ignores_a_providers_folder_in_the_working_directory(

@@ -471,3 +471,36 @@ async def test_profile_naming_a_user_needs_identity_none(
         assert answer == {"allow": True, "data": {}}
     else:
         assert answer["error"]["code"] == expected["code"]
+
+
+async def test_a_burst_of_reports_never_stands_before_a_validation(start: Any, intune: Any) -> None:
+    """Every issuance sends Intune a report in the background, through the client that
+    validations use: a morning burst of them must not make that client refuse the next
+    validation as queued too long for its budget (a deny for a device Intune accepts)."""
+    scep = intune[1]
+    client = await start()
+    scep.delay = 1.0
+    for _ in range(6):  # the client has timed enough exchanges to estimate a queue's wait
+        challenge = scep.issue_challenge(MANAGED)
+        answer = await present(client, MANAGED, challenge, csr_der=scep_csr(MANAGED, challenge))
+        assert answer["allow"] is True
+
+    certificate = issued_certificate(MANAGED)
+    reports = await asyncio.gather(
+        *(
+            post(
+                client,
+                "/webhooks/intune-notify",
+                notify_success_body(MANAGED, certificate, transaction_id=f"tx-{n}"),
+                NOTIFY_ID,
+            )
+            for n in range(25)
+        )
+    )
+    assert all(response.status == 200 for response in reports)
+    await asyncio.sleep(0.3)
+
+    challenge = scep.issue_challenge(MANAGED)
+    answer = await present(client, MANAGED, challenge, csr_der=scep_csr(MANAGED, challenge))
+
+    assert answer["allow"] is True, answer

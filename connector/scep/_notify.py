@@ -120,11 +120,19 @@ def audit_entry(
     )
 
 
-class Notifier:
-    """Runs reports to Intune in the background, bounded in number; waits for them at close."""
+SENDING = 2
+"""Reports sent at once. The rest wait their turn outside the HTTP client, which SCEPCHALLENGE
+validations share: a burst of issuances must never stand in its queue before a validation (the
+client would refuse the validation, that queue being too long for its budget)."""
 
-    def __init__(self, limit: int = 256) -> None:
+
+class Notifier:
+    """Runs reports to Intune in the background, bounded in number and `SENDING` at a time;
+    waits for them at close."""
+
+    def __init__(self, limit: int = 256, sending: int = SENDING) -> None:
         self.limit = limit
+        self._sending = asyncio.Semaphore(sending)
         self._tasks: set[asyncio.Task[None]] = set()
         self.dropped = 0
         """Reports not sent because `limit` were already under way."""
@@ -136,14 +144,21 @@ class Notifier:
             self.dropped += 1
             log.error("scep.notify_dropped", pending=len(self._tasks))
             return False
-        task = asyncio.create_task(work, name="scep-notify")
+        task = asyncio.create_task(self._in_turn(work), name="scep-notify")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
 
+    async def _in_turn(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            async with self._sending:
+                await work
+        finally:
+            work.close()  # cancelled before its turn came: never started (else: nothing to do)
+
     @property
     def pending(self) -> int:
-        """Reports under way."""
+        """Reports under way or waiting their turn."""
         return len(self._tasks)
 
     async def aclose(self, grace: float = 5.0) -> None:

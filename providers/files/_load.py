@@ -125,12 +125,15 @@ async def _in_process(job: dict[str, Any]) -> mmap.mmap:
         except ValueError:
             tail = err.decode(errors="replace").strip().splitlines()[-1:] or [""]
             message = f"{job['path']}: inventory worker failed ({proc.returncode}) {tail[0]}"
-            raise InventoryFileError(message.strip()) from None
+            # Killed by a signal (the OOM killer, a container's memory limit) says nothing of
+            # the file: read it again later. An exit with a traceback is a bug on this content.
+            died = proc.returncode is not None and proc.returncode < 0
+            raise (InventoryUnreadable if died else InventoryFileError)(message.strip()) from None
         if "error" in answer:
             error = InventoryUnreadable if answer.get("unreadable") else InventoryFileError
             raise error(answer["error"])
-        if os.fstat(fd).st_size != answer["size"]:
-            raise InventoryFileError(f"{job['path']}: inventory worker wrote a short image")
+        if os.fstat(fd).st_size != answer["size"]:  # the memory file ran out of room, say
+            raise InventoryUnreadable(f"{job['path']}: inventory worker wrote a short image")
         return mmap.mmap(fd, answer["size"], access=mmap.ACCESS_READ)
 
 

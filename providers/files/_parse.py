@@ -24,6 +24,8 @@ from providers.files._schema import (
 )
 from providers.unicode import may_hold_surrogates, valid_tree
 
+_COLUMN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_ -]{0,39}")
+
 
 def parse_csv(
     text: str, *, source: str, group_delimiter: str = ";"
@@ -34,7 +36,7 @@ def parse_csv(
         check_csv_header(reader.fieldnames or (), source)
         rows: list[tuple[int, InventoryRow]] = []
         for raw in reader:
-            line = reader.line_num
+            line = reader.line_num - _line_breaks(raw)  # where a multi-line record starts
             if None in raw:
                 raise InventoryFileError(f"{source}:{line}: more fields than header columns")
             cells = csv_cells(raw, group_delimiter)
@@ -44,6 +46,16 @@ def parse_csv(
         # line_num counts the lines read before the one that failed
         raise InventoryFileError(f"{source}:{reader.line_num + 1}: {exc}") from None
     return rows
+
+
+def _line_breaks(raw: dict[str | None, Any]) -> int:
+    """Line breaks inside the quoted cells of a CSV record."""
+    breaks = 0
+    for cell in raw.values():
+        for text in cell if isinstance(cell, list) else (cell,):
+            if text:
+                breaks += text.count("\n")
+    return breaks
 
 
 def check_csv_header(columns: Iterable[str], source: str) -> None:
@@ -56,7 +68,13 @@ def check_csv_header(columns: Iterable[str], source: str) -> None:
         raise InventoryFileError(f"{source}:1: no header line (an empty file is not an inventory)")
     unknown = [c for c in columns if c not in CSV_COLUMNS]
     if unknown:
-        raise InventoryFileError(f"{source}:1: unknown column(s) {', '.join(unknown)}")
+        # Named only when it looks like a column name: a file given by mistake (a .env, say)
+        # must not put its first line into the logs.
+        named = [c for c in unknown if _COLUMN_NAME.fullmatch(c)]
+        if len(named) < len(unknown):
+            hidden = len(unknown) - len(named)
+            named.append(f"{hidden} not shown (not like a column name: is this a CSV inventory?)")
+        raise InventoryFileError(f"{source}:1: unknown column(s) {', '.join(named)}")
     repeated = sorted({c for c in columns if columns.count(c) > 1})
     if repeated:
         raise InventoryFileError(f"{source}:1: column(s) named twice: {', '.join(repeated)}")
@@ -76,7 +94,12 @@ def parse_json(text: str, *, source: str) -> list[tuple[int, InventoryRow]]:
 
 
 _MAX_DIGITS = sys.get_int_max_str_digits()
-_LONG_NUMBER = re.compile(f"[0-9]{{{_MAX_DIGITS + 1},}}")
+# Only from a run's first digit: from every digit, a run just short of the length would be
+# scanned again at each of its positions (seconds of a held GIL for a file under 1 MiB).
+_LONG_NUMBER = re.compile(f"(?<![0-9])[0-9]{{{_MAX_DIGITS + 1},}}")
+_NESTING = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_DEEPEST = 512
+"""Nesting (of arrays and objects) where a document too deep to read is said to go too deep."""
 
 
 def json_devices(text: str, *, source: str) -> list[Any]:
@@ -91,9 +114,28 @@ def json_devices(text: str, *, source: str) -> list[Any]:
         raise InventoryFileError(
             f"{source}:{line}: a number of more than {_MAX_DIGITS:,} digits"
         ) from None
+    except RecursionError:
+        line = text.count("\n", 0, _too_deep(text)) + 1
+        raise InventoryFileError(
+            f"{source}:{line}: arrays and objects nested more than {_DEEPEST} deep"
+        ) from None
     if may_hold_surrogates(text):  # a lone one: U+FFFD, as for an upstream's JSON
         document = valid_tree(document)
     return devices_of(document, source)
+
+
+def _too_deep(text: str) -> int:
+    """Where the nesting of `text` first passes `_DEEPEST` (skipping strings), else 0."""
+    depth = 0
+    for token in _NESTING.finditer(text):
+        bracket = token[0]
+        if bracket in "[{":
+            depth += 1
+            if depth > _DEEPEST:
+                return token.start()
+        elif bracket in "]}":
+            depth -= 1
+    return 0
 
 
 def devices_of(document: Any, source: str) -> list[Any]:

@@ -46,6 +46,10 @@ SETTLE_WAIT = 1.0
 half the `reload_interval`): long enough for a writer's next chunk, short beside an interval."""
 UNSETTLED_POLLS = 3
 """Polls in a row that find a change that has not settled before it is logged."""
+RETRY_LIMIT = 300.0
+"""Most seconds between two reads of a version that could not be read (not for its content: an
+I/O error, a worker killed for its memory). The next poll reads it again; after each further
+failure in a row the wait grows by powers of two of `reload_interval`, up to this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,7 @@ class FileProvider:
         self._loaded: _Stamp | None = None  # the version the index came from
         self._seen: _Stamp | None = None  # the version the previous poll saw
         self._failed: _Stamp | None = None  # a version that did not load: not parsed again
+        self._retry: tuple[_Stamp, float, int] | None = None  # unread: (version, when, tries)
         self._missing_since: float | None = None
         self._logged_error: str | None = None
         self._down = False  # not ready after a failed start or a vanished file: log recovery
@@ -169,7 +174,7 @@ class FileProvider:
                 missing_for=round(self._clock() - self._missing_since, 3),
             )
             self._missing_since = None
-        if stamp in (self._loaded, self._failed):
+        if stamp in (self._loaded, self._failed) or self._waits(stamp):
             self._seen, self._unsettled = stamp, 0
             return False
         if stamp != self._seen and not await self._settles(stamp):
@@ -224,10 +229,14 @@ class FileProvider:
             # A writer is still busy: discard, and retry once the new stamp has settled.
             self._seen = changed.stamp
             return self._not_settled()
-        except (OSError, InventoryUnreadable) as exc:
+        except (OSError, InventoryUnreadable, MemoryError) as exc:
             # Reading failed, not the content (a permission fixed by chmod, which leaves the
-            # stamp as it was; an I/O error): the next poll reads this version again.
+            # stamp as it was; an I/O error; a worker the OOM killer ended): this version is
+            # read again, at the next poll and then less and less often (`RETRY_LIMIT`).
             self._unsettled = 0
+            tries = self._retry[2] + 1 if self._retry and self._retry[0] == stamp else 1
+            wait = self._settings.reload_interval * (2 ** (tries - 1) - 1)
+            self._retry = (stamp, self._clock() + min(wait, RETRY_LIMIT), tries)
             self._report(exc)
             return False
         except InventoryFileError as exc:
@@ -245,13 +254,18 @@ class FileProvider:
         self._loaded = stamp
         self._unsettled = 0
         self.loaded_at = time.time()
-        self._failed = None
+        self._failed = self._retry = None
         self._logged_error = None
         log.info("provider.loaded", provider=self._name, path=str(path), devices=index.devices)
         if self._down:
             self._down = False
             log.info("provider.ready", provider=self._name)
         return True
+
+    def _waits(self, stamp: _Stamp) -> bool:
+        """Whether `stamp` is a version that could not be read and is not due again yet."""
+        retry = self._retry
+        return retry is not None and retry[0] == stamp and self._clock() < retry[1]
 
     def _report(self, exc: Exception) -> None:
         """Log a failure once per distinct message, as a load or a reload failure."""

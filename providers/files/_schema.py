@@ -130,5 +130,10 @@ def describe(exc: Exception, path: Path) -> str:
     if isinstance(exc, OSError):
         return f"{path}: {exc.strerror or type(exc).__name__}"
     if isinstance(exc, UnicodeDecodeError):
+        if isinstance(exc.object, bytes):  # the whole file: say where (an Excel export, often)
+            line = exc.object.count(b"\n", 0, exc.start) + 1
+            return f"{path}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x})"
         return f"{path}: not UTF-8 text"
+    if isinstance(exc, MemoryError):
+        return f"{path}: out of memory while loading"
     return str(exc)

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from providers.files._load import run_job
-from providers.files._schema import InventoryFileError, InventoryUnreadable
+from providers.files._schema import InventoryFileError, InventoryUnreadable, describe
 
 MAX_PARTS = 4
 """Processes parsing one JSON file at most (each part costs a copy of its text)."""
@@ -39,14 +39,17 @@ def main() -> None:
     parsed: list[object] = []  # left to the OS: os._exit below skips freeing it
     try:
         image = run_job(job, keep=parsed, parts=parts)
+        with os.fdopen(fd, "wb", closefd=False) as out:
+            for part in image.parts:
+                out.write(part)
     except InventoryFileError as exc:
         answer: dict[str, object] = {"error": str(exc)}
         if isinstance(exc, InventoryUnreadable):
             answer["unreadable"] = True
+    except (MemoryError, OSError) as exc:  # this machine's trouble (writing the image, say),
+        parsed.clear()  # not the file's: it is read again later
+        answer = {"error": describe(exc, Path(job["path"])), "unreadable": True}
     else:
-        with os.fdopen(fd, "wb", closefd=False) as out:
-            for part in image.parts:
-                out.write(part)
         answer = {"size": image.size, "devices": image.devices}
     sys.stdout.write(json.dumps(answer))
     sys.stdout.flush()
