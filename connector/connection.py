@@ -41,11 +41,13 @@ class Connection(web.RequestHandler):
         "_busy",
         "_head_bytes",
         "_head_tail",
+        "_head_text",
         "_head_timer",
         "_listener",
         "_read_timeout",
         "_requests",
         "_started",
+        "accepted",
         "adoption",
         "vouched",
     )
@@ -67,7 +69,11 @@ class Connection(web.RequestHandler):
         self._busy = False
         self._head_bytes = 0  # of the head arriving, until its blank line (-1: it has come)
         self._head_tail = b""  # its last bytes, to find a blank line split across reads
+        self._head_text = False  # a byte other than CR or LF has come (blank lines before it
+        # are skipped by the parser, so they end no head)
         self._requests = 0
+        self.accepted = loop.time()
+        """When the listener accepted the socket (the oldest unproven one is displaced first)."""
         self.adoption: asyncio.Task[None] | None = None
         """The listener's task handing this socket over (TLS handshake included), until done."""
         self.vouched = False
@@ -116,12 +122,16 @@ class Connection(web.RequestHandler):
     def _head_too_large(self, data: bytes) -> bool:
         """Count `data` into the head arriving; at its blank line stop counting (the body
         follows); past the limit, close the connection (True)."""
-        seam = self._head_tail + data[:3]  # a blank line split across two reads
-        if b"\n\n" in data or b"\r\n\r\n" in data or b"\n\n" in seam or b"\n\r\n" in seam:
+        self._head_bytes += len(data)
+        text = data
+        if not self._head_text:  # the blank lines the parser skips before a request line
+            text = data.lstrip(b"\r\n")
+            self._head_text = bool(text)
+        seam = self._head_tail + text[:3]  # a blank line split across two reads
+        if b"\n\n" in text or b"\r\n\r\n" in text or b"\n\n" in seam or b"\n\r\n" in seam:
             self._head_bytes = -1
             return False
-        self._head_bytes += len(data)
-        self._head_tail = (self._head_tail + data[-3:])[-3:]
+        self._head_tail = (self._head_tail + text[-3:])[-3:]
         if self._head_bytes <= MAX_HEAD_BYTES:
             return False
         log.info(
@@ -146,7 +156,8 @@ class Connection(web.RequestHandler):
         self._started = None
         self._busy = True
         self._requests += 1
-        self._head_bytes, self._head_tail = 0, b""  # counting starts again for the next head
+        # Counting starts again for the next head.
+        self._head_bytes, self._head_tail, self._head_text = 0, b"", False
         return started
 
     def log_access(self, request: Any, response: Any, time: float | None) -> None:

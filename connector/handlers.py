@@ -63,11 +63,18 @@ async def read_capped(request: web.Request, limit: int, *, read_timeout: float) 
     """Read the body, refusing it as soon as it passes `limit` bytes (never buffering more) or
     when it is not complete `read_timeout` seconds after the request's first byte arrived.
 
-    A body aiohttp cannot unpack (a ``Content-Encoding`` that does not decode, broken chunks)
-    is the sender's fault: 400, not a 500 with a traceback that anyone could trigger.
+    A compressed body, or one aiohttp cannot read (broken chunks), is the sender's fault: 400,
+    not a 500 with a traceback that anyone could trigger.
     """
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge(f"body of {request.content_length} bytes exceeds {limit}")
+    coding = request.headers.get("Content-Encoding")
+    if coding is not None and coding.strip().lower() != "identity":
+        # step-ca never compresses; the listener does not inflate (`auto_decompress=False`).
+        raise PayloadError(
+            "a compressed body is not read (step-ca sends none)",
+            detail={"content_encoding": clip(coding, MAX_LOGGED_OBSERVED) or ""},
+        )
     content = request.content
     body = bytearray()
     try:

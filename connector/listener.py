@@ -37,6 +37,10 @@ ACCEPT_RETRY_DELAY = 0.5
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
+def _accepted(connection: Connection) -> float:
+    return connection.accepted
+
+
 class _LeanTLS(sslproto.SSLProtocol):
     """asyncio's server-side TLS protocol with a 16 KiB instead of a 256 KiB read buffer."""
 
@@ -72,8 +76,9 @@ class Listener:
         self._backlog = backlog
         self._sockets: list[socket.socket] = []
         self._accepting: set[asyncio.Task[None]] = set()
-        # Both oldest first; a socket is in `_handshakes` until aiohttp's protocol has it.
-        self._handshakes: dict[asyncio.Task[None], None] = {}
+        # Both oldest first; a socket is in `_handshakes` (with when it was accepted) until
+        # aiohttp's protocol has it.
+        self._handshakes: dict[asyncio.Task[None], float] = {}
         self._connections: dict[Connection, None] = {}
         self._evicted = 0
         self._refused = 0
@@ -205,34 +210,44 @@ class Listener:
                     "server.connection_limit_cleared", evicted=self._evicted, refused=self._refused
                 )
                 self._evicted = self._refused = 0
-            task = asyncio.create_task(self._adopt(sock, server))
-            self._handshakes[task] = None
+            accepted = loop.time()
+            task = asyncio.create_task(self._adopt(sock, server, accepted))
+            self._handshakes[task] = accepted
             task.add_done_callback(self._handshake_done)
 
     def _make_room(self, sock: socket.socket) -> bool:
-        """At the cap: close, for `sock`, the oldest handshake under way, else the oldest
-        connection that sent no request head, else the oldest idle one that never carried a
-        signed request, else the oldest that never carried one and is reading a request (a
-        body or a second head trickling in, which anyone can send without a signature: the
-        signature is checked once the body is in); refuse `sock` when every connection is
-        step-ca's."""
+        """At the cap: close, for `sock`, the connection accepted longest ago among those that
+        have not yet delivered a request head (a TLS handshake under way, a silent or trickling
+        connection), else the oldest idle one that never carried a signed request, else the
+        oldest that never carried one and is reading a request (a body or a second head
+        trickling in, which anyone can send without a signature: the signature is checked once
+        the body is in); refuse `sock` when every connection is step-ca's.
+
+        By age, not handshakes first: a flood that holds every other slot with silent
+        connections would otherwise displace step-ca's handshake with its very next connect.
+        """
         if not (self._evicted or self._refused):
             log.warning("server.connection_limit_reached", max_connections=self._max)
         # Forgotten at once, so that a burst of newcomers displaces a different one each.
-        victim = next(iter(self._handshakes), None)
-        if victim is not None:
-            del self._handshakes[victim]
-            victim.cancel()
+        handshake = next(iter(self._handshakes.items()), None)
+        unproven = min((c for c in self._connections if c.unproven), key=_accepted, default=None)
+        if handshake is not None and (unproven is None or handshake[1] <= unproven.accepted):
+            del self._handshakes[handshake[0]]
+            handshake[0].cancel()  # `_adopt` aborts its transport
             self._evicted += 1
             self.evicted_total += 1
             return True
-        unproven = next((c for c in self._connections if c.unproven), None)
         if unproven is None:
             unproven = next((c for c in self._connections if c.spare), None)
         if unproven is None:
             unproven = next((c for c in self._connections if not c.vouched), None)
         if unproven is not None:
             del self._connections[unproven]
+            if unproven.transport is not None:
+                # At once, before aiohttp closes it: a TLS close would wait for the peer's
+                # close_notify, holding the descriptor outside the cap (a flood of evictions,
+                # a descriptor each).
+                unproven.transport.abort()
             unproven.force_close()
             self._evicted += 1
             self.evicted_total += 1
@@ -251,13 +266,18 @@ class Listener:
             keepalive_timeout=self._keepalive_timeout,
             lingering_time=LINGERING_TIME,
             access_log=None,
+            # step-ca never compresses a call: inflating one (aiohttp's default, in its parser,
+            # before any signature is checked) would be CPU anyone could spend. The webhook
+            # refuses a `Content-Encoding` it is sent (`connector.handlers`).
+            auto_decompress=False,
         )
 
-    async def _adopt(self, sock: socket.socket, server: web.Server) -> None:
+    async def _adopt(self, sock: socket.socket, server: web.Server, accepted: float) -> None:
         """Hand an accepted socket to aiohttp (after the TLS handshake, bounded by read_timeout)."""
         loop = asyncio.get_running_loop()
         connection = self._connection(server)
         connection.adoption = asyncio.current_task()
+        connection.accepted = accepted
         transport: asyncio.Transport | None = None
         tls: _LeanTLS | None = None
         handshake: asyncio.Future[None] | None = None

@@ -5,7 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import select
+import socket
 import ssl
+import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -352,3 +357,127 @@ async def test_tls_handshake_that_never_starts_is_cut_and_frees_its_slot(
     status, _, body = await _answer(reader)
     assert (status, json.loads(body)["allow"]) == (200, True)
     writer.close()
+
+
+def _trusting(ca: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(ca))
+
+
+async def test_a_step_ca_handshake_outlives_a_newer_connect_at_the_cap(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """Anyone can hold every other slot with silent connections: the next connect must then
+    displace the oldest of those, not step-ca's handshake that is still under way (which
+    would lock step-ca out with one connect per handshake)."""
+    paths, ca = ensure_dev_certificate(tmp_path)
+    served = await serve(
+        server_context(paths, None), max_connections=3, read_timeout=30, keepalive_timeout=60
+    )
+    silent = [
+        await asyncio.open_connection("127.0.0.1", served.port, ssl=_trusting(ca)) for _ in range(2)
+    ]
+    await _at_cap(served, 2)
+    step_ca = socket.create_connection(("127.0.0.1", served.port))  # its hello not yet sent
+    await _at_cap(served, 3)
+    newcomer = socket.create_connection(("127.0.0.1", served.port))  # never sends a byte
+    await asyncio.sleep(0.1)
+
+    reader, writer = await asyncio.open_connection(
+        sock=step_ca, ssl=_trusting(ca), server_hostname="localhost"
+    )
+    writer.write(_request(enrich("C02TEST00001")))
+    async with asyncio.timeout(5):
+        status, _, body = await _answer(reader)
+
+    assert (status, json.loads(body)["allow"]) == (200, True)
+    assert await _closed(silent[0][0], within=3)  # the oldest silent one made room
+    newcomer.close()
+    for _, other in [*silent, (reader, writer)]:
+        other.close()
+
+
+async def test_a_displaced_tls_connection_lets_go_of_its_socket_at_once(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """A displaced connection is cut, not closed politely: a TLS close waits for the peer's
+    close_notify, and a peer that never sends one would keep its socket (outside the cap)."""
+    paths, ca = ensure_dev_certificate(tmp_path)
+    served = await serve(
+        server_context(paths, None), max_connections=2, read_timeout=30, keepalive_timeout=60
+    )
+    client = _trusting(ca)
+
+    def handshake() -> ssl.SSLSocket:  # blocking: on a thread, the server shares this loop
+        raw = socket.create_connection(("127.0.0.1", served.port))
+        return client.wrap_socket(raw, server_hostname="localhost")
+
+    # Handshakes done; they never read again (so never answer a close_notify).
+    mute = [await asyncio.to_thread(handshake) for _ in range(2)]
+    await _at_cap(served, 2)
+    newcomer = socket.create_connection(("127.0.0.1", served.port))
+
+    def gone(sock: socket.socket) -> bool:
+        """The TCP connection beneath the TLS one ends within a second (read raw, past any
+        TLS record): a polite close would end it at TLS_SHUTDOWN_TIMEOUT, 2 s."""
+        deadline = time.monotonic() + 1.0
+        while select.select([sock], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            try:
+                if not os.read(sock.fileno(), 4096):
+                    return True
+            except ConnectionResetError:
+                return True
+        return False
+
+    async with asyncio.timeout(3):
+        while not served.listener.evicted_total:  # noqa: ASYNC110 - accepting is asynchronous
+            await asyncio.sleep(0.01)
+    assert await asyncio.to_thread(gone, mute[0])
+    for sock in [*mute, newcomer]:
+        sock.close()
+
+
+async def test_blank_lines_before_a_request_do_not_lift_the_head_limit(serve: Serve) -> None:
+    """The parser skips blank lines before a request line; they must not end the head that
+    `MAX_HEAD_BYTES` counts (or anyone could park megabytes of head per connection)."""
+    served = await serve(read_timeout=30)
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    line = b"X-Filler: " + b"a" * 1000 + b"\r\n"
+    with capture_logs() as logs:
+        writer.write(b"\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)  # its own read
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(MAX_HEAD_BYTES // len(line) + 2):
+                writer.write(line)
+                await writer.drain()
+        assert await _closed(reader, within=3)
+    writer.close()
+    assert [e["status"] for e in logs if e["event"] == "request.malformed"] == [431]
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(b"\r\n" + _request(enrich("C02TEST00001")))  # a blank line first is still read
+    async with asyncio.timeout(5):
+        status, _, _ = await _answer(reader)
+    writer.close()
+    assert status == 200
+
+
+async def test_a_compressed_body_is_refused_unread(serve: Serve) -> None:
+    """step-ca never compresses a call: a compressed body is refused before it is inflated
+    (inflating is CPU anyone could make the service spend before any signature is checked)."""
+    served = await serve(read_timeout=5)
+    packer = zlib.compressobj(9)
+    bomb = packer.compress(b"\0" * (8 << 20)) + packer.flush()
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(
+        f"POST {PEOPLE} HTTP/1.1\r\nHost: x\r\nContent-Encoding: deflate\r\n"
+        f"Content-Length: {len(bomb)}\r\n\r\n".encode()
+        + bomb
+    )
+    async with asyncio.timeout(5):
+        status, _, body = await _answer(reader)
+    writer.close()
+    error = json.loads(body)["error"]
+    assert (status, error["code"]) == (400, "payload-invalid")
+    assert "compressed" in error["message"]
