@@ -121,6 +121,16 @@ def odd_csrs(common_name: str, challenge: str) -> dict[str, bytes]:
     }
 
 
+def csr_with_cn_of_tag(common_name: str, challenge: str, tag: int) -> bytes:
+    """A signed CSR whose only subject attribute is a common name of ASN.1 type `tag`, its
+    text in the encoding that type uses (UniversalString: UTF-32BE; else the bytes)."""
+    request = _elements(_value_of(scep_csr(common_name, challenge)))
+    version, _, *rest = _elements(_value_of(request[0]))
+    text = common_name.encode("utf-32-be" if tag == 0x1C else "utf-8")
+    cn = _der(0x30, _der(0x06, b"\x55\x04\x03") + _der(tag, text))
+    return _signed([version, _der(0x30, _der(0x31, cn)), *rest], request[1])
+
+
 def _csr_member(der: bytes) -> dict[str, Any]:
     try:
         csr = x509.load_der_x509_csr(der)

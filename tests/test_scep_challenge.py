@@ -27,7 +27,13 @@ from connector.persistence import PERSISTENCE
 from connector.store import AuditQuery, AuditRecorder
 from tests.fakes.mdm import basic_auth, challenge_request
 from tests.helpers import FIXED_NOW, config, make_settings, signed, webhook
-from tests.scep_bodies import challenge_body, csr_with_extension_requests, odd_csrs, scep_csr
+from tests.scep_bodies import (
+    challenge_body,
+    csr_with_cn_of_tag,
+    csr_with_extension_requests,
+    odd_csrs,
+    scep_csr,
+)
 from tests.sqlite_support import StatementGate
 
 SCEP_ID = "5d1c7a9e-4b2f-4c8d-9e3a-6f0b1c2d3e4f"
@@ -613,6 +619,28 @@ async def test_a_csr_go_reads_and_cryptography_cannot_is_a_deny_not_a_500(start:
         answer = await present(client, MANAGED, challenge, csr_der=der)
 
         assert answer["error"]["code"] == "csr-invalid", kind
+
+
+@pytest.mark.parametrize(
+    ("tag", "allowed"),
+    [(0x0C, True), (0x13, True), (0x04, False), (0x1C, False)],
+    ids=["utf8-string", "printable-string", "octet-string", "universal-string"],
+)
+async def test_a_common_name_step_ca_does_not_read_as_text_is_refused(
+    start: Any, tag: int, allowed: bool
+) -> None:
+    """Go reads a CSR subject's value as text only for its string types; cryptography also
+    reads an OCTET STRING or a UniversalString as text. Such a common name would be compared
+    with the bound device while step-ca signs a subject without it: refused."""
+    client = await start()
+    challenge = await challenge_for(client, serial=MANAGED)
+    der = csr_with_cn_of_tag(MANAGED, challenge, tag)
+
+    answer = await present(client, MANAGED, challenge, csr_der=der)
+
+    assert answer["allow"] is allowed, answer
+    if not allowed:
+        assert answer["error"]["code"] == "csr-invalid"
 
 
 async def test_a_csr_with_two_extension_requests_is_refused(start: Any) -> None:

@@ -112,12 +112,31 @@ def _names_of(what: str) -> Iterator[None]:
         raise CsrError(f"the {what} holds a name that cannot be read") from None
 
 
+_GO_TEXT = frozenset({12, 18, 19, 20, 22, 30})
+"""ASN.1 string tags Go's decoder reads into a CSR subject's text (UTF8String, NumericString,
+PrintableString, T61String, IA5String, BMPString; `encoding/asn1`, into an ``any``): a value
+of any other type (an OCTET STRING, a UniversalString) is text to cryptography but is left out
+of the subject step-ca signs."""
+
+
+def _go_text(attribute: x509.NameAttribute) -> str | None:
+    """The attribute's value as step-ca reads it from a CSR: its text, or None (not text)."""
+    tag = getattr(attribute, "_type", None)  # cryptography's own; gone, nothing is text
+    if isinstance(attribute.value, str) and getattr(tag, "value", None) in _GO_TEXT:
+        return attribute.value
+    return None
+
+
 def _single_cn(name: x509.Name, what: str) -> str | None:
     values = name.get_attributes_for_oid(NameOID.COMMON_NAME)
     if len(values) > 1:
         raise CsrError(f"the {what} has more than one common name")
-    value = values[0].value if values else None
-    return value if isinstance(value, str) and value else None
+    if not values:
+        return None
+    value = _go_text(values[0])
+    if value is None:  # step-ca would sign no common name: not the one we would compare
+        raise CsrError(f"the {what}'s common name is not of a string type step-ca reads")
+    return value or None
 
 
 def read_csr(raw_b64: str | None) -> CsrFacts:
@@ -131,7 +150,7 @@ def read_csr(raw_b64: str | None) -> CsrFacts:
         common_name = _single_cn(csr.subject, "certificate request")
         alt_names = _alt_names(csr)
         subject_names = tuple(
-            attribute.value if isinstance(attribute.value, str) else None
+            _go_text(attribute)
             for attribute in csr.subject
             if attribute.oid != NameOID.COMMON_NAME and attribute.oid not in ORGANISATION_ATTRIBUTES
         )
