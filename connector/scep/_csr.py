@@ -119,7 +119,7 @@ of any other type (an OCTET STRING, a UniversalString) is text to cryptography b
 of the subject step-ca signs."""
 
 
-def _go_text(attribute: x509.NameAttribute) -> str | None:
+def _go_text(attribute: x509.NameAttribute[str | bytes]) -> str | None:
     """The attribute's value as step-ca reads it from a CSR: its text, or None (not text)."""
     tag = getattr(attribute, "_type", None)  # cryptography's own; gone, nothing is text
     if isinstance(attribute.value, str) and getattr(tag, "value", None) in _GO_TEXT:
