@@ -244,6 +244,19 @@ async def test_intune_outage_denies_and_the_address_is_found_again(start: Any, i
     assert scep.discoveries == 2
 
 
+async def test_callers_waiting_for_the_address_share_one_discovery(start: Any, intune: Any) -> None:
+    """A failed call forgets the service's address: the burst of calls behind it asks Graph
+    for it once, not once each (which Graph would throttle, prolonging the outage)."""
+    scep = intune[1]
+    client = await start()
+    challenges = [scep.issue_challenge(MANAGED) for _ in range(8)]
+
+    answers = await asyncio.gather(*(present(client, MANAGED, c) for c in challenges))
+
+    assert all(answer["allow"] for answer in answers)
+    assert scep.discoveries == 1
+
+
 async def test_slow_intune_is_cut_at_the_validator_timeout(start: Any, intune: Any) -> None:
     """A validation slower than the validator's timeout denies instead of holding step-ca."""
     scep = intune[1]

@@ -20,6 +20,7 @@ Every failure is a `ProviderError`; the caller decides what a failure means (a d
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -157,6 +158,7 @@ class IntuneScepClient:
         self._graph_api = GraphApi(name, self._graph, graph_tokens.cache, graph_base)
         self._auth = BearerAuth(name, intune_tokens.cache)
         self._uri: str | None = None
+        self._finding: asyncio.Task[str] | None = None  # the one discovery under way
         self.ready = False
         """Whether Entra granted the last token asked for."""
 
@@ -217,7 +219,7 @@ class IntuneScepClient:
     async def _post(self, action: str, body: Mapping[str, object], budget: float) -> ScepVerdict:
         route = f"/ScepActions/{action}"
         async with bounded(self._name, budget) as deadline:
-            uri = self._uri or await self._discover(deadline)
+            uri = self._uri or await self._address(deadline)
             try:
                 response = await self._service.request(
                     "POST",
@@ -239,6 +241,16 @@ class IntuneScepClient:
                 self._uri = None
                 raise
         return ScepVerdict(answer.code, _printable(answer.error_description, 200))
+
+    async def _address(self, deadline: float) -> str:
+        """The service's address, found once for every caller asking while it is unknown (a
+        failed call forgets it: a burst of callers must not each ask Graph again)."""
+        finding = self._finding
+        if finding is None or finding.done():
+            finding = self._finding = asyncio.create_task(self._discover(deadline))
+            finding.add_done_callback(_seen)  # its failure reached whoever still waited
+        # Shielded: the caller that started it giving up must not fail the others.
+        return await asyncio.shield(finding)
 
     async def _discover(self, deadline: float) -> str:
         """The validation service's address, from the Intune service principal's endpoints."""
@@ -269,5 +281,12 @@ class IntuneScepClient:
 
     async def aclose(self) -> None:
         """Close the three HTTP clients."""
+        if self._finding is not None:
+            self._finding.cancel()
         for client in (self._login, self._graph, self._service):
             await client.aclose()
+
+
+def _seen(task: asyncio.Task[str]) -> None:
+    if not task.cancelled():
+        task.exception()
