@@ -91,3 +91,13 @@ def enrich(identifier: str | None, *, now: datetime = FIXED_NOW, **kwargs: Any) 
 def authorize(identifier: str | None, *, now: datetime = FIXED_NOW) -> bytes:
     """An AUTHORIZING body timestamped `now`."""
     return stepca.authorizing_body(identifier, timestamp=now)
+
+
+WORKSPACE_ONE = {
+    "kind": "workspaceone",
+    "url": "https://as1.awmdm.com",
+    "token_url": "na",
+    "client_id": "c",
+    "client_secret": "s",
+}
+"""A Workspace ONE provider's settings that load (config checks; nothing is called)."""

@@ -19,7 +19,7 @@ import pytest
 from connector.checks import config_warnings
 from connector.cli import EXIT_OK, main
 from connector.settings import load_settings
-from tests.helpers import AUTH_ID, ENRICH_ID, SECRET, config, make_settings, webhook
+from tests.helpers import AUTH_ID, ENRICH_ID, SECRET, WORKSPACE_ONE, config, make_settings, webhook
 
 ROOT = Path(__file__).resolve().parent.parent
 OTHER_SECRET = base64.b64encode(bytes(range(64, 128))).decode()
@@ -147,13 +147,7 @@ def _providers(inventory: Path) -> dict[str, Any]:
             "client_id": "c",
             "client_secret": "s",
         },
-        "ws1": {
-            "kind": "workspaceone",
-            "url": "https://as1.awmdm.com",
-            "token_url": "na",
-            "client_id": "c",
-            "client_secret": "s",
-        },
+        "ws1": WORKSPACE_ONE,
     }
 
 

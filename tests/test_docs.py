@@ -37,7 +37,7 @@ from tests.docs_support import (
     tokens,
     warning_templates,
 )
-from tests.helpers import config, make_settings, webhook
+from tests.helpers import WORKSPACE_ONE, config, make_settings, webhook
 from tests.pki import TestCA
 
 SCHEME = re.compile(r"[a-z][a-z0-9+.-]*:")
@@ -231,16 +231,7 @@ TRIGGERS: dict[tuple[str, str], tuple[Config, str]] = {
     ("webhooks[N].policy.groups.none_of", "does not read"): (
         lambda inv: config(
             inv,
-            providers={
-                "ws1": {
-                    "kind": "workspaceone",
-                    "url": "https://as1.awmdm.com",
-                    "token_url": "na",
-                    "client_id": "c",
-                    "client_secret": "s",
-                    "smart_groups": False,
-                }
-            },
+            providers={"ws1": {**WORKSPACE_ONE, "smart_groups": False}},
             webhooks=[
                 webhook(
                     providers=("ws1",),
