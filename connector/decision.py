@@ -268,18 +268,30 @@ async def decide(
     return Decision(allow=True, data=data, record=record, outcomes=verdict.outcomes, **base)
 
 
+def vouches(decision: Decision) -> bool:
+    """Whether `decision.record` may be taken for the attested device (its user and groups
+    may describe it): not a record of another device that took the identifier
+    (``platform-mismatch``), nor one from an inventory the webhook's policy does not trust."""
+    if decision.record is None or decision.code == "platform-mismatch":
+        return False
+    return not any(o.rule == "provider" and not o.passed for o in decision.outcomes)
+
+
 def shadow_reply(hook: WebhookSettings, decision: Decision) -> WebhookReply:
     """What step-ca receives from a webhook in shadow mode: an allow, whatever the policy said.
 
     A device the policy refused still gets its enrichment data when the inventory knows it, so
-    templates render as they will once the webhook enforces; an unknown device gets ``{}``.
+    templates render as they will once the webhook enforces; an unknown device gets ``{}``, and
+    so does one whose record cannot be taken for it (`vouches`): another person's user and
+    groups must not reach its certificate.
     """
     if decision.allow:
         return decision.reply()
     if not hook.returns_data:
         return WebhookReply(allow=True)
     data: dict[str, Any] = {}
-    if decision.record is not None and decision.identifier and decision.kind is not None:
+    record = decision.record
+    if record is not None and vouches(decision) and decision.identifier and decision.kind:
         identifier = DeviceIdentifier(decision.identifier, IdentifierKind(decision.kind))
-        data = build_data(hook.enrichment, decision.record, identifier)
+        data = build_data(hook.enrichment, record, identifier)
     return WebhookReply(allow=True, data=data)

@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from connector.connection import request_started, vouch
-from connector.decision import Decision, decide, shadow_reply
+from connector.decision import Decision, decide, shadow_reply, vouches
 from connector.errors import (
     AuthError,
     BodyTooLarge,
@@ -258,7 +258,7 @@ def decision_event(
     identifier = decision.identifier
     if decision.kind is None:  # failed the shape check: attacker-chosen, any length
         identifier = clip(identifier, MAX_LOGGED_IDENTIFIER)
-    user = record.user if personal_data and record else None
+    user = record.user if personal_data and record and vouches(decision) else None
     return DecisionEvent(
         webhook=hook.name,
         kind=hook.kind,

@@ -142,6 +142,34 @@ async def test_shadow_mode_allows_what_the_policy_refuses_with_the_devices_data(
     assert answers["C02NOTHERE01"] == {"allow": True, "data": {}}
 
 
+@pytest.mark.parametrize(
+    ("platform", "policy"),
+    [("Windows", {}), ("macOS", {"provider": ["jamf"]})],
+    ids=["another-platforms-record", "untrusted-inventory"],
+)
+async def test_shadow_mode_sends_no_data_from_a_record_not_taken_for_the_device(
+    app_client: AppClient, inventory: Path, platform: str, policy: dict[str, Any]
+) -> None:
+    """A record of another device that took the Mac's serial (platform-mismatch), or one from
+    an inventory the policy does not trust, must not put its user and groups into the Mac's
+    certificate in shadow mode: ``{}``, as for an unknown device (and no user in the log)."""
+    with inventory.open("a", encoding="utf-8") as rows:
+        rows.write(
+            f"C02TEST00009,,PC,Surface,{platform},11,true,true,company,2026-11-21T07:12:09Z,"
+            "cfo,,,,,VPN Admins\n"
+        )
+    hooks = [webhook(mode="shadow", policy=policy)]
+    settings = config(inventory, webhooks=hooks, logging={"personal_data": True})
+    client = await app_client(settings)
+    body = enrich("C02TEST00009", common_name="")
+    with capture_logs() as logs:
+        _, answer = await post(client, PEOPLE, body, signed(body))
+    assert answer == {"allow": True, "data": {}}
+    [line] = [e for e in logs if e["event"] == "webhook.decision"]
+    assert line["would_allow"] is False
+    assert "user" not in line
+
+
 def _no_constant(name: str) -> None:
     raise AssertionError(f"{name} is not JSON")
 
