@@ -80,6 +80,20 @@ def credential_stamp(table: ProviderSettings) -> str:
     return digest.hexdigest()
 
 
+def start_file_stamps(settings: Settings) -> dict[str, str]:
+    """Digests of the files a restart-only section reads once at start and no reloader
+    watches (``server.client_ca``, the roots step-ca's client certificate must chain to): one
+    rewritten in place leaves the section equal, so the reload compares these too."""
+    stamps: dict[str, str] = {}
+    client_ca = settings.server.client_ca
+    if client_ca is not None:
+        try:
+            stamps["server.client_ca"] = hashlib.sha256(client_ca.read_bytes()).hexdigest()
+        except OSError as exc:
+            stamps["server.client_ca"] = f"unreadable: {exc.strerror}"
+    return stamps
+
+
 def _challenge_urls(settings: Settings) -> dict[int, str]:
     """The challenge URL path of each webhook (by index) that has one."""
     return {
@@ -113,19 +127,28 @@ def plan_reload(
     running: Mapping[str, ProviderSettings],
     new: Settings,
     served: frozenset[str],
+    *,
     stale: frozenset[str] = frozenset(),
+    rewritten: frozenset[str] = frozenset(),
 ) -> ReloadPlan:
     """Compare `new` with the settings the process `started` with (restart-only sections, and
     the challenge URLs it routes) and the tables of the providers `running` now; `served` are
     the webhook paths the router knows, `stale` the running providers whose credential files
-    changed since they were built (`credential_stamp`)."""
+    changed since they were built (`credential_stamp`), `rewritten` the restart-only keys whose
+    file changed since start (`start_file_stamps`)."""
     restart: list[str] = []
     for section in RESTART_SECTIONS:
         before, after = getattr(started, section), getattr(new, section)
-        restart += [
+        changed = [
             f"{section}.{key}"
             for key in type(after).model_fields
             if getattr(before, key) != getattr(after, key)
+        ]
+        restart += changed
+        restart += [
+            f"{key} (its file changed)"
+            for key in sorted(rewritten)
+            if key.startswith(f"{section}.") and key not in changed
         ]
     restart += [
         f"webhooks[{index}].path ({hook.path} is not served yet)"
@@ -185,6 +208,7 @@ class ConfigReloader:
         self._started = settings
         self._tables: dict[str, ProviderSettings] = dict(settings.providers)  # what runs
         self._stamps = {name: credential_stamp(t) for name, t in settings.providers.items()}
+        self._start_files = start_file_stamps(settings)
         self._path = config_path
         self._certificates = certificates
         routes = app[ROUTES]
@@ -195,6 +219,8 @@ class ConfigReloader:
         self._old_caches: list[AnswerCache] = []
         self._old_scep: list[ScepRuntime] = []  # replaced, closing after the grace
         self._tasks: set[asyncio.Task[None]] = set()
+        self.early: EarlyHangups | None = None
+        """SIGHUPs noted before this reloader ran (`EarlyHangups`)."""
 
     async def reload(self) -> bool:
         """One reload (serialised); returns whether a new config went live."""
@@ -210,7 +236,11 @@ class ConfigReloader:
                 return self._refuse(problems)
             stamps = {name: credential_stamp(table) for name, table in new.providers.items()}
             stale = frozenset(n for n, stamp in stamps.items() if self._stamps.get(n) != stamp)
-            plan = plan_reload(self._started, self._tables, new, self._served, stale)
+            files = start_file_stamps(new)
+            rewritten = frozenset(k for k, v in files.items() if self._start_files.get(k) != v)
+            plan = plan_reload(
+                self._started, self._tables, new, self._served, stale=stale, rewritten=rewritten
+            )
             if plan.problems:
                 return self._refuse(list(plan.problems))
             built = await self._start(new, plan.build)
@@ -222,7 +252,12 @@ class ConfigReloader:
                     *(p.aclose() for p in built.values() if not isinstance(p, str))
                 )
                 return self._refuse(failed)
-            self._swap(new, plan, {n: p for n, p in built.items() if not isinstance(p, str)})
+            started = {n: p for n, p in built.items() if not isinstance(p, str)}
+            try:
+                self._swap(new, plan, started)
+            except Exception:  # nothing was swapped (the SCEP runtime is built first)
+                await asyncio.gather(*(p.aclose() for p in started.values()))
+                raise
             self._stamps = {n: stamps[n] if n in built else self._stamps[n] for n in self._tables}
             for warning in config_warnings(new):  # as at start: shadow mode, a rotation open...
                 log.warning("config.warning", warning=warning)
@@ -237,7 +272,11 @@ class ConfigReloader:
         limit = self._started.server.provider_start_timeout
 
         async def start(name: str) -> Provider | str:
-            provider = build_provider(name, new.providers[name], hooks=self._app[HOOKS])
+            try:
+                provider = build_provider(name, new.providers[name], hooks=self._app[HOOKS])
+            except Exception as exc:  # the checks passed it: its siblings must still be closed
+                log.exception("config.provider_build_failed", provider=name)
+                return f"cannot be built ({type(exc).__name__})"
             try:
                 async with asyncio.timeout(limit):
                     await provider.start()
@@ -350,6 +389,8 @@ class ConfigReloader:
         """aiohttp cleanup context: SIGHUP reloads while the app runs."""
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+        if self.early is not None and self.early.count:
+            self._on_hup()  # asked for while the service started
         yield
         loop.remove_signal_handler(signal.SIGHUP)
         # Not back to the default action (end the process): the rest of the shutdown (the
@@ -377,13 +418,29 @@ async def _close_scep(scep: ScepRuntime, *, grace: float = 5.0) -> None:
         await scep.aclose(grace)
 
 
+class EarlyHangups:
+    """Counts the SIGHUPs that arrive before the reloader runs (its default action would end
+    the process while it starts): made first thing in `serve`, handed to the reloader, which
+    reloads once for them as soon as it runs."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        signal.signal(signal.SIGHUP, self._noted)
+
+    def _noted(self, _signum: int, _frame: object) -> None:
+        self.count += 1
+
+
 def reload_on_sighup(
     app: web.Application,
     settings: Settings,
     config_path: Path,
     *,
     certificates: CertificateReloader | None = None,
+    early: EarlyHangups | None = None,
 ) -> None:
-    """Make SIGHUP reload `config_path` into `app` (call before the app starts)."""
+    """Make SIGHUP reload `config_path` into `app` (call before the app starts); with
+    `early`, a SIGHUP that came while the service started reloads once it runs."""
     reloader = ConfigReloader(app, settings, config_path, certificates=certificates)
+    reloader.early = early
     app.cleanup_ctx.append(reloader.ctx)

@@ -24,7 +24,7 @@ from connector.connection import install
 from connector.keys import SERVICE_LISTENER
 from connector.listener import Listener
 from connector.readiness import READINESS
-from connector.reload import reload_on_sighup
+from connector.reload import EarlyHangups, reload_on_sighup
 from connector.settings import ServerSettings, Settings
 from connector.tls import CertificateReloader, CertPaths, ensure_dev_certificate, server_context
 
@@ -110,12 +110,21 @@ async def drain_period(
     log.info("server.drain_interrupted", open_connections=listener.open_connections)
 
 
-def serve(settings: Settings, config_dir: Path, *, config_path: Path | None = None) -> None:
+def serve(
+    settings: Settings,
+    config_dir: Path,
+    *,
+    config_path: Path | None = None,
+    early: EarlyHangups | None = None,
+) -> None:
     """Serve until SIGTERM or SIGINT, then drain (`server.drain_period`), answer requests under
-    way and close providers. With `config_path`, SIGHUP reloads it (`connector.reload`).
+    way and close providers. With `config_path`, SIGHUP reloads it (`connector.reload`), and
+    SIGHUPs noted in `early` (or from now on, while the service starts) reload once it runs.
 
     Raises `ListenError` (before any provider starts) when the port cannot be bound.
     """
+    if config_path is not None and early is None:
+        early = EarlyHangups()  # a SIGHUP while the service starts must not end it
     server = settings.server
     listener = make_listener(server)
     try:
@@ -132,7 +141,7 @@ def serve(settings: Settings, config_dir: Path, *, config_path: Path | None = No
             reloader = CertificateReloader(context, paths, server.cert_reload_interval)
             app.cleanup_ctx.append(reloader.ctx)
         if config_path is not None:
-            reload_on_sighup(app, settings, config_path, certificates=reloader)
+            reload_on_sighup(app, settings, config_path, certificates=reloader, early=early)
         settle_heap()
         with asyncio.Runner(loop_factory=loop_factory(server.event_loop)) as runner:
             runner.run(_until_signal(app, listener, settings))

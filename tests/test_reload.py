@@ -132,7 +132,16 @@ def write_config(folder: Path, **values: Any) -> None:
     (folder / "connector.toml").write_text(CONFIG.format(**fields), encoding="utf-8")
 
 
-def _start(folder: Path, tls: Path | None = None, *, linked: bool = False, **values: Any) -> Server:
+def _start(
+    folder: Path,
+    tls: Path | None = None,
+    *,
+    linked: bool = False,
+    hangup_at: str | None = None,
+    **values: Any,
+) -> Server:
+    """Start `serve` in `folder` and wait for ``service.started``; with `hangup_at`, send SIGHUP
+    as soon as that event is logged (while the service starts)."""
     folder.mkdir(parents=True, exist_ok=True)
     if linked:  # as Kubernetes mounts a ConfigMap: each file a link through ..data
         _configmap_version(folder, "..v1")
@@ -153,6 +162,9 @@ def _start(folder: Path, tls: Path | None = None, *, linked: bool = False, **val
     server = Server(process, folder, port, tls)
     deadline = time.monotonic() + 20
     while not any(e["event"] == "service.started" for e in server.events()):
+        if hangup_at is not None and any(e["event"] == hangup_at for e in server.events()):
+            process.send_signal(signal.SIGHUP)
+            hangup_at = None
         assert server.process.poll() is None, server.events()
         assert time.monotonic() < deadline, server.events()
         time.sleep(0.05)
@@ -208,6 +220,19 @@ def test_sighup_swaps_in_a_new_policy_and_secret(serve: Any) -> None:
     assert (status, answer["error"]["code"]) == (200, "group-forbidden")
     assert server.post("C02TEST00001", SECRET)[0] == 401
     assert httpx.get(server.url + "/readyz").status_code == 200
+
+
+def test_a_sighup_while_the_service_starts_reloads_once_it_runs(serve: Any) -> None:
+    """`systemctl reload` right after `systemctl start`: the SIGHUP arrives before the reloader
+    runs, where its default action would end the process. It is kept, and reloads once the
+    service runs."""
+    server = serve(policy='mode = "shadow"', hangup_at="config.warning")
+    deadline = time.monotonic() + 10
+    while not any(e["event"] == "config.reloaded" for e in server.events()):
+        assert server.process.poll() is None, server.events()
+        assert time.monotonic() < deadline, server.events()
+        time.sleep(0.05)
+    assert server.post("C02TEST00001")[1]["allow"] is True
 
 
 def test_a_reload_that_turns_shadow_mode_on_warns_as_a_start_would(serve: Any) -> None:

@@ -8,6 +8,7 @@ files' contents too, and rebuilds the provider.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import signal
 import ssl
@@ -79,6 +80,28 @@ async def test_a_ca_bundle_rewritten_in_place_rebuilds_its_provider(
     assert reloaded["providers_started"] == ["jamf"]
 
 
+async def test_a_client_ca_bundle_rewritten_in_place_is_listed_for_a_restart(
+    serve: Serve,  # noqa: F811 - the fixture imported above
+    inventory: Path,
+    tmp_path: Path,
+) -> None:
+    """The roots step-ca's client certificate must chain to are read once, at start: a bundle
+    rewritten under the same name (a compromised root dropped) is not applied by a reload, and
+    the reload must say so rather than report the config applied."""
+    bundle = tmp_path / "client-ca.pem"
+    shutil.copy(TestCA(tmp_path / "old", "old root").cert_path, bundle)
+    server = {"plain_http": False, "dev_certificate": True, "client_ca": str(bundle)}
+    mapping = config(inventory, server=server)
+    served = await serve(mapping)
+    with capture_logs() as logs:
+        assert await served.reload(mapping) is True
+        shutil.copy(TestCA(tmp_path / "new", "new root").cert_path, bundle)
+        assert await served.reload(mapping) is True
+    first, second = (e for e in logs if e["event"] == "config.reloaded")
+    assert first["restart_required"] == []
+    assert second["restart_required"] == ["server.client_ca (its file changed)"]
+
+
 def test_sections_built_at_start_wait_for_a_restart(inventory: Path) -> None:
     """A changed admin token, metrics or tracing table is listed in restart_required, never
     reported as applied (the admin lock and the exporters are built once)."""
@@ -119,3 +142,36 @@ async def test_a_sighup_late_in_the_shutdown_does_not_end_the_process(
     await runner.setup()
     await runner.cleanup()
     assert seen == [signal.SIG_IGN]  # the conftest puts the default back after the test
+
+
+async def test_a_ca_bundle_openssl_cannot_read_is_refused_before_anything_starts(
+    serve: Serve,  # noqa: F811 - the fixture imported above
+    inventory: Path,
+    tmp_path: Path,
+) -> None:
+    """A CA bundle that is there but holds no certificate passed the checks, then failed the
+    provider's build: `serve` crashed, and a reload left the providers it had started running.
+    The checks read it: the reload is refused with the reason, and nothing it built runs on."""
+    served = await serve(config(inventory))
+    bundle = tmp_path / "jamf-ca.pem"
+    bundle.write_text("not a certificate\n", encoding="utf-8")
+    providers = {
+        "inventory": {"kind": "csv", "path": str(inventory), "reload_interval": 0},
+        "second": {"kind": "csv", "path": str(inventory), "reload_interval": 1},
+        "jamf": {
+            "kind": "jamf",
+            "url": "https://jamf.example.com",
+            "client_id": "c",
+            "client_secret": "s",
+            "ca_bundle": str(bundle),
+        },
+    }
+    hooks = [webhook(providers=("inventory", "second", "jamf"))]
+    tasks = {task.get_name() for task in asyncio.all_tasks()}
+    with capture_logs() as logs:
+        assert await served.reload(config(inventory, providers=providers, webhooks=hooks)) is False
+    [refused] = [e for e in logs if e["event"] == "config.reload_failed"]
+    [problem] = refused["problems"]
+    assert f"providers.jamf.ca_bundle: {bundle} holds no certificate OpenSSL reads (" in problem
+    assert "second" not in served.app[PROVIDERS]
+    assert {task.get_name() for task in asyncio.all_tasks()} - tasks == set()

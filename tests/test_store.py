@@ -329,6 +329,20 @@ async def test_unreachable_postgres_is_a_clear_store_error() -> None:
 
 
 @pytest.mark.parametrize(
+    "url", ["postgresql:/app:hunter2x9@db:5432/posture", "postgres:app:hunter2x9@db/posture"]
+)
+def test_a_url_without_a_host_part_is_refused_without_echoing_it(url: str, tmp_path: Path) -> None:
+    """A slash forgotten after the scheme leaves no host part: the user and password would be
+    read as the path, and shown on /readyz and in every store log line."""
+    store = {"backend": "postgresql", "url": url}
+    with pytest.raises(ConfigError) as caught:
+        make_settings({**config(tmp_path / "inventory.csv"), "store": store})
+    (problem,) = caught.value.problems
+    assert "store: url must start with postgresql://" in problem
+    assert "hunter2x9" not in problem
+
+
+@pytest.mark.parametrize(
     "password", ["2024/Xy9+zzSECRET", "s3cr/et", "s3cr?et", "s3cr#et", "S3cretPw@9", "hunter@2x9"]
 )
 def test_a_password_that_would_end_the_host_part_is_refused_without_echoing_it(

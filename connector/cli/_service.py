@@ -28,15 +28,17 @@ log = structlog.get_logger("connector.cli")
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the service."""
-    from connector.server import ListenError, serve  # noqa: PLC0415 - keeps the other commands light
+    from connector.reload import EarlyHangups  # noqa: PLC0415 - keeps the other commands light
+    from connector.server import ListenError, serve  # noqa: PLC0415
 
+    early = EarlyHangups()  # first: a SIGHUP while the service starts must not end it
     settings = load_checked(args.config)
     configure_logging(settings.logging.level, settings.logging.format)
     for warning in config_warnings(settings):
         log.warning("config.warning", warning=warning)
     try:
         config = args.config.absolute()  # not resolved: SIGHUP reads what a symlink names then
-        serve(settings, config.parent, config_path=config)
+        serve(settings, config.parent, config_path=config, early=early)
     except ListenError as exc:
         # One line in the configured log format, like every other line the service writes.
         structlog.get_logger("connector").error(

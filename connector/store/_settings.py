@@ -46,7 +46,10 @@ class StoreSettings(BaseModel):
             if self.url is None:
                 raise ValueError('backend = "postgresql" needs url')
             url = self.url.get_secret_value()
-            if urlsplit(url).scheme not in ("postgresql", "postgres"):
+            scheme, slashes, _ = url.partition("://")
+            if scheme.lower() not in ("postgresql", "postgres") or not slashes:
+                # Not only the scheme: "postgresql:/user:pw@host/db" has one, and no host part
+                # (so no password) to a reader, which would show it as the path.
                 raise ValueError("url must start with postgresql://")
             if "@" in _after_authority(url) or _authority(url).count("@") > 1:
                 # A password with a bare "/", "?" or "#" ends the host part early: its rest

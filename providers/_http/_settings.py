@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import httpx
 from pydantic import ConfigDict, Field
 
@@ -36,9 +38,19 @@ class UpstreamSettings(SyncOptions):
     ca_bundle: ConfigPath | None = None
 
     def preflight(self) -> list[str]:
-        """Problems found before start: ``key: problem`` lines (a missing CA bundle)."""
-        if self.ca_bundle is not None and not self.ca_bundle.is_file():
+        """Problems found before start: ``key: problem`` lines (a CA bundle missing, or one
+        OpenSSL cannot read: the client would fail to build at start, or in a reload)."""
+        if self.ca_bundle is None:
+            return []
+        if not self.ca_bundle.is_file():
             return [f"ca_bundle: no such file: {self.ca_bundle}"]
+        try:
+            ssl.create_default_context(cafile=str(self.ca_bundle))
+        except (ssl.SSLError, ValueError) as exc:
+            why = getattr(exc, "reason", None) or type(exc).__name__
+            return [f"ca_bundle: {self.ca_bundle} holds no certificate OpenSSL reads ({why})"]
+        except OSError as exc:
+            return [f"ca_bundle: {self.ca_bundle}: {exc.strerror or type(exc).__name__}"]
         return []
 
 
