@@ -31,8 +31,9 @@ class BuggyInventory:
     """A provider with a bug: its records break the enrichment (groups that are not `GroupRef`),
     or, with `crash`, its lookup raises an exception that is not a `ProviderError`."""
 
-    def __init__(self, *, crash: bool = False) -> None:
+    def __init__(self, *, crash: bool = False, error: type[Exception] = KeyError) -> None:
         self.crash = crash
+        self.error = error
 
     name = "inventory"
     ready = True
@@ -44,7 +45,7 @@ class BuggyInventory:
     async def lookup(self, identifier: DeviceIdentifier) -> DeviceRecord | None:
         """Fail the way a mapping bug would, with something sensitive at hand."""
         if self.crash:
-            raise KeyError(f"{identifier.value}: {LEAK}")
+            raise self.error(f"{identifier.value}: {LEAK}")
         return DeviceRecord(
             provider=self.name,
             serial=identifier.value,
@@ -110,13 +111,15 @@ async def test_unexpected_exception_is_a_logged_json_500(
     assert not [event for event in logs if event["event"] == "webhook.decision"]
 
 
+@pytest.mark.parametrize("error", [KeyError, TimeoutError])
 async def test_provider_crash_is_a_fail_closed_provider_failure(
-    aiohttp_client: Any, inventory: Path
+    aiohttp_client: Any, inventory: Path, error: type[Exception]
 ) -> None:
     """An unexpected exception inside a provider denies `inventory-unavailable` (never a 500,
-    never the next provider's answer) and logs its traceback once."""
+    never the next provider's answer) and logs its traceback once; a `TimeoutError` of its own
+    (not the decision budget's) too."""
     app = create_app(make_settings(config(inventory)), clock=lambda: FIXED_NOW)
-    client = await aiohttp_client(serve_from(app, BuggyInventory(crash=True)))
+    client = await aiohttp_client(serve_from(app, BuggyInventory(crash=True, error=error)))
     body = enrich("C02TEST00001")
     processors: list[Processor] = [structlog.processors.format_exc_info]
     with capture_logs(processors=processors) as logs:
@@ -130,7 +133,7 @@ async def test_provider_crash_is_a_fail_closed_provider_failure(
     assert "eyJ" not in await response.text()
     crashed = [event for event in logs if event["event"] == "provider.lookup_crashed"]
     assert len(crashed) == 1
-    assert "KeyError" in crashed[0]["exception"]
+    assert error.__name__ in crashed[0]["exception"]
 
 
 def _unpadded(raw: bytes) -> str:

@@ -169,20 +169,17 @@ class ProviderChain:
                 if hit is not None:
                     return self._observed(provider, _Answer(hit.record, cached=True), started)
                 record = await provider.lookup(identifier)
-        except TimeoutError:
-            if not deadline_cm.expired():  # not ours: a provider bug, reported as such
-                raise
+        except TimeoutError as exc:
+            if not deadline_cm.expired():  # not ours: a provider bug, as any other exception
+                return self._crashed(provider, exc, started)
             message = (
                 f"no answer within the {left:.3g}s left of the {self._budget:g}s decision budget"
             )
             return self._failed(provider, message, "timeout", started)
         except ProviderError as exc:
             return self._failed(provider, exc.message, "error", started)
-        except Exception as exc:  # a provider bug: fail closed, with its traceback once
-            log.exception("provider.lookup_crashed", provider=provider.name)
-            return self._failed(
-                provider, f"internal error ({type(exc).__name__})", "error", started
-            )
+        except Exception as exc:  # a provider bug: fail closed (`_crashed`)
+            return self._crashed(provider, exc, started)
         if cache is not None:
             await self._remember(cache, provider, identifier, record, deadline)
         return self._observed(provider, _Answer(record, cached=False), started)
@@ -215,6 +212,12 @@ class ProviderChain:
             )
         )
         return answer
+
+    def _crashed(self, provider: Provider, exc: Exception, started: float) -> ProviderFailure:
+        """A provider bug: a failure like any other (fail closed, or the next provider with
+        ``on_failure = "next"``), with its traceback logged."""
+        log.error("provider.lookup_crashed", provider=provider.name, exc_info=exc)
+        return self._failed(provider, f"internal error ({type(exc).__name__})", "error", started)
 
     def _failed(
         self,
