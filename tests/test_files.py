@@ -985,3 +985,16 @@ def test_a_tpm_ek_in_an_inventory_is_found_in_any_case() -> None:
     found = InventoryIndex(b"".join(image.parts), "inv").get(classify(ek).normalized)
     assert found is not None
     assert found.name == "tpm"
+
+
+async def test_a_provider_closed_while_it_starts_does_not_watch_its_file(tmp_path: Path) -> None:
+    """A reload retires a provider whose first start is still under way (the service retries
+    starts in the background): the start ends, but no watcher is left polling for nobody."""
+    path = tmp_path / "inv.csv"
+    path.write_text("serial\nC02A00000001\n", encoding="utf-8")
+    provider = _csv_provider(path, reload_interval=1, process_above=0)  # a worker: it takes a while
+    starting = asyncio.create_task(provider.start())
+    await asyncio.sleep(0)  # under way
+    await provider.aclose()
+    await starting
+    assert [t for t in asyncio.all_tasks() if t.get_name() == "watch-inv"] == []

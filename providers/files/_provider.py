@@ -95,6 +95,7 @@ class FileProvider:
         self._logged_error: str | None = None
         self._down = False  # not ready after a failed start or a vanished file: log recovery
         self._started = False
+        self._closed = False  # closed (retired by a reload): a start still under way must not watch
         self._lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
         self.loaded_at: float | None = None
@@ -134,7 +135,8 @@ class FileProvider:
                     await self._load_now()
                     self._down = self._index is None
                 finally:
-                    if self._settings.reload_interval > 0 and self._watcher is None:
+                    watch = self._settings.reload_interval > 0 and not self._closed
+                    if watch and self._watcher is None:
                         self._watcher = asyncio.create_task(
                             self._watch(), name=f"watch-{self._name}"
                         )
@@ -319,7 +321,8 @@ class FileProvider:
                 yield record
 
     async def aclose(self) -> None:
-        """Stop watching the file."""
+        """Stop watching the file (for good: a start still under way will not watch it)."""
+        self._closed = True
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
