@@ -998,3 +998,25 @@ async def test_a_provider_closed_while_it_starts_does_not_watch_its_file(tmp_pat
     await provider.aclose()
     await starting
     assert [t for t in asyncio.all_tasks() if t.get_name() == "watch-inv"] == []
+
+
+async def test_a_version_unreadable_for_days_is_still_read_again(tmp_path: Path) -> None:
+    """The wait between reads of an unreadable version grows, then stays at its limit: a
+    thousand failures in a row (days at the limit) must not end the retries."""
+    path = tmp_path / "inv.csv"
+    path.write_text("serial\nC02A00000001\nC02A00000002\n", encoding="utf-8")
+    now = [1000.0]
+    settings = CsvSettings(kind="csv", path=path, reload_interval=2)
+    provider = FileProvider("inv", settings, clock=lambda: now[0], settle_wait=0)
+    await provider.start()
+    path.unlink()
+    path.mkdir()  # there, but not readable as a file: the same failure at every read
+    with capture_logs():
+        for _ in range(1100):
+            assert await provider.reload() is False
+            now[0] += 400
+    path.rmdir()
+    path.write_text("serial\nC02A00000001\n", encoding="utf-8")
+    assert await provider.reload() is True
+    assert await provider.lookup(_serial("C02A00000002")) is None
+    await provider.aclose()

@@ -237,7 +237,7 @@ class FileProvider:
             # read again, at the next poll and then less and less often (`RETRY_LIMIT`).
             self._unsettled = 0
             tries = self._retry[2] + 1 if self._retry and self._retry[0] == stamp else 1
-            wait = self._settings.reload_interval * (2 ** (tries - 1) - 1)
+            wait = self._settings.reload_interval * (2 ** min(tries - 1, 16) - 1)
             self._retry = (stamp, self._clock() + min(wait, RETRY_LIMIT), tries)
             self._report(exc)
             return False
@@ -304,8 +304,12 @@ class FileProvider:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self._settings.reload_interval)
-            with contextlib.suppress(ProviderError):
+            try:
                 await self.reload()
+            except ProviderError:
+                pass
+            except Exception:  # a bug must not end the watching: the next poll tries again
+                log.exception("provider.reload_crashed", provider=self._name)
 
     async def lookup(self, identifier: DeviceIdentifier) -> DeviceRecord | None:
         """Find the device by serial or UDID, case-insensitively."""
