@@ -218,27 +218,27 @@ class Listener:
     def _make_room(self, sock: socket.socket) -> bool:
         """At the cap: close, for `sock`, the connection accepted longest ago among those that
         have not yet delivered a request head (a TLS handshake under way, a silent or trickling
-        connection), else the oldest idle one that never carried a signed request, else the
-        oldest that never carried one and is reading a request (a body or a second head
-        trickling in, which anyone can send without a signature: the signature is checked once
-        the body is in); refuse `sock` when every connection is step-ca's.
+        connection) or are idle without ever having carried a signed request, else the oldest
+        that never carried one and is reading a request (a body or a second head trickling in,
+        which anyone can send without a signature: the signature is checked once the body is
+        in); refuse `sock` when every connection is step-ca's.
 
-        By age, not handshakes first: a flood that holds every other slot with silent
-        connections would otherwise displace step-ca's handshake with its very next connect.
+        By age, whatever the stage: a flood that holds every other slot with silent (or idle,
+        unsigned) connections would otherwise displace step-ca's handshake with its next connect.
         """
         if not (self._evicted or self._refused):
             log.warning("server.connection_limit_reached", max_connections=self._max)
         # Forgotten at once, so that a burst of newcomers displaces a different one each.
         handshake = next(iter(self._handshakes.items()), None)
-        unproven = min((c for c in self._connections if c.unproven), key=_accepted, default=None)
+        unproven = min(
+            (c for c in self._connections if c.unproven or c.spare), key=_accepted, default=None
+        )
         if handshake is not None and (unproven is None or handshake[1] <= unproven.accepted):
             del self._handshakes[handshake[0]]
             handshake[0].cancel()  # `_adopt` aborts its transport
             self._evicted += 1
             self.evicted_total += 1
             return True
-        if unproven is None:
-            unproven = next((c for c in self._connections if c.spare), None)
         if unproven is None:
             unproven = next((c for c in self._connections if not c.vouched), None)
         if unproven is not None:

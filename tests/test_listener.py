@@ -363,12 +363,14 @@ def _trusting(ca: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca))
 
 
+@pytest.mark.parametrize("held", ["silent", "idle-after-healthz"])
 async def test_a_step_ca_handshake_outlives_a_newer_connect_at_the_cap(
-    serve: Serve, tmp_path: Path
+    serve: Serve, tmp_path: Path, held: str
 ) -> None:
-    """Anyone can hold every other slot with silent connections: the next connect must then
-    displace the oldest of those, not step-ca's handshake that is still under way (which
-    would lock step-ca out with one connect per handshake)."""
+    """Anyone can hold every other slot with silent connections (or idle ones that asked for
+    `/healthz` once): the next connect must then displace the oldest of those, not step-ca's
+    handshake that is still under way (which would lock step-ca out with one connect per
+    handshake)."""
     paths, ca = ensure_dev_certificate(tmp_path)
     served = await serve(
         server_context(paths, None), max_connections=3, read_timeout=30, keepalive_timeout=60
@@ -376,6 +378,11 @@ async def test_a_step_ca_handshake_outlives_a_newer_connect_at_the_cap(
     silent = [
         await asyncio.open_connection("127.0.0.1", served.port, ssl=_trusting(ca)) for _ in range(2)
     ]
+    if held == "idle-after-healthz":
+        for silent_reader, silent_writer in silent:
+            silent_writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, _, _ = await _answer(silent_reader)
+            assert status == 200
     await _at_cap(served, 2)
     step_ca = socket.create_connection(("127.0.0.1", served.port))  # its hello not yet sent
     await _at_cap(served, 3)
