@@ -53,31 +53,32 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: structlog.typing.Processor
-    logger_factory: Callable[..., Any]
     if console:
         renderer = structlog.dev.ConsoleRenderer()
-        logger_factory = structlog.PrintLoggerFactory(out)
-        library_out: TextIO | LibraryRecords = out
         event_processors: list[structlog.typing.Processor] = [
             structlog.contextvars.merge_contextvars,
             *event_steps(),
             terminal_safe_fields,
             renderer,
         ]
+        render: Callable[..., bytes] = _console_lines(renderer)
     else:
         renderer = structlog.processors.JSONRenderer(_json_text, option=JSON_OPTIONS)
-        lines = JsonLines(out, render=JsonLineRenderer(), max_pending=max_pending)
-        atexit.register(lines.close)
-        logger_factory = lambda *_args: lines  # noqa: E731 - one writer for every logger
-        library_out = LibraryRecords(lines)  # the stdlib's records take the same way out
         event_processors = [structlog.contextvars.merge_contextvars, JsonLineRenderer()]
+        render = JsonLineRenderer()
+    # Both formats through `JsonLines`: a terminal or pipe that stops reading (or is gone)
+    # must hold up no answer, nor fail one.
+    lines = JsonLines(out, render=render, max_pending=max_pending)
+    atexit.register(lines.close)
+    logger_factory: Callable[..., Any] = lambda *_args: lines  # noqa: E731 - one writer
+    library_out = LibraryRecords(lines)  # the stdlib's records take the same way out
     structlog.configure(
         processors=event_processors,
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
         logger_factory=logger_factory,
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(out) if console else _LibraryHandler(library_out)
+    handler = _LibraryHandler(library_out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, _library_event],
@@ -96,6 +97,17 @@ def configure_logging(
     root.setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.captureWarnings(True)
+
+
+def _console_lines(renderer: structlog.typing.Processor) -> Callable[..., bytes]:
+    """The console renderer as `JsonLines` renders its own events (``log.lines_dropped``)."""
+
+    def render(logger: object, method: str, event: structlog.typing.EventDict) -> bytes:
+        for step in event_steps():
+            event = cast(structlog.typing.EventDict, step(logger, method, event))
+        return str(renderer(logger, method, event)).encode("utf-8", "replace")
+
+    return render
 
 
 JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME

@@ -12,6 +12,7 @@ sent the request: it is cut to `MAX_LOGGED_IDENTIFIER` characters before it reac
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -262,7 +263,10 @@ class FanOut(observe.FanOut):
 
 
 def _failed(method: Callable[[_E], None]) -> None:
-    log.exception("observe.hook_failed", hook=type(getattr(method, "__self__", method)).__name__)
+    with contextlib.suppress(Exception):  # the log hook itself may be what failed
+        log.exception(
+            "observe.hook_failed", hook=type(getattr(method, "__self__", method)).__name__
+        )
 
 
 NO_HOOKS = FanOut()

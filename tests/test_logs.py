@@ -536,3 +536,25 @@ async def test_console_lines_escape_control_characters_callers_chose(
     assert controls.search(decided[0]) is None, repr(decided[0])
     assert "\\x9b2J" in rejected[0]
     assert "\\x1b]0;owned" in decided[0]
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("fmt", ["json", "console"])
+async def test_a_log_reader_that_is_gone_fails_no_answer(app_client: AppClient, fmt: str) -> None:
+    """The log shipper died (the pipe's reader is closed), or the terminal hung up: every write
+    fails, and no answer may (the console format wrote straight to the stream and failed every
+    call with a 500)."""
+    client = await app_client()
+    reader, writer = os.pipe()
+    stream = io.TextIOWrapper(io.FileIO(writer, "w"), write_through=True)
+    configure_logging("info", fmt, stream)  # type: ignore[arg-type]
+    os.close(reader)
+    try:
+        for serial in ("C02TEST00001", "C02TEST00002"):
+            body = enrich(serial)
+            response = await client.post("/webhooks/people", data=body, headers=signed(body))
+            assert response.status == 200
+            assert "allow" in await response.json()
+    finally:
+        with contextlib.suppress(OSError):
+            stream.close()
