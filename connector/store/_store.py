@@ -49,6 +49,8 @@ _MIGRATION_LOCK = 0x706F7374  # pg_advisory_xact_lock key: replicas migrate one 
 MIGRATION_TIMEOUT = 1800.0
 """Seconds a schema statement may take (an index over a large audit log takes minutes), and
 another replica may wait for it; every other statement keeps `[store] timeout`."""
+PRUNE_BATCH = 5000
+"""Audit entries deleted per transaction by the retention pass."""
 
 
 class Store:
@@ -488,11 +490,24 @@ class Store:
         return [audit_entry(row) for row in rows]
 
     async def prune_decisions(self, before: float) -> int:
-        """Delete entries older than `before` (retention); returns how many went."""
-        async with self._transaction() as tx:
-            row = await tx.fetchone("SELECT count(*) FROM decisions WHERE at < ?", before)
-            await tx.execute("DELETE FROM decisions WHERE at < ?", before)
-        return int(row[0]) if row else 0
+        """Delete entries older than `before` (retention); returns how many went.
+
+        In batches of `PRUNE_BATCH`, one short transaction each: millions of expired entries
+        (retention lowered, a long outage) in one statement outlasted the store's timeout,
+        so none ever went, and held SQLite's only write lock for as long (SCEP challenges and
+        the audit waited)."""
+        removed = 0
+        while True:
+            async with self._transaction() as tx:
+                gone = await tx.fetchall(
+                    "DELETE FROM decisions WHERE id IN "
+                    "(SELECT id FROM decisions WHERE at < ? ORDER BY at LIMIT ?) RETURNING id",
+                    before,
+                    PRUNE_BATCH,
+                )
+            removed += len(gone)
+            if len(gone) < PRUNE_BATCH:
+                return removed
 
     # --- SCEP challenges --------------------------------------------------------------------
 
