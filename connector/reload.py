@@ -36,6 +36,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from connector.checks import config_warnings, preflight
+from connector.entry import EarlyHangups
 from connector.keys import HOOKS, PROVIDERS, ROUTES, SERVED, WebhookRuntime
 from connector.lookup import AnswerCache, MemoryCache, ProviderChain
 from connector.metrics import METRICS
@@ -416,19 +417,6 @@ async def _close(providers: list[Provider], caches: list[AnswerCache]) -> None:
 async def _close_scep(scep: ScepRuntime, *, grace: float = 5.0) -> None:
     with contextlib.suppress(Exception):
         await scep.aclose(grace)
-
-
-class EarlyHangups:
-    """Counts the SIGHUPs that arrive before the reloader runs (its default action would end
-    the process while it starts): made first thing in `serve`, handed to the reloader, which
-    reloads once for them as soon as it runs."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        signal.signal(signal.SIGHUP, self._noted)
-
-    def _noted(self, _signum: int, _frame: object) -> None:
-        self.count += 1
 
 
 def reload_on_sighup(

@@ -21,10 +21,11 @@ from aiohttp import web
 
 from connector.app import create_app
 from connector.connection import install
+from connector.entry import EarlyHangups
 from connector.keys import SERVICE_LISTENER
 from connector.listener import Listener
 from connector.readiness import READINESS
-from connector.reload import EarlyHangups, reload_on_sighup
+from connector.reload import reload_on_sighup
 from connector.settings import ServerSettings, Settings
 from connector.tls import CertificateReloader, CertPaths, ensure_dev_certificate, server_context
 
@@ -124,7 +125,7 @@ def serve(
     Raises `ListenError` (before any provider starts) when the port cannot be bound.
     """
     if config_path is not None and early is None:
-        early = EarlyHangups()  # a SIGHUP while the service starts must not end it
+        early = EarlyHangups.take()  # a SIGHUP while the service starts must not end it
     server = settings.server
     listener = make_listener(server)
     try:

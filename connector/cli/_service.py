@@ -28,10 +28,10 @@ log = structlog.get_logger("connector.cli")
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the service."""
-    from connector.reload import EarlyHangups  # noqa: PLC0415 - keeps the other commands light
+    from connector.entry import EarlyHangups  # noqa: PLC0415 - keeps the other commands light
     from connector.server import ListenError, serve  # noqa: PLC0415
 
-    early = EarlyHangups()  # first: a SIGHUP while the service starts must not end it
+    early = EarlyHangups.take()  # noted since `connector.entry` started, or from now on
     settings = load_checked(args.config)
     configure_logging(settings.logging.level, settings.logging.format)
     for warning in config_warnings(settings):
