@@ -44,6 +44,7 @@ from connector.observe import (
     DecisionEvent,
     FailedRule,
     clip,
+    kept_identifier,
 )
 from connector.persistence import PERSISTENCE
 from connector.readiness import READINESS
@@ -257,7 +258,9 @@ def decision_event(
     record = decision.record
     identifier = decision.identifier
     if decision.kind is None:  # failed the shape check: attacker-chosen, any length
-        identifier = clip(identifier, MAX_LOGGED_IDENTIFIER)
+        identifier = kept_identifier(
+            clip(identifier, MAX_LOGGED_IDENTIFIER), personal_data=personal_data
+        )
     user = record.user if personal_data and record and vouches(decision) else None
     return DecisionEvent(
         webhook=hook.name,

@@ -38,6 +38,19 @@ def clip(value: str | None, limit: int) -> str | None:
     return None if value is None else value[:limit]
 
 
+USER_NAME_HIDDEN = "(a user name: logging.personal_data is off)"
+"""What logs and the audit keep for an identifier that names a person."""
+
+
+def kept_identifier(value: str | None, *, personal_data: bool) -> str | None:
+    """`value` as logs and the audit keep it. A SCEP certificate's common name may be a user's
+    (a UPN or e-mail address, with Intune ``identity = "none"``): one with an ``@`` is kept
+    only with ``logging.personal_data``. Device identifiers never hold one."""
+    if value is not None and not personal_data and "@" in value:
+        return USER_NAME_HIDDEN
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class FailedRule:
     """A policy rule that refused the device, with what it saw.

@@ -21,6 +21,7 @@ from structlog.testing import capture_logs
 
 from connector import create_app
 from connector.app import PROVIDERS_STARTED
+from connector.observe import USER_NAME_HIDDEN
 from connector.persistence import PERSISTENCE
 from connector.store import AuditQuery, AuditRecorder
 from tests.fakes.graph import FakeGraph
@@ -517,3 +518,38 @@ async def test_a_burst_of_reports_never_stands_before_a_validation(start: Any, i
     answer = await present(client, MANAGED, challenge, csr_der=scep_csr(MANAGED, challenge))
 
     assert answer["allow"] is True, answer
+
+
+UPN = "anika@contoso.example"
+
+
+async def test_a_users_name_in_a_refused_csr_is_kept_only_with_personal_data(
+    start: Any, intune: Any
+) -> None:
+    """A profile whose common name is the user (``identity = "none"``): with
+    ``logging.personal_data`` off, a refused challenge logs and audits no user name."""
+    client = await start(validator={"identity": "none"}, on_missing_identifier="allow")
+    with capture_logs() as logs:
+        answer = await present(client, UPN, intune[1].issue_challenge(UPN, ttl=-1.0))  # expired
+    assert answer["allow"] is False
+    [decision] = [e for e in logs if e["event"] == "webhook.decision"]
+    persistence = client.server.app[PERSISTENCE]
+    await until(lambda: persistence.audit.written >= 1)
+    [entry] = await persistence.store.query_decisions(AuditQuery(limit=5))
+    assert decision["identifier"] == entry.identifier == USER_NAME_HIDDEN
+
+
+async def test_a_users_name_in_an_issued_certificate_is_kept_only_with_personal_data(
+    start: Any, intune: Any
+) -> None:
+    client = await start(validator={"identity": "none"}, on_missing_identifier="allow")
+    body = notify_success_body(UPN, issued_certificate(UPN), transaction_id="tx-upn")
+    with capture_logs() as logs:
+        response = await post(client, "/webhooks/intune-notify", body, NOTIFY_ID)
+    assert response.status == 200
+    [line] = [e for e in logs if e["event"] == "scep.notified"]
+    assert line["identifier"] == USER_NAME_HIDDEN
+    persistence = client.server.app[PERSISTENCE]
+    await until(lambda: persistence.audit.written >= 1)
+    [entry] = await persistence.store.query_decisions(AuditQuery(limit=5))
+    assert entry.identifier == USER_NAME_HIDDEN

@@ -104,14 +104,20 @@ def read_notification(payload: ScepNotification) -> Notification:
 
 
 def audit_entry(
-    webhook: str, note: Notification, *, at: float, request_id: str | None
+    webhook: str,
+    note: Notification,
+    *,
+    identifier: str | None,
+    at: float,
+    request_id: str | None,
 ) -> AuditEntry:
-    """The audit log's record of a notification (allow = issued)."""
+    """The audit log's record of a notification (allow = issued), naming it by `identifier`
+    (`note.identifier` as the audit may keep it)."""
     return AuditEntry(
         at=at,
         webhook=webhook,
         webhook_kind="NOTIFYING",
-        identifier=note.identifier,
+        identifier=identifier,
         identifier_kind=None,
         allow=note.issued,
         code=None if note.issued else "issuance-failed",

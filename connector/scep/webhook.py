@@ -16,6 +16,7 @@ from connector.connection import request_started
 from connector.decision import Decision
 from connector.keys import SETTINGS, WebhookRuntime
 from connector.models import ScepChallengeRequest, ScepNotification
+from connector.observe import kept_identifier
 from connector.persistence import PERSISTENCE
 from connector.scep._decide import decide_challenge
 from connector.scep._notify import audit_entry, forward_to_intune, read_notification
@@ -71,12 +72,16 @@ async def answer_scep(
         )
         return ScepAnswer(answer, decision)
     note = read_notification(payload)
+    identifier = kept_identifier(
+        note.identifier, personal_data=request.app[SETTINGS].logging.personal_data
+    )
     context = structlog.contextvars.get_contextvars()
     request_id = context.get("request_id")
     request.app[PERSISTENCE].audit.record(
         audit_entry(
             hook.name,
             note,
+            identifier=identifier,
             at=time.time(),
             request_id=request_id if isinstance(request_id, str) else None,
         )
@@ -86,7 +91,7 @@ async def answer_scep(
         webhook=hook.name,
         issued=note.issued,
         transaction_id=note.transaction_id,
-        identifier=note.identifier,
+        identifier=identifier,
         serial=note.certificate.serial if note.certificate else None,
         error=note.error or None,
     )
