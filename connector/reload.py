@@ -256,7 +256,7 @@ class ConfigReloader:
             started = {n: p for n, p in built.items() if not isinstance(p, str)}
             try:
                 self._swap(new, plan, started)
-            except Exception:  # nothing was swapped (the SCEP runtime is built first)
+            except Exception:  # building the SCEP runtime, first in `_swap`: nothing served yet
                 await asyncio.gather(*(p.aclose() for p in started.values()))
                 raise
             self._stamps = {n: stamps[n] if n in built else self._stamps[n] for n in self._tables}

@@ -127,16 +127,21 @@ def _go_text(attribute: x509.NameAttribute[str | bytes]) -> str | None:
     return None
 
 
-def _single_cn(name: x509.Name, what: str) -> str | None:
+def _single_cn(name: x509.Name, what: str, *, as_go_reads: bool = False) -> str | None:
+    """The one common name of `name`; `as_go_reads` (a CSR step-ca will sign from): only of a
+    string type Go reads as text, as step-ca signs no other."""
     values = name.get_attributes_for_oid(NameOID.COMMON_NAME)
     if len(values) > 1:
         raise CsrError(f"the {what} has more than one common name")
     if not values:
         return None
-    value = _go_text(values[0])
-    if value is None:  # step-ca would sign no common name: not the one we would compare
+    if not as_go_reads:
+        value = values[0].value
+        return value if isinstance(value, str) and value else None
+    text = _go_text(values[0])
+    if text is None:  # step-ca would sign no common name: not the one we would compare
         raise CsrError(f"the {what}'s common name is not of a string type step-ca reads")
-    return value or None
+    return text or None
 
 
 def read_csr(raw_b64: str | None) -> CsrFacts:
@@ -147,7 +152,7 @@ def read_csr(raw_b64: str | None) -> CsrFacts:
     except (ValueError, x509.InvalidVersion):  # Go signs a CSR of any version
         raise CsrError("the certificate request is not PKCS#10 DER") from None
     with _names_of("certificate request"):
-        common_name = _single_cn(csr.subject, "certificate request")
+        common_name = _single_cn(csr.subject, "certificate request", as_go_reads=True)
         alt_names = _alt_names(csr)
         subject_names = tuple(
             _go_text(attribute)

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from connector.observe import Hook
 from connector.scep._issue import ChallengeIssuer
-from connector.scep._notify import Notifier
+from connector.scep._notify import SENDING, Notifier
 from connector.scep._settings import ChallengeValidatorSettings, IntuneValidatorSettings
 from connector.scep._validators import ChallengeValidator, IntuneValidator, Validator
 from connector.settings import Settings, WebhookSettings
@@ -34,7 +34,6 @@ class ScepRuntime:
         self.forwarders: dict[str, tuple[IntuneScepClient, IntuneValidatorSettings]] = {}
         # One per (provider, scope, caller_info): webhooks that sign in alike share a token.
         self.clients: dict[tuple[str, str, str], IntuneScepClient] = {}
-        self.notifier = Notifier()
         self.closed = False
         """Whether `aclose` has run (a reload closes the runtime it replaced)."""
         for hook in settings.webhooks:
@@ -48,6 +47,12 @@ class ScepRuntime:
                     self.validators[hook.name] = IntuneValidator(client, validator)
                 else:
                     self.forwarders[hook.name] = (client, validator)
+        # Reports leave at least one of their client's connections to validations.
+        pools = [
+            getattr(settings.providers[v.provider], "max_connections", SENDING)
+            for _, v in self.forwarders.values()
+        ]
+        self.notifier = Notifier(sending=max(1, min([SENDING, *(n - 1 for n in pools)])))
 
     def _client(
         self, settings: Settings, validator: IntuneValidatorSettings, hooks: Hook
