@@ -471,20 +471,31 @@ async def test_blank_lines_before_a_request_do_not_lift_the_head_limit(serve: Se
 
 
 async def test_a_compressed_body_is_refused_unread(serve: Serve) -> None:
-    """step-ca never compresses a call: a compressed body is refused before it is inflated
-    (inflating is CPU anyone could make the service spend before any signature is checked)."""
+    """step-ca never compresses a call: a compressed body is refused, and never inflated
+    (inflating 64 MiB from 64 KiB is CPU anyone could make the service spend before any
+    signature is checked). The CPU measured is this process's (server and client): the bomb
+    must cost about what a plain body of its size does, not the tenfold of inflating it."""
     served = await serve(read_timeout=5)
     packer = zlib.compressobj(9)
-    bomb = packer.compress(b"\0" * (8 << 20)) + packer.flush()
-    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
-    writer.write(
-        f"POST {PEOPLE} HTTP/1.1\r\nHost: x\r\nContent-Encoding: deflate\r\n"
-        f"Content-Length: {len(bomb)}\r\n\r\n".encode()
-        + bomb
-    )
-    async with asyncio.timeout(5):
-        status, _, body = await _answer(reader)
-    writer.close()
-    error = json.loads(body)["error"]
+    bomb = packer.compress(b"\0" * (64 << 20)) + packer.flush()
+    plain = b"{" + b"a" * (len(bomb) - 2) + b"}"
+
+    async def spent(body: bytes, coding: str) -> tuple[float, int, dict[str, Any]]:
+        started = time.process_time()
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(
+            f"POST {PEOPLE} HTTP/1.1\r\nHost: x\r\nContent-Encoding: {coding}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        async with asyncio.timeout(5):
+            status, _, answer = await _answer(reader)
+            await _closed(reader, within=3)  # whatever the server still reads of the body
+        writer.close()
+        return time.process_time() - started, status, json.loads(answer)["error"]
+
+    baseline = min([(await spent(plain, "identity"))[0] for _ in range(3)])
+    inflating, status, error = min([await spent(bomb, "deflate") for _ in range(3)])
     assert (status, error["code"]) == (400, "payload-invalid")
     assert "compressed" in error["message"]
+    assert inflating < 5 * baseline + 0.02, (inflating, baseline)
