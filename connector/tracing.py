@@ -88,9 +88,16 @@ class Tracing:
         resource = Resource.create(
             {"service.name": settings.service_name, "service.version": connector_version()}
         )
+        ratio = TraceIdRatioBased(settings.sample_ratio)
         self.provider = TracerProvider(
             resource=resource,
-            sampler=ParentBased(TraceIdRatioBased(settings.sample_ratio)),
+            # The caller's sampled flag is not followed (the call is not verified yet when its
+            # span opens: anyone could force every span out); its trace id is kept.
+            sampler=ParentBased(
+                ratio,
+                remote_parent_sampled=ratio,
+                remote_parent_not_sampled=ratio,
+            ),
             shutdown_on_exit=False,
         )
         self._exporter: SpanExporter | None = None
@@ -132,7 +139,7 @@ class Tracing:
             if request_id:
                 # Bytes that are not UTF-8 arrive as lone surrogates, which OTLP cannot encode.
                 attributes["stepca.request_id"] = valid_text(request_id[:MAX_REQUEST_ID])
-            parent = self._propagator.extract(dict(request.headers))
+            parent = self._propagator.extract(request.headers)  # any case: Go's "Traceparent"
             with self._tracer.start_as_current_span(
                 f"{request.method} {path}",
                 context=parent,

@@ -179,16 +179,32 @@ async def test_upstream_requests_are_client_spans_under_their_lookup(
     assert "fake-secret" not in attribute_text(spans)
 
 
-async def test_a_callers_traceparent_is_continued(aiohttp_client: Any, inventory: Path) -> None:
-    """A W3C traceparent header makes the call's span part of the caller's trace."""
+@pytest.mark.parametrize("header", ["traceparent", "Traceparent"])
+async def test_a_callers_traceparent_is_continued(
+    aiohttp_client: Any, inventory: Path, header: str
+) -> None:
+    """A W3C traceparent header makes the call's span part of the caller's trace, in any case
+    (Go's net/http writes it ``Traceparent``)."""
     client, exporter = await traced(aiohttp_client, config(inventory))
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     parent = "00f067aa0ba902b7"
-    await call(client, "C02TEST00001", traceparent=f"00-{trace_id}-{parent}-01")
+    await call(client, "C02TEST00001", **{header: f"00-{trace_id}-{parent}-01"})
     root = by_name(exporter.get_finished_spans())["POST /webhooks/people"]
     assert root.context is not None
     assert f"{root.context.trace_id:032x}" == trace_id
     assert parent_id(root) == int(parent, 16)
+
+
+async def test_a_callers_sampled_flag_does_not_override_the_ratio(
+    aiohttp_client: Any, inventory: Path
+) -> None:
+    """Anyone can send a sampled traceparent before any signature is checked: the configured
+    ratio decides (0: no span), not the caller."""
+    mapping = {**config(inventory), "tracing": {"sample_ratio": 0.0}}
+    client, exporter = await traced(aiohttp_client, mapping)
+    for n in range(1, 11):
+        await call(client, "C02TEST00001", traceparent=f"00-{n:032x}-{1:016x}-01")
+    assert exporter.get_finished_spans() == ()
 
 
 async def test_a_request_id_that_is_not_utf8_is_exported_as_valid_text(
