@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -42,7 +44,12 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace import Span, SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -81,6 +88,24 @@ _CALL: ContextVar[_Call | None] = ContextVar("posture_traced_call", default=None
 """The call whose span is open in this context (a key, like the log context's)."""
 
 
+class _Drawn(Sampler):
+    """Samples `ratio` of the calls by a random draw (not by the trace id a caller chose)."""
+
+    def __init__(self, ratio: float) -> None:
+        self._ratio = ratio
+        self._sampled = TraceIdRatioBased(1.0)
+        self._dropped = TraceIdRatioBased(0.0)
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        """The ratio sampler's decision at 1 or 0, by a draw."""
+        chosen = self._sampled if random.random() < self._ratio else self._dropped  # noqa: S311
+        return chosen.should_sample(*args, **kwargs)
+
+    def get_description(self) -> str:
+        """For the SDK's debugging."""
+        return f"Drawn{{{self._ratio}}}"
+
+
 class Tracing:
     """The app's tracer and the `Hook` that turns events into spans."""
 
@@ -91,12 +116,13 @@ class Tracing:
         ratio = TraceIdRatioBased(settings.sample_ratio)
         self.provider = TracerProvider(
             resource=resource,
-            # The caller's sampled flag is not followed (the call is not verified yet when its
-            # span opens: anyone could force every span out); its trace id is kept.
+            # A caller's trace is continued, but neither its sampled flag nor its trace id
+            # (which the ratio sampler reads) decides: the call is not verified yet when its
+            # span opens, and anyone could choose either to have every call exported.
             sampler=ParentBased(
                 ratio,
-                remote_parent_sampled=ratio,
-                remote_parent_not_sampled=ratio,
+                remote_parent_sampled=_Drawn(settings.sample_ratio),
+                remote_parent_not_sampled=_Drawn(settings.sample_ratio),
             ),
             shutdown_on_exit=False,
         )

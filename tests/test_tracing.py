@@ -195,16 +195,19 @@ async def test_a_callers_traceparent_is_continued(
     assert parent_id(root) == int(parent, 16)
 
 
-async def test_a_callers_sampled_flag_does_not_override_the_ratio(
-    aiohttp_client: Any, inventory: Path
+@pytest.mark.parametrize("flags", ["01", "00"])
+async def test_a_caller_cannot_choose_to_be_sampled(
+    aiohttp_client: Any, inventory: Path, flags: str
 ) -> None:
-    """Anyone can send a sampled traceparent before any signature is checked: the configured
-    ratio decides (0: no span), not the caller."""
-    mapping = {**config(inventory), "tracing": {"sample_ratio": 0.0}}
+    """Anyone can send a traceparent before any signature is checked: neither its sampled flag
+    nor its trace id (a small one passes any ratio that reads the id) may override the
+    configured ratio, 1 % here: of 50 such calls, 10 traced would be a 1-in-10^13 draw."""
+    mapping = {**config(inventory), "tracing": {"sample_ratio": 0.01}}
     client, exporter = await traced(aiohttp_client, mapping)
-    for n in range(1, 11):
-        await call(client, "C02TEST00001", traceparent=f"00-{n:032x}-{1:016x}-01")
-    assert exporter.get_finished_spans() == ()
+    for n in range(1, 51):
+        await call(client, "C02TEST00001", traceparent=f"00-{n:032x}-{1:016x}-{flags}")
+    roots = [s for s in exporter.get_finished_spans() if s.name == "POST /webhooks/people"]
+    assert len(roots) < 10
 
 
 async def test_a_request_id_that_is_not_utf8_is_exported_as_valid_text(
