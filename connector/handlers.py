@@ -258,9 +258,7 @@ def decision_event(
     record = decision.record
     identifier = decision.identifier
     if decision.kind is None:  # failed the shape check: attacker-chosen, any length
-        identifier = kept_identifier(
-            clip(identifier, MAX_LOGGED_IDENTIFIER), personal_data=personal_data
-        )
+        identifier = kept_identifier(identifier, personal_data=personal_data)
     user = record.user if personal_data and record and vouches(decision) else None
     return DecisionEvent(
         webhook=hook.name,

@@ -43,12 +43,13 @@ USER_NAME_HIDDEN = "(a user name: logging.personal_data is off)"
 
 
 def kept_identifier(value: str | None, *, personal_data: bool) -> str | None:
-    """`value` as logs and the audit keep it. A SCEP certificate's common name may be a user's
-    (a UPN or e-mail address, with Intune ``identity = "none"``): one with an ``@`` is kept
-    only with ``logging.personal_data``. Device identifiers never hold one."""
+    """`value` as logs and the audit keep it, cut to `MAX_LOGGED_IDENTIFIER`. A SCEP
+    certificate's common name may be a user's UPN or e-mail address (Intune
+    ``identity = "none"``): one with an ``@`` anywhere is kept only with
+    ``logging.personal_data``. Device identifiers never hold one."""
     if value is not None and not personal_data and "@" in value:
         return USER_NAME_HIDDEN
-    return value
+    return clip(value, MAX_LOGGED_IDENTIFIER)
 
 
 @dataclass(frozen=True, slots=True)

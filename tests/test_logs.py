@@ -21,6 +21,7 @@ import structlog
 
 from connector.logs import JSON_OPTIONS, JsonLineRenderer, configure_logging, shown_escaped
 from connector.logwriter import JsonLines
+from connector.observe import USER_NAME_HIDDEN, kept_identifier
 from connector.persistence import PERSISTENCE
 from connector.store import AuditQuery
 from tests.conftest import AppClient
@@ -558,3 +559,20 @@ async def test_a_log_reader_that_is_gone_fails_no_answer(app_client: AppClient, 
     finally:
         with contextlib.suppress(OSError):
             stream.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "personal_data", "kept"),
+    [
+        ("C02TEST00001", False, "C02TEST00001"),
+        ("anika@contoso.example", False, USER_NAME_HIDDEN),
+        ("anika@contoso.example", True, "anika@contoso.example"),
+        ("a" * 70 + "@contoso.example", False, USER_NAME_HIDDEN),  # the @ past what is kept
+        ("x" * 70, False, "x" * 64),
+        (None, False, None),
+    ],
+)
+def test_an_identifier_naming_a_person_is_kept_only_with_personal_data(
+    value: str | None, personal_data: bool, kept: str | None
+) -> None:
+    assert kept_identifier(value, personal_data=personal_data) == kept

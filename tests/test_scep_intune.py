@@ -528,9 +528,10 @@ async def test_a_users_name_in_a_refused_csr_is_kept_only_with_personal_data(
 ) -> None:
     """A profile whose common name is the user (``identity = "none"``): with
     ``logging.personal_data`` off, a refused challenge logs and audits no user name."""
+    upn = UPN
     client = await start(validator={"identity": "none"}, on_missing_identifier="allow")
     with capture_logs() as logs:
-        answer = await present(client, UPN, intune[1].issue_challenge(UPN, ttl=-1.0))  # expired
+        answer = await present(client, upn, intune[1].issue_challenge(upn, ttl=-1.0))  # expired
     assert answer["allow"] is False
     [decision] = [e for e in logs if e["event"] == "webhook.decision"]
     persistence = client.server.app[PERSISTENCE]

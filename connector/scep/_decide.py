@@ -15,7 +15,6 @@ from datetime import datetime
 from connector.decision import Decision, decide
 from connector.lookup import ProviderChain
 from connector.models import AttestationData, ScepChallengeRequest, WebhookRequest
-from connector.observe import MAX_LOGGED_IDENTIFIER, clip
 from connector.scep._csr import CsrError, read_csr
 from connector.scep._validators import MAX_TRANSACTION_ID, Validator
 from connector.settings import WebhookSettings
@@ -49,7 +48,7 @@ async def decide_challenge(
             allow=False,
             code=verdict.code,
             message=verdict.message,
-            identifier=clip(csr.common_name, MAX_LOGGED_IDENTIFIER),
+            identifier=csr.common_name,  # kept for logs by the handler (`kept_identifier`)
             detail=detail,
         )
     if verdict.identity is None:

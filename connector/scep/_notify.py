@@ -17,7 +17,6 @@ from typing import Any
 import structlog
 
 from connector.models import ScepNotification
-from connector.observe import MAX_LOGGED_IDENTIFIER, clip
 from connector.scep._csr import CsrError, CsrFacts, IssuedFacts, read_certificate, read_csr
 from connector.scep._settings import IntuneValidatorSettings
 from connector.scep._validators import MAX_TRANSACTION_ID
@@ -53,10 +52,10 @@ class Notification:
 
     @property
     def identifier(self) -> str | None:
-        """The device as the certificate (else the request) names it, clipped for logs."""
+        """The device as the certificate (else the request) names it (whole: logs keep it by
+        `kept_identifier`)."""
         name = self.certificate.common_name if self.certificate else None
-        name = name or (self.csr.common_name if self.csr else None)
-        return clip(name, MAX_LOGGED_IDENTIFIER)
+        return name or (self.csr.common_name if self.csr else None)
 
     @property
     def detail(self) -> dict[str, str]:

@@ -27,7 +27,7 @@ from typing import Protocol
 
 import structlog
 
-from connector.observe import MAX_LOGGED_IDENTIFIER, clip
+from connector.observe import kept_identifier
 from connector.scep._csr import CsrFacts
 from connector.scep._settings import ChallengeValidatorSettings, IntuneValidatorSettings
 from connector.store import Store, StoreError
@@ -193,7 +193,7 @@ class ChallengeValidator:
                 "scep.challenge_device_mismatch",
                 webhook=self._webhook,
                 bound=used.identity,
-                presented=clip(csr.common_name, MAX_LOGGED_IDENTIFIER),
+                presented=kept_identifier(csr.common_name, personal_data=False),
             )
             return refuse(
                 "challenge-device-mismatch",
