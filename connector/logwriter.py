@@ -210,17 +210,18 @@ def _write_all(out: io.BufferedIOBase | io.RawIOBase, data: bytes) -> None:
 
 
 class LibraryRecords:
-    """The stream the stdlib's log handler writes to: each rendered record is one JSON line
-    (it has no raw newline; other line breaks, U+2028 say, stay inside the line)."""
+    """The stream the stdlib's log handler writes to: each rendered record is one entry of
+    `JsonLines` (a JSON line, which has no raw newline; in the console format, a record and its
+    traceback, blank lines included, kept together)."""
 
     def __init__(self, lines: JsonLines) -> None:
         self._lines = lines
 
     def write(self, text: str) -> int:
-        """One line per rendered record (the handler adds a newline)."""
-        for line in text.split("\n"):
-            if line:
-                self._lines.msg(line)
+        """One record (the handler adds the newline `JsonLines` adds too)."""
+        record = text.removesuffix("\n")
+        if record:
+            self._lines.msg(record)
         return len(text)
 
     def flush(self) -> None:

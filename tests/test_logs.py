@@ -576,3 +576,19 @@ def test_an_identifier_naming_a_person_is_kept_only_with_personal_data(
     value: str | None, personal_data: bool, kept: str | None
 ) -> None:
     assert kept_identifier(value, personal_data=personal_data) == kept
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_library_traceback_stays_whole_in_the_console_format() -> None:
+    """A library's record and its chained traceback come out together, blank lines kept."""
+    stream = io.StringIO()
+    configure_logging("info", "console", stream)
+    try:
+        try:
+            raise KeyError("first")
+        except KeyError as exc:
+            raise ValueError("second") from exc
+    except ValueError:
+        logging.getLogger("some.library").exception("it broke")
+    text = stream.getvalue()
+    assert "\n\nThe above exception was the direct cause of the following exception:\n\n" in text

@@ -1,4 +1,4 @@
-"""The `posture-connector` command line (`connector.cli:main`, also `python -m connector`).
+"""The `posture-connector` command line (started by `connector.entry`, also `python -m connector`).
 
 One module per command; this one builds the parser, runs the command and turns a config error
 into exit code 2 and a closed pipe (`... | head -1`) into a quiet exit 141. The `lab` command

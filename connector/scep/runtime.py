@@ -47,7 +47,8 @@ class ScepRuntime:
                     self.validators[hook.name] = IntuneValidator(client, validator)
                 else:
                     self.forwarders[hook.name] = (client, validator)
-        # Reports leave at least one of their client's connections to validations.
+        # Reports leave one of their client's connections to validations (with a single
+        # connection they still take turns with them, one report at a time).
         pools = [
             getattr(settings.providers[v.provider], "max_connections", SENDING)
             for _, v in self.forwarders.values()

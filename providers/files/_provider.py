@@ -302,14 +302,23 @@ class FileProvider:
             log.error("provider.not_ready", provider=self._name, error=self._logged_error)
 
     async def _watch(self) -> None:
+        crashed: str | None = None  # the last bug's kind, logged once until a poll goes well
         while True:
             await asyncio.sleep(self._settings.reload_interval)
             try:
                 await self.reload()
             except ProviderError:
                 pass
-            except Exception:  # a bug must not end the watching: the next poll tries again
-                log.exception("provider.reload_crashed", provider=self._name)
+            except Exception as exc:  # a bug must not end the watching: the next poll tries
+                if type(exc).__name__ != crashed:
+                    crashed = type(exc).__name__
+                    log.exception(
+                        "provider.reload_crashed",
+                        provider=self._name,
+                        path=str(self._settings.path),
+                    )
+            else:
+                crashed = None
 
     async def lookup(self, identifier: DeviceIdentifier) -> DeviceRecord | None:
         """Find the device by serial or UDID, case-insensitively."""
