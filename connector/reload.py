@@ -204,6 +204,7 @@ class ConfigReloader:
         config_path: Path,
         *,
         certificates: CertificateReloader | None = None,
+        early: EarlyHangups | None = None,
     ) -> None:
         self._app = app
         self._started = settings
@@ -220,8 +221,7 @@ class ConfigReloader:
         self._old_caches: list[AnswerCache] = []
         self._old_scep: list[ScepRuntime] = []  # replaced, closing after the grace
         self._tasks: set[asyncio.Task[None]] = set()
-        self.early: EarlyHangups | None = None
-        """SIGHUPs noted before this reloader ran (`EarlyHangups`)."""
+        self._early = early  # SIGHUPs noted before this reloader ran
 
     async def reload(self) -> bool:
         """One reload (serialised); returns whether a new config went live."""
@@ -390,7 +390,7 @@ class ConfigReloader:
         """aiohttp cleanup context: SIGHUP reloads while the app runs."""
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self._on_hup)
-        if self.early is not None and self.early.count:
+        if self._early is not None and self._early.count:
             self._on_hup()  # asked for while the service started
         yield
         loop.remove_signal_handler(signal.SIGHUP)
@@ -429,6 +429,5 @@ def reload_on_sighup(
 ) -> None:
     """Make SIGHUP reload `config_path` into `app` (call before the app starts); with
     `early`, a SIGHUP that came while the service started reloads once it runs."""
-    reloader = ConfigReloader(app, settings, config_path, certificates=certificates)
-    reloader.early = early
+    reloader = ConfigReloader(app, settings, config_path, certificates=certificates, early=early)
     app.cleanup_ctx.append(reloader.ctx)

@@ -120,12 +120,10 @@ def serve(
 ) -> None:
     """Serve until SIGTERM or SIGINT, then drain (`server.drain_period`), answer requests under
     way and close providers. With `config_path`, SIGHUP reloads it (`connector.reload`), and
-    SIGHUPs noted in `early` (or from now on, while the service starts) reload once it runs.
+    the SIGHUPs `early` noted while the service started reload once it runs.
 
     Raises `ListenError` (before any provider starts) when the port cannot be bound.
     """
-    if config_path is not None and early is None:
-        early = EarlyHangups.take()  # a SIGHUP while the service starts must not end it
     server = settings.server
     listener = make_listener(server)
     try:

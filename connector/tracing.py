@@ -45,6 +45,8 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
     ParentBased,
     Sampler,
     SamplingResult,
@@ -93,12 +95,10 @@ class _Drawn(Sampler):
 
     def __init__(self, ratio: float) -> None:
         self._ratio = ratio
-        self._sampled = TraceIdRatioBased(1.0)
-        self._dropped = TraceIdRatioBased(0.0)
 
     def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
-        """The ratio sampler's decision at 1 or 0, by a draw."""
-        chosen = self._sampled if random.random() < self._ratio else self._dropped  # noqa: S311
+        """The SDK's always-on or always-off decision, by a draw."""
+        chosen = ALWAYS_ON if random.random() < self._ratio else ALWAYS_OFF  # noqa: S311
         return chosen.should_sample(*args, **kwargs)
 
     def get_description(self) -> str:
