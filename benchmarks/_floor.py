@@ -1,7 +1,7 @@
 """The hot-path benchmark's floor: the work every cache-hit call must do, and nothing else.
 
 A bare aiohttp handler, no structure, each part done the cheapest way found so far (by us and a
-reviewer) on this stack: the webhook id, the HMAC, the strict parse (`parse_body`: duplicate and
+reviewer) on this stack: the webhook id, the HMAC, the strict parse (`read_call`: duplicate and
 case-variant keys, surrogates, Go's timestamp; its canonical-body shortcut included), the
 timestamp window, a dict lookup standing in for the decided answer, one JSON log line (orjson
 straight into a binary buffer flushed once per loop iteration), one audit row (SQLite, WAL, the
@@ -34,6 +34,7 @@ import orjson
 from aiohttp import web
 
 from benchmarks._config import HOOK_ID, SECRET
+from connector.call import read_call
 from connector.models import WebhookRequest, parse_body, parse_go_timestamp
 from connector.signing import decode_secret, verify_signature
 from connector.store._audit_rows import AUDIT_COLUMNS, INSERT_JSON_BATCH, INSERT_ROWS
@@ -48,8 +49,10 @@ handler reads it."""
 AUDIT_WRITERS = ("thread", "process")
 """Where the floor's audit rows are inserted (`--floor-audit`)."""
 
-READERS = ("parse_body", "sketch")
-"""How the floor's ``parse`` part reads the body (`--floor-reader`)."""
+READERS = ("read_call", "parse_body", "sketch")
+"""How the floor's ``parse`` part reads the body (`--floor-reader`): the connector's strict
+reader (`connector.call.read_call`, the default), the pydantic model it stands for, or the
+optimistic `sketch_read`."""
 
 BATCH = 200
 """Audit rows per INSERT, as the connector's writer takes them."""
@@ -79,6 +82,18 @@ def sketch_read(body: bytes) -> tuple[datetime, str | None]:
     _CHECKED.add(tuple(orjson.loads(body)))
     return payload.timestamp, payload.permanent_identifier
 
+
+def _model_read(body: bytes) -> tuple[datetime, str | None]:
+    payload = parse_body(body, WebhookRequest)
+    return payload.timestamp, payload.permanent_identifier
+
+
+def _call_read(body: bytes) -> tuple[datetime, str | None]:
+    call = read_call(body)
+    return call.timestamp, call.permanent_identifier
+
+
+_READERS = {"read_call": _call_read, "parse_body": _model_read, "sketch": sketch_read}
 
 _CHECKED: set[tuple[str, ...]] = set()
 """Top-level key sets `parse_body` accepted once (the sketch's stand-in for the member check)."""
@@ -217,7 +232,7 @@ async def serve_floor(
     parts: frozenset[str] = frozenset(PARTS),
     *,
     audit_writer: str = "thread",
-    reader: str = "parse_body",
+    reader: str = "read_call",
 ) -> None:
     """Serve the floor handler at ``/gate`` through `serve` until `stop`; `device` is allowed.
 
@@ -227,7 +242,7 @@ async def serve_floor(
     answers = {device: b'{"allow":true}'}
     metrics = _Metrics()
     strict, audited, logged, counted = (part in parts for part in PARTS)
-    sketched = reader == "sketch"
+    read = _READERS[reader]
 
     async def handle(request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -237,11 +252,7 @@ async def serve_floor(
         if not verify_signature(body, request.headers.get("X-Smallstep-Signature"), key):
             return web.json_response({"error": "signature"}, status=401)
         if strict:
-            if sketched:
-                timestamp, attested = sketch_read(body)
-            else:
-                payload = parse_body(body, WebhookRequest)
-                timestamp, attested = payload.timestamp, payload.permanent_identifier
+            timestamp, attested = read(body)
             if abs((datetime.now(UTC) - timestamp).total_seconds()) > 300:
                 return web.json_response({"error": "timestamp"}, status=400)
             identifier = attested or ""

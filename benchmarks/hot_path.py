@@ -6,7 +6,7 @@
                                             [--without log,audit,metrics] [--floor]
                                             [--floor-parts parse,audit,log,metrics]
                                             [--floor-audit thread|process]
-                                            [--floor-reader parse_body|sketch]
+                                            [--floor-reader read_call|parse_body|sketch]
                                             [--floor-event-loop reference|uvloop|asyncio]
 
 Two servers, each in its own process, get the same signed AUTHORIZING body from the same load
@@ -35,8 +35,9 @@ raises it); the connector's distance from it is roughly what its structure costs
 `--floor-parts` keeps only the named parts in it (the bare handler plus those parts): what each
 part costs on its own. `--floor-audit process` inserts its audit rows in a writer process fed
 through a pipe instead of on a thread (a design the connector does not use).
-`--floor-reader sketch` reads the body with an optimistic stand-in that checks less than the
-connector must (`benchmarks._floor.sketch_read`), and `--floor-event-loop` runs the floor on
+The floor reads the body with the connector's strict reader (`connector.call.read_call`);
+`--floor-reader parse_body` with the pydantic model it stands for (as strict, dearer), and
+`--floor-reader sketch` with an optimistic stand-in that checks less than the connector must (`benchmarks._floor.sketch_read`), and `--floor-event-loop` runs the floor on
 another loop than the bare handler's: both only raise the floor, to bound what any design
 reaches from above.
 
@@ -379,9 +380,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--floor-reader",
         choices=READERS,
-        default="parse_body",
-        help="how the floor reads the body: parse_body (as strict as the connector) or sketch "
-        "(an optimistic stand-in that checks less: the floor then over-estimates)",
+        default="read_call",
+        help="how the floor reads the body: read_call (the connector's strict reader), "
+        "parse_body (the pydantic model, as strict) or sketch (an optimistic stand-in that "
+        "checks less: the floor then over-estimates)",
     )
     parser.add_argument(
         "--floor-event-loop",
@@ -445,8 +447,8 @@ def main() -> None:
         parts = ", ".join(p for p in FLOOR_PARTS if p in args.floor_parts) or "none"
         if "audit" in args.floor_parts:
             parts += f"; audit rows inserted on a {args.floor_audit}"
-        if "parse" in args.floor_parts and args.floor_reader == "sketch":
-            parts += "; the optimistic sketch reader"
+        if "parse" in args.floor_parts and args.floor_reader != "read_call":
+            parts += f"; read by {args.floor_reader}"
         if args.floor_event_loop != "reference":
             parts += f"; on {args.floor_event_loop}"
         print(

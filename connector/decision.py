@@ -13,7 +13,7 @@ from typing import Any
 from connector import jsonbytes
 from connector.enrichment import build_data
 from connector.lookup import LookupResult, ProviderChain
-from connector.models import ReplyError, WebhookReply, WebhookRequest
+from connector.models import AttestedRequest, ReplyError, WebhookReply
 from connector.observe import clip
 from connector.policy import (
     Evaluation,
@@ -214,7 +214,7 @@ class DecisionMemo:
 
 async def decide(
     hook: WebhookSettings,
-    request: WebhookRequest,
+    request: AttestedRequest,
     chain: ProviderChain,
     *,
     now: datetime,
@@ -235,8 +235,7 @@ async def decide(
     identifier = checked
     base: dict[str, Any] = {"identifier": value, "kind": identifier.kind.value}
     if hook.kind == "ENRICHING":
-        csr = request.x509_certificate_request
-        common_name = csr.subject.common_name if csr else None
+        common_name = request.csr_common_name
         if common_name and common_name != value:
             return _deny(
                 "csr-mismatch", "the CSR common name differs from the attested identifier", **base

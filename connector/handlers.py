@@ -11,6 +11,7 @@ import base64
 import binascii
 import hmac
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
@@ -18,6 +19,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
+from connector.call import read_call
 from connector.connection import request_started, vouch
 from connector.decision import Decision, decide, shadow_reply, vouches
 from connector.errors import (
@@ -31,13 +33,7 @@ from connector.errors import (
     UnknownWebhook,
 )
 from connector.keys import CLOCK, HOOKS, PROVIDERS, ROUTES, SETTINGS, WebhookRuntime
-from connector.models import (
-    ScepChallengeRequest,
-    ScepNotification,
-    WebhookRequest,
-    WireFormatError,
-    parse_body,
-)
+from connector.models import WireFormatError, parse_body
 from connector.observe import (
     MAX_LOGGED_IDENTIFIER,
     MAX_LOGGED_OBSERVED,
@@ -176,14 +172,14 @@ def _check_credentials(request: web.Request, hook: WebhookSettings) -> None:
             raise AuthError("missing or wrong basic credentials")
 
 
-_Body = TypeVar("_Body", bound=WebhookRequest | ScepChallengeRequest | ScepNotification)
+_Read = TypeVar("_Read")
 
 
-def _parse(body: bytes, model: type[_Body]) -> _Body:
+def _parse(body: bytes, read: Callable[[bytes], _Read]) -> _Read:
     if not body.strip():
         raise PayloadError("empty body")
     try:
-        return parse_body(body, model)
+        return read(body)
     except WireFormatError as exc:
         raise PayloadError(f"not a step-ca webhook request: {exc}") from None
     except ValidationError as exc:
@@ -219,14 +215,15 @@ async def handle_webhook(request: web.Request) -> web.Response:
     _check_credentials(request, hook)
     now = request.app[CLOCK]()
     if hook.kind in SCEP_KINDS:  # SCEP calls: same checks, own bodies, decided in connector.scep
-        scep = _parse(body, BODIES[hook.kind])
+        model = BODIES[hook.kind]
+        scep = _parse(body, lambda raw: parse_body(raw, model))
         _check_timestamp(scep.timestamp, now, settings.server.clock_skew)
         vouch(request)  # step-ca's connection (a fresh signed call): kept at the connection cap
         answer = await answer_scep(request, runtime, scep, now=now)
         if answer.decision is not None:
             _log_decision(request, hook, answer.decision, started)
         return answer.response
-    payload = _parse(body, WebhookRequest)
+    payload = _parse(body, read_call)
     _check_timestamp(payload.timestamp, now, settings.server.clock_skew)
     vouch(request)
     decision = await decide(hook, payload, runtime.chain, now=now, memo=runtime.memo)

@@ -38,7 +38,7 @@ import json
 import re
 from datetime import datetime
 from functools import cache, lru_cache
-from typing import Annotated, Any, NoReturn, TypeVar, get_args
+from typing import Annotated, Any, NoReturn, Protocol, TypeVar, get_args
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictInt
@@ -122,6 +122,18 @@ class Certificate(_Wire):
     sans: list[dict[str, Any]] | None = None
 
 
+class AttestedRequest(Protocol):
+    """What a decision reads of a call: `WebhookRequest`, or `connector.call.Call`."""
+
+    @property
+    def permanent_identifier(self) -> str | None:
+        """The attested identifier, if the order carried one."""
+
+    @property
+    def csr_common_name(self) -> str | None:
+        """The common name of the CSR (ENRICHING calls), if any."""
+
+
 class WebhookRequest(_Wire):
     """The JSON body step-ca POSTs to an AUTHORIZING or ENRICHING webhook."""
 
@@ -137,6 +149,12 @@ class WebhookRequest(_Wire):
     def permanent_identifier(self) -> str | None:
         """The attested identifier, if the order carried one."""
         return self.attestation_data.permanent_identifier if self.attestation_data else None
+
+    @property
+    def csr_common_name(self) -> str | None:
+        """The common name of the CSR (ENRICHING calls), if any."""
+        csr = self.x509_certificate_request
+        return csr.subject.common_name if csr else None
 
 
 class IssuedCertificate(_Wire):
@@ -193,11 +211,17 @@ def parse_request(body: bytes) -> WebhookRequest:
 
 def parse_body(body: bytes, model: type[_Body]) -> _Body:
     """Read a body of any webhook kind into `model`, as strictly as `parse_request`."""
+    return model.model_validate(read_tree(body, model))
+
+
+def read_tree(body: bytes, model: type[_Wire]) -> Any:
+    """`body`'s JSON tree, refused (`WireFormatError`) where Go could read it otherwise than we
+    do: every check of `parse_body` but the model's validation."""
     tree = _canonical_tree(body)
     if tree is None:
         tree = _strict_tree(body)
     _check_member_names(tree, model, remember=len(body) <= MEMBER_SETS_BODY_BYTES)
-    return model.model_validate(tree)
+    return tree
 
 
 def _canonical_tree(body: bytes) -> Any:

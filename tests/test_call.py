@@ -1,0 +1,150 @@
+"""`read_call` reads every body exactly as `parse_body(body, WebhookRequest)` does.
+
+Its hand check of the members' types answers only where the model's answer is certain; the
+property tests throw bodies of every nearby shape at both readers and require the same values,
+or the same error, from each. The captured step-ca bodies must take the hand check (else the
+hot path gains nothing).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from connector.call import Call, _typed, read_call
+from connector.models import WebhookRequest, WireFormatError, parse_body
+
+CAPTURED = Path(__file__).parent / "fixtures" / "captured"
+
+ANY = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=6,
+)
+TIMESTAMPS = st.sampled_from(
+    [
+        "2026-11-22T07:37:22.946736094Z",
+        "2026-11-22T07:37:22Z",
+        "2026-11-22T09:37:22.5+02:00",
+        "2026-11-22T07:37:22.9467360940Z",  # a trailing zero: not Go's
+        "2026-11-22T07:37:22+00:00",  # Go writes Z
+        "2026-02-30T07:37:22Z",  # no such day
+        "2026-11-22 07:37:22Z",
+        "",
+    ]
+)
+TEXT = st.none() | st.text(max_size=8) | ANY
+SUBJECT = st.fixed_dictionaries({}, optional={"commonName": TEXT, "country": ANY}) | ANY
+SANS = st.none() | st.lists(st.dictionaries(st.text(max_size=4), ANY, max_size=2)) | ANY
+
+
+def _maybe(node: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.none() | node | ANY
+
+
+CALLS = (
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "timestamp": TIMESTAMPS | ANY,
+            "provisionerName": TEXT,
+            "attestationData": _maybe(
+                st.fixed_dictionaries({}, optional={"permanentIdentifier": TEXT, "extra": ANY})
+            ),
+            "x509CertificateRequest": _maybe(
+                st.fixed_dictionaries({}, optional={"subject": SUBJECT, "raw": TEXT})
+            ),
+            "x509Certificate": _maybe(
+                st.fixed_dictionaries(
+                    {}, optional={"subject": SUBJECT, "sans": SANS, "serialNumber": ANY}
+                )
+            ),
+            "other": ANY,
+        },
+    )
+    | ANY
+)
+
+
+def _outcome(read: Any, body: bytes) -> tuple[str, Any]:
+    """What a reader makes of `body`: its call, or its error's type and message."""
+    try:
+        result = read(body)
+    except (WireFormatError, ValidationError) as exc:
+        return type(exc).__name__, str(exc)
+    return "read", result if isinstance(result, Call) else Call.of(result)
+
+
+def _same(body: bytes) -> None:
+    assert _outcome(read_call, body) == _outcome(lambda b: parse_body(b, WebhookRequest), body)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(tree=CALLS)
+@example(tree={"timestamp": "2026-11-22T07:37:22Z", "x509CertificateRequest": {"subject": None}})
+@example(tree={"timestamp": "2026-11-22T07:37:22Z", "x509Certificate": {"sans": [1]}})
+@example(tree={"timestamp": "2026-11-22T07:37:22Z", "attestationData": "C02TEST00001"})
+@example(tree={"timestamp": "2026-11-22T07:37:22Z", "x509CertificateRequest": {"subject": "a"}})
+def test_a_body_is_read_as_the_model_reads_it(tree: Any) -> None:
+    """Compact (step-ca's form, the hand check's) or spaced, the same call or the same error."""
+    _same(orjson.dumps(tree))
+    _same(json.dumps(tree).encode())
+
+
+@settings(max_examples=1500, deadline=None)
+@given(tree=CALLS)
+def test_the_hand_check_answers_only_for_what_the_model_accepts(tree: Any) -> None:
+    """Whenever the hand check reads a tree, the model reads it too, to the same values."""
+    call = _typed(tree)
+    if call is not None:
+        assert Call.of(WebhookRequest.model_validate(tree)) == call
+
+
+@pytest.mark.parametrize("stem", ["authorizing", "enriching"])
+def test_step_ca_bodies_take_the_hand_check(stem: str) -> None:
+    """The bodies a real step-ca sent are read without building the model."""
+    raw = (CAPTURED / f"{stem}.body").read_bytes()
+    call = _typed(orjson.loads(raw))
+    assert call is not None
+    assert call == Call.of(parse_body(raw, WebhookRequest))
+    assert call.permanent_identifier
+
+
+def test_a_csr_common_name_is_read() -> None:
+    """An ENRICHING body's CSR common name reaches the call."""
+    body = orjson.dumps(
+        {
+            "timestamp": "2026-11-22T07:37:22Z",
+            "attestationData": {"permanentIdentifier": "C02TEST00001"},
+            "x509CertificateRequest": {"subject": {"commonName": "C02TEST00001"}, "raw": "AA=="},
+        }
+    )
+    assert read_call(body).csr_common_name == "C02TEST00001"
+    assert _typed(orjson.loads(body)) is not None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"timestamp":"2026-11-22T07:37:22Z","attestationData":{"PermanentIdentifier":"B"}}',
+        b'{"timestamp":"2026-11-22T07:37:22Z","timestamp":"2026-11-22T07:37:22Z"}',
+        b'{"timestamp":"2026-11-22T07:37:22Z","x509CertificateRequest":{"subject":"C02"}}',
+        b'{"timestamp":1764000000}',
+    ],
+)
+def test_refusals_are_the_models(raw: bytes) -> None:
+    """A body the strict reading refuses is refused with the same error."""
+    outcome = _outcome(read_call, raw)
+    assert outcome[0] != "read"
+    _same(raw)
