@@ -8,6 +8,7 @@
                                             [--floor-audit thread|process]
                                             [--floor-reader read_call|parse_body|sketch]
                                             [--floor-event-loop reference|uvloop|asyncio]
+                                            [--floor-front stock|connector]
 
 Two servers, each in its own process, get the same signed AUTHORIZING body from the same load
 generator in one run:
@@ -78,10 +79,12 @@ from benchmarks._floor import PARTS as FLOOR_PARTS
 from benchmarks._upstream import CLIENT_ID, CLIENT_SECRET, jamf_document, serial
 from connector import create_app, stepca
 from connector.app import PROVIDERS_STARTED
-from connector.logs import configure_logging
+from connector.connection import install
+from connector.errors import error_middleware
+from connector.logs import configure_logging, request_context
 from connector.persistence import PERSISTENCE
 from connector.server import loop_factory, make_listener, running, settle_heap
-from connector.settings import settings_from_mapping
+from connector.settings import ServerSettings, settings_from_mapping
 from connector.signing import decode_secret
 
 DEVICE = serial(7)
@@ -114,6 +117,24 @@ async def _serve_on_free_port(app: web.Application, stop: asyncio.Future[None]) 
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     print(runner.addresses[0][1], flush=True)
     await stop
+    await runner.cleanup()
+
+
+async def _serve_behind_front(app: web.Application, stop: asyncio.Future[None]) -> None:
+    """Serve `app` as `serve` serves the connector's (its listener, with the connection cap and
+    head deadline, and its request middlewares) on a free loopback port (printed) until `stop`."""
+    app.middlewares.extend([request_context, error_middleware])
+    server = ServerSettings(port=0, plain_http=True)
+    listener = make_listener(server)
+    listener.bind()
+    install(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    assert runner.server is not None  # noqa: S101 - set by setup()
+    listener.start(runner.server)
+    print(listener.addresses[0][1], flush=True)
+    await stop
+    await listener.drain(1.0)
     await runner.cleanup()
 
 
@@ -197,7 +218,7 @@ def child(kind: str, args: argparse.Namespace) -> None:
         elif kind == "floor":
             await serve_floor(
                 stopped,
-                _serve_on_free_port,
+                _serve_behind_front if args.floor_front == "connector" else _serve_on_free_port,
                 DEVICE,
                 args.floor_parts,
                 audit_writer=args.floor_audit,
@@ -231,6 +252,7 @@ class Server:
         command += ["--floor-audit", args.floor_audit]
         command += ["--floor-reader", args.floor_reader]
         command += ["--floor-event-loop", args.floor_event_loop]
+        command += ["--floor-front", args.floor_front]
         self.process = subprocess.Popen(  # noqa: S603 - this benchmark's own child
             command, stdout=subprocess.PIPE, text=True
         )
@@ -386,6 +408,13 @@ def _parser() -> argparse.ArgumentParser:
         "checks less: the floor then over-estimates)",
     )
     parser.add_argument(
+        "--floor-front",
+        choices=("stock", "connector"),
+        default="stock",
+        help="how the floor is served: a stock runner, or behind the connector's listener and "
+        "request middlewares (the connection cap, head deadline, request context, error mapping)",
+    )
+    parser.add_argument(
         "--floor-event-loop",
         choices=("reference", "uvloop", "asyncio"),
         default="reference",
@@ -451,6 +480,8 @@ def main() -> None:
             parts += f"; read by {args.floor_reader}"
         if args.floor_event_loop != "reference":
             parts += f"; on {args.floor_event_loop}"
+        if args.floor_front == "connector":
+            parts += "; behind the connector's listener and middlewares"
         print(
             f"floor (required work, no structure; parts: {parts}): {floor['rate']:8.0f} req/s "
             f"({floor['rate'] / bare['rate']:.2f} x bare){cpu}"
