@@ -7,10 +7,11 @@ import json
 import os
 import resource
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pytest
 from structlog.testing import capture_logs
@@ -32,6 +33,9 @@ from providers.files._provider import UNSETTLED_POLLS
 from providers.identifiers import DeviceIdentifier, IdentifierKind, classify
 
 HEADER = "serial,udid,name,managed,supervised,last_contact,username,email,groups"
+
+
+_T = TypeVar("_T")
 
 
 def _serial(value: str) -> DeviceIdentifier:
@@ -564,6 +568,20 @@ async def test_file_rewritten_in_place_is_loaded_only_once_settled(tmp_path: Pat
     assert record.groups == (GroupRef("Lost or Found"), GroupRef("Pilot"))
 
 
+class _Reading(ThreadPoolExecutor):
+    """The loop's default executor, which says (on the loop, as the job is handed over) when a
+    job arrives: the moment a poll starts reading the file on a thread."""
+
+    def __init__(self, started: asyncio.Event) -> None:
+        super().__init__(max_workers=1)
+        self._started = started
+
+    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+        """Say so, then run `fn` as any executor does."""
+        self._started.set()
+        return super().submit(fn, *args, **kwargs)
+
+
 async def test_file_changed_while_reading_is_discarded(tmp_path: Path) -> None:
     """A load whose stat after the read differs from the one before it keeps the old inventory."""
     path = tmp_path / "inv.csv"
@@ -571,8 +589,10 @@ async def test_file_changed_while_reading_is_discarded(tmp_path: Path) -> None:
     provider = _csv_provider(path, settle_wait=0)  # only the stamp across the read is checked
     await provider.start()
     path.write_text("serial,name,groups\nC02A00000001,mac,Pilot\n", encoding="utf-8")
+    reading = asyncio.Event()
+    asyncio.get_running_loop().set_default_executor(_Reading(reading))  # a small file's read
     reload = asyncio.create_task(provider.reload())
-    await asyncio.sleep(0)  # the poll took its stamp and is reading in a worker
+    await reading.wait()  # the poll took its stamps and hands the read to a thread
     with path.open("a", encoding="utf-8") as writer:
         writer.write("C02A00000002,half")
     assert await reload is False

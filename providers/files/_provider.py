@@ -15,7 +15,9 @@ The watcher polls the file every `reload_interval` seconds and compares (size, m
   each distinct error is logged once. A version that could not be read (permissions, an I/O
   error) is tried again at every poll.
 - a vanished file keeps the last good inventory for `missing_grace` seconds, then the provider
-  turns not ready and lookups raise `ProviderNotReady` (the chain denies: fail closed).
+  turns not ready and lookups raise `ProviderNotReady` (the chain denies: fail closed). So does
+  a file whose file system stops answering (`providers.files._stat`: the stat runs off the
+  event loop and gives up after `STAT_TIMEOUT`), while decisions go on.
 
 Each state change is logged once, never once per poll.
 """
@@ -24,11 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import structlog
 
@@ -37,6 +36,7 @@ from providers.files._image import InventoryIndex
 from providers.files._load import PROCESS_ABOVE, load_index
 from providers.files._schema import InventoryFileError, InventoryUnreadable, describe
 from providers.files._settings import CsvSettings, JsonSettings
+from providers.files._stat import STAT_TIMEOUT, Stamp, Stamper
 from providers.identifiers import DeviceIdentifier
 
 log = structlog.get_logger("providers.files")
@@ -52,17 +52,10 @@ I/O error, a worker killed for its memory). The next poll reads it again; after 
 failure in a row the wait grows by powers of two of `reload_interval`, up to this."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Stamp:
-    mtime_ns: int
-    size: int
-    inode: int
-
-
 class _ChangedWhileReading(Exception):
     """When the file's stamp after the read differs from the one before it."""
 
-    def __init__(self, stamp: _Stamp | None) -> None:
+    def __init__(self, stamp: Stamp | None) -> None:
         super().__init__("changed while reading")
         self.stamp = stamp
 
@@ -78,19 +71,21 @@ class FileProvider:
         clock: Callable[[], float] = time.monotonic,
         process_above: int = PROCESS_ABOVE,
         settle_wait: float = SETTLE_WAIT,
+        stat_timeout: float = STAT_TIMEOUT,
     ) -> None:
         self._name = name
         self._settings = settings
+        self._stamp = Stamper(settings.path, timeout=stat_timeout)  # off the event loop
         self._clock = clock
         self._process_above = process_above  # larger files are parsed in a worker process
         interval = settings.reload_interval
         self._settle_wait = min(settle_wait, interval / 2) if interval > 0 else settle_wait
         self._unsettled = 0  # polls in a row that found a change not yet settled
         self._index: InventoryIndex | None = None
-        self._loaded: _Stamp | None = None  # the version the index came from
-        self._seen: _Stamp | None = None  # the version the previous poll saw
-        self._failed: _Stamp | None = None  # a version that did not load: not parsed again
-        self._retry: tuple[_Stamp, float, int] | None = None  # unread: (version, when, tries)
+        self._loaded: Stamp | None = None  # the version the index came from
+        self._seen: Stamp | None = None  # the version the previous poll saw
+        self._failed: Stamp | None = None  # a version that did not load: not parsed again
+        self._retry: tuple[Stamp, float, int] | None = None  # unread: (version, when, tries)
         self._missing_since: float | None = None
         self._logged_error: str | None = None
         self._down = False  # not ready after a failed start or a vanished file: log recovery
@@ -152,7 +147,7 @@ class FileProvider:
 
     async def _load_now(self) -> None:
         try:
-            stamp = _stamp(self._settings.path)
+            stamp = await self._stamp()
         except OSError as exc:
             self._report(exc)
             if isinstance(exc, FileNotFoundError):
@@ -164,7 +159,7 @@ class FileProvider:
     async def _poll(self) -> bool:
         path = self._settings.path
         try:
-            stamp = _stamp(path)
+            stamp = await self._stamp()
         except OSError as exc:
             self._vanished(exc)
             return False
@@ -184,14 +179,14 @@ class FileProvider:
         self._seen = stamp
         return await self._load(stamp)
 
-    async def _settles(self, stamp: _Stamp) -> bool:
+    async def _settles(self, stamp: Stamp) -> bool:
         """Whether a change first seen at this poll keeps its stamp over `SETTLE_WAIT`: a writer
         still busy in place changes it; a file replaced whole (renamed over) does not."""
         self._seen = stamp
         if self._settle_wait > 0:  # 0 (tests): only the stamp across the read is checked
             await asyncio.sleep(self._settle_wait)
         try:
-            self._seen = _stamp(self._settings.path)
+            self._seen = await self._stamp()
         except OSError:
             self._seen = None  # gone for a moment (replaced by delete and create): next poll
         return self._seen == stamp
@@ -212,7 +207,7 @@ class FileProvider:
             )
         return False
 
-    async def _load(self, stamp: _Stamp) -> bool:
+    async def _load(self, stamp: Stamp) -> bool:
         """Read and index the version `stamp`; swap it in only if it was stable and valid."""
         path = self._settings.path
         try:
@@ -224,7 +219,7 @@ class FileProvider:
                 process_above=self._process_above,
                 background=self._index is not None,
             )
-            after = _stamp(path)
+            after = await self._stamp()
             if after != stamp:
                 raise _ChangedWhileReading(after)
         except _ChangedWhileReading as changed:
@@ -264,7 +259,7 @@ class FileProvider:
             log.info("provider.ready", provider=self._name)
         return True
 
-    def _waits(self, stamp: _Stamp) -> bool:
+    def _waits(self, stamp: Stamp) -> bool:
         """Whether `stamp` is a version that could not be read and is not due again yet."""
         retry = self._retry
         return retry is not None and retry[0] == stamp and self._clock() < retry[1]
@@ -341,8 +336,3 @@ class FileProvider:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
             self._watcher = None
-
-
-def _stamp(path: Path) -> _Stamp:
-    st = os.stat(path)
-    return _Stamp(st.st_mtime_ns, st.st_size, st.st_ino)
