@@ -54,10 +54,14 @@ class Stamper:
         loop = asyncio.get_running_loop()
         pending: asyncio.Future[Stamp] = loop.create_future()
         pending.add_done_callback(_retrieved)  # an answer after the timeout is nobody's
-        self._pending = pending
-        threading.Thread(
-            target=self._stat, args=(loop, pending), name="inventory-stat", daemon=True
-        ).start()
+        try:
+            threading.Thread(
+                target=self._stat, args=(loop, pending), name="inventory-stat", daemon=True
+            ).start()
+        except RuntimeError as exc:  # no thread to be had (a container's process limit)
+            pending.cancel()
+            raise OSError(errno.EAGAIN, f"no thread to stat the file: {exc}") from None
+        self._pending = pending  # only a stat under way: it answers, or the next call refuses
         try:
             async with asyncio.timeout(self._timeout):
                 return await asyncio.shield(pending)
