@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from providers.base import ProviderNotReady
 from providers.files import CsvSettings, FileProvider
 from providers.identifiers import DeviceIdentifier, IdentifierKind
 from tests.metrics_support import skip_or_fail
@@ -66,7 +65,6 @@ def hung_mount(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
         yield inventory, flag
     finally:
         flag.unlink(missing_ok=True)  # a stat still hanging returns
-        flag.with_name(flag.name + ".read").unlink(missing_ok=True)  # and a read
         subprocess.run(["umount", "-l", str(mountpoint)], check=False, capture_output=True)  # noqa: S607
         server.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -75,13 +73,9 @@ def hung_mount(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
             server.kill()
 
 
-def _provider(
-    path: Path, *, stat_timeout: float = 1.0, read_timeout: float = 60, grace: float = 3600
-) -> FileProvider:
-    settings = CsvSettings(kind="csv", path=path, reload_interval=0, missing_grace=grace)
-    return FileProvider(
-        "files", settings, settle_wait=0, stat_timeout=stat_timeout, read_timeout=read_timeout
-    )
+def _provider(path: Path, *, stat_timeout: float = 1.0) -> FileProvider:
+    settings = CsvSettings(kind="csv", path=path, reload_interval=0, missing_grace=3600)
+    return FileProvider("files", settings, settle_wait=0, stat_timeout=stat_timeout)
 
 
 def _stat_threads() -> int:
@@ -159,39 +153,4 @@ async def test_a_silent_file_system_fails_the_poll_and_costs_one_thread(
             assert await provider.reload() is False
         assert [e["event"] for e in logs] == ["provider.file_restored"]
     finally:
-        await provider.aclose()
-
-
-async def test_a_read_that_hangs_gives_way_and_a_vanished_file_then_fails_closed(
-    hung_mount: tuple[Path, Path],
-) -> None:
-    """A changed file whose read hangs counts as unreadable after the read timeout (the last
-    good inventory serves meanwhile); the polls go on, notice the file gone, and after
-    `missing_grace` the provider fails closed: a device taken out of the file is not served from
-    the old inventory for as long as the mount hangs."""
-    inventory, flag = hung_mount
-    source = inventory.parent.parent / inventory.name  # what the mount serves, live
-    read_flag = flag.with_name(flag.name + ".read")
-    provider = _provider(inventory, read_timeout=0.5, grace=0.5)
-    await provider.start()
-    try:
-        read_flag.touch()
-        source.write_text("serial,managed,username\nC02TEST00002,true,bob\n", encoding="utf-8")
-        with capture_logs() as logs:
-            assert await asyncio.wait_for(provider.reload(), timeout=10) is False
-        failed = [e for e in logs if e["event"] == "provider.reload_failed"]
-        assert [e["error"] for e in failed] == [f"{inventory}: reading did not finish within 0.5 s"]
-        assert await provider.lookup(SERIAL) is not None  # the last good inventory, meanwhile
-
-        source.unlink()
-        with capture_logs() as logs:
-            assert await asyncio.wait_for(provider.reload(), timeout=10) is False
-            await asyncio.sleep(0.6)  # past missing_grace
-            assert await asyncio.wait_for(provider.reload(), timeout=10) is False
-        assert [e["event"] for e in logs] == ["provider.file_missing", "provider.not_ready"]
-        assert not provider.ready
-        with pytest.raises(ProviderNotReady):
-            await provider.lookup(SERIAL)
-    finally:
-        read_flag.unlink(missing_ok=True)
         await provider.aclose()

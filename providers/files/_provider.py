@@ -17,8 +17,8 @@ The watcher polls the file every `reload_interval` seconds and compares (size, m
 - a vanished file keeps the last good inventory for `missing_grace` seconds, then the provider
   turns not ready and lookups raise `ProviderNotReady` (the chain denies: fail closed). So does
   a file whose file system stops answering (`providers.files._stat`: the stat runs off the
-  event loop and gives up after `STAT_TIMEOUT`; a read gives up after `READ_TIMEOUT`), while
-  decisions go on.
+  event loop and gives up after `STAT_TIMEOUT`), while decisions go on. A read that hangs is
+  not bounded: it holds this provider's checks (not its lookups) until it returns.
 
 Each state change is logged once, never once per poll.
 """
@@ -47,10 +47,6 @@ SETTLE_WAIT = 1.0
 half the `reload_interval`): long enough for a writer's next chunk, short beside an interval."""
 UNSETTLED_POLLS = 3
 """Polls in a row that find a change that has not settled before it is logged."""
-READ_TIMEOUT = 300.0
-"""Seconds a read of the file may take (a million devices take about 5): past it the read counts
-as unreadable, so a mount that hangs mid-read frees the polls, which then notice the file
-gone (`missing_grace`) instead of waiting for the read for good."""
 RETRY_LIMIT = 300.0
 """Most seconds between two reads of a version that could not be read (not for its content: an
 I/O error, a worker killed for its memory). The next poll reads it again; after each further
@@ -77,12 +73,10 @@ class FileProvider:
         process_above: int = PROCESS_ABOVE,
         settle_wait: float = SETTLE_WAIT,
         stat_timeout: float = STAT_TIMEOUT,
-        read_timeout: float = READ_TIMEOUT,
     ) -> None:
         self._name = name
         self._settings = settings
         self._stamp = Stamper(settings.path, timeout=stat_timeout)  # off the event loop
-        self._read_timeout = read_timeout
         self._clock = clock
         self._process_above = process_above  # larger files are parsed in a worker process
         interval = settings.reload_interval
@@ -218,19 +212,14 @@ class FileProvider:
         """Read and index the version `stamp`; swap it in only if it was stable and valid."""
         path = self._settings.path
         try:
-            try:
-                async with asyncio.timeout(self._read_timeout):
-                    index = await load_index(
-                        path,
-                        self._settings,
-                        self._name,
-                        size=stamp.size,
-                        process_above=self._process_above,
-                        background=self._index is not None,
-                    )
-            except TimeoutError:  # a mount that stopped answering mid-read: free the polls
-                message = f"{path}: reading did not finish within {self._read_timeout:g} s"
-                raise InventoryUnreadable(message) from None
+            index = await load_index(
+                path,
+                self._settings,
+                self._name,
+                size=stamp.size,
+                process_above=self._process_above,
+                background=self._index is not None,
+            )
             try:
                 after: Stamp | None = await self._stamp()
             except OSError:  # not reached just now (a slow mount): no verdict on this version

@@ -1,13 +1,12 @@
-"""A FUSE file system holding one file, whose stat or read hangs while a flag file exists: a
-network file system that stopped answering (an NFS hard mount), for real, in the kernel.
+"""A FUSE file system holding one file, whose stat hangs while a flag file exists: a network
+file system that stopped answering (an NFS hard mount), for real, in the kernel.
 
     python -m tests.fakes.hung_mount MOUNTPOINT SOURCE FLAG
 
-Serves SOURCE as ``MOUNTPOINT/<SOURCE's name>``, as it is at each request (rewritten: changed;
-deleted: gone). While FLAG exists every stat of that file waits (the kernel's request stays
-unanswered) until FLAG is removed; while ``FLAG.read`` exists every read does. The kernel
-caches no attributes (``attr_timeout=0``), so each stat reaches this process. Needs libfuse 2
-(Debian ``libfuse2``) and the ``fusepy`` package; runs in the foreground until unmounted.
+Serves SOURCE's bytes as ``MOUNTPOINT/<SOURCE's name>``. While FLAG exists, every stat of that
+file waits (the kernel's request stays unanswered) until FLAG is removed. The kernel caches no
+attributes (``attr_timeout=0``), so each stat reaches this process. Needs libfuse 2 (Debian
+``libfuse2``) and the ``fusepy`` package; runs in the foreground until unmounted.
 """
 
 from __future__ import annotations
@@ -26,13 +25,12 @@ POLL = 0.05
 
 
 class HungMount(Operations):  # type: ignore[misc]
-    """One read-only file; its stat (or read) hangs while the flag (or ``.read`` flag) exists."""
+    """One read-only file; its stat hangs while the flag exists."""
 
     def __init__(self, source: Path, flag: Path) -> None:
         self._name = "/" + source.name
-        self._source = source
+        self._data = source.read_bytes()
         self._flag = flag
-        self._read_flag = flag.with_name(flag.name + ".read")
 
     def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
         """The root directory, or the file (after the flag is gone)."""
@@ -43,15 +41,11 @@ class HungMount(Operations):  # type: ignore[misc]
             raise FuseOSError(errno.ENOENT)
         while self._flag.exists():
             time.sleep(POLL)
-        try:
-            st = self._source.stat()
-        except FileNotFoundError:
-            raise FuseOSError(errno.ENOENT) from None
         return {
             "st_mode": stat.S_IFREG | 0o644,
             "st_nlink": 1,
-            "st_size": st.st_size,
-            "st_mtime": st.st_mtime,
+            "st_size": len(self._data),
+            "st_mtime": 1_700_000_000,
             "st_ino": 2,
         }
 
@@ -63,11 +57,7 @@ class HungMount(Operations):  # type: ignore[misc]
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         """The file's bytes."""
         del path, fh
-        while self._read_flag.exists():
-            time.sleep(POLL)
-        with self._source.open("rb") as file:
-            file.seek(offset)
-            return file.read(size)
+        return self._data[offset : offset + size]
 
 
 def main() -> None:
