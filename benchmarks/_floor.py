@@ -49,11 +49,6 @@ handler reads it."""
 AUDIT_WRITERS = ("thread", "process")
 """Where the floor's audit rows are inserted (`--floor-audit`)."""
 
-READERS = ("read_call", "parse_body", "sketch")
-"""How the floor's ``parse`` part reads the body (`--floor-reader`): the connector's strict
-reader (`connector.call.read_call`, the default), the pydantic model it stands for, or the
-optimistic `sketch_read`."""
-
 BATCH = 200
 """Audit rows per INSERT, as the connector's writer takes them."""
 
@@ -94,6 +89,10 @@ def _call_read(body: bytes) -> tuple[datetime, str | None]:
 
 
 _READERS = {"read_call": _call_read, "parse_body": _model_read, "sketch": sketch_read}
+READERS = tuple(_READERS)
+"""How the floor's ``parse`` part reads the body (`--floor-reader`): the connector's strict
+reader (`connector.call.read_call`, the default), the pydantic model it stands for, or the
+optimistic `sketch_read`."""
 
 _CHECKED: set[tuple[str, ...]] = set()
 """Top-level key sets `parse_body` accepted once (the sketch's stand-in for the member check)."""

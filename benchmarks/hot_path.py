@@ -37,10 +37,12 @@ raises it); the connector's distance from it is roughly what its structure costs
 part costs on its own. `--floor-audit process` inserts its audit rows in a writer process fed
 through a pipe instead of on a thread (a design the connector does not use).
 The floor reads the body with the connector's strict reader (`connector.call.read_call`);
-`--floor-reader parse_body` with the pydantic model it stands for (as strict, dearer), and
-`--floor-reader sketch` with an optimistic stand-in that checks less than the connector must (`benchmarks._floor.sketch_read`), and `--floor-event-loop` runs the floor on
-another loop than the bare handler's: both only raise the floor, to bound what any design
-reaches from above.
+`--floor-reader parse_body` with the pydantic model it stands for (as strict, dearer).
+`--floor-reader sketch` reads it with an optimistic stand-in that checks less than the connector
+must (`benchmarks._floor.sketch_read`), and `--floor-event-loop` runs the floor on another loop
+than the bare handler's: both only raise the floor, to bound what any design reaches from above.
+`--floor-front connector` serves the floor behind the connector's own listener (connection cap,
+head deadline) and request middlewares, which every design must keep.
 
 The connector runs on the event loop `serve` picks (`server.event_loop`, uvloop by default);
 `--event-loop asyncio` runs it on asyncio's own loop instead. The reference servers run on asyncio's
