@@ -407,10 +407,12 @@ def piped_logs() -> Iterator[tuple[int, JsonLines]]:
 
 
 def _read(read_end: int, into: bytearray) -> list[dict[str, Any]]:
+    """Every whole line arrived so far (the writer may be part-way through the next one)."""
     with contextlib.suppress(BlockingIOError):
         while chunk := os.read(read_end, 1 << 16):
             into.extend(chunk)
-    return [json.loads(line) for line in into.decode().splitlines()]
+    whole = into[: into.rfind(b"\n") + 1]
+    return [json.loads(line) for line in whole.decode().splitlines()]
 
 
 async def test_lines_a_stalled_stream_cannot_take_are_dropped_counted_and_reported(
