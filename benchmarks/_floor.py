@@ -5,10 +5,10 @@ reviewer) on this stack: the webhook id, the HMAC, the strict parse (`read_call`
 case-variant keys, surrogates, Go's timestamp; its canonical-body shortcut included), the
 timestamp window, a dict lookup standing in for the decided answer, one JSON log line (orjson
 straight into a binary buffer flushed once per loop iteration), one audit row (SQLite, WAL, the
-``decisions`` table's columns and indexes, written in batches on a thread every 50 ms) and the
-five metric updates of a cached allow as plain counters and bucket counts (what a custom
-collector would keep: cheaper than prometheus_client's locked children, which the connector
-uses), with the start-up heap frozen out of garbage collection as `serve` does. Not a service
+``decisions`` table's columns and indexes, written on a thread every 50 ms, 25 rows per insert
+unless 200 wait, as the connector writes them) and the five metric updates of a cached allow as
+plain counters and bucket counts (what a custom collector would keep: cheaper than
+prometheus_client's locked children, which the connector uses), with the start-up heap frozen out of garbage collection as `serve` does. Not a service
 (no limits, no error handling, nothing configurable): an estimate of the least cost per call (so
 of the most throughput) of a design on this stack (CPython, asyncio, aiohttp) that still does what
 each call requires; a cheaper way to do a part would raise it.
@@ -38,6 +38,7 @@ from connector.call import read_call
 from connector.models import WebhookRequest, parse_body, parse_go_timestamp
 from connector.signing import decode_secret, verify_signature
 from connector.store._audit_rows import AUDIT_COLUMNS, INSERT_JSON_BATCH, INSERT_ROWS
+from connector.store._recorder import SMALL_BATCH
 
 Serve = Callable[[web.Application, asyncio.Future[None]], Awaitable[None]]
 
@@ -50,7 +51,8 @@ AUDIT_WRITERS = ("thread", "process")
 """Where the floor's audit rows are inserted (`--floor-audit`)."""
 
 BATCH = 200
-"""Audit rows per INSERT, as the connector's writer takes them."""
+"""Audit rows per INSERT with a backlog, as the connector's writer takes them (`SMALL_BATCH`
+without one)."""
 
 
 def sketch_read(body: bytes) -> tuple[datetime, str | None]:
@@ -127,8 +129,9 @@ class _Audit:
         while True:
             await asyncio.sleep(0.05)
             while self.rows:
-                batch = self.rows[:BATCH]
-                del self.rows[:BATCH]
+                size = BATCH if len(self.rows) >= BATCH else SMALL_BATCH  # as the connector
+                batch = self.rows[:size]
+                del self.rows[:size]
                 await loop.run_in_executor(None, self._insert, batch)
 
     def close(self) -> None:

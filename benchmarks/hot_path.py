@@ -486,7 +486,7 @@ def main() -> None:
             parts += "; behind the connector's listener and middlewares"
         print(
             f"floor (required work, no structure; parts: {parts}): {floor['rate']:8.0f} req/s "
-            f"({floor['rate'] / bare['rate']:.2f} x bare){cpu}"
+            f"({floor['rate'] / bare['rate']:.2f} x bare){cpu}; sequential p99 {floor['p99']:.3f} ms"
         )
     for p in ("p50", "p99"):
         print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,42 @@ async def test_a_flush_that_times_out_counts_what_it_loses(tmp_path: Path) -> No
     timeouts = [line for line in logs if line["event"] == "audit.flush_timeout"]
     assert [line["pending"] for line in timeouts] == [7]
     assert (recorder.dropped, recorder.written) == (7, 0)
+
+
+def _rows_per_write(statements: list[str]) -> list[int]:
+    """The entries each transaction inserted, from the writer's traced (expanded) statements:
+    one JSON array of rows per insert, or a statement per row where SQLite lacks ``->>``."""
+    sizes: list[int] = []
+    for sql in statements:
+        if sql == "BEGIN IMMEDIATE":
+            sizes.append(0)
+        elif sql.startswith("INSERT INTO decisions"):
+            _, found, rows = sql.partition("json_each('")
+            sizes[-1] += (
+                len(json.loads(rows.rpartition("')")[0].replace("''", "'"))) if found else 1
+            )
+    return sizes
+
+
+async def test_a_backlog_goes_in_full_batches_and_what_keeps_up_in_small_ones(
+    tmp_path: Path,
+) -> None:
+    """A full batch waiting is written whole until the backlog is gone; otherwise the writer
+    inserts `small_batch` entries per write, with no linger between the writes of one gathering
+    (each insert is a burst of CPU beside the event loop: short ones keep decisions prompt)."""
+    store, writer = await gated_store(tmp_path / "store.sqlite3")
+    statements: list[str] = []
+    await writer.set_trace_callback(statements.append)
+    recorder = AuditRecorder(store, batch=8, small_batch=3, linger=0.05)
+    for at in range(21):
+        recorder.record(entry(at))
+    recorder.start()
+    assert await _written(recorder, 21, within=5.0)
+    assert _rows_per_write(statements) == [8, 8, 3, 2]  # the last lingered: under a small batch
+    statements.clear()
+    for at in range(21, 28):  # a burst after a quiet spell: gathered, then written small
+        recorder.record(entry(at))
+    assert await _written(recorder, 28, within=5.0)
+    await recorder.aclose()
+    await store.aclose()
+    assert _rows_per_write(statements) == [3, 3, 1]

@@ -6,6 +6,11 @@ counted (`dropped`), logged once per outage as `audit.dropped`, rather than grow
 without bound. An outage is retried until the database answers; a batch the database refuses
 for its data, or that fails by a bug, would fail forever: it is logged, counted as dropped and
 given up. `aclose` flushes what is queued, within a deadline, at shutdown.
+
+While it keeps up, the writer inserts a few entries per write (`SMALL_BATCH`): an insert is a
+burst of CPU beside the event loop, and on a machine with few cores a long one makes a decision
+that arrives meanwhile wait for a core. A backlog of a full batch or more is written in full
+batches, which cost the least per entry, until it is gone.
 """
 
 from __future__ import annotations
@@ -26,16 +31,32 @@ A write costs a transaction and three hops to the database thread whatever its s
 entry per write costs ~80 µs of CPU, 200 per write ~6 µs each, and that CPU is taken from the
 decisions. Entries still reach the database within a fraction of a second."""
 
+SMALL_BATCH = 25
+"""Entries per SQLite write while no full batch waits. An insert costs ~11 µs of CPU per entry
+on the database thread: 200 at once held a core for 2-3 ms, and on two cores (the event loop
+and the load generator on the other) sequential calls then saw a p99 of 1.4-2.1 ms; in writes
+of 25 it was 0.6-0.8 ms, with the same throughput and CPU per call (`benchmarks.hot_path`,
+2026-12-04). Writes of 10 cost measurably more CPU per call."""
+
 
 class AuditRecorder:
     """Queues `AuditEntry` values and writes them to the store in batches."""
 
     def __init__(
-        self, store: Store, *, max_pending: int = 10_000, batch: int = 200, linger: float = LINGER
+        self,
+        store: Store,
+        *,
+        max_pending: int = 10_000,
+        batch: int = 200,
+        small_batch: int | None = None,
+        linger: float = LINGER,
     ) -> None:
         self._store = store
         self._queue: asyncio.Queue[AuditEntry] = asyncio.Queue(max_pending)
         self._batch = batch
+        if small_batch is None:  # PostgreSQL inserts on its server, not on a thread beside us
+            small_batch = SMALL_BATCH if store.backend == "sqlite" else batch
+        self._small = min(small_batch, batch)
         self._linger = linger
         self._task: asyncio.Task[None] | None = None
         self._taken: list[AuditEntry] = []  # out of the queue, not yet written
@@ -62,14 +83,19 @@ class AuditRecorder:
             self._failing = True
 
     async def _run(self) -> None:
+        gathered = False  # what waits was gathered by a linger already: written without one
         while True:
             self._taken = [await self._queue.get()]
-            if self._queue.qsize() < self._batch - 1:  # a full batch waiting is written at once
+            waiting = self._queue.qsize()
+            if not gathered and waiting < self._batch - 1:  # a full batch is written at once
                 await asyncio.sleep(self._linger)
-            while len(self._taken) < self._batch and not self._queue.empty():
+                waiting = self._queue.qsize()
+            size = self._batch if waiting >= self._batch - 1 else self._small
+            while len(self._taken) < size and not self._queue.empty():
                 self._taken.append(self._queue.get_nowait())
             await self._write(self._taken)
             self._taken = []
+            gathered = self._queue.qsize() >= self._small
 
     async def _write(self, entries: list[AuditEntry]) -> None:
         await self._store.wait_ready()  # connecting at start-up is no failure yet
