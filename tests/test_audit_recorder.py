@@ -191,15 +191,18 @@ async def test_a_backlog_goes_in_full_batches_and_what_keeps_up_in_small_ones(
     statements: list[str] = []
     await writer.set_trace_callback(statements.append)
     recorder = AuditRecorder(store, batch=8, small_batch=3, linger=0.05)
-    for at in range(21):
-        recorder.record(entry(at))
-    recorder.start()
-    assert await _written(recorder, 21, within=5.0)
-    assert _rows_per_write(statements) == [8, 8, 3, 2]  # the last lingered: under a small batch
-    statements.clear()
-    for at in range(21, 28):  # a burst after a quiet spell: gathered, then written small
-        recorder.record(entry(at))
-    assert await _written(recorder, 28, within=5.0)
-    await recorder.aclose()
-    await store.aclose()
+    try:
+        for at in range(21):
+            recorder.record(entry(at))
+        recorder.start()
+        assert await _written(recorder, 21, within=5.0)
+        backlog = _rows_per_write(statements)
+        statements.clear()
+        for at in range(21, 28):  # a burst after a quiet spell: gathered, then written small
+            recorder.record(entry(at))
+        assert await _written(recorder, 28, within=5.0)
+    finally:  # aiosqlite's threads would keep a failed run from ever exiting
+        await recorder.aclose()
+        await store.aclose()
+    assert backlog == [8, 8, 3, 2]  # the last lingered: under a small batch
     assert _rows_per_write(statements) == [3, 3, 1]

@@ -7,10 +7,11 @@ without bound. An outage is retried until the database answers; a batch the data
 for its data, or that fails by a bug, would fail forever: it is logged, counted as dropped and
 given up. `aclose` flushes what is queued, within a deadline, at shutdown.
 
-While it keeps up, the writer inserts a few entries per write (`SMALL_BATCH`): an insert is a
-burst of CPU beside the event loop, and on a machine with few cores a long one makes a decision
-that arrives meanwhile wait for a core. A backlog of a full batch or more is written in full
-batches, which cost the least per entry, until it is gone.
+On SQLite the writer inserts a few entries per write (`SMALL_BATCH`) unless a full batch waits
+(a backlog, or 200 gathered within one linger: about 4,000 decisions/s): an insert is a burst
+of CPU beside the event loop, and on a machine with few cores a long one makes a decision that
+arrives meanwhile wait for a core. Full batches cost the least per entry; PostgreSQL, which
+inserts on its own server, always takes them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from connector.store._store import Store
 log = structlog.get_logger("connector.audit")
 
 LINGER = 0.05
-"""Seconds the writer lets a batch gather after its first entry (unless one is already full).
+"""Seconds the writer lets a batch gather after its first entry (not when a full batch, or a
+small one left from the last gathering, already waits).
 A write costs a transaction and three hops to the database thread whatever its size: one
 entry per write costs ~80 µs of CPU, 200 per write ~6 µs each, and that CPU is taken from the
 decisions. Entries still reach the database within a fraction of a second."""
@@ -35,7 +37,7 @@ SMALL_BATCH = 25
 """Entries per SQLite write while no full batch waits. An insert costs ~11 µs of CPU per entry
 on the database thread: 200 at once held a core for 2-3 ms, and on two cores (the event loop
 and the load generator on the other) sequential calls then saw a p99 of 1.4-2.1 ms; in writes
-of 25 it was 0.6-0.8 ms, with the same throughput and CPU per call (`benchmarks.hot_path`,
+of 25 it was 0.7-0.9 ms, with the same throughput and CPU per call (`benchmarks.hot_path`,
 2026-12-04). Writes of 10 cost measurably more CPU per call."""
 
 
@@ -56,7 +58,7 @@ class AuditRecorder:
         self._batch = batch
         if small_batch is None:  # PostgreSQL inserts on its server, not on a thread beside us
             small_batch = SMALL_BATCH if store.backend == "sqlite" else batch
-        self._small = min(small_batch, batch)
+        self._small = max(1, min(small_batch, batch))
         self._linger = linger
         self._task: asyncio.Task[None] | None = None
         self._taken: list[AuditEntry] = []  # out of the queue, not yet written
