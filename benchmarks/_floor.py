@@ -5,13 +5,14 @@ reviewer) on this stack: the webhook id, the HMAC, the strict parse (`read_call`
 case-variant keys, surrogates, Go's timestamp; its canonical-body shortcut included), the
 timestamp window, a dict lookup standing in for the decided answer, one JSON log line (orjson
 straight into a binary buffer flushed once per loop iteration), one audit row (SQLite, WAL, the
-``decisions`` table's columns and indexes, written on a thread every 50 ms, 25 rows per insert
-unless 200 wait, about as the connector writes them) and the five metric updates of a cached allow as
-plain counters and bucket counts (what a custom collector would keep: cheaper than
-prometheus_client's locked children, which the connector uses), with the start-up heap frozen out of garbage collection as `serve` does. Not a service
-(no limits, no error handling, nothing configurable): an estimate of the least cost per call (so
-of the most throughput) of a design on this stack (CPython, asyncio, aiohttp) that still does what
-each call requires; a cheaper way to do a part would raise it.
+``decisions`` table's columns and indexes, written on a thread every 50 ms, 25 rows per
+insert unless 200 wait, about as the connector writes them) and the five metric updates of a
+cached allow as plain counters and bucket counts (what a custom collector would keep: cheaper
+than prometheus_client's locked children, which the connector uses), with the start-up heap
+frozen out of garbage collection as `serve` does. Not a service (no limits, no error handling,
+nothing configurable): an estimate of the least cost per call (so of the most throughput) of a
+design on this stack (CPython, asyncio, aiohttp) that still does what each call requires; a
+cheaper way to do a part would raise it.
 """
 
 from __future__ import annotations

@@ -184,9 +184,9 @@ def _rows_per_write(statements: list[str]) -> list[int]:
 async def test_a_backlog_goes_in_full_batches_and_what_keeps_up_in_small_ones(
     tmp_path: Path,
 ) -> None:
-    """A full batch waiting is written whole until the backlog is gone; otherwise the writer
-    inserts `small_batch` entries per write, with no linger between the writes of one gathering
-    (each insert is a burst of CPU beside the event loop: short ones keep decisions prompt)."""
+    """While a full batch waits it is written whole; what is left goes `small_batch` entries
+    per write, and a remainder under that lingers first (each insert is a burst of CPU beside
+    the event loop: short ones keep decisions prompt)."""
     store, writer = await gated_store(tmp_path / "store.sqlite3")
     statements: list[str] = []
     await writer.set_trace_callback(statements.append)
